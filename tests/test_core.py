@@ -1,0 +1,197 @@
+"""The Vocoder contract, the registry and the config round trip, on a toy architecture and Griffin-Lim."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import zoo
+from zoo import hookimpl, registry
+from zoo.config import VocoderConfig
+from zoo.mel import MelConfig
+from zoo.registry import PluginWarning, Registry, RegistryError
+from zoo.testing import check_vocoder
+from zoo.vocoder import Vocoder
+
+
+def _toy_mel() -> MelConfig:
+    return MelConfig.from_dict({**MelConfig.preset("hifigan").to_dict(), "n_mels": 8, "n_fft": 64,
+                                "win_length": 64, "hop_length": 16, "sample_rate": 8000, "f_max": 4000.0})
+
+
+@dataclasses.dataclass
+class ToyConfig(VocoderConfig):
+    mel: MelConfig = dataclasses.field(default_factory=_toy_mel)
+    channels: int = 4
+    kernel_sizes: tuple[int, ...] = (3, 3)
+
+
+class Toy(Vocoder):
+    """Non-causal convs over the frames, then a linear map to hop samples per frame."""
+
+    config_class = ToyConfig
+
+    def __init__(self, config: ToyConfig | None = None) -> None:
+        super().__init__(config)
+        c = self.config
+        n = c.mel.n_mels
+        self.convs = nn.ModuleList(nn.Conv1d(n if i == 0 else c.channels, c.channels, k, padding=k // 2)
+                                   for i, k in enumerate(c.kernel_sizes))
+        self.out = nn.Conv1d(c.channels, c.mel.hop_length, 1)
+
+    def synthesize(self, mel, *, generator=None, **sampling):
+        h = mel
+        for conv in self.convs:
+            h = torch.tanh(conv(h))
+        return self.out(h).transpose(1, 2).reshape(mel.shape[0], -1)
+
+
+toy_plugin = types.SimpleNamespace(
+    zoo_register_architectures=hookimpl(lambda register: register("toy", Toy)),
+)
+
+
+@pytest.fixture()
+def toy_registry(monkeypatch):
+    reg = Registry(extra_plugins=[("toy-plugin", toy_plugin)])
+    monkeypatch.setattr(registry, "_registry", reg)
+    return reg
+
+
+def test_config_json_roundtrip():
+    cfg = ToyConfig(channels=5, kernel_sizes=(5, 1))
+    again = ToyConfig.from_json(cfg.to_json())
+    assert again == cfg and isinstance(again.kernel_sizes, tuple) and isinstance(again.mel, MelConfig)
+    with pytest.raises(ValueError, match="unknown config keys"):
+        ToyConfig.from_dict({"channels": 3, "chanels": 4})
+
+
+def test_toy_conforms(toy_registry, tmp_path):
+    check_vocoder("toy", tmp_path=tmp_path)
+
+
+def test_griffinlim_conforms(tmp_path):
+    check_vocoder("griffinlim", tmp_path=tmp_path, batch_atol=1e-3)
+
+
+def test_vocode_lengths_and_padding(toy_registry):
+    torch.manual_seed(0)
+    voc = Toy().eval()
+    mel = torch.randn(3, 8, 10)
+    audio, lengths = voc.vocode(mel, lengths=[10, 3, 7])
+    assert audio.shape == (3, 160) and lengths.tolist() == [160, 48, 112]
+    assert torch.all(audio[1, 48:] == 0) and torch.all(audio[2, 112:] == 0)
+    alone = voc.vocode(mel[1, :, :3])[0]
+    torch.testing.assert_close(audio[1, :48], alone)
+    assert not audio.requires_grad and audio.is_inference()
+
+
+def test_vocode_moves_input_to_model_dtype(toy_registry):
+    voc = Toy().eval().to(torch.float64)
+    out = voc(torch.randn(1, 8, 4, dtype=torch.float32))
+    assert out.dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    ("mel", "match"),
+    [
+        (torch.zeros(8), "n_mels"),
+        (torch.zeros(1, 9, 4), "n_mels=8"),
+        (torch.zeros(1, 4, 8), "transpose"),
+        (torch.zeros(1, 8, 0), "empty"),
+        (torch.full((1, 8, 3), float("nan")), "NaN"),
+        (torch.zeros(1, 8, 3, dtype=torch.long), "floating"),
+    ],
+    ids=["rank", "n_mels", "transposed", "empty", "nan", "dtype"],
+)
+def test_bad_mel_errors(mel, match):
+    with pytest.raises(ValueError, match=match):
+        Toy()(mel)
+
+
+def test_wrong_sample_rate_and_resample():
+    voc = Toy()
+    with pytest.raises(ValueError, match="8000 Hz"):
+        voc.mel(torch.zeros(16000), sample_rate=16000)
+    mel = voc.mel(torch.zeros(16000), sample_rate=16000, resample=True)
+    assert mel.shape[0] == 8 and mel.shape[1] == voc.mel_config.num_frames(8000)
+
+
+def test_save_load_roundtrip_and_metadata(toy_registry, tmp_path):
+    from safetensors import safe_open
+
+    voc = Toy(ToyConfig(channels=3))
+    folder = voc.save_pretrained(tmp_path / "m")
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        meta = f.metadata()
+    assert meta["architecture"] == "toy" and '"n_mels": 8' in meta["mel_config"]
+    loaded = zoo.load(str(folder))
+    assert loaded.config == voc.config and not loaded.training
+    for (k, a), (k2, b) in zip(voc.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+
+
+def test_load_refuses_mismatched_weights(toy_registry, tmp_path):
+    Toy(ToyConfig(channels=3)).save_pretrained(tmp_path / "m")
+    cfg = (tmp_path / "m" / "config.json").read_text().replace('"channels": 3', '"channels": 4')
+    (tmp_path / "m" / "config.json").write_text(cfg)
+    with pytest.raises(ValueError, match="shape mismatches"):
+        zoo.load(str(tmp_path / "m"))
+
+
+def test_registry_lists_builtins():
+    assert "griffinlim" in zoo.list_architectures()
+    assert "griffinlim.hifigan" in zoo.list_models()
+    assert zoo.list_models("griffin*") == ["griffinlim.hifigan"]
+    info = zoo.info("griffinlim")
+    assert info["name"] == "griffinlim.hifigan" and info["mel"]["n_mels"] == 80
+
+
+def test_load_bare_architecture_gives_default_card():
+    voc = zoo.load("griffinlim")
+    assert voc.architecture == "griffinlim" and voc.config.n_iter == 32
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(RegistryError, match="did you mean 'griffinlim'"):
+        zoo.load("grifinlim")
+
+
+def test_duplicate_architecture_names_both_plugins():
+    other = types.SimpleNamespace(zoo_register_architectures=hookimpl(lambda register: register("toy", Toy)))
+    with pytest.raises(RegistryError, match="toy-plugin.*other-plugin|other-plugin.*toy-plugin"):
+        Registry(extra_plugins=[("toy-plugin", toy_plugin), ("other-plugin", other)])
+
+
+def test_failing_plugin_is_reported_not_fatal():
+    def boom(register):
+        raise RuntimeError("cannot build")
+
+    broken = types.SimpleNamespace(zoo_register_architectures=hookimpl(boom))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reg = Registry(extra_plugins=[("broken", broken), ("toy-plugin", toy_plugin)])
+    assert "toy" in reg.architectures and "griffinlim" in reg.architectures
+    assert any(f.plugin == "broken" and "cannot build" in f.error for f in reg.failures)
+    assert any(issubclass(w.category, PluginWarning) for w in caught)
+
+
+def test_disable_plugins_env(monkeypatch):
+    monkeypatch.setenv("ZOO_DISABLE_PLUGINS", "griffinlim")
+    try:
+        reg = registry.get_registry(reload=True)
+        assert "griffinlim" not in reg.architectures
+        assert reg.pm.is_blocked("griffinlim")
+    finally:
+        monkeypatch.delenv("ZOO_DISABLE_PLUGINS")
+        registry.get_registry(reload=True)
+
+
+def test_create_random_model(toy_registry):
+    voc = zoo.create("toy", channels=2)
+    assert isinstance(voc, Toy) and voc.config.channels == 2

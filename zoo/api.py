@@ -1,0 +1,163 @@
+"""The public functions: list, describe, create, load and convert vocoders."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoo.cards import ModelCard
+from zoo.config import VocoderConfig
+from zoo.hub import read_folder, resolve_card
+from zoo.mel import MelConfig
+from zoo.registry import RegistryError, get_registry
+from zoo.vocoder import Vocoder
+
+
+class MelMismatchError(ValueError):
+    """A TTS model's mel features do not match what the vocoder expects."""
+
+
+def list_architectures() -> list[str]:
+    """Names of every registered architecture."""
+    return sorted(get_registry().architectures)
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Names (``architecture.tag``) of every pretrained model card, optionally filtered by a glob."""
+    names = sorted(get_registry().cards)
+    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+
+
+def info(name: str) -> dict[str, Any]:
+    """What the zoo knows about a model or an architecture, as a dict."""
+    reg = get_registry()
+    if name in reg.architectures and not any(c.architecture == name for c in reg.cards.values()):
+        arch = reg.architecture(name)
+        return {
+            "architecture": name,
+            "plugin": arch.plugin,
+            "class": f"{arch.cls.__module__}.{arch.cls.__qualname__}",
+            "default_config": arch.cls.config_class().to_dict(),
+            "models": [],
+            "doc": (arch.cls.__doc__ or "").strip(),
+        }
+    card = reg.card(name)
+    arch = reg.architecture(card.architecture)
+    return {
+        "name": card.name,
+        "architecture": card.architecture,
+        "plugin": arch.plugin,
+        "default": card.default,
+        "license": card.license,
+        "tags": card.tags,
+        "sample_rate": card.sample_rate,
+        "config": card.config,
+        "mel": card.mel.to_dict(),
+        "training_data": card.training_data,
+        "quality": card.quality,
+        "sources": [s.to_dict() for s in card.sources],
+        "card": card.origin,
+        "models": sorted(c.name for c in reg.cards.values() if c.architecture == card.architecture),
+    }
+
+
+def card(name: str) -> ModelCard:
+    """The :class:`~zoo.cards.ModelCard` of a model (a bare architecture name gives its default)."""
+    return get_registry().card(name)
+
+
+def create(architecture: str, config: VocoderConfig | dict[str, Any] | None = None, **overrides: Any) -> Vocoder:
+    """A randomly initialised model of ``architecture`` (for training or tests)."""
+    cls = get_registry().architecture(architecture).cls
+    if config is None:
+        cfg = cls.config_class()
+    elif isinstance(config, dict):
+        cfg = cls.config_class.from_dict(config)
+    else:
+        cfg = config
+    if overrides:
+        cfg = cfg.replace(**overrides)
+    return cls(cfg)
+
+
+def _build(arch: str, config: dict[str, Any], weights: Path | None) -> Vocoder:
+    cls = get_registry().architecture(arch).cls
+    model = cls(cls.config_class.from_dict(config))
+    if weights is not None:
+        model.load_weights(weights)
+    elif model.state_dict():
+        raise RegistryError(f"the card of this {arch!r} model lists no weights, but the architecture has parameters")
+    return model
+
+
+def load(
+    name: str | os.PathLike[str],
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    offline: bool | None = None,
+    expect_mel: MelConfig | None = None,
+) -> Vocoder:
+    """A ready, pretrained vocoder in eval mode.
+
+    ``name`` is a model name (``"hifigan.universal"``), an architecture name (its default model), or a
+    folder written by ``save_pretrained``. ``offline=True`` (or ``HF_HUB_OFFLINE=1``) uses only caches.
+    ``expect_mel`` raises :class:`MelMismatchError` when your features differ from the model's.
+    """
+    if isinstance(name, os.PathLike) or (isinstance(name, str) and _looks_like_path(name)):
+        arch, config, weights = read_folder(Path(name))
+        model = _build(arch, config, weights)
+    else:
+        reg = get_registry()
+        card_ = reg.card(str(name))
+        config, weights = resolve_card(card_, offline=offline)
+        model = _build(card_.architecture, config, weights)
+    model.prepare_for_inference()
+    if expect_mel is not None:
+        check_mel_compatible(model.mel_config, expect_mel)
+    dtype_ = _dtype(dtype)
+    if device is not None or dtype_ is not None:
+        model = model.to(device=device, dtype=dtype_)
+        model.prepare_for_inference()
+    return model
+
+
+def check_mel_compatible(vocoder_mel: MelConfig, tts_mel: MelConfig) -> None:
+    """Raise :class:`MelMismatchError` listing every field where ``tts_mel`` differs from ``vocoder_mel``."""
+    diff = vocoder_mel.diff(tts_mel)
+    if diff:
+        lines = [f"  {field}: vocoder expects {mine!r}, got {theirs!r}" for field, (mine, theirs) in diff.items()]
+        raise MelMismatchError("mel features do not match the vocoder:\n" + "\n".join(lines))
+
+
+def convert(source: str, checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None,
+            config: dict[str, Any] | None = None) -> Vocoder:
+    """Convert an original checkpoint with the converter ``source``; saved to ``out_dir`` if given."""
+    converter = get_registry().converter(source)
+    model = converter.fn(Path(checkpoint), config=config)
+    if out_dir is not None:
+        model.save_pretrained(out_dir)
+    return model
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or os.sep in name or Path(name).is_dir()
+
+
+def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+             "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float64": torch.float64}
+    try:
+        return names[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(names)}") from None
+
+
+__all__ = ["list_architectures", "list_models", "info", "card", "create", "load", "convert",
+           "check_mel_compatible", "MelMismatchError", "RegistryError"]

@@ -1,0 +1,316 @@
+"""The ``zoo`` command line: list, info, vocode, convert (more subcommands are added by other modules).
+
+Errors a user can fix (a bad file, an unknown model, a mel that does not fit) are printed as one line
+``zoo: error: ...`` with exit status 2; nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EXIT_USAGE = 2
+
+Command = Callable[[argparse.Namespace], int]
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+class CliError(Exception):
+    """An error reported as one line, without a traceback."""
+
+
+def subcommand(fn: Callable[[argparse._SubParsersAction], None]) -> Callable[[argparse._SubParsersAction], None]:
+    """Register a function that adds a subparser (used by this module and by zoo's other CLI modules)."""
+    _SUBCOMMANDS.append(fn)
+    return fn
+
+
+def _progress(iterable: Any, **kw: Any) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=kw.pop("disable", None), dynamic_ncols=True, **kw)
+
+
+# ---------------------------------------------------------------------- list / info
+@subcommand
+def _add_list(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list pretrained models and architectures")
+    p.add_argument("pattern", nargs="?", help="glob on model names, e.g. 'hifigan.*'")
+    p.add_argument("-v", "--verbose", action="store_true", help="also show plugins and their failures")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_list)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    import zoo
+    from zoo.registry import get_registry, plugin_report
+
+    reg = get_registry()
+    models = zoo.list_models(args.pattern)
+    if args.json:
+        out = {
+            "models": [{"name": n, "architecture": reg.cards[n].architecture, "default": reg.cards[n].default,
+                        "license": reg.cards[n].license, "quality": reg.cards[n].quality} for n in models],
+            "architectures": zoo.list_architectures(),
+        }
+        if args.verbose:
+            out["plugins"] = plugin_report(reg)
+        print(json.dumps(out, indent=2))
+        return 0
+    print("models:")
+    for n in models:
+        c = reg.cards[n]
+        mr = _quality_value(c.quality)
+        print(f"  {n:<28} {'(default) ' if c.default else '':<10} {c.license:<14} {mr}")
+    print("architectures:")
+    for a in zoo.list_architectures():
+        arch = reg.architectures[a]
+        print(f"  {a:<28} plugin {arch.plugin}")
+    if args.verbose:
+        print("plugins:")
+        for row in plugin_report(reg):
+            status = "FAILED: " + "; ".join(row["failures"]) if row["failures"] else "ok"
+            print(f"  {row['plugin']:<20} {row['distribution']:<20} {status}")
+    elif reg.failures:
+        print(f"({len(reg.failures)} plugin problem(s); see `zoo list --verbose`)")
+    return 0
+
+
+def _quality_value(quality: dict[str, Any]) -> str:
+    for key, val in quality.items():
+        if isinstance(val, dict) and "mr_stft" in val:
+            return f"MR-STFT {val['mr_stft']} on {key}"
+    return ""
+
+
+@subcommand
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="show a model card or an architecture")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_info)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import zoo
+
+    data = zoo.info(args.name)
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+        return 0
+    if "name" in data:
+        print(zoo.card(args.name).to_markdown())
+    else:
+        for key, val in data.items():
+            print(f"{key}: {json.dumps(val, default=str) if isinstance(val, (dict, list)) else val}")
+    return 0
+
+
+# ---------------------------------------------------------------------- vocode
+AUDIO_EXT = {".wav", ".flac", ".ogg"}
+MEL_EXT = {".npy", ".pt"}
+
+
+@subcommand
+def _add_vocode(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("vocode", help="turn wavs (copy-synthesis) or saved mels (.npy/.pt) into wav files")
+    p.add_argument("inputs", nargs="+", help="wav files, mel files [n_mels, frames] (.npy/.pt) or folders")
+    p.add_argument("-o", "--output", required=True, help="output .wav (one input) or folder")
+    p.add_argument("-m", "--model", default="hifigan", help="model name, architecture, or folder (default: hifigan)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (stochastic models)")
+    p.add_argument("--offline", action="store_true", help="use only cached weights")
+    p.set_defaults(func=_cmd_vocode)
+
+
+def _expand_inputs(items: Sequence[str]) -> list[Path]:
+    paths: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in AUDIO_EXT | MEL_EXT)
+            if not found:
+                raise CliError(f"{p}: folder holds no .wav/.flac/.npy/.pt files")
+            paths.extend(found)
+        elif not p.is_file():
+            raise CliError(f"{p}: no such file")
+        elif p.suffix.lower() not in AUDIO_EXT | MEL_EXT:
+            raise CliError(f"{p}: unsupported input type {p.suffix!r}; expected a wav or a mel (.npy/.pt)")
+        else:
+            paths.append(p)
+    return paths
+
+
+def read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """Mono float32 audio and its sample rate (soundfile)."""
+    import soundfile as sf
+
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # noqa: BLE001 - report any decoder failure as one line
+        raise CliError(f"{path}: cannot read audio ({exc})") from None
+    if data.shape[0] == 0:
+        raise CliError(f"{path}: the audio file is empty")
+    return data.mean(axis=1), int(sr)
+
+
+def read_mel(path: Path) -> Any:
+    """A saved mel as a float tensor (``.npy`` via numpy without pickles, ``.pt`` with weights_only)."""
+    import torch
+
+    try:
+        if path.suffix.lower() == ".npy":
+            arr = np.load(str(path), allow_pickle=False)
+            return torch.from_numpy(np.ascontiguousarray(arr))
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise CliError(f"{path}: cannot read mel ({exc})") from None
+    if not isinstance(obj, torch.Tensor):
+        raise CliError(f"{path}: expected a tensor, found {type(obj).__name__}")
+    return obj
+
+
+def write_wav_atomic(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Write a 16-bit wav via a temporary file, so a failure never leaves a partial file."""
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".wav.part")
+    os.close(fd)
+    try:
+        sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _cmd_vocode(args: argparse.Namespace) -> int:
+    import torch
+
+    import zoo
+
+    inputs = _expand_inputs(args.inputs)
+    out = Path(args.output)
+    single_file = len(inputs) == 1 and out.suffix.lower() == ".wav"
+    if not single_file and out.suffix.lower() == ".wav":
+        raise CliError(f"{len(inputs)} inputs need an output folder, not the file {out}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise CliError("--device cuda requested but CUDA is not available")
+    voc = zoo.load(args.model, device=args.device, dtype=args.dtype, offline=args.offline or None)
+    # Read and check every input before writing anything.
+    jobs = []
+    for path in inputs:
+        if path.suffix.lower() in AUDIO_EXT:
+            audio, sr = read_audio(path)
+            mel = voc.mel(torch.from_numpy(audio), sample_rate=sr, resample=True)
+        else:
+            mel = read_mel(path)
+            try:
+                mel = voc._check_mel(mel)[0]
+            except ValueError as exc:
+                raise CliError(f"{path}: {exc}") from None
+        target = out if single_file else out / (path.stem + ".wav")
+        jobs.append((path, mel, target))
+    gen = torch.Generator(device=voc.device).manual_seed(args.seed)
+    for path, mel, target in _progress(jobs, desc="vocoding", unit="file", disable=len(jobs) < 2 or None):
+        try:
+            audio = voc.vocode(mel, generator=gen)[0]
+        except ValueError as exc:
+            raise CliError(f"{path}: {exc}") from None
+        write_wav_atomic(target, audio.float().cpu().numpy(), voc.sample_rate)
+        print(f"{target}  ({audio.shape[-1] / voc.sample_rate:.2f} s)", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------- convert
+@subcommand
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="convert an original checkpoint into a zoo model folder")
+    p.add_argument("--from", dest="source", required=True, help="converter name (see `zoo list --verbose`)")
+    p.add_argument("checkpoint")
+    p.add_argument("out_dir")
+    p.add_argument("--config", help="JSON file with architecture hyperparameters, if the checkpoint lacks them")
+    p.set_defaults(func=_cmd_convert)
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    import shutil
+
+    import zoo
+
+    ckpt = Path(args.checkpoint)
+    if not ckpt.is_file():
+        raise CliError(f"{ckpt}: no such file")
+    config = json.loads(Path(args.config).read_text()) if args.config else None
+    out = Path(args.out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=".zoo-convert-", dir=out.parent if out.parent.exists() else None))
+    try:
+        model = zoo.convert(args.source, ckpt, tmp, config=config)
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.move(str(tmp), str(out))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"wrote {out} ({model.architecture}, {model.num_parameters():,} parameters)")
+    return 0
+
+
+# ---------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zoo", description="vocoder-zoo: neural vocoders behind one registry")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _load_extra_commands()
+    for add in _SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def _load_extra_commands() -> None:
+    """Import zoo modules that add subcommands (hub, bench, train ...), if present."""
+    import importlib
+
+    for mod in ("zoo.cli_hub", "zoo.cli_train", "zoo.cli_distill", "zoo.cli_bench", "zoo.cli_tts"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+
+
+def _version() -> str:
+    from zoo import __version__
+
+    return f"vocoder-zoo {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from zoo.hub import ChecksumError, SourceUnavailable
+    from zoo.registry import RegistryError
+
+    try:
+        return int(args.func(args) or 0)
+    except (CliError, RegistryError, ChecksumError, SourceUnavailable, FileNotFoundError, ValueError) as exc:
+        msg = str(exc).strip()
+        print(f"zoo: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

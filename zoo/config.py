@@ -1,0 +1,74 @@
+"""Configuration dataclasses with a strict JSON round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, TypeVar
+
+from zoo.mel import MelConfig
+
+T = TypeVar("T", bound="VocoderConfig")
+
+
+def _to_jsonable(value: Any) -> Any:
+    if isinstance(value, MelConfig):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _like(value: Any, template: Any) -> Any:
+    """Coerce JSON ``value`` to the container type of ``template`` (lists back to tuples)."""
+    if isinstance(template, tuple) and isinstance(value, list):
+        inner = template[0] if template else None
+        return tuple(_like(v, inner) for v in value)
+    if isinstance(template, MelConfig) and isinstance(value, dict):
+        return MelConfig.from_dict(value)
+    return value
+
+
+@dataclasses.dataclass
+class VocoderConfig:
+    """Base of every architecture's hyperparameters. ``mel`` is the feature contract of the model."""
+
+    mel: MelConfig = dataclasses.field(default_factory=MelConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict of every field (the ``mel`` config included)."""
+        return _to_jsonable(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{cls.__name__}: expected a dict of hyperparameters, got {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown config keys {unknown}; known keys: {sorted(fields)}")
+        defaults = cls()
+        kwargs = {k: _like(v, getattr(defaults, k)) for k, v in data.items()}
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls: type[T], text: str) -> T:
+        return cls.from_dict(json.loads(text))
+
+    def replace(self: T, **changes: Any) -> T:
+        """A copy with some fields changed (``mel`` may be given as a dict or a preset name)."""
+        if "mel" in changes:
+            mel = changes["mel"]
+            if isinstance(mel, str):
+                changes["mel"] = MelConfig.preset(mel)
+            elif isinstance(mel, dict):
+                changes["mel"] = MelConfig.from_dict(mel)
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,212 @@
+"""Getting weights: card sources, sha256 pinning, the zoo cache, and one-time conversion.
+
+Whatever the source (a Hub repo at a pinned commit, a file shipped by an installed package, a local
+path, an https URL), the bytes are checked against the card's sha256 before use; a mismatch is refused
+and the bad file is not kept. Hub downloads go through ``huggingface_hub`` (its cache, its locking, its
+``HF_HUB_OFFLINE``). Legacy checkpoints are converted once by their plugin's converter into safetensors
+in the zoo cache (``$ZOO_CACHE``, default ``~/.cache/vocoder-zoo``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from zoo.cards import ModelCard, Source
+from zoo.vocoder import CONFIG_NAME, WEIGHTS_NAME
+
+CACHE_ENV = "ZOO_CACHE"
+
+
+class ChecksumError(ValueError):
+    """Downloaded or found bytes do not match the pinned sha256."""
+
+
+class SourceUnavailable(RuntimeError):
+    """None of a card's sources could provide the weights (each attempt is listed)."""
+
+
+def cache_dir() -> Path:
+    """The zoo cache (``$ZOO_CACHE`` or ``~/.cache/vocoder-zoo``)."""
+    root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "vocoder-zoo")
+    return Path(root)
+
+
+def is_offline(offline: bool | None = None) -> bool:
+    if offline is not None:
+        return offline
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(path: Path, expected: str, what: str) -> Path:
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ChecksumError(
+            f"{what}: sha256 mismatch: expected {expected}, got {actual} ({path}). The file is corrupt, "
+            f"truncated or was tampered with; it was not used"
+        )
+    return path
+
+
+# ---------------------------------------------------------------------- sources
+def fetch_source(source: Source, *, offline: bool | None = None) -> Path:
+    """A local, sha256-verified path of ``source``'s file."""
+    offline = is_offline(offline)
+    what = source.describe()
+    if source.kind == "hf":
+        return _fetch_hf(source, offline)
+    if source.kind == "package":
+        try:
+            dist = importlib.metadata.distribution(str(source.package))
+        except importlib.metadata.PackageNotFoundError:
+            raise FileNotFoundError(f"{what}: package {source.package!r} is not installed") from None
+        path = Path(str(dist.locate_file(str(source.path))))
+        if not path.is_file():
+            raise FileNotFoundError(f"{what}: {path} does not exist in the installed package")
+        return verify(path, source.sha256, what)
+    if source.kind == "path":
+        path = Path(os.path.expanduser(str(source.path)))
+        if not path.is_file():
+            raise FileNotFoundError(f"{what}: no such file")
+        return verify(path, source.sha256, what)
+    return _fetch_url(source, offline)
+
+
+def _fetch_hf(source: Source, offline: bool) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    what = source.describe()
+    try:
+        path = Path(
+            hf_hub_download(
+                repo_id=str(source.repo),
+                filename=str(source.filename),
+                revision=source.revision,
+                local_files_only=offline,
+            )
+        )
+    except LocalEntryNotFoundError as exc:
+        if offline:
+            raise FileNotFoundError(f"{what}: not in the Hugging Face cache and offline mode is on") from exc
+        raise
+    try:
+        return verify(path, source.sha256, what)
+    except ChecksumError:
+        _evict_hf_file(path)
+        raise
+
+
+def _evict_hf_file(path: Path) -> None:
+    """Remove a bad file from the huggingface_hub cache (the snapshot link and its blob)."""
+    with contextlib.suppress(OSError):
+        blob = path.resolve()
+        path.unlink()
+        if blob != path and blob.exists():
+            blob.unlink()
+
+
+def _fetch_url(source: Source, offline: bool) -> Path:
+    what = source.describe()
+    target = cache_dir() / "downloads" / source.sha256 / Path(str(source.url)).name
+    if target.is_file():
+        try:
+            return verify(target, source.sha256, what)
+        except ChecksumError:
+            target.unlink()
+    if offline:
+        raise FileNotFoundError(f"{what}: not in the zoo cache ({target}) and offline mode is on")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(str(source.url), timeout=60) as resp:  # noqa: S310
+            shutil.copyfileobj(resp, out)
+        verify(Path(tmp), source.sha256, what)
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return target
+
+
+# ---------------------------------------------------------------------- cards -> weights
+def resolve_card(card: ModelCard, *, offline: bool | None = None) -> tuple[dict[str, Any], Path | None]:
+    """``(config dict, safetensors path)`` for a card, trying its sources in order.
+
+    A card without sources describes a model without weights (the path is ``None``).
+
+    Sources whose ``format`` names a converter are converted once into the zoo cache; the converted
+    folder records the source sha256 it came from and the sha256 of the weights it wrote.
+    """
+    if not card.sources:
+        return card.model_config(), None
+    errors = []
+    for source in card.sources:
+        try:
+            path = fetch_source(source, offline=offline)
+        except (OSError, ChecksumError, RuntimeError, ValueError) as exc:
+            errors.append(f"  - {source.describe()}: {exc}")
+            continue
+        if source.format == "safetensors":
+            return card.model_config(), path
+        return card.model_config(), convert_cached(card, source, path)
+    raise SourceUnavailable(f"could not get the weights of {card.name!r}; tried:\n" + "\n".join(errors))
+
+
+def convert_cached(card: ModelCard, source: Source, path: Path) -> Path:
+    """Convert a verified legacy checkpoint once; returns the cached ``model.safetensors``."""
+    from zoo.registry import get_registry
+
+    folder = cache_dir() / "converted" / f"{source.format}-{source.sha256[:16]}-{card.name}"
+    weights = folder / WEIGHTS_NAME
+    stamp = folder / "conversion.json"
+    if weights.is_file() and stamp.is_file():
+        info = json.loads(stamp.read_text())
+        if info.get("source_sha256") == source.sha256 and sha256_file(weights) == info.get("weights_sha256"):
+            return weights
+    converter = get_registry().converter(str(source.format))
+    model = converter.fn(path, config=card.model_config())
+    tmp = Path(tempfile.mkdtemp(dir=_ensure(folder.parent), prefix=".tmp-"))
+    try:
+        model.save_pretrained(tmp)
+        info = {"source": source.to_dict(), "source_sha256": source.sha256, "converter": source.format,
+                "weights_sha256": sha256_file(tmp / WEIGHTS_NAME), "model": card.name}
+        (tmp / "conversion.json").write_text(json.dumps(info, indent=2))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return weights
+
+
+def _ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def read_folder(directory: Path) -> tuple[str, dict[str, Any], Path]:
+    """``(architecture, config, weights path)`` of a ``save_pretrained`` folder."""
+    from zoo.vocoder import read_config
+
+    arch, config = read_config(directory)
+    weights = Path(directory) / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"{directory} has {CONFIG_NAME} but no {WEIGHTS_NAME}")
+    return arch, config, weights

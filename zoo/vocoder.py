@@ -1,0 +1,356 @@
+"""The Vocoder contract every architecture implements.
+
+A :class:`Vocoder` is a ``torch.nn.Module`` that turns mel-spectrograms ``[B, n_mels, frames]`` into audio
+``[B, frames * hop]``. Subclasses implement :meth:`Vocoder.synthesize` for a batch of equal-length items;
+the base class does everything around it: input checks with clear errors, variable-length batches
+(padding never leaks into a shorter item's audio), ``torch.inference_mode``, device/dtype handling,
+reproducible sampling through an explicit ``torch.Generator``, feature extraction with the model's own
+mel front-end, and ``save_pretrained`` / ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from zoo.config import VocoderConfig
+from zoo.mel import MelConfig, mel_spectrogram
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+FORMAT_VERSION = 1
+
+
+class Vocoder(nn.Module):
+    """Base class of every vocoder.
+
+    Class attributes a subclass sets:
+
+    * ``architecture``: the registered architecture name (``"hifigan"``).
+    * ``config_class``: a :class:`~zoo.config.VocoderConfig` subclass holding the hyperparameters.
+    * ``deterministic``: ``False`` when :meth:`synthesize` draws random numbers (flows, WaveNet).
+    * ``parallel``: ``False`` for autoregressive models (sample by sample).
+    """
+
+    architecture: ClassVar[str] = ""
+    config_class: ClassVar[type[VocoderConfig]] = VocoderConfig
+    deterministic: ClassVar[bool] = True
+    parallel: ClassVar[bool] = True
+
+    def __init__(self, config: VocoderConfig | None = None) -> None:
+        super().__init__()
+        if config is None:
+            config = self.config_class()
+        if not isinstance(config, self.config_class):
+            raise ValueError(
+                f"{type(self).__name__} expects a {self.config_class.__name__}, got {type(config).__name__}"
+            )
+        self.config = config
+
+    # ------------------------------------------------------------------ the feature contract
+    @property
+    def mel_config(self) -> MelConfig:
+        """The exact mel features this model expects (see :class:`zoo.mel.MelConfig`)."""
+        return self.config.mel
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.mel.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.mel.hop_length
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for p in self.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        for b in self.buffers():
+            if b.is_floating_point():
+                return b.dtype
+        return torch.float32
+
+    def mel(self, audio: Tensor, sample_rate: int | None = None, *, resample: bool = False) -> Tensor:
+        """Mel features of ``audio`` (``[T]`` or ``[B, T]``, floats in [-1, 1]) as this model expects them.
+
+        ``sample_rate`` is checked against the model's; with ``resample=True`` a different rate is
+        resampled (torchaudio) instead of refused.
+        """
+        audio = _as_tensor(audio, "audio")
+        if sample_rate is not None and int(sample_rate) != self.sample_rate:
+            if not resample:
+                raise ValueError(
+                    f"audio sample rate is {sample_rate} Hz but {self.architecture or type(self).__name__} "
+                    f"expects {self.sample_rate} Hz; resample first or pass resample=True"
+                )
+            import torchaudio.functional as AF
+
+            audio = AF.resample(audio.float(), int(sample_rate), self.sample_rate)
+        return mel_spectrogram(audio, self.mel_config)
+
+    # ------------------------------------------------------------------ synthesis
+    def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, **sampling: Any) -> Tensor:
+        """Audio ``[B, frames * hop]`` from mels ``[B, n_mels, frames]`` of one common length.
+
+        Implemented by each architecture. Called by :meth:`vocode` under ``torch.inference_mode`` with
+        checked input already on the model's device and dtype.
+        """
+        raise NotImplementedError
+
+    def vocode(
+        self,
+        mel: Tensor,
+        lengths: Tensor | Sequence[int] | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        **sampling: Any,
+    ) -> tuple[Tensor, Tensor]:
+        """Turn mels into audio; returns ``(audio, audio_lengths)``.
+
+        ``mel`` is ``[n_mels, frames]`` or ``[B, n_mels, frames]`` (any float dtype; moved to the model's
+        device and dtype). ``lengths`` gives the valid frames of each item of a padded batch. The audio is
+        ``[B, frames * hop]`` (``[frames * hop]`` for unbatched input), zero past each item's length,
+        and each item is exactly what vocoding it alone gives. ``generator`` makes stochastic sampling
+        reproducible; ``sampling`` holds architecture options (``sigma``, ``temperature`` ...).
+        """
+        unbatched = isinstance(mel, Tensor) and mel.dim() == 2
+        mel = self._check_mel(mel)
+        lengths_t = self._check_lengths(lengths, mel)
+        hop = self.hop_length
+        with torch.inference_mode():
+            mel = mel.to(device=self.device, dtype=self._compute_dtype())
+            batch, _, frames = mel.shape
+            out = torch.zeros(batch, frames * hop, device=mel.device, dtype=mel.dtype)
+            for length in sorted(set(lengths_t.tolist()), reverse=True):
+                idx = (lengths_t == length).nonzero().flatten().tolist()
+                audio = self.synthesize(mel[idx, :, :length], generator=generator, **sampling)
+                expected = (len(idx), length * hop)
+                if tuple(audio.shape) != expected:
+                    raise RuntimeError(
+                        f"{type(self).__name__}.synthesize returned shape {tuple(audio.shape)}, "
+                        f"expected {expected}"
+                    )
+                out[idx, : length * hop] = audio.to(out.dtype)
+        audio_lengths = lengths_t * hop
+        if unbatched:
+            return out[0], audio_lengths[0]
+        return out, audio_lengths
+
+    def forward(
+        self,
+        mel: Tensor,
+        lengths: Tensor | Sequence[int] | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        **sampling: Any,
+    ) -> Tensor:
+        """``voc(mel)``: the audio of :meth:`vocode` without the lengths."""
+        return self.vocode(mel, lengths, generator=generator, **sampling)[0]
+
+    def _compute_dtype(self) -> torch.dtype:
+        return self.dtype
+
+    def prepare_for_inference(self) -> Vocoder:
+        """Fold and precompute what inference needs (weight norm, inverses ...). Called by loaders."""
+        self.eval()
+        return self
+
+    # ------------------------------------------------------------------ input checks
+    def _check_mel(self, mel: Any) -> Tensor:
+        mel = _as_tensor(mel, "mel")
+        n_mels = self.mel_config.n_mels
+        if mel.dim() == 2:
+            mel = mel.unsqueeze(0)
+        if mel.dim() != 3:
+            raise ValueError(
+                f"mel must be [n_mels={n_mels}, frames] or [batch, n_mels={n_mels}, frames]; "
+                f"got a tensor of shape {tuple(mel.shape)}"
+            )
+        if mel.shape[1] != n_mels:
+            hint = ""
+            if mel.shape[2] == n_mels:
+                hint = " (it looks like [batch, frames, n_mels]: transpose the last two dimensions)"
+            raise ValueError(
+                f"mel has {mel.shape[1]} channels on dim 1 but this model expects n_mels={n_mels}"
+                f"{hint}; got shape {tuple(mel.shape)}"
+            )
+        if mel.shape[0] == 0 or mel.shape[2] == 0:
+            raise ValueError(f"mel is empty (shape {tuple(mel.shape)}); need at least one frame")
+        if not torch.isfinite(mel).all():
+            raise ValueError("mel contains NaN or Inf values")
+        return mel
+
+    def _check_lengths(self, lengths: Any, mel: Tensor) -> Tensor:
+        batch, _, frames = mel.shape
+        if lengths is None:
+            return torch.full((batch,), frames, dtype=torch.long)
+        lengths_t = torch.as_tensor(lengths).detach().cpu()
+        if lengths_t.is_floating_point() or lengths_t.is_complex() or lengths_t.dtype == torch.bool:
+            raise ValueError(f"lengths must be integers (frames per item), got dtype {lengths_t.dtype}")
+        lengths_t = lengths_t.long().reshape(-1)
+        if lengths_t.numel() != batch:
+            raise ValueError(f"lengths has {lengths_t.numel()} entries but the mel batch has {batch} items")
+        if (lengths_t < 1).any() or (lengths_t > frames).any():
+            raise ValueError(f"lengths must lie in [1, {frames}] (frames of the padded mel), got {lengths_t.tolist()}")
+        return lengths_t
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, directory: str | os.PathLike[str], card: Any = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (+ ``README.md`` if ``card`` is given).
+
+        The safetensors ``__metadata__`` repeats the architecture, config and mel config as JSON strings,
+        so the weights file alone says what it is. ``card`` is a :class:`zoo.cards.ModelCard` or its text.
+        """
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {
+            "architecture": self.architecture,
+            "format_version": FORMAT_VERSION,
+            "config": self.config.to_dict(),
+        }
+        state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
+        metadata = {
+            "architecture": self.architecture,
+            "format_version": str(FORMAT_VERSION),
+            "config": json.dumps(self.config.to_dict(), sort_keys=True),
+            "mel_config": json.dumps(self.mel_config.to_dict(), sort_keys=True),
+        }
+        _atomic_write(directory / CONFIG_NAME, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
+        with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
+            tmp_path = Path(tmp.name)
+        try:
+            save_file(state, str(tmp_path), metadata=metadata)
+            os.replace(tmp_path, directory / WEIGHTS_NAME)
+        finally:
+            tmp_path.unlink(missing_ok=True)
+        if card is not None:
+            text = card if isinstance(card, str) else card.to_markdown()
+            _atomic_write(directory / CARD_NAME, text.encode())
+        return directory
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Vocoder:
+        """Load a folder written by :meth:`save_pretrained` into this class (architecture checked).
+
+        Use :func:`zoo.load` to load any folder whatever its architecture.
+        """
+        directory = Path(directory)
+        arch, config_dict = read_config(directory)
+        if cls.architecture and arch != cls.architecture:
+            raise ValueError(f"{directory} holds a {arch!r} model, not {cls.architecture!r}")
+        model = cls(cls.config_class.from_dict(config_dict))
+        model.load_weights(directory / WEIGHTS_NAME)
+        model.prepare_for_inference()
+        return model.to(device=device, dtype=dtype) if (device or dtype) else model
+
+    def load_weights(self, path: str | os.PathLike[str]) -> None:
+        """Load a safetensors file into this model, strictly (missing/unexpected keys and shapes named)."""
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+        self.load_state_dict_checked(state, source=str(path))
+
+    def load_state_dict_checked(self, state: dict[str, Tensor], source: str = "state dict") -> None:
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        bad = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+        if missing or unexpected or bad:
+            parts = []
+            if missing:
+                parts.append(f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+            if unexpected:
+                parts.append(f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
+            if bad:
+                parts.append(
+                    "shape mismatches "
+                    + ", ".join(f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in bad[:8])
+                )
+            raise ValueError(f"{source} does not fit {type(self).__name__}({self.config}): " + "; ".join(parts))
+        with torch.no_grad():
+            for k, v in own.items():
+                v.copy_(state[k].to(v.dtype))
+
+    # ------------------------------------------------------------------ training interface
+    def loss(self, audio: Tensor, mel: Tensor) -> dict[str, Tensor]:
+        """Training losses on a batch of audio segments ``[B, T]`` and their mels ``[B, n_mels, T/hop]``.
+
+        Returns a dict with at least ``"loss"`` (the scalar to minimise). Likelihood models implement it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement a training loss")
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def extra_repr(self) -> str:
+        return f"architecture={self.architecture!r}"
+
+
+def read_config(directory: Path) -> tuple[str, dict[str, Any]]:
+    """``(architecture, config dict)`` from a folder's ``config.json``, with clear errors."""
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} is not a zoo model folder: {CONFIG_NAME} is missing")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or "architecture" not in data or "config" not in data:
+        raise ValueError(f"{path} must hold 'architecture' and 'config'")
+    return str(data["architecture"]), dict(data["config"])
+
+
+def _as_tensor(x: Any, what: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        try:
+            import numpy as np
+
+            if isinstance(x, np.ndarray):
+                x = torch.from_numpy(x)
+            else:
+                x = torch.as_tensor(x)
+        except Exception as exc:  # noqa: BLE001 - turn anything unconvertible into a clear error
+            raise ValueError(f"{what} must be a tensor or array, got {type(x).__name__}") from exc
+    if not x.is_floating_point():
+        raise ValueError(f"{what} must be a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        tmp.write(data)
+        tmp_path = Path(tmp.name)
+    os.replace(tmp_path, path)
+
+
+def receptive_field_ms(samples: int, sample_rate: int) -> float:
+    """Milliseconds spanned by ``samples`` at ``sample_rate``."""
+    return 1000.0 * samples / sample_rate
+
+
+__all__ = ["Vocoder", "VocoderConfig", "read_config", "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME"]
