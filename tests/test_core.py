@@ -9,11 +9,11 @@ import warnings
 import pytest
 import torch
 from torch import nn
+from zoo.mel import MelConfig
 
 import zoo
 from zoo import hookimpl, registry
 from zoo.config import VocoderConfig
-from zoo.mel import MelConfig
 from zoo.registry import PluginWarning, Registry, RegistryError
 from zoo.testing import check_vocoder
 from zoo.vocoder import Vocoder
@@ -132,7 +132,7 @@ def test_save_load_roundtrip_and_metadata(toy_registry, tmp_path):
     assert meta["architecture"] == "toy" and '"n_mels": 8' in meta["mel_config"]
     loaded = zoo.load(str(folder))
     assert loaded.config == voc.config and not loaded.training
-    for (k, a), (k2, b) in zip(voc.state_dict().items(), loaded.state_dict().items()):
+    for (k, a), (k2, b) in zip(voc.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(a, b)
 
 

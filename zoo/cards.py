@@ -6,7 +6,8 @@ the ``README.md`` of a Hub repository. Front matter fields:
 ``name`` (``architecture.tag``), ``architecture``, ``default`` (this tag is what the bare architecture name
 loads), ``license``, ``library_name``, ``tags``, ``sample_rate``, ``config`` (architecture hyperparameters,
 without ``mel``), ``mel`` (the :class:`~zoo.mel.MelConfig` as a dict), ``training_data``, ``quality``,
-and ``sources``: an ordered list (empty for a model without weights, such as Griffin-Lim) of places the weights can come from, each pinned by ``sha256``:
+and ``sources``: an ordered list (empty for a model without weights, such as Griffin-Lim) of places
+the weights can come from, each pinned by ``sha256``:
 
 * ``{kind: hf, repo: owner/name, revision: <40-hex commit>, filename: model.safetensors, sha256: ...}``
 * ``{kind: package, package: <distribution>, path: <file inside it>, sha256: ..., format: <converter>}``
@@ -195,7 +196,8 @@ def parse_card(text: str, origin: str = "<string>") -> ModelCard:
     except (ValueError, TypeError, KeyError) as exc:
         raise CardError(origin, "mel", str(exc)) from None
     if "sample_rate" in data and int(data["sample_rate"]) != mel.sample_rate:
-        raise CardError(origin, "sample_rate", f"{data['sample_rate']} disagrees with mel.sample_rate {mel.sample_rate}")
+        raise CardError(origin, "sample_rate",
+                        f"{data['sample_rate']} disagrees with mel.sample_rate {mel.sample_rate}")
     raw_sources = data["sources"]
     if not isinstance(raw_sources, list):
         raise CardError(origin, "sources", "must be a list (empty only for a model without weights)")

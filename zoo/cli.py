@@ -201,6 +201,16 @@ def _cmd_vocode(args: argparse.Namespace) -> int:
 
     inputs = _expand_inputs(args.inputs)
     out = Path(args.output)
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        # Under torchrun every rank takes its share of the files (and its own GPU).
+        if out.suffix.lower() == ".wav":
+            raise CliError("under torchrun, -o must be a folder")
+        inputs = inputs[rank::world]
+        if args.device == "cuda":
+            args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        if not inputs:
+            return 0
     single_file = len(inputs) == 1 and out.suffix.lower() == ".wav"
     if not single_file and out.suffix.lower() == ".wav":
         raise CliError(f"{len(inputs)} inputs need an output folder, not the file {out}")

@@ -106,7 +106,8 @@ class Registry:
                 dist = ep.dist.name if ep.dist else "?"
                 if other == dist:
                     continue  # the same distribution seen twice (e.g. editable + site-packages)
-                self._fail(ep.name, "load", RegistryError(f"plugin name {ep.name!r} is used by both {other} and {dist}"))
+                clash = RegistryError(f"plugin name {ep.name!r} is used by both {other} and {dist}")
+                self._fail(ep.name, "load", clash)
                 continue
             try:
                 module = ep.load()
@@ -215,7 +216,8 @@ class Registry:
             elif len(cards) == 1:
                 card = cards[0]
             elif cards:
-                raise RegistryError(f"{name!r} has several pretrained models and no default: {sorted(c.name for c in cards)}")
+                names = sorted(c.name for c in cards)
+                raise RegistryError(f"{name!r} has several pretrained models and no default: {names}")
             else:
                 raise RegistryError(
                     f"architecture {name!r} has no pretrained model yet; build one with zoo.create({name!r}) "
@@ -224,7 +226,8 @@ class Registry:
         else:
             raise RegistryError(self._unknown("model", name, list(self.cards) + list(self.architectures)))
         if card.architecture not in self.architectures:
-            raise RegistryError(f"model {card.name!r} needs architecture {card.architecture!r}, which no plugin provides")
+            raise RegistryError(
+                f"model {card.name!r} needs architecture {card.architecture!r}, which no plugin provides")
         return card
 
     def _unknown(self, what: str, name: str, known: list[str]) -> str:

@@ -1,0 +1,103 @@
+"""The `zoo` command line: listing, info, vocoding and its error handling (Griffin-Lim: no weights)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from zoo.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _wav(path: Path, seconds: float = 0.3, sr: int = 22050) -> Path:
+    t = np.arange(int(seconds * sr)) / sr
+    sf.write(str(path), (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sr)
+    return path
+
+
+def test_list_and_verbose(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "griffinlim.hifigan" in out and "architectures:" in out
+    assert main(["list", "--verbose", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert "griffinlim" in data["architectures"] and any(p["plugin"] == "griffinlim" for p in data["plugins"])
+
+
+def test_info_prints_card(capsys):
+    assert main(["info", "griffinlim.hifigan"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("---\n") and "architecture: griffinlim" in out
+
+
+def test_unknown_model_is_one_line_error(capsys):
+    assert main(["info", "griffinlm"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("zoo: error: unknown model 'griffinlm'") and "griffinlim" in err
+    assert "Traceback" not in err
+
+
+def test_vocode_wav_and_mel_files(tmp_path):
+    wav = _wav(tmp_path / "a.wav")
+    mel = torch.zeros(80, 5) - 5.0
+    np.save(tmp_path / "b.npy", mel.numpy())
+    torch.save(mel, tmp_path / "c.pt")
+    out = tmp_path / "out"
+    assert main(["vocode", str(wav), str(tmp_path / "b.npy"), str(tmp_path / "c.pt"), "-o", str(out),
+                 "--model", "griffinlim"]) == 0
+    a, sr = sf.read(str(out / "a.wav"))
+    assert sr == 22050 and abs(len(a) - 0.3 * 22050) < 256
+    b, _ = sf.read(str(out / "b.wav"))
+    assert len(b) == 5 * 256
+    assert (out / "c.wav").is_file()
+
+
+def test_vocode_resamples_other_rates(tmp_path):
+    wav = _wav(tmp_path / "a16k.wav", sr=16000, seconds=0.5)
+    assert main(["vocode", str(wav), "-o", str(tmp_path / "o.wav"), "--model", "griffinlim"]) == 0
+    y, sr = sf.read(str(tmp_path / "o.wav"))
+    assert sr == 22050 and abs(len(y) - 0.5 * 22050) <= 256
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.wav", "no such file"),
+        (lambda d: (d / "bad.wav").write_bytes(b"not audio") and d / "bad.wav", "cannot read audio"),
+        (lambda d: np.save(d / "m.npy", np.zeros((79, 4), np.float32)) or d / "m.npy", "n_mels=80"),
+        (lambda d: np.save(d / "n.npy", np.full((80, 4), np.nan, np.float32)) or d / "n.npy", "NaN"),
+        (lambda d: np.save(d / "i.npy", np.zeros((80, 4), np.int64)) or d / "i.npy", "floating"),
+        (lambda d: (d / "x.txt").write_text("hi") and d / "x.txt", "unsupported input"),
+    ],
+    ids=["missing", "corrupt-wav", "wrong-n-mels", "nan-mel", "int-mel", "wrong-type"],
+)
+def test_vocode_bad_input_one_line_error_nothing_written(tmp_path, capsys, make, message):
+    good = _wav(tmp_path / "good.wav")
+    bad = make(tmp_path)
+    out = tmp_path / "out"
+    code = main(["vocode", str(good), str(bad), "-o", str(out), "--model", "griffinlim"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("zoo: error:") and message in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir()), "nothing may be written when an input is bad"
+
+
+def test_vocode_many_inputs_need_a_folder(tmp_path, capsys):
+    a, b = _wav(tmp_path / "a.wav"), _wav(tmp_path / "b.wav")
+    assert main(["vocode", str(a), str(b), "-o", str(tmp_path / "o.wav"), "--model", "griffinlim"]) == 2
+    assert "folder" in capsys.readouterr().err
+
+
+def test_vocode_cuda_unavailable_is_clear(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present; the error path cannot be exercised")
+    wav = _wav(tmp_path / "a.wav")
+    assert main(["vocode", str(wav), "-o", str(tmp_path / "o.wav"), "--model", "griffinlim", "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err

@@ -1,0 +1,85 @@
+"""A real third-party plugin distribution, built and installed with pip, seen by a fresh interpreter."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "plugin"
+
+
+@pytest.fixture(scope="module")
+def installed_plugin(tmp_path_factory) -> Path:
+    """``pip install --no-deps --no-build-isolation`` of examples/plugin into a private target folder."""
+    src = tmp_path_factory.mktemp("src") / "plugin"
+    shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__"))
+    target = tmp_path_factory.mktemp("site")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+         "--quiet", "--target", str(target), str(src)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list(target.glob("zoo_noise-*.dist-info")), "no dist-info: the entry point would be invisible"
+    return target
+
+
+def _run(code: str, site: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]), **env}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=300)
+
+
+def test_installed_plugin_is_listed_and_loadable(installed_plugin):
+    code = (
+        "import json, torch, zoo\n"
+        "voc = zoo.load('noise')\n"
+        "audio = voc(voc.mel(torch.randn(22050) * 0.1), generator=torch.Generator().manual_seed(0))\n"
+        "print(json.dumps({'archs': zoo.list_architectures(), 'models': zoo.list_models(),"
+        " 'gain': float(voc.gain), 'n': audio.shape[-1], 'card': zoo.info('noise.demo')['license']}))\n"
+    )
+    proc = _run(code, installed_plugin)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "noise" in out["archs"] and "griffinlim" in out["archs"]
+    assert "noise.demo" in out["models"]
+    assert out["gain"] == 0.5 and out["n"] == 86 * 256 and out["card"] == "mit"
+
+
+def test_installed_plugin_passes_the_conformance_kit(installed_plugin):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(installed_plugin)},
+        cwd=installed_plugin,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "2 passed" in proc.stdout
+
+
+def test_blocked_plugin_disappears(installed_plugin):
+    proc = _run("import zoo; print('noise' in zoo.list_architectures())", installed_plugin,
+                ZOO_DISABLE_PLUGINS="noise")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_broken_plugin_is_reported_not_fatal(installed_plugin, tmp_path):
+    """A plugin whose import fails shows up in `zoo list --verbose`; the rest keeps working."""
+    broken = tmp_path / "site"
+    shutil.copytree(installed_plugin, broken)
+    (broken / "zoo_noise" / "__init__.py").write_text("raise ImportError('missing native library')\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "zoo.cli", "list", "--verbose"], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(broken)},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "griffinlim" in proc.stdout
+    assert "noise" in proc.stdout and "FAILED" in proc.stdout and "missing native library" in proc.stdout
+    assert "missing native library" in proc.stderr  # the warning
