@@ -137,7 +137,7 @@ class Vocoder(nn.Module):
         with torch.inference_mode():
             mel = mel.to(device=self.device, dtype=self._compute_dtype())
             batch, _, frames = mel.shape
-            out = torch.zeros(batch, frames * hop, device=mel.device, dtype=mel.dtype)
+            out = torch.zeros(batch, frames * hop, device=mel.device, dtype=self.dtype)
             for length in sorted(set(lengths_t.tolist()), reverse=True):
                 idx = (lengths_t == length).nonzero().flatten().tolist()
                 audio = self.synthesize(mel[idx, :, :length], generator=generator, **sampling)

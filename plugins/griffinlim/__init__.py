@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from zoo import hookimpl
 from zoo_plugins.griffinlim.model import GriffinLim, GriffinLimConfig
+
+from zoo import hookimpl
 
 __all__ = ["GriffinLim", "GriffinLimConfig"]
 

@@ -7,11 +7,10 @@ from typing import Any
 
 import torch
 import torchaudio.functional as AF
-import torchaudio.transforms as AT
 from torch import Tensor
+from zoo.mel import MelConfig, decompress
 
 from zoo.config import VocoderConfig
-from zoo.mel import MelConfig, decompress
 from zoo.vocoder import Vocoder
 
 
@@ -42,29 +41,14 @@ class GriffinLim(Vocoder):
     def __init__(self, config: GriffinLimConfig | None = None) -> None:
         super().__init__(config)
         m = self.mel_config
-        self.inverse_mel = AT.InverseMelScale(
-            n_stft=m.n_fft // 2 + 1,
-            n_mels=m.n_mels,
-            sample_rate=m.sample_rate,
-            f_min=m.f_min,
-            f_max=m.f_max if m.f_max is not None else m.sample_rate / 2,
-            norm=m.mel_norm,
-            mel_scale=m.mel_scale,
-            driver="gelsd",
-        )
-        win = m.win_length or m.n_fft
-        self.register_buffer("window", torch.hann_window(win), persistent=False)
-        # The filterbank of InverseMelScale is a persistent buffer in torchaudio; it is derived from the
-        # config, so keep it out of the state dict (the model has no weights).
-        self.inverse_mel._buffers.pop("fb")
-        self.inverse_mel.register_buffer("fb", self._fb(), persistent=False)
-
-    def _fb(self) -> Tensor:
-        m = self.mel_config
-        return AF.melscale_fbanks(
+        # torchaudio's InverseMelScale solves min ||fb^T x - mel|| by least squares for every call; the
+        # minimum-norm solution is pinv(fb^T) @ mel, so the pseudo-inverse is computed once here (float64).
+        fb = AF.melscale_fbanks(
             m.n_fft // 2 + 1, m.f_min, m.f_max if m.f_max is not None else m.sample_rate / 2, m.n_mels,
             m.sample_rate, m.mel_norm, m.mel_scale,
         )
+        self.register_buffer("inverse_fb", torch.linalg.pinv(fb.double().T).float(), persistent=False)
+        self.register_buffer("window", torch.hann_window(m.win_length or m.n_fft), persistent=False)
 
     def _compute_dtype(self) -> torch.dtype:
         return torch.float32
@@ -76,21 +60,20 @@ class GriffinLim(Vocoder):
         cfg: GriffinLimConfig = self.config  # type: ignore[assignment]
         frames = mel.shape[-1]
         linear_mel = decompress(mel.float(), m)
-        spec = self.inverse_mel(linear_mel)
+        spec = torch.relu(self.inverse_fb.float() @ linear_mel)
         win = m.win_length or m.n_fft
         hop = m.hop_length
-        # Frame t of the front-end is centred on sample t*hop + shift; torch's centred iSTFT puts it at t*hop.
-        pad_left = _left_padding(m)
-        shift = pad_left - m.n_fft // 2
+        # Frame t of the front-end is centred on sample t*hop + offset; torch's centred iSTFT puts it at t*hop.
+        offset = m.n_fft // 2 - _left_padding(m)
         length = frames * hop
+        # A centred STFT of L samples has 1 + L // hop frames: L = frames*hop - 1 gives exactly `frames`.
         audio = AF.griffinlim(
-            spec, self.window.float(), m.n_fft, hop, win, m.power, cfg.n_iter, cfg.momentum,
-            length + max(-shift, 0), False,
+            spec, self.window.float(), m.n_fft, hop, win, m.power, cfg.n_iter, cfg.momentum, length - 1, False,
         )
-        if shift < 0:
-            audio = audio[..., -shift:]
-        elif shift > 0:
-            audio = torch.nn.functional.pad(audio, (0, shift))[..., :length]
+        if offset > 0:
+            audio = torch.nn.functional.pad(audio, (offset, 0))
+        elif offset < 0:
+            audio = audio[..., -offset:]
         audio = torch.nn.functional.pad(audio, (0, max(0, length - audio.shape[-1])))[..., :length]
         return audio
 
