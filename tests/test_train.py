@@ -85,7 +85,7 @@ def test_torchrun_two_processes_gloo(small_data, tmp_path):
     report.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          str(REPO / "tests" / "helpers" / "ddp_train.py"), str(small_data), str(tmp_path / "run"), str(report)],
         capture_output=True, text=True, timeout=600, env=env,
     )
