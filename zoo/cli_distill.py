@@ -14,15 +14,24 @@ from zoo.cli import CliError, subcommand
 
 @subcommand
 def _add_distill(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("distill", help="distil a WaveNet teacher into a parallel IAF student (Parallel WaveNet / ClariNet)")
+    p = sub.add_parser(
+        "distill", help="distil a WaveNet teacher into a parallel IAF student (Parallel WaveNet / ClariNet)"
+    )
     p.add_argument("--teacher", required=True, help="teacher model: name or folder (a 'wavenet' model)")
     p.add_argument("--out", required=True, help="folder for the student model and metrics.csv")
     p.add_argument("--data", required=True, help="folder of wav files")
     p.add_argument("--steps", type=int, help="distillation steps (overrides the 'steps' setting)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a student setting (flow_layers=[10,10,10,30], residual_channels=64 ...) or a "
-                        "distillation setting (kl_type=pq, kl=monte_carlo, batch_size=2, lr=1e-3 ...)")
-    p.add_argument("--student", default="parallel_wavenet", help="student architecture (default parallel_wavenet)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a student setting (flow_layers=[10,10,10,30], residual_channels=64 ...) or a "
+        "distillation setting (kl_type=pq, kl=monte_carlo, batch_size=2, lr=1e-3 ...)",
+    )
+    p.add_argument(
+        "--student", default="parallel_wavenet", help="student architecture (default parallel_wavenet)"
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true", help="do not print the loss terms")
     p.set_defaults(func=_cmd_distill)

@@ -28,10 +28,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from zoo.mel import MelConfig
-from zoo.weightnorm import fold_state_dict
+from zoo.weightnorm import fold_state_dict, strip_prefix
 from zoo_plugins.parallel_wavenet.model import ParallelWaveNet, ParallelWaveNetConfig
 
+from zoo.mel import MelConfig
 from zoo.vocoder import Vocoder
 
 Shapes = dict[str, tuple[int, ...]]
@@ -59,13 +59,28 @@ def _wavenet_body_keys(prefix: str, hp: dict[str, int], layers: int, shapes: Sha
     _conv_keys(f"{prefix}final_conv.3.conv", hp["out"], s, 1, shapes)
 
 
-def reference_teacher_keys(num_blocks: int, num_layers: int, residual_channels: int, gate_channels: int,
-                           skip_channels: int, kernel_size: int = 2, cin_channels: int = 80,
-                           upsample_scales: tuple[int, ...] = (16, 16), out_channels: int = 2,
-                           front_channels: int = 32) -> Shapes:
+def reference_teacher_keys(
+    num_blocks: int,
+    num_layers: int,
+    residual_channels: int,
+    gate_channels: int,
+    skip_channels: int,
+    kernel_size: int = 2,
+    cin_channels: int = 80,
+    upsample_scales: tuple[int, ...] = (16, 16),
+    out_channels: int = 2,
+    front_channels: int = 32,
+) -> Shapes:
     """Key -> shape of ``wavenet.Wavenet(...)``'s state dict (ClariNet argument names)."""
-    hp = {"residual": residual_channels, "gate": gate_channels, "skip": skip_channels, "kernel": kernel_size,
-          "cin": cin_channels, "front_kernel": front_channels, "out": out_channels}
+    hp = {
+        "residual": residual_channels,
+        "gate": gate_channels,
+        "skip": skip_channels,
+        "kernel": kernel_size,
+        "cin": cin_channels,
+        "front_kernel": front_channels,
+        "out": out_channels,
+    }
     shapes: Shapes = {}
     _wavenet_body_keys("", hp, num_blocks * num_layers, shapes)
     for j, s in enumerate(upsample_scales):
@@ -75,12 +90,26 @@ def reference_teacher_keys(num_blocks: int, num_layers: int, residual_channels: 
     return shapes
 
 
-def reference_student_keys(num_blocks_student: tuple[int, ...], num_layers: int, front_channels: int = 32,
-                           residual_channels: int = 64, gate_channels: int = 128, skip_channels: int = 64,
-                           kernel_size: int = 3, cin_channels: int = 80) -> Shapes:
+def reference_student_keys(
+    num_blocks_student: tuple[int, ...],
+    num_layers: int,
+    front_channels: int = 32,
+    residual_channels: int = 64,
+    gate_channels: int = 128,
+    skip_channels: int = 64,
+    kernel_size: int = 3,
+    cin_channels: int = 80,
+) -> Shapes:
     """Key -> shape of ``wavenet_iaf.Wavenet_Student(...)``'s state dict (ClariNet argument names)."""
-    hp = {"residual": residual_channels, "gate": gate_channels, "skip": skip_channels, "kernel": kernel_size,
-          "cin": cin_channels, "front_kernel": front_channels, "out": 2}
+    hp = {
+        "residual": residual_channels,
+        "gate": gate_channels,
+        "skip": skip_channels,
+        "kernel": kernel_size,
+        "cin": cin_channels,
+        "front_kernel": front_channels,
+        "out": 2,
+    }
     shapes: Shapes = {}
     for k, blocks in enumerate(num_blocks_student):
         _wavenet_body_keys(f"iafs.{k}.", hp, blocks * num_layers, shapes)
@@ -116,8 +145,10 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         raise ValueError(f"{path}: not a readable ClariNet checkpoint ({exc})") from None
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{path}: expected a dict with a 'state_dict' of tensors (ClariNet checkpoint layout)")
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+        raise ValueError(
+            f"{path}: expected a dict with a 'state_dict' of tensors (ClariNet checkpoint layout)"
+        )
+    return strip_prefix(state, "module.")
 
 
 def _count(state: dict[str, Tensor], pattern: str) -> int:
@@ -135,9 +166,16 @@ def infer_body(state: dict[str, Tensor], prefix: str = "") -> dict[str, int]:
         out = state[f"{prefix}final_conv.3.conv.weight_v"]
     except KeyError as exc:
         raise ValueError(f"not a ClariNet WaveNet state dict: key {exc.args[0]!r} is missing") from None
-    return {"residual": front.shape[0], "front_kernel": front.shape[-1], "gate": filt.shape[0],
-            "kernel": filt.shape[-1], "skip": skip.shape[0], "cin": cond.shape[1], "out": out.shape[0],
-            "layers": _count(state, rf"{re.escape(prefix)}res_blocks\.(\d+)\.")}
+    return {
+        "residual": front.shape[0],
+        "front_kernel": front.shape[-1],
+        "gate": filt.shape[0],
+        "kernel": filt.shape[-1],
+        "skip": skip.shape[0],
+        "cin": cond.shape[1],
+        "out": out.shape[0],
+        "layers": _count(state, rf"{re.escape(prefix)}res_blocks\.(\d+)\."),
+    }
 
 
 def upsample_scales(state: dict[str, Tensor]) -> tuple[int, ...]:
@@ -160,7 +198,7 @@ def _num_layers(config: dict[str, Any]) -> int:
 
 # ---------------------------------------------------------------------- key mapping
 def body_to_zoo(folded: dict[str, Tensor], prefix: str, layers: int) -> dict[str, Tensor]:
-    """Map one folded ClariNet WaveNet body onto the zoo flow layout (``front``/``stack``/``head1``/``head2``)."""
+    """Map one folded ClariNet WaveNet body onto the zoo layout (front, stack, head1, head2)."""
     out = {
         "front.weight": folded[f"{prefix}front_conv.0.conv.weight"],
         "front.bias": folded[f"{prefix}front_conv.0.conv.bias"],
@@ -174,7 +212,8 @@ def body_to_zoo(folded: dict[str, Tensor], prefix: str, layers: int) -> dict[str
         b = f"{prefix}res_blocks.{i}."
         for part in ("weight", "bias"):
             out[f"stack.layers.{i}.dilated.{part}"] = torch.cat(
-                [folded[b + f"filter_conv.conv.{part}"], folded[b + f"gate_conv.conv.{part}"]])
+                [folded[b + f"filter_conv.conv.{part}"], folded[b + f"gate_conv.conv.{part}"]]
+            )
             out[f"stack.layers.{i}.res.{part}"] = folded[b + f"res_conv.{part}"]
             out[f"stack.layers.{i}.skip.{part}"] = folded[b + f"skip_conv.{part}"]
         cond_w += [folded[b + "filter_conv_c.weight"], folded[b + "gate_conv_c.weight"]]
@@ -186,12 +225,14 @@ def body_to_zoo(folded: dict[str, Tensor], prefix: str, layers: int) -> dict[str
 
 def upsampler_to_zoo(folded: dict[str, Tensor], target: torch.nn.Module) -> dict[str, Tensor]:
     """The teacher's ``upsample_conv.{0,2,...}`` weights in the order of ``target``'s parameters."""
-    ref = sorted((k for k in folded if k.startswith("upsample_conv.")),
-                 key=lambda k: (int(k.split(".")[1]), k.split(".")[-1] != "weight"))
+    ref = sorted(
+        (k for k in folded if k.startswith("upsample_conv.")),
+        key=lambda k: (int(k.split(".")[1]), k.split(".")[-1] != "weight"),
+    )
     names = sorted(target.state_dict(), key=lambda k: (_first_int(k), k.split(".")[-1] != "weight"))
     if len(ref) != len(names):
         raise ValueError(f"the teacher's upsampler has {len(ref)} tensors, the zoo upsampler {len(names)}")
-    return {n: folded[r] for n, r in zip(names, ref)}
+    return {n: folded[r] for n, r in zip(names, ref, strict=True)}
 
 
 def _first_int(key: str) -> int:
@@ -200,7 +241,9 @@ def _first_int(key: str) -> int:
 
 
 # ---------------------------------------------------------------------- converters
-def student_config(state: dict[str, Tensor], teacher_state: dict[str, Tensor], config: dict[str, Any]) -> ParallelWaveNetConfig:
+def student_config(
+    state: dict[str, Tensor], teacher_state: dict[str, Tensor], config: dict[str, Any]
+) -> ParallelWaveNetConfig:
     """The zoo config of a ClariNet student checkpoint (and its teacher's upsampler)."""
     n_flows = _count(state, r"iafs\.(\d+)\.")
     if n_flows == 0:
@@ -217,13 +260,27 @@ def student_config(state: dict[str, Tensor], teacher_state: dict[str, Tensor], c
     num_layers = _num_layers(config)
     freq_kernel = int(teacher_state["upsample_conv.0.weight_v"].shape[-2])
     cfg = ParallelWaveNetConfig(
-        mel=mel, flow_layers=flow_layers, dilation_cycle=num_layers, front_kernel_size=hp["front_kernel"],
-        residual_channels=hp["residual"], gate_channels=hp["gate"], skip_channels=hp["skip"],
-        kernel_size=hp["kernel"], upsample_scales=scales, upsample_freq_kernel=freq_kernel,
+        mel=mel,
+        flow_layers=flow_layers,
+        dilation_cycle=num_layers,
+        front_kernel_size=hp["front_kernel"],
+        residual_channels=hp["residual"],
+        gate_channels=hp["gate"],
+        skip_channels=hp["skip"],
+        kernel_size=hp["kernel"],
+        upsample_scales=scales,
+        upsample_freq_kernel=freq_kernel,
         upsample_negative_slope=0.4,
     )
-    body = {"residual": hp["residual"], "gate": hp["gate"], "skip": hp["skip"], "kernel": hp["kernel"],
-            "cin": hp["cin"], "front_kernel": hp["front_kernel"], "out": 2}
+    body = {
+        "residual": hp["residual"],
+        "gate": hp["gate"],
+        "skip": hp["skip"],
+        "kernel": hp["kernel"],
+        "cin": hp["cin"],
+        "front_kernel": hp["front_kernel"],
+        "out": 2,
+    }
     expected: Shapes = {}
     for k, n in enumerate(flow_layers):
         _wavenet_body_keys(f"iafs.{k}.", body, n, expected)
@@ -231,21 +288,26 @@ def student_config(state: dict[str, Tensor], teacher_state: dict[str, Tensor], c
     return cfg
 
 
-def convert_student(state: dict[str, Tensor], teacher_state: dict[str, Tensor],
-                    config: dict[str, Any] | None = None) -> ParallelWaveNet:
+def convert_student(
+    state: dict[str, Tensor], teacher_state: dict[str, Tensor], config: dict[str, Any] | None = None
+) -> ParallelWaveNet:
     """A ``parallel_wavenet`` model from ClariNet student and teacher state dicts."""
     config = dict(config or {})
     cfg = student_config(state, teacher_state, config)
     model = ParallelWaveNet(cfg)
     folded = fold_state_dict(state)
-    folded_teacher = fold_state_dict({k: v for k, v in teacher_state.items() if k.startswith("upsample_conv.")})
+    folded_teacher = fold_state_dict(
+        {k: v for k, v in teacher_state.items() if k.startswith("upsample_conv.")}
+    )
     new: dict[str, Tensor] = {}
     for k, n in enumerate(cfg.flow_layers):
         for name, value in body_to_zoo(folded, f"iafs.{k}.", n).items():
             new[f"flows.{k}.{name}"] = value
     for name, value in upsampler_to_zoo(folded_teacher, model.upsample).items():
         new[f"upsample.{name}"] = value
-    model.load_state_dict_checked({k: v.float().contiguous() for k, v in new.items()}, source="converted ClariNet student")
+    model.load_state_dict_checked(
+        {k: v.float().contiguous() for k, v in new.items()}, source="converted ClariNet student"
+    )
     return model.prepare_for_inference()
 
 
@@ -271,7 +333,7 @@ def find_teacher_checkpoint(student_path: Path) -> Path:
 
 
 def convert_clarinet(path: str | Path, config: dict[str, Any] | None = None) -> Vocoder:
-    """``zoo convert --from clarinet``: a teacher checkpoint -> ``wavenet``, a student -> ``parallel_wavenet``."""
+    """``zoo convert --from clarinet``: teacher checkpoint -> ``wavenet``, student -> ``parallel_wavenet``."""
     path = Path(path)
     config = dict(config or {})
     state = read_state_dict(path)
@@ -286,8 +348,18 @@ def convert_clarinet(path: str | Path, config: dict[str, Any] | None = None) -> 
         from zoo_plugins.parallel_wavenet.convert_teacher import convert_teacher
 
         return convert_teacher(state, config)
-    raise ValueError(f"{path}: neither a ClariNet teacher ('res_blocks.*') nor a student ('iafs.*') checkpoint")
+    raise ValueError(
+        f"{path}: neither a ClariNet teacher ('res_blocks.*') nor a student ('iafs.*') checkpoint"
+    )
 
 
-__all__ = ["convert_clarinet", "convert_student", "read_state_dict", "reference_student_keys",
-           "reference_teacher_keys", "check_keys", "infer_body", "body_to_zoo"]
+__all__ = [
+    "convert_clarinet",
+    "convert_student",
+    "read_state_dict",
+    "reference_student_keys",
+    "reference_teacher_keys",
+    "check_keys",
+    "infer_body",
+    "body_to_zoo",
+]

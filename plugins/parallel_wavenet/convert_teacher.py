@@ -11,10 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from torch import Tensor
-
-from zoo.config import VocoderConfig
-from zoo.mel import MelConfig
-from zoo.vocoder import Vocoder
 from zoo.weightnorm import fold_state_dict
 from zoo_plugins.parallel_wavenet.convert import (
     _mel,
@@ -27,10 +23,23 @@ from zoo_plugins.parallel_wavenet.convert import (
     upsampler_to_zoo,
 )
 
+from zoo.config import VocoderConfig
+from zoo.mel import MelConfig
+from zoo.vocoder import Vocoder
 
-def clarinet_teacher_config(layers: int, num_layers: int, residual: int, gate: int, skip: int, kernel: int = 2,
-                            front_kernel: int = 32, cin: int = 80, scales: tuple[int, ...] = (16, 16),
-                            mel: MelConfig | None = None) -> VocoderConfig:
+
+def clarinet_teacher_config(
+    layers: int,
+    num_layers: int,
+    residual: int,
+    gate: int,
+    skip: int,
+    kernel: int = 2,
+    front_kernel: int = 32,
+    cin: int = 80,
+    scales: tuple[int, ...] = (16, 16),
+    mel: MelConfig | None = None,
+) -> VocoderConfig:
     """The ``wavenet`` config of ClariNet's teacher (ClariNet widths: ``gate`` is each gated half)."""
     from zoo.registry import get_registry
 
@@ -39,9 +48,16 @@ def clarinet_teacher_config(layers: int, num_layers: int, residual: int, gate: i
     if mel.n_mels != cin:
         mel = mel.replace(n_mels=cin)
     return cls.config_class(
-        mel=mel, layers=layers, stacks=layers // num_layers, residual_channels=residual,
-        gate_channels=2 * gate, skip_channels=skip, kernel_size=kernel,
-        front_kernel_size=front_kernel, output_distribution="gaussian", upsample_scales=tuple(scales),
+        mel=mel,
+        layers=layers,
+        stacks=layers // num_layers,
+        residual_channels=residual,
+        gate_channels=2 * gate,
+        skip_channels=skip,
+        kernel_size=kernel,
+        front_kernel_size=front_kernel,
+        output_distribution="gaussian",
+        upsample_scales=tuple(scales),
     )
 
 
@@ -53,23 +69,51 @@ def convert_teacher(state: dict[str, Tensor], config: dict[str, Any] | None = No
     hp = infer_body(state)
     num_layers = _num_layers(config)
     if hp["layers"] % num_layers:
-        raise ValueError(f"the teacher has {hp['layers']} layers, not whole blocks of num_layers={num_layers}; "
-                         f"pass config={{'num_layers': N}}")
+        raise ValueError(
+            f"the teacher has {hp['layers']} layers, not whole blocks of num_layers={num_layers}; "
+            f"pass config={{'num_layers': N}}"
+        )
     if hp["out"] != 2:
-        raise ValueError(f"the ClariNet teacher outputs [mean, log_std] (2 channels), this one has {hp['out']}")
+        raise ValueError(
+            f"the ClariNet teacher outputs [mean, log_std] (2 channels), this one has {hp['out']}"
+        )
     scales = upsample_scales(state)
-    check_keys(state, reference_teacher_keys(hp["layers"] // num_layers, num_layers, hp["residual"], hp["gate"],
-                                             hp["skip"], hp["kernel"], hp["cin"], scales, hp["out"],
-                                             hp["front_kernel"]), "the teacher checkpoint")
-    cfg = clarinet_teacher_config(hp["layers"], num_layers, hp["residual"], hp["gate"], hp["skip"], hp["kernel"],
-                                  hp["front_kernel"], hp["cin"], scales, _mel(config))
+    check_keys(
+        state,
+        reference_teacher_keys(
+            hp["layers"] // num_layers,
+            num_layers,
+            hp["residual"],
+            hp["gate"],
+            hp["skip"],
+            hp["kernel"],
+            hp["cin"],
+            scales,
+            hp["out"],
+            hp["front_kernel"],
+        ),
+        "the teacher checkpoint",
+    )
+    cfg = clarinet_teacher_config(
+        hp["layers"],
+        num_layers,
+        hp["residual"],
+        hp["gate"],
+        hp["skip"],
+        hp["kernel"],
+        hp["front_kernel"],
+        hp["cin"],
+        scales,
+        _mel(config),
+    )
     model = get_registry().architecture("wavenet").cls(cfg)
     folded = fold_state_dict(state)
     new = body_to_zoo(folded, "", hp["layers"])
     for name, value in upsampler_to_zoo(folded, model.upsample).items():
         new[f"upsample.{name}"] = value
-    model.load_state_dict_checked({k: v.float().contiguous() for k, v in new.items()},
-                                  source="converted ClariNet teacher")
+    model.load_state_dict_checked(
+        {k: v.float().contiguous() for k, v in new.items()}, source="converted ClariNet teacher"
+    )
     return model.prepare_for_inference()
 
 

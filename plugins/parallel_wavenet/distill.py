@@ -78,12 +78,16 @@ class DistillConfig:
         if self.steps < 1 or self.batch_size < 1 or self.mc_samples < 1 or self.log_every < 1:
             raise ValueError("steps, batch_size, mc_samples and log_every must be >= 1")
         if self.segment_length - 1 <= self.frame_n_fft // 2 and self.frame_weight > 0:
-            raise ValueError(f"segment_length {self.segment_length} is too short for the frame loss "
-                             f"(n_fft {self.frame_n_fft}); raise it or set frame_weight=0")
+            raise ValueError(
+                f"segment_length {self.segment_length} is too short for the frame loss "
+                f"(n_fft {self.frame_n_fft}); raise it or set frame_weight=0"
+            )
         longest = max(n_fft for n_fft, _, _ in MultiResolutionSTFTLoss.DEFAULT_RESOLUTIONS)
         if self.segment_length - 1 <= longest // 2 and self.mr_stft_weight > 0:
-            raise ValueError(f"segment_length {self.segment_length} is too short for the multi-resolution STFT "
-                             f"loss (n_fft up to {longest}); raise it or set mr_stft_weight=0")
+            raise ValueError(
+                f"segment_length {self.segment_length} is too short for the multi-resolution STFT "
+                f"loss (n_fft up to {longest}); raise it or set mr_stft_weight=0"
+            )
 
 
 def resolve_kl(kl: str, teacher: TeacherAdapter) -> str:
@@ -91,8 +95,10 @@ def resolve_kl(kl: str, teacher: TeacherAdapter) -> str:
     if kl == "auto":
         return "closed_form" if teacher.is_gaussian else "monte_carlo"
     if kl == "closed_form" and not teacher.is_gaussian:
-        raise ValueError(f"the closed-form KL needs a single-Gaussian teacher; this teacher's output is "
-                         f"{teacher.distribution_name!r} (use kl='monte_carlo')")
+        raise ValueError(
+            f"the closed-form KL needs a single-Gaussian teacher; this teacher's output is "
+            f"{teacher.distribution_name!r} (use kl='monte_carlo')"
+        )
     return kl
 
 
@@ -124,12 +130,15 @@ def distillation_losses(
     out: dict[str, Tensor] = {"x": x, "mu": mu_s, "log_scale": logs_s, "teacher_out": y_hat}
     kind = resolve_kl(cfg.kl, teacher)
     if kind == "closed_form":
-        kl = gaussian_kl_loss(mu_s, logs_s, y_hat, kind=cfg.kl_type, log_std_min=cfg.log_std_min,
-                              reg_weight=cfg.reg_weight)
+        kl = gaussian_kl_loss(
+            mu_s, logs_s, y_hat, kind=cfg.kl_type, log_std_min=cfg.log_std_min, reg_weight=cfg.reg_weight
+        )
         out.update(kl)
         loss = kl["kl_total"]
     else:
-        mc = monte_carlo_kl(mu_s, logs_s, y_hat, teacher.nll, x=x, n_samples=cfg.mc_samples, generator=generator)
+        mc = monte_carlo_kl(
+            mu_s, logs_s, y_hat, teacher.nll, x=x, n_samples=cfg.mc_samples, generator=generator
+        )
         out.update({k: v for k, v in mc.items() if k != "cross_entropy_elementwise"})
         loss = mc["kl"]
     if cfg.frame_weight > 0:
@@ -149,16 +158,24 @@ LOGGED = ("loss", "kl_total", "kl", "kl_reg", "cross_entropy", "entropy", "frame
 class Distiller:
     """Distil ``teacher`` (a WaveNet plugin model) into ``student``; the teacher stays frozen."""
 
-    def __init__(self, student: ParallelWaveNet, teacher: Vocoder, config: DistillConfig | None = None,
-                 device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        student: ParallelWaveNet,
+        teacher: Vocoder,
+        config: DistillConfig | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
         self.config = config or DistillConfig()
         self.device = torch.device(device)
         self.teacher = TeacherAdapter(teacher.to(self.device))
         self.teacher.check_compatible(student)
         self.student = student.to(self.device).train()
         self.kl_kind = resolve_kl(self.config.kl, self.teacher)
-        params = [p for n, p in self.student.named_parameters()
-                  if self.config.train_upsampler or not n.startswith("upsample.")]
+        params = [
+            p
+            for n, p in self.student.named_parameters()
+            if self.config.train_upsampler or not n.startswith("upsample.")
+        ]
         if not self.config.train_upsampler:
             self.student.upsample.requires_grad_(False)
         self.optimizer = torch.optim.Adam(params, lr=self.config.lr)
@@ -171,11 +188,18 @@ class Distiller:
         cfg = self.config
         audio = audio.to(self.device, self.student.dtype)
         mel = mel.to(self.device, self.student.dtype)
-        z = torch.randn(audio.shape[0], 1, audio.shape[-1], generator=self.generator, device=self.device,
-                        dtype=self.student.dtype)
+        z = torch.randn(
+            audio.shape[0],
+            1,
+            audio.shape[-1],
+            generator=self.generator,
+            device=self.device,
+            dtype=self.student.dtype,
+        )
         self.student.train()
-        losses = distillation_losses(self.student, self.teacher, audio, mel, z, cfg, generator=self.generator,
-                                     mr_stft=self.mr_stft)
+        losses = distillation_losses(
+            self.student, self.teacher, audio, mel, z, cfg, generator=self.generator, mr_stft=self.mr_stft
+        )
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         if cfg.grad_clip:
@@ -187,15 +211,22 @@ class Distiller:
                 group["lr"] *= cfg.lr_decay
         return {k: float(losses[k].detach()) for k in LOGGED if k in losses}
 
-    def fit(self, data: str | Path, out: str | Path, steps: int | None = None, *, verbose: bool = True) -> dict[str, float]:
-        """Distil on random segments of the wavs in ``data``; log to ``out/metrics.csv``; save the student to ``out``."""
+    def fit(
+        self, data: str | Path, out: str | Path, steps: int | None = None, *, verbose: bool = True
+    ) -> dict[str, float]:
+        """Distil on random segments of the wavs in ``data``; log to ``out/metrics.csv``; save the student.
+
+        The student is written to ``out`` with ``save_pretrained``; returns the last logged loss terms.
+        """
         from zoo.data import SegmentDataset, StepBatcher, list_audio
 
         cfg = self.config
         steps = steps or cfg.steps
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        dataset = SegmentDataset(list_audio(data), self.student.mel_config, cfg.segment_length, trim_db=cfg.trim_db)
+        dataset = SegmentDataset(
+            list_audio(data), self.student.mel_config, cfg.segment_length, trim_db=cfg.trim_db
+        )
         batcher = StepBatcher(dataset, cfg.batch_size, cfg.seed)
         last: dict[str, float] = {}
         start = time.perf_counter()

@@ -48,7 +48,8 @@ def gaussian_kl_loss(
     """ClariNet's regularised closed-form KL between the student and a Gaussian teacher.
 
     ``teacher_out`` ``[B, 2, T]`` is the teacher's ``[mean, log_std]`` evaluated teacher-forced on the
-    student's sample ``x``; its steps ``:-1`` describe ``x[..., 1:]`` like ``mu_s``/``logs_s`` ``[B, 1, T-1]``.
+    student's sample ``x``; its steps ``:-1`` describe ``x[..., 1:]``, like ``mu_s``/``logs_s``
+    ``[B, 1, T-1]``.
     ``kind="qp"`` is the reverse KL(q || p) (default), ``"pq"`` the forward KL(p || q).
     Returns ``kl_total`` (KL + reg_weight * reg, averaged), ``kl`` and ``kl_reg`` (averaged) and
     ``kl_elementwise`` (unreduced KL).
@@ -62,8 +63,9 @@ def gaussian_kl_loss(
         )
     mu_t = teacher_out[:, 0:1, :-1]
     logs_t = teacher_out[:, 1:2, :-1]
-    total, kl, reg = kl_gaussians(mu_s, logs_s, mu_t, logs_t, log_std_min=log_std_min, reg_weight=reg_weight,
-                                  kind=kind, reduce=False)
+    total, kl, reg = kl_gaussians(
+        mu_s, logs_s, mu_t, logs_t, log_std_min=log_std_min, reg_weight=reg_weight, kind=kind, reduce=False
+    )
     return {"kl_total": total.mean(), "kl": kl.mean(), "kl_reg": reg.mean(), "kl_elementwise": kl}
 
 
@@ -110,8 +112,12 @@ def monte_carlo_kl(
     ce = torch.stack([teacher_nll(y_hat, y).reshape(mu_s.shape[0], -1) for y in draws])
     cross_entropy = ce.mean()
     entropy = student_entropy(logs_s)
-    return {"kl": cross_entropy - entropy, "cross_entropy": cross_entropy, "entropy": entropy,
-            "cross_entropy_elementwise": ce}
+    return {
+        "kl": cross_entropy - entropy,
+        "cross_entropy": cross_entropy,
+        "entropy": entropy,
+        "cross_entropy_elementwise": ce,
+    }
 
 
 def stft_magnitude(
@@ -129,16 +135,19 @@ def stft_magnitude(
     x = _as_batch_time(x, "audio")
     win_length = win_length or n_fft
     if x.shape[-1] <= n_fft // 2:
-        raise ValueError(f"audio of {x.shape[-1]} samples is too short for an STFT with n_fft={n_fft} "
-                         f"(reflect padding needs more than {n_fft // 2})")
+        raise ValueError(
+            f"audio of {x.shape[-1]} samples is too short for an STFT with n_fft={n_fft} "
+            f"(reflect padding needs more than {n_fft // 2})"
+        )
     if window == "rectangular":
         win = torch.ones(win_length, device=x.device, dtype=x.dtype)
     elif window == "hann":
         win = torch.hann_window(win_length, device=x.device, dtype=x.dtype)
     else:
         raise ValueError(f"window must be 'rectangular' or 'hann', got {window!r}")
-    spec = torch.stft(x, n_fft, hop_length, win_length, window=win, center=True, pad_mode="reflect",
-                      return_complex=True)
+    spec = torch.stft(
+        x, n_fft, hop_length, win_length, window=win, center=True, pad_mode="reflect", return_complex=True
+    )
     return torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + eps)
 
 
@@ -173,7 +182,9 @@ class MultiResolutionSTFTLoss(nn.Module):
 
     DEFAULT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))
 
-    def __init__(self, resolutions: Sequence[tuple[int, int, int]] = DEFAULT_RESOLUTIONS, eps: float = 1e-7) -> None:
+    def __init__(
+        self, resolutions: Sequence[tuple[int, int, int]] = DEFAULT_RESOLUTIONS, eps: float = 1e-7
+    ) -> None:
         super().__init__()
         if not resolutions:
             raise ValueError("resolutions must hold at least one (n_fft, hop_length, win_length)")
@@ -197,5 +208,11 @@ class MultiResolutionSTFTLoss(nn.Module):
         return sc_total / n, mag_total / n
 
 
-__all__ = ["gaussian_kl_loss", "monte_carlo_kl", "student_entropy", "stft_magnitude", "frame_loss",
-           "MultiResolutionSTFTLoss"]
+__all__ = [
+    "gaussian_kl_loss",
+    "monte_carlo_kl",
+    "student_entropy",
+    "stft_magnitude",
+    "frame_loss",
+    "MultiResolutionSTFTLoss",
+]

@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from zoo.gated import GatedResidualStack
-from zoo.mel import MelConfig
 from zoo.upsample import TransposedConv2dUpsampler
 
 from zoo.config import VocoderConfig
+from zoo.mel import MelConfig
 from zoo.vocoder import Vocoder
 
 
@@ -45,7 +45,8 @@ def _flowavenet_mel() -> MelConfig:
 class ParallelWaveNetConfig(VocoderConfig):
     """Hyperparameters of the IAF student (defaults: the published ClariNet student).
 
-    * ``flow_layers``: gated layers of each flow (ClariNet: six flows of 10; Parallel WaveNet: 10, 10, 10, 30).
+    * ``flow_layers``: gated layers of each flow (ClariNet: six flows of 10; Parallel WaveNet:
+      10, 10, 10, 30).
     * ``dilation_cycle``: dilations are ``2 ** (i % dilation_cycle)`` within a flow.
     * ``front_kernel_size``: causal input conv (1 -> residual) followed by ReLU (ClariNet: 32).
     * ``residual_channels``, ``skip_channels``; ``gate_channels`` is the width of each of the
@@ -70,9 +71,18 @@ class ParallelWaveNetConfig(VocoderConfig):
 
     def __post_init__(self) -> None:
         if not self.flow_layers or any(int(n) < 1 for n in self.flow_layers):
-            raise ValueError(f"flow_layers must be a non-empty list of positive layer counts, got {self.flow_layers}")
-        for name in ("dilation_cycle", "front_kernel_size", "residual_channels", "gate_channels",
-                     "skip_channels", "kernel_size", "upsample_freq_kernel"):
+            raise ValueError(
+                f"flow_layers must be a non-empty list of positive layer counts, got {self.flow_layers}"
+            )
+        for name in (
+            "dilation_cycle",
+            "front_kernel_size",
+            "residual_channels",
+            "gate_channels",
+            "skip_channels",
+            "kernel_size",
+            "upsample_freq_kernel",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.upsample_scales or any(int(s) < 1 for s in self.upsample_scales):
@@ -188,9 +198,16 @@ class ParallelWaveNet(Vocoder):
         """``c_up`` ``[B, n_mels, frames * hop]``: the (teacher's) upsampler applied to ``mel``."""
         return self.upsample(mel)
 
-    def sample_noise(self, batch: int, length: int, *, generator: torch.Generator | None = None,
-                     temperature: float = 1.0, device: torch.device | None = None,
-                     dtype: torch.dtype | None = None) -> Tensor:
+    def sample_noise(
+        self,
+        batch: int,
+        length: int,
+        *,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Tensor:
         """``z ~ N(0, temperature^2)`` of shape ``[batch, 1, length]``, drawn with ``generator``."""
         device = device or self.device
         dtype = dtype or self.dtype
@@ -201,33 +218,55 @@ class ParallelWaveNet(Vocoder):
     def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, **sampling: Any) -> Tensor:
         temperature = float(sampling.pop("temperature", 1.0))
         if sampling:
-            raise ValueError(f"parallel_wavenet takes only the sampling option 'temperature', got {sorted(sampling)}")
+            raise ValueError(
+                f"parallel_wavenet takes only the sampling option 'temperature', got {sorted(sampling)}"
+            )
         if not temperature >= 0.0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         c_up = self.upsample_mel(mel)
-        z = self.sample_noise(mel.shape[0], c_up.shape[-1], generator=generator, temperature=temperature,
-                              device=mel.device, dtype=mel.dtype)
+        z = self.sample_noise(
+            mel.shape[0],
+            c_up.shape[-1],
+            generator=generator,
+            temperature=temperature,
+            device=mel.device,
+            dtype=mel.dtype,
+        )
         return self.iaf(z, c_up)[0][:, 0]
 
     @classmethod
-    def distill(cls, teacher: Vocoder, data: str, out: str, settings: dict[str, Any] | None = None, *,
-                device: str = "cpu", verbose: bool = True) -> dict[str, float]:
+    def distill(
+        cls,
+        teacher: Vocoder,
+        data: str,
+        out: str,
+        settings: dict[str, Any] | None = None,
+        *,
+        device: str = "cpu",
+        verbose: bool = True,
+    ) -> dict[str, float]:
         """Distil ``teacher`` into a new student on the wavs of ``data``; the student is saved to ``out``.
 
-        ``settings`` mixes student config fields and :class:`~zoo_plugins.parallel_wavenet.distill.DistillConfig`
-        fields (``{"flow_layers": [4, 4], "kl_type": "pq", "steps": 200}``). Returns the last logged losses.
+        ``settings`` mixes student config fields and
+        :class:`~zoo_plugins.parallel_wavenet.distill.DistillConfig` fields
+        (``{"flow_layers": [4, 4], "kl_type": "pq", "steps": 200}``). Returns the last logged losses.
         """
         from zoo_plugins.parallel_wavenet.distill import DistillConfig, Distiller, student_for_teacher
 
         settings = dict(settings or {})
         distill_fields = {f.name for f in dataclasses.fields(DistillConfig)}
-        student_fields = {f.name for f in dataclasses.fields(ParallelWaveNetConfig)} - {"mel", "upsample_scales",
-                                                                                       "upsample_freq_kernel",
-                                                                                       "upsample_negative_slope"}
+        student_fields = {f.name for f in dataclasses.fields(ParallelWaveNetConfig)} - {
+            "mel",
+            "upsample_scales",
+            "upsample_freq_kernel",
+            "upsample_negative_slope",
+        }
         unknown = sorted(set(settings) - distill_fields - student_fields)
         if unknown:
-            raise ValueError(f"unknown distillation settings {unknown}; student settings: {sorted(student_fields)}; "
-                             f"distillation settings: {sorted(distill_fields)}")
+            raise ValueError(
+                f"unknown distillation settings {unknown}; student settings: {sorted(student_fields)}; "
+                f"distillation settings: {sorted(distill_fields)}"
+            )
         student_cfg = {k: v for k, v in settings.items() if k in student_fields}
         if "flow_layers" in student_cfg:
             student_cfg["flow_layers"] = tuple(int(n) for n in student_cfg["flow_layers"])

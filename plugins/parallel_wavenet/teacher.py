@@ -29,9 +29,8 @@ class TeacherAdapter:
         if isinstance(teacher, TeacherAdapter):
             teacher = teacher.model
         if getattr(teacher, "architecture", "") != "wavenet":
-            raise ValueError(
-                f"the teacher must be a 'wavenet' model, got {getattr(teacher, 'architecture', type(teacher).__name__)!r}"
-            )
+            got = getattr(teacher, "architecture", None) or type(teacher).__name__
+            raise ValueError(f"the teacher must be a 'wavenet' model, got {got!r}")
         name = self._distribution_name(teacher)
         if name not in CONTINUOUS:
             raise ValueError(
