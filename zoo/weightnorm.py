@@ -23,13 +23,13 @@ def fold_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Replace every ``X.weight_g`` / ``X.weight_v`` pair by ``X.weight`` (other keys unchanged)."""
     out: dict[str, Tensor] = {}
     for key, value in state.items():
-        if key.endswith(".weight_g"):
+        if key == "weight_g" or key.endswith(".weight_g"):
             base = key[: -len("_g")]
             v_key = base + "_v"
             if v_key not in state:
                 raise ValueError(f"{key} has no matching {v_key}")
             out[base] = fold_weight_norm(value, state[v_key])
-        elif key.endswith(".weight_v"):
+        elif key == "weight_v" or key.endswith(".weight_v"):
             if key[: -len("_v")] + "_g" not in state:
                 raise ValueError(f"{key} has no matching weight_g")
         else:
