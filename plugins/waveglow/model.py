@@ -1,0 +1,178 @@
+"""WaveGlow (Prenger, Valle and Catanzaro 2018): a Glow-style flow from audio to Gaussian noise.
+
+The mel is upsampled to the audio rate by a transposed conv (stride = hop) and both audio and mel are
+grouped into ``n_group`` channels (``zoo.flows.squeeze``). Then ``n_flows`` steps of an invertible 1x1
+conv and an affine coupling whose conditioner is WaveGlow's ``WN`` (a non-causal gated WaveNet,
+``zoo.gated.WaveNetConditioner``). Every ``n_early_every`` flows, ``n_early_size`` channels leave early as
+part of ``z``. Training maximises ``log N(z; 0, sigma^2) + sum(log_s) + sum(log|det W|)``; sampling draws
+``z ~ N(0, sigma^2)`` and runs the flow backwards.
+
+Names follow the reference (``upsample``, ``convinv.k``, ``WN.k``, ``n_group``, ``n_early_every``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from zoo.config import VocoderConfig
+from zoo.flows import AffineCoupling, InvertibleConv1x1, squeeze, unsqueeze
+from zoo.gated import WaveNetConditioner
+from zoo.mel import MelConfig
+from zoo.upsample import TransposedConvUpsampler
+from zoo.vocoder import Vocoder
+
+
+def _tacotron2_mel() -> MelConfig:
+    return MelConfig.preset("tacotron2")
+
+
+@dataclasses.dataclass
+class WaveGlowConfig(VocoderConfig):
+    """Hyperparameters (defaults: the published ``waveglow_256channels`` model).
+
+    ``upsample_kernel`` is the transposed conv's kernel (the reference hard-codes 1024 = 4 hops);
+    ``sigma`` is the training sigma; ``chunk_frames`` bounds memory on long inputs (0 = never chunk).
+    """
+
+    mel: MelConfig = dataclasses.field(default_factory=_tacotron2_mel)
+    n_flows: int = 12
+    n_group: int = 8
+    n_early_every: int = 4
+    n_early_size: int = 2
+    n_layers: int = 8
+    n_channels: int = 256
+    kernel_size: int = 3
+    upsample_kernel: int = 1024
+    sigma: float = 1.0
+    chunk_frames: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mel.hop_length % self.n_group:
+            raise ValueError(f"the hop ({self.mel.hop_length}) must be a multiple of n_group ({self.n_group})")
+        remaining = self.n_group
+        for k in range(self.n_flows):
+            if k % self.n_early_every == 0 and k > 0:
+                remaining -= self.n_early_size
+        if remaining < 2:
+            raise ValueError("n_flows, n_early_every and n_early_size leave fewer than 2 channels")
+
+    @classmethod
+    def small(cls, **kw: Any) -> WaveGlowConfig:
+        """A demo size (a few hundred thousand parameters) for tests and quick training."""
+        base = dict(n_flows=6, n_group=8, n_early_every=2, n_early_size=2, n_layers=3, n_channels=32,
+                    upsample_kernel=512)
+        base.update(kw)
+        return cls(**base)  # type: ignore[arg-type]
+
+
+class WaveGlow(Vocoder):
+    """WaveGlow; sampling options ``sigma`` (default 0.6, NVIDIA's README) and ``denoise`` strength."""
+
+    config_class = WaveGlowConfig
+    deterministic = False
+
+    def __init__(self, config: WaveGlowConfig | None = None) -> None:
+        super().__init__(config)
+        c: WaveGlowConfig = self.config  # type: ignore[assignment]
+        n_mel = c.mel.n_mels
+        self.upsample = TransposedConvUpsampler(n_mel, c.mel.hop_length, c.upsample_kernel)
+        self.convinv = nn.ModuleList()
+        self.WN = nn.ModuleList()
+        channels = c.n_group
+        self.flow_channels: list[int] = []
+        for k in range(c.n_flows):
+            if k % c.n_early_every == 0 and k > 0:
+                channels -= c.n_early_size
+            self.flow_channels.append(channels)
+            n_half = channels // 2
+            self.convinv.append(InvertibleConv1x1(channels))
+            self.WN.append(WaveNetConditioner(n_half, 2 * (channels - n_half), n_mel * c.n_group,
+                                              channels=c.n_channels, num_layers=c.n_layers,
+                                              kernel_size=c.kernel_size, front="conv1x1", head="linear_zero",
+                                              residual_scale=1.0, last_layer_residual=False))
+        # Plain list: the coupling nets are registered once, under the reference's names WN.k.
+        self.couplings = [AffineCoupling(net, "waveglow") for net in self.WN]
+        self.n_remaining_channels = channels
+
+    # ------------------------------------------------------------------ conditioning
+    def condition(self, mel: Tensor, num_samples: int | None = None) -> Tensor:
+        """Upsampled, grouped mel ``[B, n_mels * n_group, T / n_group]`` (cut to ``num_samples``)."""
+        c: WaveGlowConfig = self.config  # type: ignore[assignment]
+        up = self.upsample(mel)
+        if num_samples is not None:
+            up = up[..., :num_samples]
+        return squeeze(up, c.n_group)
+
+    # ------------------------------------------------------------------ density direction
+    def flow(self, audio: Tensor, mel: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """``(z [B, n_group, T/n_group], log_s per flow, log|det W| per flow [B])`` of ``audio`` ``[B, T]``."""
+        c: WaveGlowConfig = self.config  # type: ignore[assignment]
+        spect = self.condition(mel, audio.shape[-1])
+        x = squeeze(audio.unsqueeze(1), c.n_group)
+        early: list[Tensor] = []
+        log_s_list: list[Tensor] = []
+        log_det_w: list[Tensor] = []
+        for k, (inv, coupling) in enumerate(zip(self.convinv, self.couplings, strict=True)):
+            if k % c.n_early_every == 0 and k > 0:
+                early.append(x[:, : c.n_early_size])
+                x = x[:, c.n_early_size:]
+            x, ld = inv(x)
+            x, _, log_s = coupling(x, spect)
+            log_det_w.append(ld)
+            log_s_list.append(log_s)
+        early.append(x)
+        return torch.cat(early, 1), log_s_list, log_det_w
+
+    def nll(self, z: Tensor, log_s_list: list[Tensor], log_det_w: list[Tensor], sigma: float | None = None) -> Tensor:
+        """WaveGlow's loss: ``(sum z^2 / 2 sigma^2 - sum log_s - sum log|det W|) / numel(z)``."""
+        sigma = self.config.sigma if sigma is None else sigma  # type: ignore[attr-defined]
+        log_s_total = sum(ls.sum() for ls in log_s_list)
+        log_det_total = sum(ld.sum() for ld in log_det_w)
+        return (torch.sum(z * z) / (2 * sigma * sigma) - log_s_total - log_det_total) / z.numel()
+
+    def loss(self, audio: Tensor, mel: Tensor) -> dict[str, Tensor]:
+        z, log_s_list, log_det_w = self.flow(audio, mel)
+        loss = self.nll(z, log_s_list, log_det_w)
+        # Negative log-likelihood in nats per sample including the Gaussian constant, for reporting.
+        sigma = self.config.sigma  # type: ignore[attr-defined]
+        nats = loss + 0.5 * math.log(2 * math.pi * sigma * sigma)
+        return {"loss": loss, "nll_nats_per_sample": nats.detach()}
+
+    # ------------------------------------------------------------------ sampling direction
+    def reverse(self, z: Tensor, mel: Tensor) -> Tensor:
+        """Audio ``[B, T]`` from ``z`` ``[B, n_group, T/n_group]`` (the layout :meth:`flow` returns)."""
+        c: WaveGlowConfig = self.config  # type: ignore[assignment]
+        spect = self.condition(mel, z.shape[-1] * c.n_group)
+        n_early = sum(1 for k in range(1, c.n_flows) if k % c.n_early_every == 0)
+        x = z[:, n_early * c.n_early_size:]
+        early_pos = n_early
+        couplings = self.couplings
+        for k in reversed(range(c.n_flows)):
+            x = couplings[k].inverse(x, spect)
+            x = self.convinv[k].inverse(x)
+            if k % c.n_early_every == 0 and k > 0:
+                early_pos -= 1
+                x = torch.cat([z[:, early_pos * c.n_early_size:(early_pos + 1) * c.n_early_size], x], 1)
+        return unsqueeze(x, c.n_group)[:, 0]
+
+    def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, sigma: float = 0.6,
+                   **sampling: Any) -> Tensor:
+        if sampling:
+            raise ValueError(f"waveglow sampling options are sigma; got {sorted(sampling)}")
+        c: WaveGlowConfig = self.config  # type: ignore[assignment]
+        frames = mel.shape[-1]
+        steps = frames * c.mel.hop_length // c.n_group
+        z = torch.randn(mel.shape[0], c.n_group, steps, generator=generator, device=mel.device, dtype=mel.dtype)
+        return self.reverse(sigma * z, mel)
+
+    def prepare_for_inference(self) -> WaveGlow:
+        super().prepare_for_inference()
+        with torch.no_grad():
+            for inv in self.convinv:
+                inv.inverse_weight()
+        return self

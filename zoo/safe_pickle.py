@@ -1,0 +1,210 @@
+"""Reading legacy PyTorch checkpoints that pickle whole modules, without importing or running their code.
+
+NVIDIA's WaveGlow checkpoints store the ``glow.WaveGlow`` module object itself. ``torch.load`` would have
+to import NVIDIA's classes and trust the pickle. :func:`load_checkpoint` instead unpickles with an
+allow-list: module classes become inert :class:`ModuleStub` records of their ``__dict__``, tensors are
+rebuilt by this module from the raw storages, a few plain containers are allowed, and *any other global
+is refused before anything runs*. :func:`state_dict_of` then walks ``_parameters`` / ``_buffers`` /
+``_modules`` of the stubs into an ordinary ``state_dict``.
+
+Both torch file formats are read: the zip archive (``data.pkl`` + ``data/<key>``) and the legacy
+pre-1.6 stream (magic number, protocol, system info, pickle, storage keys, raw storages).
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+import struct
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+_STORAGE_DTYPES = {
+    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
+    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
+}
+
+# Module classes that become inert records (their code is never imported).
+_MODULE_PREFIXES = ("glow.", "glow_old.", "torch.nn.modules.", "model.", "modules.", "wavenet.", "wavenet_iaf.",
+                    "waveglow.model.", "denoiser.")
+_INERT_CLASSES = {"torch.nn.utils.weight_norm.WeightNorm", "torch.nn.utils.spectral_norm.SpectralNorm"}
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """The pickle references something outside the allow-list; nothing was executed."""
+
+
+class ModuleStub:
+    """An inert stand-in for a pickled ``nn.Module`` (or hook object): only its state is kept."""
+
+    def __init__(self, *args: Any) -> None:
+        self.args = args
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__["state"] = state
+
+    def __repr__(self) -> str:
+        return f"<ModuleStub {self.__class__.__qualname__}>"
+
+
+class _StorageType:
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+
+
+def _make_stub(qualified: str) -> type:
+    return type(qualified.rsplit(".", 1)[-1], (ModuleStub,), {"qualified_name": qualified})
+
+
+def _rebuild_tensor(storage: torch.Tensor, offset: int, size: tuple, stride: tuple, *_: Any) -> torch.Tensor:
+    # A view on the storage (legacy files fill the storages after the pickle is read).
+    return torch.as_strided(storage, tuple(size), tuple(stride), offset)
+
+
+def _rebuild_parameter(data: torch.Tensor, *_: Any) -> torch.Tensor:
+    return data
+
+
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "torch._utils._rebuild_tensor_v2": _rebuild_tensor,
+    "torch._utils._rebuild_tensor": _rebuild_tensor,
+    "torch._utils._rebuild_parameter": _rebuild_parameter,
+    "collections.OrderedDict": collections.OrderedDict,
+    "__builtin__.set": set,
+    "builtins.set": set,
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that imports nothing: allow-listed names map to inert local stand-ins."""
+
+    def __init__(self, file: io.BufferedIOBase, load_storage: Callable[[_StorageType, str, int], torch.Tensor]) -> None:
+        super().__init__(file)
+        self._load_storage = load_storage
+        self._stubs: dict[str, type] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        qualified = f"{module}.{name}"
+        if qualified in _FUNCTIONS:
+            return _FUNCTIONS[qualified]
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _StorageType(_STORAGE_DTYPES[name])
+        if qualified in _INERT_CLASSES or (qualified.startswith(_MODULE_PREFIXES) and name[:1].isupper()):
+            if qualified not in self._stubs:
+                self._stubs[qualified] = _make_stub(qualified)
+            return self._stubs[qualified]
+        raise UnsafePickleError(
+            f"refusing to unpickle global {qualified!r}: it is not on the allow-list of tensor containers and "
+            f"module records (nothing was executed)"
+        )
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not isinstance(pid, tuple) or not pid or pid[0] != "storage":
+            raise UnsafePickleError(f"unsupported persistent id {pid!r}")
+        storage_type, key, _location, numel = pid[1], str(pid[2]), pid[3], int(pid[4])
+        if not isinstance(storage_type, _StorageType):
+            raise UnsafePickleError(f"unsupported storage type {storage_type!r}")
+        return self._load_storage(storage_type, key, numel)
+
+
+def _from_bytes(raw: bytes, dtype: torch.dtype, numel: int) -> torch.Tensor:
+    if dtype == torch.bfloat16:
+        return torch.frombuffer(bytearray(raw), dtype=torch.int16)[:numel].view(torch.bfloat16).clone()
+    np_dtype = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16,
+                torch.int64: np.int64, torch.int32: np.int32, torch.int16: np.int16, torch.int8: np.int8,
+                torch.uint8: np.uint8, torch.bool: np.bool_}[dtype]
+    arr = np.frombuffer(raw, dtype=np.dtype(np_dtype).newbyteorder("<"), count=numel)
+    return torch.from_numpy(arr.astype(np_dtype, copy=True))
+
+
+def _load_zip(path: Path) -> Any:
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        pkl = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
+        if len(pkl) != 1:
+            raise ValueError(f"{path}: not a torch zip checkpoint (no single data.pkl)")
+        root = pkl[0][: -len("data.pkl")]
+        cache: dict[str, torch.Tensor] = {}
+
+        def load_storage(st: _StorageType, key: str, numel: int) -> torch.Tensor:
+            if key not in cache:
+                cache[key] = _from_bytes(zf.read(f"{root}data/{key}"), st.dtype, numel)
+            return cache[key]
+
+        return RestrictedUnpickler(io.BytesIO(zf.read(pkl[0])), load_storage).load()
+
+
+def _load_legacy(path: Path) -> Any:
+    data = path.read_bytes()
+    f = io.BytesIO(data)
+
+    def plain() -> Any:
+        return RestrictedUnpickler(f, _no_storage).load()
+
+    if plain() != LEGACY_MAGIC:
+        raise ValueError(f"{path}: neither a torch zip archive nor a legacy torch file")
+    plain()  # protocol version
+    plain()  # system info
+    pending: dict[str, tuple[_StorageType, int, torch.Tensor]] = {}
+
+    def lazy_storage(st: _StorageType, key: str, numel: int) -> torch.Tensor:
+        if key not in pending:
+            pending[key] = (st, numel, torch.empty(numel, dtype=st.dtype))
+        return pending[key][2]
+
+    result = RestrictedUnpickler(f, lazy_storage).load()
+    keys = plain()
+    for key in keys:
+        st, numel, target = pending[str(key)]
+        (count,) = struct.unpack("<q", f.read(8))
+        elsize = torch.empty(0, dtype=st.dtype).element_size()
+        target.copy_(_from_bytes(f.read(count * elsize), st.dtype, count)[:numel])
+    return result
+
+
+def _no_storage(*_: Any) -> torch.Tensor:
+    raise UnsafePickleError("unexpected storage reference in a header record")
+
+
+def load_checkpoint(path: str | Path) -> Any:
+    """Unpickle a torch checkpoint with the restricted unpickler (module objects become stubs)."""
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        return _load_zip(path)
+    return _load_legacy(path)
+
+
+def state_dict_of(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The ``state_dict`` of a stubbed module: parameters and persistent buffers, recursively."""
+    if not isinstance(obj, ModuleStub):
+        raise ValueError(f"expected a pickled module, got {type(obj).__name__}")
+    state = obj.__dict__.get("state", {})
+    if isinstance(state, tuple):  # (dict, slotstate)
+        state = state[0]
+    out: dict[str, torch.Tensor] = {}
+    non_persistent = set(state.get("_non_persistent_buffers_set", ()) or ())
+    for name, value in (state.get("_parameters") or {}).items():
+        if value is not None:
+            out[prefix + name] = value
+    for name, value in (state.get("_buffers") or {}).items():
+        if value is not None and name not in non_persistent:
+            out[prefix + name] = value
+    for name, child in (state.get("_modules") or {}).items():
+        if child is not None:
+            out.update(state_dict_of(child, f"{prefix}{name}."))
+    return out
+
+
+def module_attributes(obj: ModuleStub) -> dict[str, Any]:
+    """Plain (non-tensor, non-module) attributes of a stubbed module, e.g. ``n_early_every``."""
+    state = obj.__dict__.get("state", {})
+    return {k: v for k, v in state.items() if not k.startswith("_") and isinstance(v, (int, float, str, bool, tuple))}
