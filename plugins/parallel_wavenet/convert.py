@@ -223,21 +223,14 @@ def body_to_zoo(folded: dict[str, Tensor], prefix: str, layers: int) -> dict[str
     return out
 
 
-def upsampler_to_zoo(folded: dict[str, Tensor], target: torch.nn.Module) -> dict[str, Tensor]:
-    """The teacher's ``upsample_conv.{0,2,...}`` weights in the order of ``target``'s parameters."""
-    ref = sorted(
-        (k for k in folded if k.startswith("upsample_conv.")),
-        key=lambda k: (int(k.split(".")[1]), k.split(".")[-1] != "weight"),
-    )
-    names = sorted(target.state_dict(), key=lambda k: (_first_int(k), k.split(".")[-1] != "weight"))
-    if len(ref) != len(names):
-        raise ValueError(f"the teacher's upsampler has {len(ref)} tensors, the zoo upsampler {len(names)}")
-    return {n: folded[r] for n, r in zip(names, ref, strict=True)}
-
-
-def _first_int(key: str) -> int:
-    m = re.search(r"\.(\d+)\.", "." + key)
-    return int(m.group(1)) if m else 0
+def upsampler_to_zoo(folded: dict[str, Tensor]) -> dict[str, Tensor]:
+    """ClariNet's ``upsample_conv.{2j}`` (ConvTranspose2d, then LeakyReLU at ``2j + 1``) -> ``convs.{j}``."""
+    out = {}
+    for key, value in folded.items():
+        m = re.match(r"upsample_conv\.(\d+)\.(weight|bias)$", key)
+        if m:
+            out[f"convs.{int(m.group(1)) // 2}.{m.group(2)}"] = value
+    return out
 
 
 # ---------------------------------------------------------------------- converters
@@ -303,7 +296,7 @@ def convert_student(
     for k, n in enumerate(cfg.flow_layers):
         for name, value in body_to_zoo(folded, f"iafs.{k}.", n).items():
             new[f"flows.{k}.{name}"] = value
-    for name, value in upsampler_to_zoo(folded_teacher, model.upsample).items():
+    for name, value in upsampler_to_zoo(folded_teacher).items():
         new[f"upsample.{name}"] = value
     model.load_state_dict_checked(
         {k: v.float().contiguous() for k, v in new.items()}, source="converted ClariNet student"

@@ -109,7 +109,7 @@ def convert_teacher(state: dict[str, Tensor], config: dict[str, Any] | None = No
     model = get_registry().architecture("wavenet").cls(cfg)
     folded = fold_state_dict(state)
     new = body_to_zoo(folded, "", hp["layers"])
-    for name, value in upsampler_to_zoo(folded, model.upsample).items():
+    for name, value in upsampler_to_zoo(folded).items():
         new[f"upsample.{name}"] = value
     model.load_state_dict_checked(
         {k: v.float().contiguous() for k, v in new.items()}, source="converted ClariNet teacher"
