@@ -28,11 +28,11 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from zoo.weightnorm import fold_state_dict, strip_prefix
 from zoo_plugins.parallel_wavenet.model import ParallelWaveNet, ParallelWaveNetConfig
 
 from zoo.mel import MelConfig
 from zoo.vocoder import Vocoder
+from zoo.weightnorm import fold_state_dict, strip_prefix
 
 Shapes = dict[str, tuple[int, ...]]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from torch import Tensor
-from zoo.weightnorm import fold_state_dict
 from zoo_plugins.parallel_wavenet.convert import (
     _mel,
     _num_layers,
@@ -26,6 +25,7 @@ from zoo_plugins.parallel_wavenet.convert import (
 from zoo.config import VocoderConfig
 from zoo.mel import MelConfig
 from zoo.vocoder import Vocoder
+from zoo.weightnorm import fold_state_dict
 
 
 def clarinet_teacher_config(

@@ -29,11 +29,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from zoo.gated import GatedResidualStack
-from zoo.upsample import TransposedConv2dUpsampler
 
 from zoo.config import VocoderConfig
+from zoo.gated import GatedResidualStack
 from zoo.mel import MelConfig
+from zoo.upsample import TransposedConv2dUpsampler
 from zoo.vocoder import Vocoder
 
 
