@@ -39,7 +39,7 @@ _MODULE_PREFIXES = ("glow.", "glow_old.", "torch.nn.modules.", "model.", "module
 _INERT_CLASSES = {"torch.nn.utils.weight_norm.WeightNorm", "torch.nn.utils.spectral_norm.SpectralNorm"}
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
     """The pickle references something outside the allow-list; nothing was executed."""
 
 
