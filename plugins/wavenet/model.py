@@ -1,0 +1,208 @@
+"""The mel-conditioned autoregressive WaveNet vocoder (van den Oord et al. 2016; r9y9/wavenet_vocoder).
+
+``p(x) = prod_t p(x_t | x_<t, c)``: a causal front conv reads the previous samples (one-hot mu-law
+classes or scalars), a stack of gated, dilated, causal layers with local conditioning by the upsampled
+mel (``zoo.gated.GatedResidualStack``), then ``ReLU -> 1x1 -> ReLU -> 1x1`` gives the parameters of the
+output distribution (``zoo.distributions``: mu-law softmax, mixture of logistics or a Gaussian).
+
+One configuration space covers r9y9's HEAD recipes, the 2092a64 layout of its published LJSpeech
+checkpoint (legacy skip combination, ConvTranspose2d upsampler, conv1x1c bias) and ClariNet's Gaussian
+teacher (a 32-tap causal front conv + ReLU, kernel-2 layers, the FloWaveNet-style 2-D upsampler).
+
+Sampling is incremental (:mod:`zoo_plugins.wavenet.incremental`): O(layers) work per sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from zoo.config import VocoderConfig
+from zoo.distributions import DiscretizedMixLogistic, Gaussian, MuLawSoftmax, get_distribution
+from zoo.gated import GatedResidualStack
+from zoo.mel import MelConfig
+from zoo.upsample import Stretch2dUpsampler, TransposedConv2dUpsampler
+from zoo.vocoder import Vocoder
+
+
+def _r9y9_mel() -> MelConfig:
+    return MelConfig.preset("r9y9")
+
+
+@dataclasses.dataclass
+class WaveNetConfig(VocoderConfig):
+    """Hyperparameters (defaults: r9y9 HEAD ``mol`` recipe widths with the 2092a64 mel features).
+
+    ``gate_channels`` is the dilated conv's total output (tanh half + sigmoid half). Dilations are
+    ``2 ** (i % (layers // stacks))``. ``upsample`` is ``"stretch2d"`` (r9y9 HEAD, with ``cin_pad`` context
+    frames) or ``"transposed2d"`` (r9y9 2092a64 with ``upsample_time_kernel`` = the scale and ReLU;
+    FloWaveNet/ClariNet with ``upsample_time_kernel=None`` (2 s) and LeakyReLU 0.4).
+    """
+
+    mel: MelConfig = dataclasses.field(default_factory=_r9y9_mel)
+    output_distribution: str = "mol"
+    num_mixtures: int = 10
+    num_classes: int = 65536
+    mulaw_classes: int = 256
+    log_scale_min: float = -16.0
+    log_std_min: float = -9.0
+    layers: int = 24
+    stacks: int = 4
+    residual_channels: int = 128
+    gate_channels: int = 256
+    skip_channels: int = 128
+    kernel_size: int = 3
+    front_kernel_size: int = 1
+    front_activation: str = "none"
+    residual_scale: float = math.sqrt(0.5)
+    skip_mode: str = "sum_sqrt_layers"
+    cond_bias: bool = False
+    dropout: float = 0.0
+    upsample: str = "stretch2d"
+    upsample_scales: tuple[int, ...] = (4, 4, 4, 4)
+    cin_pad: int = 2
+    upsample_freq_kernel: int = 3
+    upsample_time_kernel: int | None = None
+    upsample_activation: str = "none"
+    upsample_negative_slope: float = 0.4
+    n_speakers: int = 0
+    gin_channels: int = 0
+
+    def __post_init__(self) -> None:
+        if self.output_distribution not in ("mulaw", "mol", "gaussian"):
+            raise ValueError(f"output_distribution must be mulaw, mol or gaussian, got {self.output_distribution!r}")
+        if self.layers % self.stacks:
+            raise ValueError(f"layers ({self.layers}) must be a multiple of stacks ({self.stacks})")
+        if math.prod(self.upsample_scales) != self.mel.hop_length:
+            raise ValueError(f"prod(upsample_scales) = {math.prod(self.upsample_scales)} must equal the hop "
+                             f"{self.mel.hop_length}")
+        if self.upsample not in ("stretch2d", "transposed2d"):
+            raise ValueError(f"upsample must be 'stretch2d' or 'transposed2d', got {self.upsample!r}")
+        if self.front_activation not in ("none", "relu"):
+            raise ValueError("front_activation must be 'none' or 'relu'")
+        if (self.n_speakers > 0) != (self.gin_channels > 0):
+            raise ValueError("global conditioning needs both n_speakers and gin_channels")
+
+    @classmethod
+    def small(cls, distribution: str = "mol", **kw: Any) -> WaveNetConfig:
+        base = dict(output_distribution=distribution, layers=6, stacks=2, residual_channels=16, gate_channels=32,
+                    skip_channels=16)
+        base.update(kw)
+        return cls(**base)  # type: ignore[arg-type]
+
+    @classmethod
+    def r9y9_ljspeech_2092a64(cls) -> WaveNetConfig:
+        """The published r9y9 LJSpeech MoL checkpoint's layout (24.7 M parameters)."""
+        return cls(output_distribution="mol", log_scale_min=math.log(1e-14), layers=24, stacks=4,
+                   residual_channels=512, gate_channels=512, skip_channels=256, skip_mode="legacy_iterative",
+                   cond_bias=True, dropout=0.05, upsample="transposed2d", upsample_time_kernel=4,
+                   upsample_activation="relu")
+
+
+class WaveNet(Vocoder):
+    """Autoregressive WaveNet; sampling options ``temperature`` (1.0) and ``progress`` (a tqdm bar)."""
+
+    config_class = WaveNetConfig
+    deterministic = False
+    parallel = False
+
+    def __init__(self, config: WaveNetConfig | None = None) -> None:
+        super().__init__(config)
+        c: WaveNetConfig = self.config  # type: ignore[assignment]
+        self.distribution = self._make_distribution(c)
+        in_ch = self.distribution.input_channels
+        cycle = c.layers // c.stacks
+        self.front = nn.Conv1d(in_ch, c.residual_channels, c.front_kernel_size)
+        self.stack = GatedResidualStack(
+            c.residual_channels, c.gate_channels, c.skip_channels, c.mel.n_mels, c.kernel_size,
+            [2 ** (i % cycle) for i in range(c.layers)], causal=True, residual_scale=c.residual_scale,
+            skip_mode=c.skip_mode, cond_bias=c.cond_bias, global_cond_channels=c.gin_channels, dropout=c.dropout,
+        )
+        self.head1 = nn.Conv1d(c.skip_channels, c.skip_channels, 1)
+        self.head2 = nn.Conv1d(c.skip_channels, self.distribution.out_channels, 1)
+        if c.upsample == "stretch2d":
+            self.upsample: nn.Module = Stretch2dUpsampler(c.mel.n_mels, c.upsample_scales, c.cin_pad)
+        else:
+            self.upsample = TransposedConv2dUpsampler(c.upsample_scales, c.upsample_freq_kernel,
+                                                      c.upsample_time_kernel, activation=c.upsample_activation,
+                                                      negative_slope=c.upsample_negative_slope)
+        self.embed_speakers = nn.Embedding(c.n_speakers, c.gin_channels) if c.n_speakers else None
+
+    @staticmethod
+    def _make_distribution(c: WaveNetConfig) -> MuLawSoftmax | DiscretizedMixLogistic | Gaussian:
+        if c.output_distribution == "mulaw":
+            return MuLawSoftmax(c.mulaw_classes)
+        if c.output_distribution == "mol":
+            return DiscretizedMixLogistic(c.num_mixtures, c.num_classes, c.log_scale_min)
+        return get_distribution("gaussian", log_std_min=c.log_std_min)  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def receptive_field(self) -> int:
+        """Past samples (the current input included) one output depends on."""
+        return self.stack.receptive_field + self.config.front_kernel_size - 1  # type: ignore[attr-defined]
+
+    @property
+    def receptive_field_ms(self) -> float:
+        return 1000.0 * self.receptive_field / self.sample_rate
+
+    # ------------------------------------------------------------------ conditioning
+    def upsample_mel(self, mel: Tensor) -> Tensor:
+        """``c_up [B, n_mels, frames * hop]``; the stretch2d upsampler gets ``cin_pad`` edge frames each side."""
+        c: WaveNetConfig = self.config  # type: ignore[assignment]
+        if c.upsample == "stretch2d" and c.cin_pad:
+            mel = F.pad(mel, (c.cin_pad, c.cin_pad), mode="replicate")
+        return self.upsample(mel)
+
+    def global_cond(self, speaker: Tensor | None) -> Tensor | None:
+        if self.embed_speakers is None:
+            if speaker is not None:
+                raise ValueError("this model has no speaker embedding")
+            return None
+        if speaker is None:
+            raise ValueError("this multi-speaker model needs speaker ids")
+        return self.embed_speakers(speaker.long()).unsqueeze(-1)
+
+    # ------------------------------------------------------------------ teacher forcing
+    def _front(self, x: Tensor) -> Tensor:
+        c: WaveNetConfig = self.config  # type: ignore[assignment]
+        h = self.front(F.pad(x, (c.front_kernel_size - 1, 0)))
+        return F.relu(h) if c.front_activation == "relu" else h
+
+    def output(self, h_skips: Tensor) -> Tensor:
+        return self.head2(F.relu(self.head1(F.relu(h_skips))))
+
+    def teacher_forced(self, x: Tensor, c_up: Tensor, g: Tensor | None = None) -> Tensor:
+        """Output parameters ``[B, C, T]`` given the inputs ``x`` (one-hot ``[B, classes, T]`` or ``[B, 1, T]``);
+        step ``t`` describes the sample that follows input ``t``."""
+        return self.output(self.stack(self._front(x), c_up, g))
+
+    def loss(self, audio: Tensor, mel: Tensor, speaker: Tensor | None = None) -> dict[str, Tensor]:
+        c_up = self.upsample_mel(mel)[..., : audio.shape[-1]]
+        audio = audio[..., : c_up.shape[-1]]
+        dist = self.distribution
+        if isinstance(dist, MuLawSoftmax):
+            target = dist.target_from_audio(audio)
+            inputs = dist.input_from_sample(target).to(audio.dtype)
+        else:
+            target = audio
+            inputs = audio.unsqueeze(1)
+        y_hat = self.teacher_forced(inputs, c_up, self.global_cond(speaker))
+        nll = dist.loss(y_hat[..., :-1], target[..., 1:])
+        return {"loss": nll.mean()}
+
+    # ------------------------------------------------------------------ sampling
+    def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, temperature: float = 1.0,
+                   progress: bool = False, speaker: Tensor | None = None, **sampling: Any) -> Tensor:
+        if sampling:
+            raise ValueError(f"wavenet sampling options are temperature, progress, speaker; got {sorted(sampling)}")
+        from zoo_plugins.wavenet.incremental import IncrementalSampler
+
+        c_up = self.upsample_mel(mel)
+        sampler = IncrementalSampler(self, mel.shape[0], g=self.global_cond(speaker))
+        return sampler.generate(c_up, generator=generator, temperature=temperature, progress=progress)
