@@ -73,7 +73,8 @@ def infer_config(state: dict[str, Tensor], config: dict[str, Any] | None = None)
         cfg.update(skip_mode="sum_sqrt_layers", upsample="stretch2d", upsample_scales=scales,
                    cin_pad=(state["upsample_net.conv_in.weight"].shape[-1] - 1) // 2)
     if "embed_speakers.weight" in state:
-        cfg.update(n_speakers=state["embed_speakers.weight"].shape[0], gin_channels=state["embed_speakers.weight"].shape[1])
+        emb = state["embed_speakers.weight"]
+        cfg.update(n_speakers=emb.shape[0], gin_channels=emb.shape[1])
     mel = config.pop("mel", "r9y9")
     mel_cfg = MelConfig.preset(mel) if isinstance(mel, str) else MelConfig.from_dict(mel)
     hop = math.prod(cfg["upsample_scales"])

@@ -80,10 +80,11 @@ class IncrementalSampler:
         self.dist = model.distribution
         # Dilated convs as [L, k * R, G] with taps ordered oldest first (matching the gathered buffer).
         self.wd = torch.stack([lay.dilated.weight.permute(2, 1, 0).reshape(k * r, gch) for lay in layers]).contiguous()
-        self.bd = torch.stack([lay.dilated.bias if lay.dilated.bias is not None else torch.zeros(gch, device=dev, dtype=dt)
-                               for lay in layers])
+        zeros_g = torch.zeros(gch, device=dev, dtype=dt)
+        self.bd = torch.stack([lay.dilated.bias if lay.dilated.bias is not None else zeros_g for lay in layers])
         zeros_r = torch.zeros(gch // 2, r, device=dev, dtype=dt)
-        self.wr = torch.stack([lay.res.weight[..., 0].T if lay.res is not None else zeros_r for lay in layers]).contiguous()
+        self.wr = torch.stack([lay.res.weight[..., 0].T if lay.res is not None else zeros_r
+                               for lay in layers]).contiguous()
         self.br = torch.stack([lay.res.bias if lay.res is not None and lay.res.bias is not None
                                else torch.zeros(r, device=dev, dtype=dt) for lay in layers])
         self.has_res = torch.tensor([lay.res is not None for lay in layers])
