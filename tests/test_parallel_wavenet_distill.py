@@ -62,7 +62,7 @@ def teacher_factory(**overrides):
     from zoo.registry import get_registry
 
     cls = get_registry().architecture("wavenet").cls
-    return cls(cls.config_class(**overrides))
+    return cls(cls.config_class.clarinet(**overrides))
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ def clarinet_teacher_config(
     mel = mel or MelConfig.preset("flowavenet")
     if mel.n_mels != cin:
         mel = mel.replace(n_mels=cin)
-    return cls.config_class(
+    return cls.config_class.clarinet(
         mel=mel,
         layers=layers,
         stacks=layers // num_layers,

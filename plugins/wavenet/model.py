@@ -96,6 +96,20 @@ class WaveNetConfig(VocoderConfig):
         return cls(**base)  # type: ignore[arg-type]
 
     @classmethod
+    def clarinet(cls, **kw: Any) -> WaveNetConfig:
+        """ClariNet's Gaussian teacher layout (README config by default: 2 blocks of 10 layers, 128/256/128,
+        kernel 2, a 32-tap causal front conv + ReLU, summed skips, the 2-D transposed-conv upsampler)."""
+        base: dict[str, Any] = dict(
+            mel=MelConfig.preset("flowavenet"), output_distribution="gaussian", log_std_min=-9.0, layers=20,
+            stacks=2, residual_channels=128, gate_channels=256, skip_channels=128, kernel_size=2,
+            front_kernel_size=32, front_activation="relu", skip_mode="sum", cond_bias=True,
+            upsample="transposed2d", upsample_scales=(16, 16), upsample_time_kernel=None,
+            upsample_activation="leaky_relu", upsample_negative_slope=0.4,
+        )
+        base.update(kw)
+        return cls(**base)  # type: ignore[arg-type]
+
+    @classmethod
     def r9y9_ljspeech_2092a64(cls) -> WaveNetConfig:
         """The published r9y9 LJSpeech MoL checkpoint's layout (24.7 M parameters)."""
         return cls(output_distribution="mol", log_scale_min=math.log(1e-14), layers=24, stacks=4,
