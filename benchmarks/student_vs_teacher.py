@@ -5,7 +5,7 @@ upsampler) sampled autoregressively with the plugin's fast incremental sampler, 
 other. The student (``parallel_wavenet``) has the same channel widths and turns noise into the whole
 utterance with one parallel pass per flow. Random weights: speed does not depend on training.
 
-    python benchmarks/student_vs_teacher.py                  # ClariNet widths (64/128/64), 1 thread
+    python benchmarks/student_vs_teacher.py     # ClariNet student widths 64/256/64, 1 thread
     python benchmarks/student_vs_teacher.py --threads 2 --student-seconds 2 --teacher-seconds 0.25
 
 Prints one JSON line per measurement and a Markdown table.
@@ -27,39 +27,26 @@ from zoo.registry import get_registry
 
 def build_models(args: argparse.Namespace) -> tuple[zoo.Vocoder, zoo.Vocoder]:
     """The teacher (ClariNet layout, ``teacher_layers`` layers) and the student at the same widths."""
-    reg = get_registry()
-    teacher_cls = reg.architecture("wavenet").cls
-    teacher_cfg = teacher_cls.config_class.from_dict(clarinet_teacher_config(args))
+    from zoo_plugins.parallel_wavenet.distill import student_for_teacher
+
+    teacher_cls = get_registry().architecture("wavenet").cls
+    teacher_cfg = teacher_cls.config_class.clarinet(
+        layers=args.teacher_layers,
+        stacks=args.teacher_layers // 10,
+        residual_channels=args.residual,
+        gate_channels=args.gate,
+        skip_channels=args.skip,
+    )
     teacher = teacher_cls(teacher_cfg).eval()
-    student_cls = reg.architecture("parallel_wavenet").cls
-    student = student_cls(
-        student_cls.config_class(
-            mel=teacher.mel_config,
-            flow_layers=tuple([args.student_layers] * args.student_flows),
-            dilation_cycle=10,
-            residual_channels=args.residual,
-            gate_channels=args.gate,
-            skip_channels=args.skip,
-        )
+    student = student_for_teacher(
+        teacher,
+        flow_layers=tuple([args.student_layers] * args.student_flows),
+        dilation_cycle=10,
+        residual_channels=args.residual,
+        gate_channels=args.gate,
+        skip_channels=args.skip,
     ).eval()
     return teacher, student
-
-
-def clarinet_teacher_config(args: argparse.Namespace) -> dict:
-    """The ``wavenet`` config of ClariNet's Gaussian teacher at the benchmark's widths."""
-    from zoo_plugins.parallel_wavenet.convert_teacher import clarinet_teacher_config as make
-
-    return make(
-        layers=args.teacher_layers,
-        num_layers=10,
-        residual=args.residual,
-        gate=args.gate,
-        skip=args.skip,
-        kernel=2,
-        front_kernel=32,
-        cin=80,
-        scales=(16, 16),
-    ).to_dict()
 
 
 def samples_per_second(model: zoo.Vocoder, seconds: float, repeats: int) -> tuple[float, int]:

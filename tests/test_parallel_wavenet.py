@@ -27,7 +27,7 @@ def tiny_config(**kw) -> ParallelWaveNetConfig:
         dilation_cycle=2,
         front_kernel_size=4,
         residual_channels=6,
-        gate_channels=5,
+        gate_channels=10,
         skip_channels=7,
         kernel_size=3,
     )

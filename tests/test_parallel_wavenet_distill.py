@@ -26,7 +26,7 @@ STUDENT = dict(
     dilation_cycle=3,
     front_kernel_size=8,
     residual_channels=8,
-    gate_channels=8,
+    gate_channels=16,
     skip_channels=8,
 )
 
@@ -81,15 +81,37 @@ def _eval_kl(student, teacher, audio, mel, z) -> float:
         )
 
 
-def test_student_for_teacher_copies_mel_and_upsampler():
-    teacher = tiny_teacher()
+def r9y9_head_teacher():
+    """A small r9y9-HEAD-layout MoL teacher: stretch2d upsampler with cin_pad, r9y9 mel features."""
+    from zoo.registry import get_registry
+
+    cls = get_registry().architecture("wavenet").cls
+    torch.manual_seed(0)
+    return cls(
+        cls.config_class.small(
+            "mol", layers=4, stacks=2, residual_channels=8, gate_channels=16, skip_channels=8, num_mixtures=2
+        )
+    ).eval()
+
+
+@pytest.mark.parametrize(
+    "make", [tiny_teacher, r9y9_head_teacher], ids=["clarinet-teacher", "r9y9-head-teacher"]
+)
+def test_student_for_teacher_copies_mel_and_upsampler(make, tmp_path):
+    teacher = make()
     student = student_for_teacher(teacher, **STUDENT)
+    assert student.config.upsample == teacher.config.upsample
     assert student.mel_config == teacher.mel_config
     mel = torch.rand(1, teacher.mel_config.n_mels, 3)
     adapter = TeacherAdapter(teacher)
     with torch.no_grad():
         torch.testing.assert_close(student.upsample_mel(mel), adapter.upsample(mel), rtol=0, atol=0)
     assert not any(p.requires_grad for p in teacher.parameters()), "the teacher must be frozen"
+    student.save_pretrained(tmp_path / "s")
+    with torch.no_grad():
+        torch.testing.assert_close(
+            zoo.load(tmp_path / "s").upsample_mel(mel), adapter.upsample(mel), rtol=0, atol=0
+        )
 
 
 def test_distillation_lowers_the_kl(data_dir):
@@ -213,7 +235,7 @@ def test_cli_distill(data_dir, tmp_path):
         "--set",
         "residual_channels=4",
         "--set",
-        "gate_channels=4",
+        "gate_channels=8",
         "--set",
         "skip_channels=4",
         "--set",

@@ -86,7 +86,7 @@ def test_student_config_from_reference():
     assert cfg.flow_layers == tuple(b * hp["num_layers"] for b in hp["num_blocks_student"])
     assert (cfg.residual_channels, cfg.gate_channels, cfg.skip_channels) == (
         hp["residual_channels"],
-        hp["gate_channels"],
+        2 * hp["gate_channels"],
         hp["skip_channels"],
     )
     assert (cfg.kernel_size, cfg.front_kernel_size, cfg.mel.n_mels) == (

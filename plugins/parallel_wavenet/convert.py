@@ -258,11 +258,14 @@ def student_config(
         dilation_cycle=num_layers,
         front_kernel_size=hp["front_kernel"],
         residual_channels=hp["residual"],
-        gate_channels=hp["gate"],
+        gate_channels=2 * hp["gate"],
         skip_channels=hp["skip"],
         kernel_size=hp["kernel"],
+        upsample="transposed2d",
         upsample_scales=scales,
         upsample_freq_kernel=freq_kernel,
+        upsample_time_kernel=None,
+        upsample_activation="leaky_relu",
         upsample_negative_slope=0.4,
     )
     body = {

@@ -33,8 +33,20 @@ from torch import Tensor, nn
 from zoo.config import VocoderConfig
 from zoo.gated import GatedResidualStack
 from zoo.mel import MelConfig
-from zoo.upsample import TransposedConv2dUpsampler
+from zoo.upsample import Stretch2dUpsampler, TransposedConv2dUpsampler
 from zoo.vocoder import Vocoder
+
+UPSAMPLERS = ("transposed2d", "stretch2d")
+#: The student config fields that describe its copy of the teacher's upsampler (``WaveNetConfig`` names).
+UPSAMPLER_FIELDS = (
+    "upsample",
+    "upsample_scales",
+    "cin_pad",
+    "upsample_freq_kernel",
+    "upsample_time_kernel",
+    "upsample_activation",
+    "upsample_negative_slope",
+)
 
 
 def _flowavenet_mel() -> MelConfig:
@@ -49,12 +61,14 @@ class ParallelWaveNetConfig(VocoderConfig):
       10, 10, 10, 30).
     * ``dilation_cycle``: dilations are ``2 ** (i % dilation_cycle)`` within a flow.
     * ``front_kernel_size``: causal input conv (1 -> residual) followed by ReLU (ClariNet: 32).
-    * ``residual_channels``, ``skip_channels``; ``gate_channels`` is the width of each of the
-      filter (tanh) and gate (sigmoid) halves, as in ClariNet (``gate_channels=128`` there).
+    * ``residual_channels``, ``skip_channels``; ``gate_channels`` is the output width of each dilated
+      conv, both halves (tanh and sigmoid) together, as in ``WaveNetConfig`` and the shared stack:
+      ClariNet's ``gate_channels=128`` (each of ``filter_conv``/``gate_conv``) is 256 here.
     * ``kernel_size`` of the dilated causal convs (3).
-    * the upsampler (a copy of the teacher's 2-D transposed-conv stack): ``upsample_scales`` with
-      kernels ``(upsample_freq_kernel, 2 * scale)``, padding ``(freq_kernel // 2, scale // 2)`` and
-      LeakyReLU(``upsample_negative_slope``); ``prod(upsample_scales)`` must equal the mel hop.
+    * the upsampler, a copy of the teacher's (same field names as ``WaveNetConfig``): ``upsample``
+      ``"transposed2d"`` (ClariNet/FloWaveNet: ``ConvTranspose2d(1, 1, (freq_kernel, time_kernel or 2 s),
+      stride (1, s))`` + ``upsample_activation``) or ``"stretch2d"`` (r9y9 HEAD, ``cin_pad`` edge frames);
+      ``prod(upsample_scales)`` must equal the mel hop.
     """
 
     mel: MelConfig = dataclasses.field(default_factory=_flowavenet_mel)
@@ -62,11 +76,15 @@ class ParallelWaveNetConfig(VocoderConfig):
     dilation_cycle: int = 10
     front_kernel_size: int = 32
     residual_channels: int = 64
-    gate_channels: int = 128
+    gate_channels: int = 256
     skip_channels: int = 64
     kernel_size: int = 3
+    upsample: str = "transposed2d"
     upsample_scales: tuple[int, ...] = (16, 16)
+    cin_pad: int = 2
     upsample_freq_kernel: int = 3
+    upsample_time_kernel: int | None = None
+    upsample_activation: str = "leaky_relu"
     upsample_negative_slope: float = 0.4
 
     def __post_init__(self) -> None:
@@ -85,6 +103,12 @@ class ParallelWaveNetConfig(VocoderConfig):
         ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.gate_channels % 2:
+            raise ValueError(
+                f"gate_channels must be even (tanh and sigmoid halves), got {self.gate_channels}"
+            )
+        if self.upsample not in UPSAMPLERS:
+            raise ValueError(f"upsample must be one of {UPSAMPLERS}, got {self.upsample!r}")
         if not self.upsample_scales or any(int(s) < 1 for s in self.upsample_scales):
             raise ValueError(f"upsample_scales must be positive integers, got {self.upsample_scales}")
         if math.prod(self.upsample_scales) != self.mel.hop_length:
@@ -113,7 +137,7 @@ class IAFFlow(nn.Module):
         self.front = nn.Conv1d(1, r, config.front_kernel_size)
         self.stack = GatedResidualStack(
             residual_channels=r,
-            gate_channels=2 * config.gate_channels,
+            gate_channels=config.gate_channels,
             skip_channels=s,
             cond_channels=config.mel.n_mels,
             kernel_size=config.kernel_size,
@@ -151,13 +175,16 @@ class ParallelWaveNet(Vocoder):
     def __init__(self, config: ParallelWaveNetConfig | None = None) -> None:
         super().__init__(config)
         cfg: ParallelWaveNetConfig = self.config  # type: ignore[assignment]
-        self.upsample = TransposedConv2dUpsampler(
-            scales=tuple(cfg.upsample_scales),
-            freq_kernel=cfg.upsample_freq_kernel,
-            time_kernel=None,
-            activation="leaky_relu",
-            negative_slope=cfg.upsample_negative_slope,
-        )
+        if cfg.upsample == "stretch2d":
+            self.upsample: nn.Module = Stretch2dUpsampler(cfg.mel.n_mels, cfg.upsample_scales, cfg.cin_pad)
+        else:
+            self.upsample = TransposedConv2dUpsampler(
+                cfg.upsample_scales,
+                cfg.upsample_freq_kernel,
+                cfg.upsample_time_kernel,
+                activation=cfg.upsample_activation,
+                negative_slope=cfg.upsample_negative_slope,
+            )
         self.flows = nn.ModuleList(IAFFlow(cfg, int(n)) for n in cfg.flow_layers)
 
     @property
@@ -195,7 +222,13 @@ class ParallelWaveNet(Vocoder):
         return self.iaf(z, c_up)[2].sum(dim=(1, 2))
 
     def upsample_mel(self, mel: Tensor) -> Tensor:
-        """``c_up`` ``[B, n_mels, frames * hop]``: the (teacher's) upsampler applied to ``mel``."""
+        """``c_up`` ``[B, n_mels, frames * hop]``: the (teacher's) upsampler applied to ``mel``.
+
+        The ``stretch2d`` upsampler gets ``cin_pad`` replicated edge frames on each side, as in the teacher.
+        """
+        cfg: ParallelWaveNetConfig = self.config  # type: ignore[assignment]
+        if cfg.upsample == "stretch2d" and cfg.cin_pad:
+            mel = F.pad(mel, (cfg.cin_pad, cfg.cin_pad), mode="replicate")
         return self.upsample(mel)
 
     def sample_noise(
@@ -257,9 +290,7 @@ class ParallelWaveNet(Vocoder):
         distill_fields = {f.name for f in dataclasses.fields(DistillConfig)}
         student_fields = {f.name for f in dataclasses.fields(ParallelWaveNetConfig)} - {
             "mel",
-            "upsample_scales",
-            "upsample_freq_kernel",
-            "upsample_negative_slope",
+            *UPSAMPLER_FIELDS,
         }
         unknown = sorted(set(settings) - distill_fields - student_fields)
         if unknown:

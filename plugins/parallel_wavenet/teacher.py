@@ -69,12 +69,12 @@ class TeacherAdapter:
 
     def upsampler_config(self) -> dict[str, Any]:
         """The student config fields that make its upsampler a copy of the teacher's."""
+        from zoo_plugins.parallel_wavenet.model import UPSAMPLER_FIELDS
+
         cfg = self.model.config
-        return {
-            "upsample_scales": tuple(int(s) for s in cfg.upsample_scales),
-            "upsample_freq_kernel": int(cfg.upsample_freq_kernel),
-            "upsample_negative_slope": float(cfg.upsample_negative_slope),
-        }
+        out = {name: getattr(cfg, name) for name in UPSAMPLER_FIELDS}
+        out["upsample_scales"] = tuple(int(s) for s in out["upsample_scales"])
+        return out
 
     def copy_upsampler_into(self, student: Vocoder) -> None:
         """Load the teacher's upsampler weights into ``student.upsample``."""
