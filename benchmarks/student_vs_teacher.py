@@ -69,7 +69,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--residual", type=int, default=64)
     p.add_argument(
-        "--gate", type=int, default=128, help="width of each gated half (ClariNet's gate_channels)"
+        "--gate", type=int, default=256, help="dilated-conv width, both gated halves (ClariNet: 128 each)"
     )
     p.add_argument("--skip", type=int, default=64)
     p.add_argument("--teacher-layers", type=int, default=20, help="ClariNet teacher: 2 blocks x 10")

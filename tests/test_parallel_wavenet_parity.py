@@ -7,6 +7,7 @@ Data-driven: the small configs come from ``reference.json`` and the fixtures fro
 from __future__ import annotations
 
 import json
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -209,6 +210,20 @@ def test_reference_layout_matches_full_keys(part):
     got = {k["name"]: tuple(k["shape"]) for k in entry["keys"]}
     assert expected == got
     assert len(got) == entry["num_tensors"]
+
+
+def test_published_student_size():
+    """The default config is ClariNet's published student (its weights, weight norm folded)."""
+    from zoo_plugins.parallel_wavenet import ParallelWaveNet, ParallelWaveNetConfig
+
+    entry = _full_keys()["student"]
+    folded = sum(math.prod(k["shape"]) for k in entry["keys"] if not k["name"].endswith("weight_g"))
+    model = ParallelWaveNet(ParallelWaveNetConfig())
+    own = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("upsample."))
+    assert own == folded
+    assert model.config.flow_layers == tuple(
+        b * entry["config"]["num_layers"] for b in entry["config"]["num_blocks_student"]
+    )
 
 
 def test_small_fixtures_have_the_reference_layout():
