@@ -82,7 +82,7 @@ def close(name: str, got: torch.Tensor, atol: float = ATOL, rtol: float = RTOL) 
     assert torch.allclose(got.detach().float(), want, atol=atol, rtol=rtol), f"{name}: max abs diff {diff:g}"
 
 
-def test_student_config_from_reference():
+def test_parity_clarinet_student_config_from_reference():
     hp, cfg = student_hparams(), student().config
     assert cfg.flow_layers == tuple(b * hp["num_layers"] for b in hp["num_blocks_student"])
     assert (cfg.residual_channels, cfg.gate_channels, cfg.skip_channels) == (
@@ -153,7 +153,7 @@ def test_kl_on_fixture_tensors(name):
     close(name, out["kl_total"] if kind == "pq" else out[KL_NAMES[name]])
 
 
-def test_frame_loss_on_fixture_tensors():
+def test_parity_clarinet_frame_loss_on_fixture_tensors():
     t = io()
     got = frame_loss(t["student_x"][:, :, 1:], t["x"][:, :, 1:])
     close("frame_loss", got, atol=0.0, rtol=1e-6)
@@ -212,7 +212,7 @@ def test_reference_layout_matches_full_keys(part):
     assert len(got) == entry["num_tensors"]
 
 
-def test_published_student_size():
+def test_parity_clarinet_published_student_size():
     """The default config is ClariNet's published student (its weights, weight norm folded)."""
     from zoo_plugins.parallel_wavenet import ParallelWaveNet, ParallelWaveNetConfig
 
@@ -226,7 +226,7 @@ def test_published_student_size():
     )
 
 
-def test_small_fixtures_have_the_reference_layout():
+def test_parity_clarinet_small_fixtures_have_the_reference_layout():
     t = teacher_hparams()
     assert {
         k: tuple(v.shape) for k, v in load_file(str(FIXTURES / "small_teacher.safetensors")).items()
@@ -242,7 +242,7 @@ def test_small_fixtures_have_the_reference_layout():
     )
 
 
-def test_convert_checkpoints_reproduce_fixtures(tmp_path):
+def test_parity_clarinet_convert_checkpoints_reproduce_fixtures(tmp_path):
     """``zoo.convert('clarinet', ...)`` on ckpt_teacher.pth / ckpt_student.pth gives both models."""
     t = io()
     teacher_model = zoo.convert(
@@ -273,7 +273,7 @@ def test_convert_checkpoints_reproduce_fixtures(tmp_path):
             close("teacher_out", adapter.output(t["x"], adapter.upsample(t["c"])))
 
 
-def test_convert_detects_the_teacher_beside_the_student(tmp_path):
+def test_parity_clarinet_convert_detects_the_teacher_beside_the_student(tmp_path):
     import shutil
 
     for name in ("ckpt_teacher.pth", "ckpt_student.pth"):
@@ -286,7 +286,7 @@ def test_convert_detects_the_teacher_beside_the_student(tmp_path):
         convert_clarinet(tmp_path / "ckpt_student.pth")
 
 
-def test_convert_strips_module_prefix(tmp_path):
+def test_parity_clarinet_convert_strips_module_prefix(tmp_path):
     ckpt = torch.load(FIXTURES / "ckpt_student.pth", weights_only=True)
     ckpt["state_dict"] = {f"module.{k}": v for k, v in ckpt["state_dict"].items()}
     torch.save(ckpt, tmp_path / "student_dp.pth")
@@ -299,7 +299,7 @@ def test_convert_strips_module_prefix(tmp_path):
         close("student_mu", model.iaf(io()["z"], io()["c_up"])[1])
 
 
-def test_convert_rejects_bad_checkpoints(tmp_path):
+def test_parity_clarinet_convert_rejects_bad_checkpoints(tmp_path):
     state = read_state_dict(FIXTURES / "ckpt_student.pth")
     broken = {k: v for k, v in state.items() if "res_blocks.1.skip_conv" not in k}
     torch.save({"state_dict": broken}, tmp_path / "broken.pth")
@@ -313,7 +313,7 @@ def test_convert_rejects_bad_checkpoints(tmp_path):
         convert_clarinet(tmp_path / "junk.pth")
 
 
-def test_cli_convert(tmp_path):
+def test_parity_clarinet_cli_convert(tmp_path):
     from zoo.cli import main
 
     config = tmp_path / "cfg.json"
