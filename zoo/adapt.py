@@ -8,8 +8,8 @@ which differences :func:`adapt` can bridge. :func:`adapt` converts features:
 * approximate (documented, measured in the tests): a different filterbank (n_mels, f_min, f_max, mel
   scale or norm) through the least-squares inverse of the source filterbank, and a different hop or
   sample rate through linear interpolation along time;
-* not bridgeable: a different n_fft/window with a different sample rate *and* a filterbank reaching
-  beyond the source's Nyquist frequency (information that is simply not there).
+* not bridgeable: a vocoder filterbank reaching below the features' ``f_min`` or above their ``f_max``
+  (or Nyquist frequency): those bands were never measured.
 """
 
 from __future__ import annotations
@@ -88,11 +88,14 @@ def check_mel(vocoder: Any, other: Any) -> MelReport:
             approx.append(name)
         else:
             impossible.append(name)
-    src_nyquist = theirs.sample_rate / 2
+    # The vocoder needs bands the features never measured: a wider filterbank range cannot be invented.
+    src_fmax = min(theirs.f_max if theirs.f_max is not None else theirs.sample_rate / 2, theirs.sample_rate / 2)
     dst_fmax = mine.f_max if mine.f_max is not None else mine.sample_rate / 2
-    if dst_fmax > src_nyquist + 1e-6:
+    if dst_fmax > src_fmax + 1e-6:
         impossible.append("f_max")
-        approx = [a for a in approx if a != "f_max"]
+    if mine.f_min < theirs.f_min - 1e-6:
+        impossible.append("f_min")
+    approx = [a for a in approx if a not in impossible]
     return MelReport(diff, exact, approx, impossible)
 
 

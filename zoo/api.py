@@ -101,21 +101,45 @@ def load(
     dtype: torch.dtype | str | None = None,
     offline: bool | None = None,
     expect_mel: MelConfig | None = None,
+    lock: str | os.PathLike[str] | None = None,
 ) -> Vocoder:
     """A ready, pretrained vocoder in eval mode.
 
-    ``name`` is a model name (``"hifigan.universal"``), an architecture name (its default model), or a
-    folder written by ``save_pretrained``. ``offline=True`` (or ``HF_HUB_OFFLINE=1``) uses only caches.
-    ``expect_mel`` raises :class:`MelMismatchError` when your features differ from the model's.
+    ``name`` is a model name (``"hifigan.universal"``), an architecture name (its default model), a
+    model at another Hub revision (``"name@<commit sha>"``), any Hub repo written by ``save_pretrained``
+    (``"hf://owner/repo@<commit sha>"``), or a local folder. ``offline=True`` (or ``HF_HUB_OFFLINE=1``)
+    uses only caches. ``lock`` (or ``ZOO_LOCK``) enforces a lock file. ``expect_mel`` raises
+    :class:`MelMismatchError` when your features differ from the model's.
     """
+    from zoo.hub import fetch_hf_repo, parse_hf_name
+    from zoo.lock import active_lock, check_card, locked_hf_sha
+
+    locked = active_lock(lock)
     if isinstance(name, os.PathLike) or (isinstance(name, str) and _looks_like_path(name)):
         arch, config, weights = read_folder(Path(name))
         model = _build(arch, config, weights)
+    elif str(name).startswith("hf://"):
+        repo, revision = parse_hf_name(str(name))
+        expected = locked_hf_sha(locked, str(name)) if locked else None
+        config, weights, arch = fetch_hf_repo(repo, revision, offline=offline, expected_sha256=expected)
+        model = _build(arch, config, weights)
     else:
         reg = get_registry()
-        card_ = reg.card(str(name))
-        config, weights = resolve_card(card_, offline=offline)
-        model = _build(card_.architecture, config, weights)
+        base, _, revision = str(name).partition("@")
+        card_ = reg.card(base)
+        if locked:
+            check_card(locked, card_, base)
+        if revision:
+            hf = [s for s in card_.sources if s.kind == "hf"]
+            if not hf:
+                raise RegistryError(f"{card_.name!r} has no Hub source, so it has no revisions to choose from")
+            config, weights, arch = fetch_hf_repo(str(hf[0].repo), parse_hf_name(f"hf://{hf[0].repo}@{revision}")[1],
+                                                  offline=offline,
+                                                  expected_sha256=hf[0].sha256 if revision == hf[0].revision else None)
+            model = _build(arch, config, weights)
+        else:
+            config, weights = resolve_card(card_, offline=offline)
+            model = _build(card_.architecture, config, weights)
     model.prepare_for_inference()
     if expect_mel is not None:
         check_mel_compatible(model.mel_config, expect_mel)

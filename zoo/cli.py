@@ -282,7 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _load_extra_commands()
-    for add in _SUBCOMMANDS:
+    # Extra command modules register into the importable ``zoo.cli`` (also when this file runs as __main__).
+    from zoo import cli as canonical
+
+    for add in canonical._SUBCOMMANDS:
         add(sub)
     return parser
 
@@ -313,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (CliError, RegistryError, ChecksumError, SourceUnavailable, FileNotFoundError, ValueError) as exc:
+    except (CliError, RegistryError, ChecksumError, SourceUnavailable, OSError, ValueError) as exc:
         msg = str(exc).strip()
         print(f"zoo: error: {msg}", file=sys.stderr)
         return EXIT_USAGE

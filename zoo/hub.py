@@ -89,19 +89,11 @@ def fetch_source(source: Source, *, offline: bool | None = None) -> Path:
 
 
 def _fetch_hf(source: Source, offline: bool) -> Path:
-    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     what = source.describe()
     try:
-        path = Path(
-            hf_hub_download(
-                repo_id=str(source.repo),
-                filename=str(source.filename),
-                revision=source.revision,
-                local_files_only=offline,
-            )
-        )
+        path = hf_download(str(source.repo), str(source.filename), str(source.revision), offline=offline)
     except LocalEntryNotFoundError as exc:
         if offline:
             raise FileNotFoundError(f"{what}: not in the Hugging Face cache and offline mode is on") from exc
@@ -111,6 +103,16 @@ def _fetch_hf(source: Source, offline: bool) -> Path:
     except ChecksumError:
         _evict_hf_file(path)
         raise
+
+
+def hf_download(repo: str, filename: str, revision: str, *, offline: bool = False) -> Path:
+    """``huggingface_hub.hf_hub_download`` with the endpoint and cache read from the environment now
+    (``HF_ENDPOINT``, ``HF_HUB_CACHE``), so a process can switch hubs or caches between calls."""
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(repo_id=repo, filename=filename, revision=revision, local_files_only=offline,
+                                endpoint=os.environ.get("HF_ENDPOINT") or None,
+                                cache_dir=os.environ.get("HF_HUB_CACHE") or None))
 
 
 def _evict_hf_file(path: Path) -> None:
@@ -210,3 +212,63 @@ def read_folder(directory: Path) -> tuple[str, dict[str, Any], Path]:
     if not weights.is_file():
         raise FileNotFoundError(f"{directory} has {CONFIG_NAME} but no {WEIGHTS_NAME}")
     return arch, config, weights
+
+
+# ---------------------------------------------------------------------- whole Hub repos
+def parse_hf_name(name: str) -> tuple[str, str]:
+    """``"hf://owner/repo@<40-hex sha>"`` -> ``(repo, revision)``; the revision must be a full commit sha."""
+    body = name[len("hf://"):]
+    repo, _, revision = body.partition("@")
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise ValueError(f"{name!r}: expected hf://owner/repo@<commit sha>")
+    if not revision:
+        raise ValueError(f"{name!r}: pin a revision (hf://{repo}@<40-hex commit sha>); a branch name can move")
+    if len(revision) != 40 or any(ch not in "0123456789abcdef" for ch in revision):
+        raise ValueError(f"{name!r}: the revision must be a full 40-hex commit sha, got {revision!r}")
+    return repo, revision
+
+
+def fetch_hf_repo(repo: str, revision: str, *, offline: bool | None = None,
+                  expected_sha256: str | None = None) -> tuple[dict[str, Any], Path, str]:
+    """``(config dict with 'architecture', weights path, architecture)`` of a save_pretrained Hub repo.
+
+    The weights are checked against ``expected_sha256`` when given, else against the sha256 that the
+    repo's own model card (README.md) lists for ``model.safetensors``; the config in ``config.json`` must
+    agree with the safetensors metadata.
+    """
+    from safetensors import safe_open
+
+    from zoo.cards import CardError, parse_card
+
+    off = is_offline(offline)
+    where = f"hf://{repo}@{revision}"
+    try:
+        config_path = hf_download(repo, CONFIG_NAME, revision, offline=off)
+        weights_path = hf_download(repo, WEIGHTS_NAME, revision, offline=off)
+    except Exception as exc:  # noqa: BLE001 - huggingface_hub raises many kinds; report one line
+        hint = " (offline mode: only the cache was searched)" if off else ""
+        raise FileNotFoundError(f"{where}: cannot get {CONFIG_NAME}/{WEIGHTS_NAME}{hint}: {exc}") from None
+    data = json.loads(Path(config_path).read_text())
+    arch, config = str(data.get("architecture", "")), data.get("config")
+    if not arch or not isinstance(config, dict):
+        raise ValueError(f"{where}: {CONFIG_NAME} must hold 'architecture' and 'config'")
+    if expected_sha256 is None:
+        try:
+            card = parse_card(hf_download(repo, "README.md", revision, offline=off).read_text(), f"{where}/README.md")
+            pins = [s.sha256 for s in card.sources if s.filename in (None, WEIGHTS_NAME)]
+            expected_sha256 = pins[0] if pins else None
+        except (CardError, OSError, Exception):  # noqa: BLE001 - a repo without a card is allowed
+            expected_sha256 = None
+    if expected_sha256 is not None:
+        try:
+            verify(weights_path, expected_sha256, f"{where}/{WEIGHTS_NAME}")
+        except ChecksumError:
+            _evict_hf_file(weights_path)
+            raise
+    with safe_open(str(weights_path), "pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("architecture") and meta["architecture"] != arch:
+        raise ValueError(f"{where}: {CONFIG_NAME} says {arch!r} but the weights say {meta['architecture']!r}")
+    if meta.get("config") and json.loads(meta["config"]) != config:
+        raise ValueError(f"{where}: {CONFIG_NAME} and the safetensors metadata disagree on the config")
+    return config, weights_path, arch

@@ -1,0 +1,177 @@
+"""Hub and registry commands: ``zoo lock``, ``zoo pull``, ``zoo cache``, ``zoo push``, ``zoo check-mel``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from zoo.cli import CliError, subcommand
+
+
+@subcommand
+def _add_lock(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lock", help="print a lock file pinning the exact sources and sha256 of models")
+    p.add_argument("names", nargs="+", help="model names or hf://owner/repo@<sha>")
+    p.add_argument("-o", "--output", help="write here instead of standard output")
+    p.set_defaults(func=_cmd_lock)
+
+
+def _cmd_lock(args: argparse.Namespace) -> int:
+    from zoo.hub import fetch_hf_repo, parse_hf_name, sha256_file
+    from zoo.lock import card_entry, make_lock
+    from zoo.registry import get_registry
+
+    entries = {}
+    for name in args.names:
+        if name.startswith("hf://"):
+            repo, revision = parse_hf_name(name)
+            _, weights, arch = fetch_hf_repo(repo, revision)
+            entries[name] = {"architecture": arch, "repo": repo, "revision": revision, "sha256": sha256_file(weights)}
+        else:
+            card = get_registry().card(name)
+            entries[card.name] = card_entry(card)
+    text = json.dumps(make_lock(entries), indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+@subcommand
+def _add_pull(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pull", help="fetch (and convert) models into the caches, for offline machines")
+    p.add_argument("names", nargs="*", help="model names (default: every model of --lock)")
+    p.add_argument("--lock", help="a lock file (default: $ZOO_LOCK)")
+    p.set_defaults(func=_cmd_pull)
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    import zoo
+    from zoo.lock import active_lock
+
+    lock = active_lock(args.lock)
+    names = list(args.names) or (sorted(lock["models"]) if lock else [])
+    if not names:
+        raise CliError("name models to pull, or give --lock")
+    for name in names:
+        voc = zoo.load(name, lock=args.lock)
+        print(f"{name}: ready ({voc.architecture}, {voc.num_parameters():,} parameters)")
+    return 0
+
+
+@subcommand
+def _add_cache(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cache", help="inspect or clean the zoo cache (converted and downloaded weights)")
+    p.add_argument("action", choices=["ls", "rm", "verify"])
+    p.add_argument("names", nargs="*", help="for rm: entries to remove (default with --all: everything)")
+    p.add_argument("--all", action="store_true")
+    p.set_defaults(func=_cmd_cache)
+
+
+def _entries() -> list[Path]:
+    from zoo.hub import cache_dir
+
+    root = cache_dir()
+    out = []
+    for sub in ("converted", "downloads"):
+        folder = root / sub
+        if folder.is_dir():
+            out.extend(sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")))
+    return out
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from zoo.hub import cache_dir, sha256_file
+
+    entries = _entries()
+    if args.action == "ls":
+        print(f"zoo cache: {cache_dir()}")
+        for e in entries:
+            print(f"  {e.parent.name}/{e.name}  {_size(e) / 2**20:.1f} MiB")
+        return 0
+    if args.action == "rm":
+        if not args.names and not args.all:
+            raise CliError("name entries to remove (see `zoo cache ls`) or pass --all")
+        chosen = entries if args.all else [e for e in entries if e.name in args.names]
+        missing = set(args.names) - {e.name for e in chosen}
+        if missing:
+            raise CliError(f"no cache entries named {sorted(missing)}")
+        for e in chosen:
+            shutil.rmtree(e)
+            print(f"removed {e}")
+        return 0
+    bad = 0
+    for e in entries:
+        stamp = e / "conversion.json"
+        if stamp.is_file():
+            info = json.loads(stamp.read_text())
+            ok = sha256_file(e / "model.safetensors") == info.get("weights_sha256")
+        else:  # downloads/<sha256>/<file>
+            files = [f for f in e.iterdir() if f.is_file()]
+            ok = bool(files) and all(sha256_file(f) == e.name for f in files)
+        bad += not ok
+        print(f"  {'ok ' if ok else 'BAD'} {e.parent.name}/{e.name}")
+    if bad:
+        raise CliError(f"{bad} cache entr{'y' if bad == 1 else 'ies'} failed verification; remove with `zoo cache rm`")
+    return 0
+
+
+@subcommand
+def _add_push(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("push", help="upload a save_pretrained folder to a Hub repo and print the commit to pin")
+    p.add_argument("folder")
+    p.add_argument("repo", help="owner/name")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--message", default="Upload vocoder-zoo model")
+    p.set_defaults(func=_cmd_push)
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from huggingface_hub import HfApi
+
+    from zoo.vocoder import CONFIG_NAME, WEIGHTS_NAME
+
+    folder = Path(args.folder)
+    for needed in (CONFIG_NAME, WEIGHTS_NAME, "README.md"):
+        if not (folder / needed).is_file():
+            raise CliError(f"{folder} lacks {needed}; write it with voc.save_pretrained(dir, card=...)")
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
+    api.create_repo(args.repo, private=args.private, exist_ok=True)
+    info = api.upload_folder(folder_path=str(folder), repo_id=args.repo, commit_message=args.message)
+    sha = getattr(info, "oid", None) or str(info)
+    print(f"hf://{args.repo}@{sha}")
+    return 0
+
+
+@subcommand
+def _add_check_mel(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check-mel", help="compare a model's mel contract with your features' (exit 1 if different)")
+    p.add_argument("model")
+    p.add_argument("--mel-config", required=True, help="a preset name or a JSON file with a MelConfig")
+    p.set_defaults(func=_cmd_check_mel)
+
+
+def _cmd_check_mel(args: argparse.Namespace) -> int:
+    import zoo
+    from zoo.adapt import check_mel
+    from zoo.mel import MelConfig
+
+    src = args.mel_config
+    other = MelConfig.from_dict(json.loads(Path(src).read_text())) if Path(src).is_file() else MelConfig.preset(src)
+    card = zoo.card(args.model) if not Path(args.model).is_dir() else None
+    mine = card.mel if card is not None else zoo.load(args.model).mel_config
+    report = check_mel(mine, other)
+    print(report)
+    if report.differences:
+        print("adaptable with zoo.adapt" if report.adaptable else "NOT adaptable: see the fields marked above")
+        return 1
+    return 0

@@ -1,0 +1,86 @@
+"""Lock files: the exact sources, revisions and sha256 of the models a project depends on.
+
+``zoo lock NAME... > zoo.lock`` writes one; ``zoo.load(name, lock="zoo.lock")`` or ``ZOO_LOCK=zoo.lock``
+enforce it: a model whose card no longer matches the lock (another source, revision, checksum or config)
+is refused with the differences listed, and a model missing from the lock is refused too. JSON format::
+
+    {"format": "vocoder-zoo-lock", "version": 1,
+     "models": {"hifigan.universal": {"architecture": "hifigan", "config_sha256": "...",
+                                      "sources": [{"kind": "package", ..., "sha256": "..."}]},
+                "hf://owner/repo@<sha>": {"repo": "owner/repo", "revision": "<sha>", "sha256": "..."}}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from zoo.cards import ModelCard
+
+LOCK_ENV = "ZOO_LOCK"
+FORMAT = "vocoder-zoo-lock"
+
+
+class LockError(ValueError):
+    """A model does not match (or is missing from) the lock file."""
+
+
+def config_sha256(card: ModelCard) -> str:
+    canon = json.dumps(card.model_config(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def card_entry(card: ModelCard) -> dict[str, Any]:
+    return {"architecture": card.architecture, "config_sha256": config_sha256(card),
+            "sources": [s.to_dict() for s in card.sources]}
+
+
+def make_lock(entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {"format": FORMAT, "version": 1, "models": dict(sorted(entries.items()))}
+
+
+def read_lock(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LockError(f"lock file {path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise LockError(f"lock file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("models"), dict):
+        raise LockError(f"{path} is not a vocoder-zoo lock file")
+    return data
+
+
+def active_lock(lock: str | os.PathLike[str] | None) -> dict[str, Any] | None:
+    path = lock or os.environ.get(LOCK_ENV)
+    return read_lock(path) if path else None
+
+
+def check_card(lock: dict[str, Any], card: ModelCard, requested: str) -> None:
+    """Raise :class:`LockError` unless ``card`` is exactly what the lock pinned."""
+    entry = lock["models"].get(card.name) or lock["models"].get(requested)
+    if entry is None:
+        raise LockError(f"model {card.name!r} is not in the lock file; add it with `zoo lock {card.name}`")
+    mine = card_entry(card)
+    problems = []
+    if entry.get("architecture") != mine["architecture"]:
+        problems.append(f"architecture {entry.get('architecture')!r} in the lock, {mine['architecture']!r} now")
+    if entry.get("config_sha256") != mine["config_sha256"]:
+        problems.append("the model config changed since the lock was written")
+    locked = [(s.get("kind"), s.get("sha256"), s.get("revision")) for s in entry.get("sources", [])]
+    now = [(s.get("kind"), s.get("sha256"), s.get("revision")) for s in mine["sources"]]
+    if locked != now:
+        problems.append(f"sources differ: locked {locked}, card {now}")
+    if problems:
+        raise LockError(f"model {card.name!r} does not match the lock file: " + "; ".join(problems))
+
+
+def locked_hf_sha(lock: dict[str, Any], name: str) -> str:
+    entry = lock["models"].get(name)
+    if entry is None or "sha256" not in entry:
+        raise LockError(f"{name!r} is not in the lock file; add it with `zoo lock {name}`")
+    return str(entry["sha256"])
