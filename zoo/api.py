@@ -169,6 +169,8 @@ def convert(source: str, checkpoint: str | os.PathLike[str], out_dir: str | os.P
 
 
 def _looks_like_path(name: str) -> bool:
+    if name.startswith("hf://"):
+        return False
     return name.startswith((".", "/", "~")) or os.sep in name or Path(name).is_dir()
 
 

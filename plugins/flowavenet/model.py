@@ -109,6 +109,7 @@ class Block(nn.Module):
 class FloWaveNet(Vocoder):
     """FloWaveNet; sampling option ``temperature`` (default 0.8, the reference's synthesize.py)."""
 
+    architecture = "flowavenet"
     config_class = FloWaveNetConfig
     deterministic = False
 

@@ -36,6 +36,7 @@ class GriffinLim(Vocoder):
     front-end knows, since the features are decompressed with :func:`zoo.mel.decompress` first.
     """
 
+    architecture = "griffinlim"
     config_class = GriffinLimConfig
 
     def __init__(self, config: GriffinLimConfig | None = None) -> None:

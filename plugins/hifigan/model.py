@@ -109,6 +109,7 @@ class ResBlock2(nn.Module):
 class HiFiGAN(Vocoder):
     """The HiFi-GAN generator: deterministic, fully convolutional, parallel."""
 
+    architecture = "hifigan"
     config_class = HiFiGANConfig
 
     def __init__(self, config: HiFiGANConfig | None = None) -> None:

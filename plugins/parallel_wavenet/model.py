@@ -168,6 +168,7 @@ class ParallelWaveNet(Vocoder):
     ``synthesize_student.py``. :meth:`iaf` returns the sample and its closed-form Gaussian parameters.
     """
 
+    architecture = "parallel_wavenet"
     config_class = ParallelWaveNetConfig
     deterministic = False
     parallel = True

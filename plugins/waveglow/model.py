@@ -73,6 +73,7 @@ class WaveGlowConfig(VocoderConfig):
 class WaveGlow(Vocoder):
     """WaveGlow; sampling options ``sigma`` (default 0.6, NVIDIA's README) and ``denoise`` strength."""
 
+    architecture = "waveglow"
     config_class = WaveGlowConfig
     deterministic = False
 

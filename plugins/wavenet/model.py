@@ -121,6 +121,7 @@ class WaveNetConfig(VocoderConfig):
 class WaveNet(Vocoder):
     """Autoregressive WaveNet; sampling options ``temperature`` (1.0) and ``progress`` (a tqdm bar)."""
 
+    architecture = "wavenet"
     config_class = WaveNetConfig
     deterministic = False
     parallel = False
