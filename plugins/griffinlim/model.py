@@ -8,9 +8,9 @@ from typing import Any
 import torch
 import torchaudio.functional as AF
 from torch import Tensor
-from zoo.mel import MelConfig, decompress
 
 from zoo.config import VocoderConfig
+from zoo.mel import MelConfig, decompress
 from zoo.vocoder import Vocoder
 
 
