@@ -4,7 +4,8 @@
 which differences :func:`adapt` can bridge. :func:`adapt` converts features:
 
 * exact (up to float rounding, away from the log floor and clipping): log base (ln, log10, dB and its
-  reference level), [0, 1] min-max normalisation, mean/variance normalisation, magnitude vs power;
+  reference level), [0, 1] min-max normalisation, mean/variance normalisation;
+* approximate: magnitude vs power (a mel band sums several bins, so ``mel(|X|)^2 != mel(|X|^2)``);
 * approximate (documented, measured in the tests): a different filterbank (n_mels, f_min, f_max, mel
   scale or norm) through the least-squares inverse of the source filterbank, and a different hop or
   sample rate through linear interpolation along time;
@@ -25,14 +26,13 @@ from torch import Tensor
 from zoo.mel import MelConfig, compress, decompress
 
 # Fields whose difference changes only the value mapping (exactly invertible).
-EXACT_FIELDS = {"log", "log_floor", "ref_level_db", "normalize", "min_level_db", "mean", "std", "power",
-                "magnitude_eps"}
+EXACT_FIELDS = {"log", "log_floor", "ref_level_db", "normalize", "min_level_db", "mean", "std", "magnitude_eps"}
 # Fields that change the filterbank (approximate: least-squares re-projection).
 FILTERBANK_FIELDS = {"n_mels", "f_min", "f_max", "mel_scale", "mel_norm"}
 # Fields that change the time axis (approximate: interpolation).
 TIME_FIELDS = {"hop_length", "sample_rate"}
 # Fields that change the analysis itself (approximate: small spectral smoothing differences).
-ANALYSIS_FIELDS = {"n_fft", "win_length", "window", "padding", "pad_mode"}
+ANALYSIS_FIELDS = {"n_fft", "win_length", "window", "padding", "pad_mode", "power"}
 
 
 @dataclasses.dataclass

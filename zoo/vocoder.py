@@ -167,6 +167,12 @@ class Vocoder(nn.Module):
     def _compute_dtype(self) -> torch.dtype:
         return self.dtype
 
+    def stream(self, mel_chunks: Any, **kwargs: Any) -> Any:
+        """Yield audio while mel chunks ``[n_mels, frames]`` arrive (deterministic vocoders; see zoo.stream)."""
+        from zoo.stream import stream
+
+        return stream(self, mel_chunks, **kwargs)
+
     def prepare_for_inference(self) -> Vocoder:
         """Fold and precompute what inference needs (weight norm, inverses ...). Called by loaders."""
         self.eval()
