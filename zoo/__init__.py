@@ -5,6 +5,7 @@
 >>> audio = voc(voc.mel(waveform))                 # doctest: +SKIP
 """
 
+from zoo.adapt import adapt, check_mel
 from zoo.api import (
     MelMismatchError,
     RegistryError,
@@ -25,6 +26,8 @@ from zoo.vocoder import Vocoder
 __version__ = "0.1.0"
 
 __all__ = [
+    "adapt",
+    "check_mel",
     "MelConfig",
     "MelMismatchError",
     "RegistryError",
