@@ -191,3 +191,15 @@ def test_tiny_waveglow_trains_with_falling_loss(train_dir):
         losses.append(loss.item())
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < first - 0.3, (first, last)
+
+
+def test_chunked_synthesis_equals_one_shot():
+    model = _randomise(WaveGlow(_tiny().replace(chunk_frames=0))).eval()
+    mel = torch.randn(1, 80, 70)
+    one = model.vocode(mel, generator=torch.Generator().manual_seed(5))[0]
+    chunked = WaveGlow(model.config.replace(chunk_frames=16))
+    chunked.load_state_dict(model.state_dict())
+    chunked.eval().prepare_for_inference()
+    two = chunked.vocode(mel, generator=torch.Generator().manual_seed(5))[0]
+    assert (one - two).abs().max().item() < 1e-4
+    assert chunked.context_frames() < 70 // 2

@@ -36,7 +36,8 @@ def _flowavenet_mel() -> MelConfig:
 @dataclasses.dataclass
 class FloWaveNetConfig(VocoderConfig):
     """Hyperparameters (defaults: the README config, 182 M parameters). ``filter_size`` is the coupling and
-    prior WaveNets' width (hard-coded 256 in the reference)."""
+    prior WaveNets' width (hard-coded 256 in the reference). ``chunk_frames`` bounds memory on long inputs
+    (windows plus :meth:`FloWaveNet.context_frames` of context, one noise draw: output unchanged; 0 = off)."""
 
     mel: MelConfig = dataclasses.field(default_factory=_flowavenet_mel)
     n_block: int = 8
@@ -46,6 +47,7 @@ class FloWaveNetConfig(VocoderConfig):
     filter_size: int = 256
     prior_layers: int = 2
     upsample_scales: tuple[int, ...] = (16, 16)
+    chunk_frames: int = 256
 
     def __post_init__(self) -> None:
         if math.prod(self.upsample_scales) != self.mel.hop_length:
@@ -181,6 +183,29 @@ class FloWaveNet(Vocoder):
                    **sampling: Any) -> Tensor:
         if sampling:
             raise ValueError(f"flowavenet sampling options are temperature; got {sorted(sampling)}")
-        c_up = self.upsample(mel)
-        z = torch.randn(mel.shape[0], 1, c_up.shape[-1], generator=generator, device=mel.device, dtype=mel.dtype)
-        return self.reverse(temperature * z, c_up)[:, 0]
+        cfg: FloWaveNetConfig = self.config  # type: ignore[assignment]
+        frames, hop = mel.shape[-1], cfg.mel.hop_length
+        z = temperature * torch.randn(mel.shape[0], 1, frames * hop, generator=generator, device=mel.device,
+                                      dtype=mel.dtype)
+        if not cfg.chunk_frames or frames <= cfg.chunk_frames:
+            return self.reverse(z, self.upsample(mel))[:, 0]
+        ctx, pieces = self.context_frames(), []
+        for start in range(0, frames, cfg.chunk_frames):
+            stop = min(frames, start + cfg.chunk_frames)
+            lo, hi = max(0, start - ctx), min(frames, stop + ctx)
+            audio = self.reverse(z[..., lo * hop: hi * hop], self.upsample(mel[..., lo:hi]))[:, 0]
+            pieces.append(audio[:, (start - lo) * hop: (stop - lo) * hop])
+        return torch.cat(pieces, -1)
+
+    def context_frames(self) -> int:
+        """Mel frames on each side that can influence an output sample, from the layer geometry: every
+        coupling net and prior (a kernel-3 front conv plus kernel-3 layers dilated ``2**i``) reaches
+        ``1 + sum(2**i)`` steps at its block's time resolution (``2**(block + 1)`` samples per step), and each
+        2-D transposed-conv stage of the upsampler mixes one frame on each side."""
+        cfg: FloWaveNetConfig = self.config  # type: ignore[assignment]
+        samples = 0
+        for i in range(cfg.n_block):
+            per_net = 1 + (2**cfg.n_layer - 1)
+            steps = cfg.n_flow * per_net + ((1 + 2**cfg.prior_layers - 1) if cfg.is_split(i) else 0)
+            samples += steps * 2 ** (i + 1)
+        return math.ceil(samples / cfg.mel.hop_length) + len(cfg.upsample_scales) + 1

@@ -36,7 +36,9 @@ class WaveGlowConfig(VocoderConfig):
     """Hyperparameters (defaults: the published ``waveglow_256channels`` model).
 
     ``upsample_kernel`` is the transposed conv's kernel (the reference hard-codes 1024 = 4 hops);
-    ``sigma`` is the training sigma; ``chunk_frames`` bounds memory on long inputs (0 = never chunk).
+    ``sigma`` is the training sigma; ``chunk_frames`` bounds memory on long inputs: longer mels are
+    vocoded in windows of that many frames plus :meth:`WaveGlow.context_frames` on each side, with one
+    noise tensor drawn for the whole utterance, so the result equals the one-shot result (0 = never chunk).
     """
 
     mel: MelConfig = dataclasses.field(default_factory=_tacotron2_mel)
@@ -49,7 +51,7 @@ class WaveGlowConfig(VocoderConfig):
     kernel_size: int = 3
     upsample_kernel: int = 1024
     sigma: float = 1.0
-    chunk_frames: int = 0
+    chunk_frames: int = 512
 
     def __post_init__(self) -> None:
         if self.mel.hop_length % self.n_group:
@@ -169,7 +171,33 @@ class WaveGlow(Vocoder):
         frames = mel.shape[-1]
         steps = frames * c.mel.hop_length // c.n_group
         z = torch.randn(mel.shape[0], c.n_group, steps, generator=generator, device=mel.device, dtype=mel.dtype)
+        if c.chunk_frames and frames > c.chunk_frames:
+            return self.reverse_chunked(sigma * z, mel, c.chunk_frames)
         return self.reverse(sigma * z, mel)
+
+    def context_frames(self) -> int:
+        """Mel frames on each side that can influence an output sample, from the layer geometry.
+
+        Each coupling net (kernel ``k``, dilations ``2**i``) reaches ``(k - 1) / 2 * sum(2**i)`` grouped steps
+        on each side, the ``n_flows`` couplings compose, and the transposed-conv upsampler mixes
+        ``upsample_kernel / hop`` frames.
+        """
+        c: WaveGlowConfig = self.config  # type: ignore[assignment]
+        reach_steps = c.n_flows * (c.kernel_size - 1) // 2 * sum(2**i for i in range(c.n_layers))
+        return math.ceil(reach_steps * c.n_group / c.mel.hop_length) + math.ceil(c.upsample_kernel / c.mel.hop_length)
+
+    def reverse_chunked(self, z: Tensor, mel: Tensor, chunk_frames: int) -> Tensor:
+        """:meth:`reverse` in windows of ``chunk_frames`` (+ context): memory bounded, output unchanged."""
+        c: WaveGlowConfig = self.config  # type: ignore[assignment]
+        hop, steps_per_frame = c.mel.hop_length, c.mel.hop_length // c.n_group
+        frames, ctx = mel.shape[-1], self.context_frames()
+        pieces = []
+        for start in range(0, frames, chunk_frames):
+            stop = min(frames, start + chunk_frames)
+            lo, hi = max(0, start - ctx), min(frames, stop + ctx)
+            audio = self.reverse(z[..., lo * steps_per_frame: hi * steps_per_frame], mel[..., lo:hi])
+            pieces.append(audio[:, (start - lo) * hop: (stop - lo) * hop])
+        return torch.cat(pieces, -1)
 
     def prepare_for_inference(self) -> WaveGlow:
         super().prepare_for_inference()
