@@ -78,6 +78,8 @@ def fetch_source(source: Source, *, offline: bool | None = None) -> Path:
             raise FileNotFoundError(f"{what}: package {source.package!r} is not installed") from None
         path = Path(str(dist.locate_file(str(source.path))))
         if not path.is_file():
+            path = _in_importable_package(str(source.path)) or path
+        if not path.is_file():
             raise FileNotFoundError(f"{what}: {path} does not exist in the installed package")
         return verify(path, source.sha256, what)
     if source.kind == "path":
@@ -86,6 +88,22 @@ def fetch_source(source: Source, *, offline: bool | None = None) -> Path:
             raise FileNotFoundError(f"{what}: no such file")
         return verify(path, source.sha256, what)
     return _fetch_url(source, offline)
+
+
+def _in_importable_package(rel: str) -> Path | None:
+    """``pkg/sub/file`` inside the importable package ``pkg`` (editable installs keep files in the tree)."""
+    import importlib.util
+
+    top, _, rest = rel.partition("/")
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(root) / rest
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _fetch_hf(source: Source, offline: bool) -> Path:
