@@ -183,3 +183,41 @@ def test_malformed_card_names_file_and_field_without_breaking_others(tmp_path):
         reg = Registry(extra_plugins=[("bad-cards", plugin)])
     assert "hifigan.universal" in reg.cards and "hifigan.broken" not in reg.cards
     assert any("hifigan.broken.md" in f.error for f in reg.failures)
+
+
+def test_card_at_another_revision_and_expect_mel(hub, tmp_path, monkeypatch):
+    """`name@<sha>` loads a registered card's Hub repo at another commit; expect_mel guards the features."""
+    from zoo import registry
+
+    model_a, digest_a = _publish(hub, tmp_path, "zoo/tiny", SHA_A, 0)
+    model_b, _ = _publish(hub, tmp_path, "zoo/tiny", SHA_B, 1)
+    card = ModelCard(name="hifigan.hubtiny", architecture="hifigan",
+                     config={k: v for k, v in model_a.config.to_dict().items() if k != "mel"},
+                     mel=model_a.mel_config, sources=[Source(kind="hf", repo="zoo/tiny", revision=SHA_A,
+                                                             filename="model.safetensors", sha256=digest_a)])
+    plugin = types.SimpleNamespace(zoo_register_model_cards=zoo.hookimpl(lambda register: register(card)))
+    monkeypatch.setattr(registry, "_registry", Registry(extra_plugins=[("hub-cards", plugin)]))
+    assert _same(zoo.load("hifigan.hubtiny"), model_a)
+    assert _same(zoo.load(f"hifigan.hubtiny@{SHA_B}"), model_b)
+    assert zoo.load("hifigan.hubtiny", expect_mel=zoo.MelConfig.preset("hifigan")).architecture == "hifigan"
+    with pytest.raises(zoo.MelMismatchError, match="f_max"):
+        zoo.load("hifigan.hubtiny", expect_mel=zoo.MelConfig.preset("hifigan").replace(f_max=7600.0))
+
+
+def test_cache_ls_verify_rm(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    zoo.load("hifigan.ljspeech")
+    assert cli_main(["cache", "ls"]) == 0
+    listing = capsys.readouterr().out
+    assert "converted/hifigan-" in listing
+    assert cli_main(["cache", "verify"]) == 0
+    entry = next((tmp_path / "cache" / "converted").iterdir())
+    with (entry / "model.safetensors").open("r+b") as f:
+        f.seek(5000)
+        f.write(b"\x00\x01\x02")
+    assert cli_main(["cache", "verify"]) == 2
+    assert "failed verification" in capsys.readouterr().err
+    assert cli_main(["cache", "rm", entry.name]) == 0
+    assert not entry.exists()
+    zoo.load("hifigan.ljspeech")  # reconverted cleanly
+    assert cli_main(["cache", "verify"]) == 0
