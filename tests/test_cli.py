@@ -101,3 +101,37 @@ def test_vocode_cuda_unavailable_is_clear(tmp_path, capsys):
     wav = _wav(tmp_path / "a.wav")
     assert main(["vocode", str(wav), "-o", str(tmp_path / "o.wav"), "--model", "griffinlim", "--device", "cuda"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_vocode_adapts_saved_mels_with_mel_config(tmp_path, capsys):
+    from zoo.mel import MelConfig, mel_spectrogram
+
+    other = MelConfig.preset("hifigan").replace(log="log10")
+    t = torch.arange(22050) / 22050
+    mel = mel_spectrogram(0.3 * torch.sin(2 * torch.pi * 220 * t), other)
+    np.save(tmp_path / "m.npy", mel.numpy())
+    assert main(["vocode", str(tmp_path / "m.npy"), "-o", str(tmp_path / "o.wav"), "--model", "griffinlim",
+                 "--mel-config", json_file(tmp_path, other)]) == 0
+    assert main(["vocode", str(tmp_path / "m.npy"), "-o", str(tmp_path / "p.wav"), "--model", "griffinlim",
+                 "--mel-config", "pwg_ljspeech"]) == 2
+    assert "cannot adapt" in capsys.readouterr().err
+    assert main(["vocode", str(tmp_path / "m.npy"), "-o", str(tmp_path / "d.wav"), "--model", "griffinlim",
+                 "--mel-config", "hifigan", "--denoise", "0.1"]) == 0
+
+
+def json_file(folder: Path, cfg) -> str:
+    path = folder / "mel.json"
+    path.write_text(json.dumps(cfg.to_dict()))
+    return str(path)
+
+
+def test_saved_models_carry_the_mel_contract(tmp_path):
+    import zoo
+    from zoo.mel import reference_hash
+
+    voc = zoo.load("griffinlim")
+    voc.save_pretrained(tmp_path / "g")
+    data = json.loads((tmp_path / "g" / "config.json").read_text())
+    assert data["mel_fingerprint"] == voc.mel_config.fingerprint()
+    assert data["mel_reference_hash"] == reference_hash(voc.mel_config)
+    assert f"mel_fingerprint: {voc.mel_config.fingerprint()}" in zoo.card("griffinlim").to_markdown()

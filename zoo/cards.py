@@ -111,6 +111,7 @@ class ModelCard:
             "sample_rate": self.mel.sample_rate,
             "config": self.config,
             "mel": self.mel.to_dict(),
+            "mel_fingerprint": self.mel.fingerprint(),
             "training_data": self.training_data,
             "quality": self.quality,
             "sources": [s.to_dict() for s in self.sources],
@@ -126,7 +127,7 @@ class ModelCard:
 
 _KNOWN = {
     "name", "architecture", "default", "license", "library_name", "tags", "sample_rate", "config", "mel",
-    "training_data", "quality", "sources",
+    "training_data", "quality", "sources", "mel_fingerprint",
 }
 
 

@@ -129,6 +129,10 @@ def _add_vocode(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (stochastic models)")
     p.add_argument("--offline", action="store_true", help="use only cached weights")
+    p.add_argument("--mel-config", help="the convention of saved mels (a preset name or MelConfig JSON): they are "
+                                        "adapted to the model's with zoo.adapt (refused if not bridgeable)")
+    p.add_argument("--denoise", type=float, default=0.0, metavar="STRENGTH",
+                   help="bias-removal denoiser strength (0 = off; WaveGlow's README suggests 0.1)")
     p.set_defaults(func=_cmd_vocode)
 
 
@@ -217,6 +221,13 @@ def _cmd_vocode(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CliError("--device cuda requested but CUDA is not available")
     voc = zoo.load(args.model, device=args.device, dtype=args.dtype, offline=args.offline or None)
+    src_mel = None
+    if args.mel_config:
+        from zoo.mel import MelConfig
+
+        cfg_path = Path(args.mel_config)
+        src_mel = (MelConfig.from_dict(json.loads(cfg_path.read_text())) if cfg_path.is_file()
+                   else MelConfig.preset(args.mel_config))
     # Read and check every input before writing anything.
     jobs = []
     for path in inputs:
@@ -226,17 +237,28 @@ def _cmd_vocode(args: argparse.Namespace) -> int:
         else:
             mel = read_mel(path)
             try:
+                if src_mel is not None:
+                    from zoo.adapt import adapt
+
+                    mel = adapt(mel.float(), src_mel, voc.mel_config)
                 mel = voc._check_mel(mel)[0]
             except ValueError as exc:
                 raise CliError(f"{path}: {exc}") from None
         target = out if single_file else out / (path.stem + ".wav")
         jobs.append((path, mel, target))
     gen = torch.Generator(device=voc.device).manual_seed(args.seed)
+    denoiser = None
+    if args.denoise:
+        from zoo.denoiser import Denoiser
+
+        denoiser = Denoiser(voc, **({"sigma": 0.0} if voc.architecture == "waveglow" else {}))
     for path, mel, target in _progress(jobs, desc="vocoding", unit="file", disable=len(jobs) < 2 or None):
         try:
             audio = voc.vocode(mel, generator=gen)[0]
         except ValueError as exc:
             raise CliError(f"{path}: {exc}") from None
+        if denoiser is not None:
+            audio = denoiser(audio.float().cpu(), strength=args.denoise)
         write_wav_atomic(target, audio.float().cpu().numpy(), voc.sample_rate)
         print(f"{target}  ({audio.shape[-1] / voc.sample_rate:.2f} s)", file=sys.stderr)
     return 0

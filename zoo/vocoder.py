@@ -228,10 +228,15 @@ class Vocoder(nn.Module):
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        from zoo.mel import reference_hash
+
+        mel_print, mel_ref = self.mel_config.fingerprint(), reference_hash(self.mel_config)
         config = {
             "architecture": self.architecture,
             "format_version": FORMAT_VERSION,
             "config": self.config.to_dict(),
+            "mel_fingerprint": mel_print,
+            "mel_reference_hash": mel_ref,
         }
         state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
         metadata = {
@@ -239,6 +244,8 @@ class Vocoder(nn.Module):
             "format_version": str(FORMAT_VERSION),
             "config": json.dumps(self.config.to_dict(), sort_keys=True),
             "mel_config": json.dumps(self.mel_config.to_dict(), sort_keys=True),
+            "mel_fingerprint": mel_print,
+            "mel_reference_hash": mel_ref,
         }
         _atomic_write(directory / CONFIG_NAME, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
         with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
