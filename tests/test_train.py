@@ -98,3 +98,22 @@ def test_torchrun_two_processes_gloo(small_data, tmp_path):
     assert r1["saved"] == [None, None], "only rank 0 writes checkpoints"
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*")) == ["step_00000003",
                                                                                          "step_00000006"]
+
+
+def test_torchrun_bulk_vocoding_shards_files(tmp_path, eval_dir):
+    """`zoo vocode DIR -o OUT` under torchrun: every file vocoded exactly once across the ranks."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for p in sorted(eval_dir.glob("*.wav"))[:5]:
+        (inputs / p.name).symlink_to(p)
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "zoo.cli",
+         "vocode", str(inputs), "-o", str(out), "--model", "griffinlim"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in inputs.iterdir())
+    written = [line for line in proc.stderr.splitlines() if ".wav  (" in line]
+    assert len(written) == 5, "each file is vocoded by exactly one rank"
