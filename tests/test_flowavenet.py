@@ -167,24 +167,14 @@ def test_flowavenet_conforms(tmp_path):
 
 
 def test_tiny_flowavenet_trains_with_falling_loss(train_dir):
-    from zoo.data import SegmentDataset, StepBatcher, list_audio
+    from tests.helpers.training import short_training
 
     torch.manual_seed(0)
-    model = FloWaveNet(FloWaveNetConfig.small(filter_size=16)).train()
-    data = SegmentDataset(list_audio(train_dir)[:6], model.mel_config, 4096)
-    batcher = StepBatcher(data, 2, seed=0)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for step in range(60):
-        audio, mel = batcher.batch(step)
-        loss = model.loss(audio, mel)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    model = FloWaveNet(FloWaveNetConfig.small(filter_size=16))
+    first, last = short_training(model, train_dir, steps=60, segment=4096, batch=2, lr=1e-3)
     assert all(int(f.actnorm.initialized) == 1 for b in model.blocks for f in b.flows)
-    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < first - 0.2, (first, last)
+
 
 
 def test_chunked_synthesis_equals_one_shot():

@@ -174,23 +174,13 @@ def test_whole_flow_logdet_matches_jacobian():
 
 def test_tiny_waveglow_trains_with_falling_loss(train_dir):
     """200 Adam steps on real speech (silence-trimmed segments): the NLL falls by more than 0.3 nats/sample."""
-    from zoo.data import SegmentDataset, StepBatcher, list_audio
+    from tests.helpers.training import short_training
 
     torch.manual_seed(0)
-    model = WaveGlow(WaveGlowConfig.small(n_channels=16, n_layers=2, n_flows=4)).train()
-    data = SegmentDataset(list_audio(train_dir)[:6], model.mel_config, 4096)
-    batcher = StepBatcher(data, 4, seed=0)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for step in range(200):
-        audio, mel = batcher.batch(step)
-        loss = model.loss(audio, mel)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    model = WaveGlow(WaveGlowConfig.small(n_channels=16, n_layers=2, n_flows=4))
+    first, last = short_training(model, train_dir, steps=200, segment=4096, batch=4, lr=1e-3)
     assert last < first - 0.3, (first, last)
+
 
 
 def test_chunked_synthesis_equals_one_shot():

@@ -125,20 +125,9 @@ def test_convert_cli_all_fixtures(tmp_path):
 
 
 def test_tiny_wavenet_trains_with_falling_loss(train_dir):
-    from zoo.data import SegmentDataset, StepBatcher, list_audio
+    from tests.helpers.training import short_training
 
     torch.manual_seed(0)
-    model = WaveNet(WaveNetConfig.small("gaussian", mel=zoo.MelConfig.preset("hifigan"))).train()
-    data = SegmentDataset(list_audio(train_dir)[:6], model.mel_config, 2048)
-    batcher = StepBatcher(data, 4, seed=0)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for step in range(60):
-        audio, mel = batcher.batch(step)
-        loss = model.loss(audio, mel)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    model = WaveNet(WaveNetConfig.small("gaussian", mel=zoo.MelConfig.preset("hifigan")))
+    first, last = short_training(model, train_dir, steps=60, segment=2048, batch=4, lr=3e-3)
     assert last < first - 0.5, (first, last)  # Gaussian NLL in nats per sample

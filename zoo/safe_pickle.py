@@ -208,3 +208,22 @@ def module_attributes(obj: ModuleStub) -> dict[str, Any]:
     """Plain (non-tensor, non-module) attributes of a stubbed module, e.g. ``n_early_every``."""
     state = obj.__dict__.get("state", {})
     return {k: v for k, v in state.items() if not k.startswith("_") and isinstance(v, (int, float, str, bool, tuple))}
+
+
+def load_state_dict(path: str | Path, key: str = "state_dict") -> dict[str, torch.Tensor]:
+    """A checkpoint's state dict read with ``torch.load(weights_only=True)`` (``module.`` prefixes removed).
+
+    Accepts ``{key: state_dict, ...}`` or a bare state dict; anything that needs more than tensors and
+    plain containers to unpickle is refused with a ``ValueError``.
+    """
+    from zoo.weightnorm import strip_prefix
+
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - anything that is not plain tensors is refused
+        raise ValueError(f"{path}: not a weights-only checkpoint ({type(exc).__name__}: {exc}); refusing to "
+                         "unpickle arbitrary objects") from None
+    state = ckpt.get(key, ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected {{'{key}': state_dict}} of tensors")
+    return strip_prefix(state)

@@ -17,19 +17,12 @@ from torch import Tensor
 from zoo_plugins.flowavenet.model import FloWaveNet, FloWaveNetConfig
 
 from zoo.mel import MelConfig
-from zoo.weightnorm import fold_state_dict, strip_prefix
+from zoo.safe_pickle import load_state_dict
+from zoo.weightnorm import fold_state_dict
 
 
 def read_state(path: str | Path) -> dict[str, Tensor]:
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"{path}: not a weights-only checkpoint ({type(exc).__name__}: {exc}); refusing to "
-                         "unpickle arbitrary objects") from None
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a dict with 'state_dict'")
-    state = strip_prefix(state)
+    state = load_state_dict(path)
     if not any(k.startswith("blocks.0.flows.0.") for k in state):
         raise ValueError(f"{path}: not a FloWaveNet state dict (no blocks.0.flows.0.*)")
     return fold_state_dict(state)

@@ -13,20 +13,13 @@ from typing import Any
 import torch
 from zoo_plugins.hifigan.model import HiFiGAN, HiFiGANConfig
 
-from zoo.weightnorm import fold_state_dict, strip_prefix
+from zoo.safe_pickle import load_state_dict
+from zoo.weightnorm import fold_state_dict
 
 
 def load_legacy(path: str | Path) -> dict[str, torch.Tensor]:
     """The generator state dict of an official checkpoint, read without unpickling any code."""
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - anything that is not plain tensors is refused
-        raise ValueError(f"{path}: not a loadable weights-only checkpoint ({type(exc).__name__}: {exc}); "
-                         "refusing to unpickle arbitrary objects") from None
-    state = ckpt.get("generator", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: expected {{'generator': state_dict}} of tensors (jik876 layout)")
-    return strip_prefix(state)
+    return load_state_dict(path, key="generator")
 
 
 def convert(path: str | Path, config: dict[str, Any] | None = None) -> HiFiGAN:

@@ -20,19 +20,15 @@ from torch import Tensor
 from zoo_plugins.wavenet.model import WaveNet, WaveNetConfig
 
 from zoo.mel import MelConfig
-from zoo.weightnorm import fold_state_dict, strip_prefix
+from zoo.safe_pickle import load_state_dict
+from zoo.weightnorm import fold_state_dict
 
 
 def read_state(path: str | Path) -> dict[str, Tensor]:
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"{path}: not a weights-only checkpoint ({type(exc).__name__}: {exc}); refusing to "
-                         "unpickle arbitrary objects") from None
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or "first_conv.weight_v" not in state and "first_conv.weight" not in state:
+    state = load_state_dict(path)
+    if "first_conv.weight_v" not in state and "first_conv.weight" not in state:
         raise ValueError(f"{path}: not an r9y9 wavenet_vocoder checkpoint (no first_conv in its state_dict)")
-    return fold_state_dict(strip_prefix(state))
+    return fold_state_dict(state)
 
 
 def _count(state: dict[str, Tensor], pattern: str) -> int:
