@@ -72,7 +72,7 @@ def infer_config(state: dict[str, Tensor], hints: dict[str, Any], base: dict[str
                n_layers=n_layers, n_channels=state["WN.0.start.weight"].shape[0],
                kernel_size=state["WN.0.in_layers.0.weight"].shape[-1], upsample_kernel=up.shape[-1], mel=mel)
     if base:
-        cfg.update({k: v for k, v in base.items() if k in ("sigma", "chunk_frames")})
+        cfg.update({k: v for k, v in base.items() if k in ("sigma", "infer_sigma", "chunk_frames")})
     return WaveGlowConfig(**cfg)  # type: ignore[arg-type]
 
 

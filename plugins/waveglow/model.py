@@ -36,7 +36,7 @@ class WaveGlowConfig(VocoderConfig):
     """Hyperparameters (defaults: the published ``waveglow_256channels`` model).
 
     ``upsample_kernel`` is the transposed conv's kernel (the reference hard-codes 1024 = 4 hops);
-    ``sigma`` is the training sigma; ``chunk_frames`` bounds memory on long inputs: longer mels are
+    ``sigma`` is the training sigma and ``infer_sigma`` the default sampling sigma; ``chunk_frames`` bounds memory on long inputs: longer mels are
     vocoded in windows of that many frames plus :meth:`WaveGlow.context_frames` on each side, with one
     noise tensor drawn for the whole utterance, so the result equals the one-shot result (0 = never chunk).
     """
@@ -51,6 +51,7 @@ class WaveGlowConfig(VocoderConfig):
     kernel_size: int = 3
     upsample_kernel: int = 1024
     sigma: float = 1.0
+    infer_sigma: float = 0.6
     chunk_frames: int = 512
 
     def __post_init__(self) -> None:
@@ -73,7 +74,7 @@ class WaveGlowConfig(VocoderConfig):
 
 
 class WaveGlow(Vocoder):
-    """WaveGlow; sampling options ``sigma`` (default 0.6, NVIDIA's README) and ``denoise`` strength."""
+    """WaveGlow; sampling option ``sigma`` (default: the config's ``infer_sigma``, 0.6 as NVIDIA's README)."""
 
     architecture = "waveglow"
     config_class = WaveGlowConfig
@@ -163,11 +164,12 @@ class WaveGlow(Vocoder):
                 x = torch.cat([z[:, early_pos * c.n_early_size:(early_pos + 1) * c.n_early_size], x], 1)
         return unsqueeze(x, c.n_group)[:, 0]
 
-    def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, sigma: float = 0.6,
+    def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, sigma: float | None = None,
                    **sampling: Any) -> Tensor:
         if sampling:
             raise ValueError(f"waveglow sampling options are sigma; got {sorted(sampling)}")
         c: WaveGlowConfig = self.config  # type: ignore[assignment]
+        sigma = c.infer_sigma if sigma is None else sigma
         frames = mel.shape[-1]
         steps = frames * c.mel.hop_length // c.n_group
         z = torch.randn(mel.shape[0], c.n_group, steps, generator=generator, device=mel.device, dtype=mel.dtype)
