@@ -36,9 +36,10 @@ class WaveGlowConfig(VocoderConfig):
     """Hyperparameters (defaults: the published ``waveglow_256channels`` model).
 
     ``upsample_kernel`` is the transposed conv's kernel (the reference hard-codes 1024 = 4 hops);
-    ``sigma`` is the training sigma and ``infer_sigma`` the default sampling sigma; ``chunk_frames`` bounds memory on long inputs: longer mels are
-    vocoded in windows of that many frames plus :meth:`WaveGlow.context_frames` on each side, with one
-    noise tensor drawn for the whole utterance, so the result equals the one-shot result (0 = never chunk).
+    ``sigma`` is the training sigma and ``infer_sigma`` the default sampling sigma. ``chunk_frames``
+    bounds memory on long inputs: longer mels are vocoded in windows of that many frames plus
+    :meth:`WaveGlow.context_frames` on each side, with one noise tensor drawn for the whole utterance,
+    so the result equals the one-shot result (0 = never chunk).
     """
 
     mel: MelConfig = dataclasses.field(default_factory=_tacotron2_mel)
