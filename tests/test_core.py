@@ -9,11 +9,11 @@ import warnings
 import pytest
 import torch
 from torch import nn
-from zoo.mel import MelConfig
 
 import zoo
 from zoo import hookimpl, registry
 from zoo.config import VocoderConfig
+from zoo.mel import MelConfig
 from zoo.registry import PluginWarning, Registry, RegistryError
 from zoo.testing import check_vocoder
 from zoo.vocoder import Vocoder

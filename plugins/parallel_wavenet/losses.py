@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+
 from zoo.distributions import kl_gaussians
 
 HALF_LOG_2PI_E = 0.5 * math.log(2.0 * math.pi * math.e)

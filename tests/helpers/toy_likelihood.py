@@ -6,9 +6,9 @@ import dataclasses
 
 import torch
 from torch import Tensor, nn
-from zoo.mel import MelConfig
 
 from zoo.config import VocoderConfig
+from zoo.mel import MelConfig
 from zoo.vocoder import Vocoder
 
 

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 import torchaudio.functional as AF
 from torch import Tensor, nn
-from zoo.mel import decompress
 
 from zoo import MelConfig, Vocoder, VocoderConfig
+from zoo.mel import decompress
 
 
 @dataclasses.dataclass
