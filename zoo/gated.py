@@ -155,15 +155,17 @@ class GatedResidualStack(nn.Module):
                 cond_proj = cond_proj.expand(-1, -1, x.shape[-1])
             else:
                 raise ValueError(f"conditioning has {cond_proj.shape[-1]} steps, input {x.shape[-1]}")
-        gc = self.gate_channels
-        half = gc // 2
+        # ``split``/``chunk`` rather than slicing: the backward of one split concatenates the layers'
+        # gradients once, where a slice per layer would zero-fill a tensor of the full size per layer.
+        conds = cond_proj.split(self.gate_channels, dim=1) if cond_proj is not None else None
         skips: Tensor | None = None
         n = self.num_layers
         for i, layer in enumerate(self.layers):
             h = layer.dilated(self._pad(F.dropout(x, self.dropout, self.training) if self.dropout else x, layer))
-            if cond_proj is not None:
-                h = h + cond_proj[:, i * gc:(i + 1) * gc]
-            o = torch.tanh(h[:, :half]) * torch.sigmoid(h[:, half:])
+            if conds is not None:
+                h = h + conds[i]
+            a, b = h.chunk(2, dim=1)
+            o = torch.tanh(a) * torch.sigmoid(b)
             s = layer.skip(o)
             if skips is None:
                 skips = s
