@@ -11,29 +11,20 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "examples" / "plugin"
+from tests.helpers.plugin_package import EXAMPLE, env_with_site, install_example_plugin
 
 
 @pytest.fixture(scope="module")
 def installed_plugin(tmp_path_factory) -> Path:
     """``pip install --no-deps --no-build-isolation`` of examples/plugin into a private target folder."""
-    src = tmp_path_factory.mktemp("src") / "plugin"
-    shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__"))
-    target = tmp_path_factory.mktemp("site")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-         "--quiet", "--target", str(target), str(src)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    target = install_example_plugin(tmp_path_factory.mktemp("plugin"))
     assert list(target.glob("zoo_noise-*.dist-info")), "no dist-info: the entry point would be invisible"
     return target
 
 
 def _run(code: str, site: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]), **env}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=300)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env_with_site(site, **env),
+                          timeout=300)
 
 
 def test_installed_plugin_is_listed_and_loadable(installed_plugin):

@@ -1,7 +1,7 @@
 """FloWaveNet vs WaveGlow at (about) equal parameter count: parameters, held-out NLL after the same
-training budget, and sampling speed on this CPU. Writes the table of docs/flowavenet_vs_waveglow.md.
+training budget, and sampling speed on this CPU. Writes the numbers of docs/theory/flowavenet_vs_waveglow.md.
 
-    python docs/scripts/flowavenet_vs_waveglow.py [--steps 150] [--out docs/flowavenet_vs_waveglow.json]
+    python docs/scripts/flowavenet_vs_waveglow.py [--steps 150] [--out docs/data/flowavenet_vs_waveglow.json]
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "train-pm")
-    p.add_argument("--out", type=Path, default=REPO / "docs" / "flowavenet_vs_waveglow.json")
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "data" / "flowavenet_vs_waveglow.json")
     args = p.parse_args(argv)
     mel = MelConfig.preset("tacotron2")
     torch.manual_seed(0)
