@@ -66,7 +66,7 @@ def test_mkdocs_build_strict_renders_every_page(site):
     models = (site / "models" / "index.html").read_text()
     for name in zoo.list_models():
         assert name in models
-    assert "copy_synthesis.png" in models and (site / "models" / "figures" / "copy_synthesis.png").is_file()
+    assert "copy_synthesis.png" in models and (site / "figures" / "copy_synthesis.png").is_file()
     cli = (site / "reference" / "cli" / "index.html").read_text()
     assert "zoo vocode" in cli and "--mel-config" in cli
     api = (site / "reference" / "api" / "index.html").read_text()
