@@ -75,6 +75,7 @@ def test_mkdocs_build_strict_renders_every_page(site):
                  "check_vocoder"]:
         assert name in api, f"{name} missing from the API reference"
     assert "A ready, pretrained vocoder in eval mode" in api  # zoo.load's docstring, rendered
+    assert ":class:<code>" not in api and "<code>MelMismatchError</code>" in api  # Sphinx roles made plain code
     plugins = (site / "guides" / "plugins" / "index.html").read_text()
     assert "zoo_register_model_cards" in plugins and "f134b388f56100ff" in plugins  # hook source, the card's sha
 

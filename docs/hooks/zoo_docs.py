@@ -11,6 +11,8 @@ file or key fails the build):
   ``FORMAT`` a Python format spec such as ``.2f`` or ``,.0f``), so prose quotes the measurement scripts'
   output rather than a copy of it.
 
+After rendering, Sphinx roles that mkdocstrings leaves in docstrings (``:class:`X```) become plain code.
+
 The functions are importable (``tests/test_docs.py`` checks the generated pages against the registry).
 """
 
@@ -32,6 +34,8 @@ _MODELS = "<!-- zoo:models -->"
 _CLI = "<!-- zoo:cli -->"
 _SOURCE = re.compile(r"<!-- zoo:source ([\w.]+):([\w.]+) -->")
 _DATA = re.compile(r"\{\{\s*data\s+(\S+)\s+(\S+)(?:\s+(\S+))?\s*\}\}")
+# Sphinx cross-reference roles in docstrings, as mkdocstrings renders them: ":class:<code>~zoo.x.Y</code>".
+_ROLE = re.compile(r":(?:class|func|meth|data|attr|mod|exc|obj):<code>(~?)([^<]+)</code>")
 
 
 # ---------------------------------------------------------------------- helpers
@@ -222,5 +226,14 @@ def expand(markdown: str) -> str:
     return _DATA.sub(lambda m: data_value(m.group(1), m.group(2), m.group(3)), markdown)
 
 
+def strip_roles(html: str) -> str:
+    """Sphinx roles left in rendered docstrings become plain code (``~`` keeps the last name only)."""
+    return _ROLE.sub(lambda m: f"<code>{m.group(2).rsplit('.', 1)[-1] if m.group(1) else m.group(2)}</code>", html)
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     return expand(markdown)
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
+    return strip_roles(html)
