@@ -136,7 +136,8 @@ class AffineCoupling(nn.Module):
         self.convention = convention
 
     def _params(self, x_a: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor]:
-        out = self.net(x_a, c)
+        infer = getattr(self.net, "infer", None)
+        out = self.net(x_a, c) if infer is None or torch.is_grad_enabled() else infer(x_a, c)
         n = out.shape[1] // 2
         if self.convention == "waveglow":
             return out[:, n:], out[:, :n]  # log_s, shift

@@ -231,3 +231,137 @@ class WaveNetConditioner(nn.Module):
 
     def forward(self, x: Tensor, c: Tensor | None = None, cond_proj: Tensor | None = None) -> Tensor:  # type: ignore[override]
         return self.head(self.stack(self.front(x), c, cond_proj=cond_proj))
+
+    def infer(self, x: Tensor, c: Tensor | None = None) -> Tensor:
+        """:meth:`forward` for inference (no autograd), the same function evaluated faster.
+
+        ``x`` ``[B, in, T]`` and ``c`` ``[B, cond, T]`` may be any strided views (the halves of a
+        coupling's input are used as they are). Time-major inside: every conv is one matrix product on
+        the parameters' own memory (no weight copies), the dilated taps gathered into one buffer, the
+        conditioning read through a transposed view; ``tanh(a) sigmoid(b)`` as ``(2 sigmoid(2a) - 1)
+        sigmoid(b)`` (one sigmoid pass); a linear head (WaveGlow's ``end``) folded into every layer's skip
+        conv and a 1x1 front (WaveGlow's ``start``) into the first dilated conv, so the skip sum and the
+        first layer's input taps are never formed at full width. Agrees with :meth:`forward` to float32
+        rounding.
+        """
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            raise RuntimeError("WaveNetConditioner.infer is for inference: use it under torch.no_grad()")
+        return torch.stack([_infer_one(self, x[b], None if c is None else c[b]) for b in range(x.shape[0])])
+
+
+def _pad_rows(x: Tensor, left: int, right: int) -> Tensor:
+    """``[T, C] -> [left + T + right, C]`` with zero rows."""
+    out = x.new_zeros(left + x.shape[0] + right, x.shape[1])
+    out[left:left + x.shape[0]] = x
+    return out
+
+
+def _gather_taps(col: Tensor, src: Tensor, start: int, dilation: int, t: int) -> None:
+    """``col [T, C, k]``: tap ``j`` of output row ``r`` is ``src[start + r + j * dilation]``."""
+    for j in range(col.shape[2]):
+        col[:, :, j] = src[start + j * dilation: start + j * dilation + t]
+
+
+def _infer_one(net: WaveNetConditioner, x: Tensor, c: Tensor | None) -> Tensor:
+    """One item: ``x [in, T]``, ``c [cond, T]`` -> ``[out, T]`` (see :meth:`WaveNetConditioner.infer`)."""
+    stack: GatedResidualStack = net.stack
+    t = x.shape[-1]
+    k, ch, half = stack.kernel_size, stack.residual_channels, stack.gate_channels // 2
+    gate = stack.gate_channels
+    pad = max(layer.context for layer in stack.layers) // 2
+    xt = x.t()  # [T, in], a view
+    linear_front = isinstance(net.front, nn.Conv1d)
+    front_conv = net.front if linear_front else net.front[0]
+    assert isinstance(front_conv, nn.Conv1d)
+    # Residual stream, time-major, with zero rows for the widest dilation on both sides.
+    buf = x.new_empty(t + 2 * pad, ch)
+    buf[:pad].zero_()
+    buf[pad + t:].zero_()
+    h0 = buf[pad:pad + t]
+    fk = front_conv.kernel_size[0]
+    if fk == 1:
+        torch.addmm(front_conv.bias, xt, front_conv.weight[..., 0].t(), out=h0)
+    else:
+        fcol = x.new_empty(t, x.shape[0], fk)
+        _gather_taps(fcol, _pad_rows(xt, fk // 2, fk // 2), 0, 1, t)
+        torch.addmm(front_conv.bias, fcol.view(t, -1), front_conv.weight.reshape(ch, -1).t(), out=h0)
+    if not linear_front:
+        h0.relu_()
+    linear_head = isinstance(net.head, nn.Conv1d) and stack.skip_mode == "sum"
+    head_w = net.head.weight[..., 0] if linear_head else None
+    cond_t = c.t() if c is not None else None  # [T, cond], a view
+    col = x.new_empty(t, ch, k)
+    skips: Tensor | None = None
+    skip_bias: Tensor | None = None
+    scale = stack.residual_scale
+    for i, layer in enumerate(stack.layers):
+        d = layer.dilation
+        bias = layer.dilated.bias
+        if stack.cond is not None and cond_t is not None:
+            wc = stack.cond.weight[i * gate:(i + 1) * gate, :, 0]
+            if stack.cond.bias is not None:
+                cb = stack.cond.bias[i * gate:(i + 1) * gate]
+                bias = cb if bias is None else bias + cb
+        else:
+            wc = None
+        if bias is None:
+            bias = x.new_zeros(gate)
+        if i == 0 and linear_front and fk == 1 and layer.context:
+            # The first dilated conv of a linear 1x1 front, composed: taps of the (narrow) input x.
+            w0 = torch.einsum("gck,ci->gik", layer.dilated.weight, front_conv.weight[..., 0])
+            fcol = x.new_empty(t, x.shape[0], k)
+            _gather_taps(fcol, _pad_rows(xt, d * (k // 2), d * (k // 2)), 0, d, t)
+            tap_bias = torch.einsum("gck,c->kg", layer.dilated.weight, front_conv.bias)  # [k, gate]
+            h = torch.addmm(bias + tap_bias.sum(0), fcol.view(t, -1), w0.reshape(gate, -1).t())
+            for j in range(k):  # the front's output is zero-padded, not bias-padded: remove missing taps
+                off = (j - k // 2) * d
+                if off < 0:
+                    h[:min(-off, t)] -= tap_bias[j]
+                elif off > 0:
+                    h[max(t - off, 0):] -= tap_bias[j]
+        else:
+            _gather_taps(col, buf, pad - d * (k // 2), d, t)
+            h = torch.addmm(bias, col.view(t, -1), layer.dilated.weight.reshape(gate, -1).t())
+        if wc is not None:
+            h.addmm_(cond_t, wc.t())
+        # tanh(a) * sigmoid(b) = (2 sigmoid(2a) - 1) * sigmoid(b)
+        h[:, :half].mul_(2.0)
+        h.sigmoid_()
+        acts = h[:, :half].mul_(2.0).sub_(1.0).mul_(h[:, half:])
+        if linear_head:
+            assert head_w is not None
+            w_skip = head_w @ layer.skip.weight[..., 0]  # head folded into the skip conv: [out, half]
+            b_skip = head_w @ layer.skip.bias if layer.skip.bias is not None else None
+            if skips is None:
+                skips = torch.mm(acts, w_skip.t())
+            else:
+                skips.addmm_(acts, w_skip.t())
+        else:
+            w_skip, b_skip = layer.skip.weight[..., 0], layer.skip.bias
+            if skips is None:
+                skips = torch.mm(acts, w_skip.t())
+            else:
+                skips.addmm_(acts, w_skip.t())
+        if b_skip is not None:
+            skip_bias = b_skip if skip_bias is None else skip_bias + b_skip
+        if layer.res is not None:
+            if scale == 1.0:
+                h0.addmm_(acts, layer.res.weight[..., 0].t())
+                if layer.res.bias is not None:
+                    h0.add_(layer.res.bias)
+            else:
+                h0.addmm_(acts, layer.res.weight[..., 0].t(), beta=scale, alpha=scale)
+                if layer.res.bias is not None:
+                    h0.add_(layer.res.bias * scale)
+    assert skips is not None
+    if skip_bias is not None:
+        skips.add_(skip_bias)
+    if linear_head:
+        out = skips.add_(net.head.bias) if net.head.bias is not None else skips
+    else:
+        # ReLU, 1x1, ReLU, ZeroConv1d (its exp(3 scale) folded into the weights).
+        relu1, conv1, _, zero = net.head
+        y = torch.addmm(conv1.bias, skips.relu_(), conv1.weight[..., 0].t()).relu_()
+        e = torch.exp(zero.scale.reshape(-1) * 3)
+        out = torch.addmm(zero.conv.bias * e, y, (zero.conv.weight[..., 0] * e[:, None]).t())
+    return out.t()

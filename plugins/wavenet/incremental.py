@@ -105,7 +105,11 @@ class IncrementalSampler:
         self.residual_scale = float(stack.residual_scale)
         self.skip_mode = SKIP_CODES[stack.skip_mode]
         self.n_layers, self.gate = n, gch
+        self.kernel_size = k
         self.device, self.dtype = dev, dt
+        self.use_kernel = True  # the compiled loop for free-running CPU float32 sampling (False: TorchScript)
+        self._packed: list[Tensor] | None = None
+        self._work: Tensor | None = None
 
     def _cond_block(self, c_up: Tensor, start: int, stop: int) -> Tensor:
         """``[T_block, B, L, G]``: every layer's conditioning plus its dilated-conv bias."""
@@ -163,10 +167,15 @@ class IncrementalSampler:
             if inputs is not None else None
         x_in = self._initial_input()
         bar = tqdm(total=total, disable=not progress, unit="sample", desc="wavenet", dynamic_ncols=True)
+        lib = self._kernel() if inputs is None else None
         for start in range(0, total, BLOCK):
             stop = min(total, start + BLOCK)
             cond = self._cond_block(c_up, start, stop)
             draws = self._draws(stop - start, generator) if inputs is None else None
+            if lib is not None:
+                samples[:, start:stop] = self._run_kernel(lib, start, cond, draws, x_in, temperature).t()
+                bar.update(stop - start)
+                continue
             for j in range(stop - start):
                 t = start + j
                 if inputs is not None:
@@ -183,6 +192,54 @@ class IncrementalSampler:
             bar.update(stop - start)
         bar.close()
         return samples, outputs if outputs is not None else torch.empty(0)
+
+    def _kernel(self) -> Any:
+        """The compiled loop (:mod:`zoo_plugins.wavenet.kernel`) when it applies: CPU, float32."""
+        if not self.use_kernel or self.device.type != "cpu" or self.dtype != torch.float32:
+            return None
+        from zoo_plugins.wavenet import kernel
+
+        return kernel.load()
+
+    def _run_kernel(self, lib: Any, start: int, cond: Tensor, draws: Any, x_in: Tensor, temperature: float) -> Tensor:
+        """One block of steps in the compiled loop; returns the samples ``[T_block, B]`` (float)."""
+        import ctypes
+
+        from zoo_plugins.wavenet.kernel import ptr
+
+        steps = cond.shape[0]
+        b, n, (_, q, r) = self.batch, self.n_layers, self.layer_buf.shape[1:]
+        gate, s_ch, out_ch = self.gate, self.ws.shape[2], self.h2w.shape[1]
+        fk, cin = self.front_buf.shape[1:]
+        if isinstance(self.dist, DiscretizedMixLogistic):
+            code, n_mix, log_min = 0, self.dist.num_mixtures, self.dist.log_scale_min
+            d1, d2 = draws[0].contiguous(), draws[1].contiguous()
+        elif isinstance(self.dist, Gaussian):
+            code, n_mix, log_min = 1, 0, self.dist.log_std_min
+            d1, d2 = draws.contiguous(), None
+        else:
+            code, n_mix, log_min = 2, 0, 0.0
+            d1, d2 = draws.contiguous(), None
+        if self._packed is None:
+            zeros = torch.zeros(max(r, s_ch, out_ch))
+            self._packed = [self.front_w, self.front_b.contiguous(), self.wd, self.wr, self.br.contiguous(), self.ws,
+                            self.bs.contiguous(), self.has_res.to(torch.uint8), self.offsets.contiguous(),
+                            self.h1w, (self.h1b if self.h1b is not None else zeros[:s_ch]).contiguous(),
+                            self.h2w, (self.h2b if self.h2b is not None else zeros[:out_ch]).contiguous()]
+            self._work = torch.empty(lib.zoo_wavenet_work_size(b, r, gate, s_ch, out_ch))
+        fw, fb, wd, wr, br, ws, bs, has_res, offsets, h1w, h1b, h2w, h2b = self._packed
+        out = torch.empty(steps, b)
+        cond = cond.contiguous()
+        i, f = ctypes.c_int, ctypes.c_float
+        rc = lib.zoo_wavenet_generate(
+            i(b), i(steps), ctypes.c_long(start), i(n), i(r), i(gate), i(s_ch), i(self.kernel_size), i(q), i(fk),
+            i(cin), i(out_ch), ptr(fw), ptr(fb), i(int(self.front_relu)), ptr(wd), ptr(wr), ptr(br), ptr(ws), ptr(bs),
+            ptr(has_res), ptr(offsets), f(self.residual_scale), i(self.skip_mode), ptr(h1w), ptr(h1b), ptr(h2w),
+            ptr(h2b), ptr(cond), ptr(self.layer_buf), ptr(self.front_buf), i(code), i(n_mix), f(log_min),
+            f(temperature), ptr(d1), ptr(d2), ptr(x_in), ptr(out), ptr(self._work))
+        if rc != 0:
+            raise RuntimeError(f"the compiled WaveNet loop failed ({rc})")
+        return out.long() if code == 2 else out
 
     def generate(self, c_up: Tensor, *, generator: torch.Generator | None = None, temperature: float = 1.0,
                  progress: bool = False) -> Tensor:

@@ -1,0 +1,87 @@
+"""Inference fast paths give the same function as the plain (training) paths: the time-major coupling
+WaveNets, the flows' no-autograd reverse passes and the compiled WaveNet sampling loop. Numbers only; speed
+is measured by ``benchmarks/``, never asserted here."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from zoo_plugins.flowavenet import FloWaveNet, FloWaveNetConfig
+from zoo_plugins.waveglow import WaveGlow, WaveGlowConfig
+from zoo_plugins.wavenet import WaveNet, WaveNetConfig
+from zoo_plugins.wavenet import kernel as wavenet_kernel
+from zoo_plugins.wavenet.incremental import IncrementalSampler
+
+from zoo.gated import WaveNetConditioner
+
+
+def _randomise(module: torch.nn.Module, std: float = 0.1, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+@pytest.mark.parametrize("layout", ["waveglow", "flowavenet"])
+def test_conditioner_infer_equals_forward(layout):
+    if layout == "waveglow":
+        kw = dict(front="conv1x1", head="linear_zero", residual_scale=1.0, last_layer_residual=False, num_layers=5)
+    else:
+        kw = dict(front="conv3_relu", head="relu_conv_relu_zeroconv", residual_scale=math.sqrt(0.5),
+                  last_layer_residual=True, num_layers=2)
+    net = WaveNetConditioner(3, 6, 10, channels=16, **kw).eval()
+    _randomise(net)
+    x = torch.randn(2, 6, 37)[:, 1:4]  # strided views, as a coupling passes its halves
+    c = torch.randn(2, 20, 37)[:, ::2]
+    with torch.no_grad():
+        torch.testing.assert_close(net.infer(x, c), net(x, c), atol=1e-5, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="inference"):
+        net.infer(x, c)
+
+
+def test_waveglow_reverse_fast_equals_plain():
+    model = WaveGlow(WaveGlowConfig.small()).eval()
+    _randomise(model, 0.05)
+    mel = torch.randn(2, model.mel_config.n_mels, 5)
+    z = torch.randn(2, 8, 5 * model.hop_length // 8)
+    plain = model.reverse(z, mel).detach()  # autograd on: the plain path
+    with torch.no_grad():
+        fast = model.reverse(z, mel)
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_flowavenet_reverse_fast_equals_plain():
+    model = FloWaveNet(FloWaveNetConfig.small()).eval()
+    _randomise(model, 0.05)
+    mel = torch.rand(2, model.mel_config.n_mels, 3)
+    with torch.no_grad():
+        c_up = model.upsample(mel)
+    z = torch.randn(2, 1, c_up.shape[-1])
+    plain = model.reverse(z, c_up).detach()
+    with torch.no_grad():
+        fast = model.reverse(z, c_up)
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(wavenet_kernel.load() is None, reason="no C compiler for the compiled WaveNet loop")
+@pytest.mark.parametrize("dist", ["mol", "gaussian", "mulaw"])
+@pytest.mark.parametrize("front", [1, 4])
+def test_compiled_wavenet_loop_equals_torchscript_step(dist, front):
+    cfg = WaveNetConfig.small(dist, front_kernel_size=front, front_activation="relu" if front > 1 else "none",
+                              skip_mode="legacy_iterative" if dist == "mol" else "sum_sqrt_layers")
+    model = WaveNet(cfg).eval()
+    _randomise(model, 0.1, seed=1)
+    mel = torch.randn(2, 80, 3)
+    with torch.no_grad():
+        c_up = model.upsample_mel(mel)
+        out = []
+        for use in (False, True):
+            sampler = IncrementalSampler(model, 2)
+            sampler.use_kernel = use
+            out.append(sampler.run(c_up, generator=torch.Generator().manual_seed(0), temperature=0.9)[0])
+    if dist == "mulaw":
+        assert torch.equal(out[0], out[1])
+    else:
+        torch.testing.assert_close(out[1], out[0], atol=1e-5, rtol=1e-5)
