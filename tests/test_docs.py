@@ -106,6 +106,10 @@ def test_model_list_is_the_registry():
         if "mr_stft" in quality:
             assert f"{quality['mr_stft']:.3f}" in row
         assert f"### {name}" in table
+    with_cards = {zoo.card(n).architecture for n in zoo.list_models()}
+    bare = hooks.no_weights_markdown()
+    for arch in zoo.list_architectures():
+        assert (f"- `{arch}`" in bare) == (arch not in with_cards), arch
 
 
 def test_cli_reference_is_the_parser():

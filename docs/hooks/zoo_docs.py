@@ -5,6 +5,7 @@ file or key fails the build):
 
 * ``<!-- zoo:models -->``: the model list, from the cards the registry holds (``zoo.list_models()``,
   ``zoo.card()``): quality, speed, size, license, then every card's own text.
+* ``<!-- zoo:no-weights -->``: the registered architectures that no card gives weights to, as a list.
 * ``<!-- zoo:cli -->``: the command-line reference, from the real argparse parser (``zoo.cli.build_parser``).
 * ``<!-- zoo:source module:qualname -->``: the source code of a function or class, as a code block.
 * ``{{ data FILE KEY [FORMAT] }}``: one number from ``docs/data/FILE`` (JSON; ``KEY`` is a dotted path,
@@ -32,6 +33,7 @@ DATA = DOCS / "data"
 
 _MODELS = "<!-- zoo:models -->"
 _CLI = "<!-- zoo:cli -->"
+_NO_WEIGHTS = "<!-- zoo:no-weights -->"
 _SOURCE = re.compile(r"<!-- zoo:source ([\w.]+):([\w.]+) -->")
 _DATA = re.compile(r"\{\{\s*data\s+(\S+)\s+(\S+)(?:\s+(\S+))?\s*\}\}")
 # Sphinx cross-reference roles in docstrings, as mkdocstrings renders them: ":class:<code>~zoo.x.Y</code>".
@@ -167,6 +169,22 @@ def models_markdown() -> str:
     return "\n".join(lines)
 
 
+def no_weights_markdown() -> str:
+    """One bullet per architecture without any pretrained model card (or a sentence saying there is none)."""
+    import zoo
+    from zoo.registry import get_registry
+
+    reg = get_registry()
+    bare = [a for a in zoo.list_architectures() if not any(c.architecture == a for c in reg.cards.values())]
+    if not bare:
+        return "Every registered architecture has at least one pretrained model."
+    lines = []
+    for a in bare:
+        doc = (reg.architecture(a).cls.__doc__ or "").strip().splitlines()
+        lines.append(f"- `{a}`" + (f": {_cell(doc[0])}" if doc else ""))
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------- the CLI reference
 def _subparsers(parser: argparse.ArgumentParser) -> tuple[dict[str, argparse.ArgumentParser], dict[str, str]]:
     for action in parser._actions:
@@ -220,6 +238,8 @@ def expand(markdown: str) -> str:
     """Replace every marker of ``markdown`` (see the module docstring)."""
     if _MODELS in markdown:
         markdown = markdown.replace(_MODELS, models_markdown())
+    if _NO_WEIGHTS in markdown:
+        markdown = markdown.replace(_NO_WEIGHTS, no_weights_markdown())
     if _CLI in markdown:
         markdown = markdown.replace(_CLI, cli_markdown())
     markdown = _SOURCE.sub(lambda m: source_block(m.group(1), m.group(2)), markdown)
