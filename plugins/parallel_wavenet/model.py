@@ -172,6 +172,9 @@ class ParallelWaveNet(Vocoder):
     config_class = ParallelWaveNetConfig
     deterministic = False
     parallel = True
+    #: Longer mels are vocoded in windows of this many frames (plus :meth:`context_frames`), so peak memory
+    #: does not grow with the utterance; the output equals the one-shot output. 0 = never chunk.
+    chunk_frames: int = 256
 
     def __init__(self, config: ParallelWaveNetConfig | None = None) -> None:
         super().__init__(config)
@@ -257,16 +260,36 @@ class ParallelWaveNet(Vocoder):
             )
         if not temperature >= 0.0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
-        c_up = self.upsample_mel(mel)
+        frames, hop = mel.shape[-1], self.hop_length
         z = self.sample_noise(
             mel.shape[0],
-            c_up.shape[-1],
+            frames * hop,
             generator=generator,
             temperature=temperature,
             device=mel.device,
             dtype=mel.dtype,
         )
-        return self.iaf(z, c_up)[0][:, 0]
+        if not self.chunk_frames or frames <= self.chunk_frames:
+            return self.iaf(z, self.upsample_mel(mel))[0][:, 0]
+        # Bounded memory: windows of chunk_frames with the receptive field as left context (the flows are
+        # causal in z) and the upsampler's reach on both sides; one noise draw, so the output is unchanged.
+        left, reach = self.context_frames()
+        pieces = []
+        for start in range(0, frames, self.chunk_frames):
+            stop = min(frames, start + self.chunk_frames)
+            lo, hi = max(0, start - left), min(frames, stop + reach)
+            c_up = self.upsample_mel(mel[..., lo:hi])
+            audio = self.iaf(z[..., lo * hop: hi * hop], c_up)[0][:, 0]
+            pieces.append(audio[:, (start - lo) * hop: (stop - lo) * hop])
+        return torch.cat(pieces, -1)
+
+    def context_frames(self) -> tuple[int, int]:
+        """``(left, upsampler)`` frames of context a window needs: the flows' receptive field (plus the
+        upsampler's reach, which the conditioning of those samples reads) on the left, the upsampler's reach
+        (one frame per transposed-conv stage, ``cin_pad`` for the stretch upsampler) on the right."""
+        cfg: ParallelWaveNetConfig = self.config  # type: ignore[assignment]
+        reach = (cfg.cin_pad if cfg.upsample == "stretch2d" else 0) + len(cfg.upsample_scales) + 1
+        return math.ceil(self.receptive_field / self.hop_length) + 1 + reach, reach
 
     @classmethod
     def distill(
