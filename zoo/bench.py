@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from zoo.vocoder import Vocoder
 
@@ -99,6 +100,11 @@ def machine_info() -> dict[str, Any]:
     from zoo import __version__
 
     info["vocoder_zoo"] = __version__
+    info["date"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    try:
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        pass
     return info
 
 
@@ -107,23 +113,34 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_model(model: Vocoder, *, name: str, seconds: float = 5.0, batch: int = 1, runs: int = 3,
-                warmup: int = 1, seed: int = 0, **sampling: Any) -> BenchResult:
-    """Time ``model.vocode`` on a mel of ``seconds`` of audio (a real-looking, fixed random mel)."""
-    device = model.device
+def bench_mel(model: Vocoder, seconds: float, batch: int = 1, seed: int = 0) -> Tensor:
+    """Features of ``seconds`` of a noisy harmonic signal, so the network sees its trained value range."""
     m = model.mel_config
     frames = max(1, int(round(seconds * m.sample_rate / m.hop_length)))
     g = torch.Generator().manual_seed(seed)
-    # Features of a noisy harmonic signal: the network sees the value range it was trained on.
     n = frames * m.hop_length
     t = torch.arange(n) / m.sample_rate
     audio = 0.3 * torch.sin(2 * torch.pi * 150 * t * (1 + 0.3 * torch.sin(2 * torch.pi * 0.5 * t)))
     audio = audio + 0.01 * torch.randn(n, generator=g)
     mel = model.mel(audio.float())[..., :frames].unsqueeze(0).expand(batch, -1, -1).contiguous()
-    mel = mel.to(device)
+    return mel.to(model.device)
+
+
+def bench_model(model: Vocoder, *, name: str, seconds: float = 5.0, batch: int = 1, runs: int = 3,
+                warmup: int = 1, seed: int = 0, warmup_seconds: float | None = None, **sampling: Any) -> BenchResult:
+    """Time ``model.vocode`` on a mel of ``seconds`` of audio (a real-looking, fixed random mel).
+
+    ``warmup`` untimed calls come first, on the same mel or, with ``warmup_seconds``, on a shorter one
+    (enough to build caches and compiled kernels without doubling the cost of long inputs).
+    """
+    device = model.device
+    m = model.mel_config
+    mel = bench_mel(model, seconds, batch, seed)
+    frames = mel.shape[-1]
     gen = torch.Generator(device=device).manual_seed(seed)
+    warm = mel if warmup_seconds is None else bench_mel(model, warmup_seconds, batch, seed)
     for _ in range(warmup):
-        model.vocode(mel, generator=gen, **sampling)
+        model.vocode(warm, generator=gen, **sampling)
     _sync(device)
     times = []
     if device.type == "cuda":

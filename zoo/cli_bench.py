@@ -19,6 +19,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, action="append", help="repeatable batch sizes (default 1)")
     p.add_argument("--seconds", type=float, action="append", help="repeatable utterance lengths (default 5)")
     p.add_argument("--runs", type=int, default=3, help="timed runs per point (the median is reported)")
+    p.add_argument("--warmup-seconds", type=float,
+                   help="warm up on a mel of this length instead of the measured one (cheaper for long inputs)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--json", dest="json_out", help="write results and machine info to this file")
     p.add_argument("--plot", help="write a PNG of time and memory against length (needs matplotlib)")
@@ -45,13 +47,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     for name in names:
         for dtype in dtypes:
             try:
-                voc = zoo.load(name, device=args.device, dtype=dtype, offline=args.offline or None)
+                if name in zoo.list_architectures() and name not in zoo.list_models():
+                    # An architecture without shipped weights: its default (published) size, random weights.
+                    voc = zoo.create(name).prepare_for_inference().to(device=args.device, dtype=getattr(torch, dtype))
+                else:
+                    voc = zoo.load(name, device=args.device, dtype=dtype, offline=args.offline or None)
             except Exception as exc:  # noqa: BLE001 - report and go on with the other models
                 print(f"{name:<26}{dtype:<10} skipped: {exc}")
                 continue
             for batch in batches:
                 for secs in lengths:
-                    r = bench_model(voc, name=name, seconds=secs, batch=batch, runs=args.runs)
+                    r = bench_model(voc, name=name, seconds=secs, batch=batch, runs=args.runs,
+                                    warmup_seconds=args.warmup_seconds)
                     results.append(r.to_dict())
                     print(f"{name:<26}{r.dtype:<10}{batch:>6}{r.seconds:>7.1f}{r.rtf:>9.4f}"
                           f"{r.samples_per_s:>13,.0f}{r.peak_mem_mb:>10.1f}")

@@ -1,0 +1,213 @@
+"""Rerun every speed and memory benchmark and rewrite ``docs/performance.md`` from their JSON results.
+
+    python benchmarks/performance.py --ref-dir refs [--threads 2] [--quick] [--skip STEP,...] [--render-only]
+
+Steps (each writes ``benchmarks/results/<step>.json``; ``--skip`` keeps an earlier result):
+
+* ``compare``: ``compare_reference.py`` (ours vs the reference implementations, 5 s, batch 1);
+* ``wavenet``: ``wavenet_sampling.py`` (incremental vs naive sampling);
+* ``memory``: ``memory.py`` (peak memory at 5 s and 60 s for every parallel model);
+* ``length`` / ``batch``: ``zoo bench`` sweeps of utterance length (1 to 60 s) and batch size, with the
+  PNG plot ``docs/performance_length.png`` of time and memory against length.
+
+``--quick`` shortens everything (for checking the pipeline, not for publishing). The page records the
+machine, library versions, thread count, date and the load on the machine while it ran (other processes
+running skew absolute times; the ratios come from interleaved runs in one process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+DOC = ROOT / "docs" / "performance.md"
+PLOT = ROOT / "docs" / "performance_length.png"
+STEPS = ("compare", "wavenet", "memory", "length", "batch")
+SWEEP_MODELS = ["hifigan.universal", "griffinlim.hifigan", "waveglow", "flowavenet", "parallel_wavenet"]
+
+
+def _busy() -> list[str]:
+    try:
+        out = subprocess.run(["pgrep", "-af", "zoo (train|distill)"], capture_output=True, text=True).stdout
+    except OSError:
+        return []
+    return [line for line in out.splitlines() if "pgrep" not in line]
+
+
+def run_steps(args: argparse.Namespace) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    py, t = sys.executable, str(args.threads)
+    q = args.quick
+    length = ["1", "5"] if q else ["1", "5", "15", "30", "60"]
+    commands = {
+        "compare": [py, str(HERE / "compare_reference.py"), "--ref-dir", str(args.ref_dir), "--threads", t,
+                    "--seconds", "1" if q else "5", "--runs", "1" if q else "3",
+                    "--wavenet-samples", "256" if q else "2048", "--json", str(RESULTS / "compare.json")],
+        "wavenet": [py, str(HERE / "wavenet_sampling.py"), "--steps", "256" if q else "2048",
+                    "--json", str(RESULTS / "wavenet.json")],
+        "memory": [py, str(HERE / "memory.py"), "--threads", t, "--seconds", "1" if q else "5", "5" if q else "60",
+                   "--json", str(RESULTS / "memory.json")],
+        "length": ["zoo", "bench", *SWEEP_MODELS, "--threads", t, "--runs", "1", "--warmup-seconds", "1",
+                   *[a for s in length for a in ("--seconds", s)], "--json", str(RESULTS / "length.json"),
+                   "--plot", str(PLOT)],
+        "batch": ["zoo", "bench", "hifigan.universal", "waveglow", "--threads", t, "--runs", "1" if q else "3",
+                  "--warmup-seconds", "1", "--seconds", "1" if q else "5",
+                  *[a for b in (["1", "2"] if q else ["1", "2", "4", "8"]) for a in ("--batch", b)],
+                  "--json", str(RESULTS / "batch.json")],
+    }
+    if args.ref_dir is None:
+        commands.pop("compare")
+    conditions = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "load_average_start": os.getloadavg(),
+                  "other_jobs": _busy(), "quick": q}
+    for step in STEPS:
+        if step in args.skip or step not in commands:
+            continue
+        print(f"== {step}: {' '.join(commands[step])}", flush=True)
+        subprocess.run(commands[step], check=step != "compare", cwd=ROOT)
+    conditions["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    conditions["load_average_end"] = os.getloadavg()
+    (RESULTS / "conditions.json").write_text(json.dumps(conditions, indent=2))
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _fmt(x: float, digits: int = 2) -> str:
+    return f"{x:,.{digits}f}"
+
+
+def _targets(compare: dict | None, memory: dict | None) -> list[str]:
+    """The performance issue's targets, checked against the results."""
+    rows = []
+    by_model = {(r["model"].split(" ")[0], r["dtype"]): r for r in (compare or {}).get("rows", [])}
+    for key, label, need in (("waveglow", "WaveGlow float32 vs NVIDIA, equal output", 1.5),
+                             ("flowavenet", "FloWaveNet float32 vs ksw0306, equal output", 1.5),
+                             ("hifigan.universal", "HiFi-GAN V1 float32 vs jik876 (not slower)", 0.95)):
+        r = by_model.get((key, "float32"))
+        if r:
+            ok = r["speedup"] >= need and r["max_abs_diff"] <= 1e-4
+            rows.append(f"| {label} | >= {need}x, diff <= 1e-4 | {r['speedup']:.2f}x, {r['max_abs_diff']:.1e} | "
+                        f"{'met' if ok else '**not met**'} |")
+    for r in (compare or {}).get("rows", []):
+        if r["model"].startswith("wavenet"):
+            ok = r["speedup"] >= 10 and r["max_abs_diff"] <= 1e-4
+            rows.append(f"| {r['model']} incremental vs r9y9, identical draws | >= 10x | {r['speedup']:.1f}x, "
+                        f"{r['max_abs_diff']:.1e} | {'met' if ok else '**not met**'} |")
+    for s in (memory or {}).get("summary", []):
+        rows.append(f"| peak memory {s['model']}, {s['long_s']:g} s vs {s['short_s']:g} s | <= 1.5x | "
+                    f"{s['ratio']:.2f}x | {'met' if s['flat'] else '**not met**'} |")
+    if not rows:
+        return []
+    return ["## Targets", "", "| target | needed | measured | |", "|---|---|---|---|", *rows, ""]
+
+
+def render() -> str:
+    cond = _load("conditions") or {}
+    compare, wavenet, memory = _load("compare"), _load("wavenet"), _load("memory")
+    length, batch = _load("length"), _load("batch")
+    machine = next((r["machine"] for r in (compare, memory, length, batch) if r and "machine" in r), {})
+    out = ["# Performance", "",
+           "Generated by `python benchmarks/performance.py --ref-dir DIR` from the JSON results in "
+           "`benchmarks/results/` (every table below; do not edit by hand). Reference implementations are "
+           "cloned under `DIR` at the commits of `../shared/parity/*/reference.json` and never committed.", ""]
+    out += ["## Conditions", "",
+            f"- machine: {machine.get('cpu', '?')}, {machine.get('cpu_count', '?')} cores; "
+            f"torch {machine.get('torch', '?')}, torchaudio {machine.get('torchaudio', '?')}, "
+            f"Python {machine.get('python', '?')}, vocoder-zoo {machine.get('vocoder_zoo', '?')}",
+            f"- torch threads: {machine.get('threads', '?')}; run {cond.get('started', '?')} to "
+            f"{cond.get('finished', '?')}",
+            f"- load average at start / end: {cond.get('load_average_start', '?')} / "
+            f"{cond.get('load_average_end', '?')}"]
+    jobs = cond.get("other_jobs") or []
+    if jobs:
+        out.append(f"- **other jobs were running** ({len(jobs)} processes: `zoo train`/`zoo distill`): absolute "
+                   "times are upper bounds; the speed-ups come from interleaved runs in one process")
+    else:
+        out.append("- no other training jobs were running")
+    if cond.get("quick"):
+        out.append("- **quick run** (`--quick`: short inputs, single runs): a pipeline check, not published numbers")
+    out.append("")
+    out += _targets(compare, memory)
+    if compare:
+        out += ["## Ours against the reference implementations (`benchmarks/compare_reference.py`)", "",
+                f"Same weights (the reference's seeded state dict through our converter), same input, batch 1, "
+                f"{compare['seconds']:g} s of audio, {compare.get('runs', '?')} interleaved runs (median) after a "
+                f"warm-up, {compare.get('clock', 'wall')} clock. Outputs are compared on shared noise or shared "
+                "uniform draws (max abs difference; float32 rows must be at most 1e-4).", "",
+                "| model | dtype | reference (s) | ours (s) | speed-up | max abs diff | note |",
+                "|---|---|---|---|---|---|---|"]
+        for r in compare["rows"]:
+            note = ""
+            if "extrapolated_from_samples" in r:
+                note = (f"timed on {r['extrapolated_from_samples']} samples, extrapolated "
+                        f"({_fmt(r['ref_samples_per_s'], 0)} vs {_fmt(r['ours_samples_per_s'], 0)} samples/s)")
+            elif "ours_samples_per_s" in r:
+                note = f"{_fmt(r['ref_samples_per_s'], 0)} vs {_fmt(r['ours_samples_per_s'], 0)} samples/s"
+            out.append(f"| {r['model']} | {r['dtype']} | {_fmt(r['reference_s'])} | {_fmt(r['ours_s'])} | "
+                       f"{r['speedup']:.2f}x | {r['max_abs_diff']:.1e} | {note} |")
+        out.append("")
+    if wavenet:
+        out += ["## WaveNet incremental sampling (`benchmarks/wavenet_sampling.py`)", "",
+                f"Samples per second, {wavenet.get('threads', '?')} threads. \"Naive\" recomputes the network over "
+                "the receptive field for every sample.", "",
+                "| config | batch | incremental | naive | speed-up |", "|---|---|---|---|---|"]
+        for r in wavenet["rows"]:
+            out.append(f"| {r['config']} | {r['batch']} | {_fmt(r['incremental'], 0)} | {_fmt(r['naive'], 0)} | "
+                       f"{r['speedup']:.1f}x |")
+        out.append("")
+    if memory:
+        out += ["## Peak memory against length (`benchmarks/memory.py`)", "",
+                "Peak resident set size above the pre-call baseline for one `vocode` call, published model sizes, "
+                "each point in a fresh process. Target: the longest input at most 1.5x the shortest.", "",
+                "| model | length (s) | peak (MiB) |", "|---|---|---|"]
+        for r in memory["rows"]:
+            out.append(f"| {r['model']} | {r['seconds']:g} | {_fmt(r['peak_mem_mb'], 1)} |")
+        out += ["", "| model | ratio | flat (<= 1.5x) |", "|---|---|---|"]
+        for s in memory["summary"]:
+            out.append(f"| {s['model']} | {s['ratio']:.2f}x ({s['long_s']:g} s / {s['short_s']:g} s) | "
+                       f"{'yes' if s['flat'] else '**no**'} |")
+        out.append("")
+    for title, data in (("Utterance length sweep (`zoo bench`)", length), ("Batch size sweep (`zoo bench`)", batch)):
+        if not data:
+            continue
+        out += [f"## {title}", "", "Real-time factor is compute seconds per second of audio (lower is faster). "
+                "Models without shipped weights are built at their default (published) size with random weights.",
+                "", "| model | dtype | batch | length (s) | RTF | samples/s | peak MiB |",
+                "|---|---|---|---|---|---|---|"]
+        for r in data["results"]:
+            out.append(f"| {r['model']} | {r['dtype']} | {r['batch']} | {r['seconds']:.1f} | {r['rtf']:.3f} | "
+                       f"{_fmt(r['samples_per_s'], 0)} | {_fmt(r['peak_mem_mb'], 1)} |")
+        out.append("")
+        if data is length and PLOT.exists():
+            out += [f"![time and memory against utterance length]({PLOT.name})", ""]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ref-dir", type=Path)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--skip", default="", help=f"comma-separated steps to keep from earlier runs ({','.join(STEPS)})")
+    p.add_argument("--render-only", action="store_true")
+    args = p.parse_args(argv)
+    args.skip = set(filter(None, args.skip.split(",")))
+    if not args.render_only:
+        run_steps(args)
+    DOC.write_text(render())
+    print(f"wrote {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
