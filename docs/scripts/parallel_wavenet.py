@@ -9,7 +9,7 @@ not timed). KL: ``zoo.distributions.kl_gaussians`` (ClariNet's closed form) agai
 from samples of the student's Gaussian scored by ``zoo.distributions.Gaussian.loss``, as a function of the
 number of samples. Writes ``docs/data/parallel_wavenet.json`` and ``docs/figures/parallel_wavenet.png``.
 
-    python docs/scripts/parallel_wavenet.py [--threads 1] [--teacher-seconds 0.1] [--student-seconds 1]
+    python docs/scripts/parallel_wavenet.py [--threads 1 [2 ...]] [--teacher-seconds 0.1] [--student-seconds 1]
 """
 
 from __future__ import annotations
@@ -74,30 +74,40 @@ def kl_convergence(seed: int = 0) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__, "parallel_wavenet", "parallel_wavenet", clip="LJ001-0008")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, nargs="+", default=[1], help="torch thread counts to time with")
     p.add_argument("--teacher-seconds", type=float, default=0.1)
     p.add_argument("--student-seconds", type=float, default=1.0)
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
     bench = argparse.Namespace(residual=64, gate=256, skip=64, teacher_layers=20, student_flows=6, student_layers=10)
     torch.manual_seed(0)
     teacher, student = build_models(bench)
     wav, _ = read_audio(args.clip)
     audio = torch.from_numpy(wav)
-    with torch.inference_mode():
-        teacher_sampling, _ = samples_per_second(teacher, args.teacher_seconds, args.repeats)
-        student_sampling, _ = samples_per_second(student, args.student_seconds, args.repeats)
-    teacher_density = density_rate(teacher, audio, args.repeats)
+    speeds = {}
+    for n in args.threads:
+        torch.set_num_threads(n)
+        with torch.inference_mode():
+            teacher_sampling, _ = samples_per_second(teacher, args.teacher_seconds, args.repeats)
+            student_sampling, _ = samples_per_second(student, args.student_seconds, args.repeats)
+        speeds[str(n)] = {"teacher_sampling": teacher_sampling, "student_sampling": student_sampling,
+                          "teacher_density": density_rate(teacher, audio, args.repeats),
+                          "student_over_teacher_sampling": student_sampling / teacher_sampling}
+    first, last = speeds[str(args.threads[0])], speeds[str(args.threads[-1])]
     report = {
         "threads": args.threads,
         "widths": {"residual": 64, "gate": 256, "skip": 64},
         "teacher": {"parameters": teacher.num_parameters(), "layers": 20, "receptive_field": teacher.receptive_field,
-                    "sampling_samples_per_s": teacher_sampling, "density_samples_per_s": teacher_density},
+                    "sampling_samples_per_s": first["teacher_sampling"],
+                    "density_samples_per_s": first["teacher_density"]},
         "student": {"parameters": student.num_parameters(), "flows": 6, "layers_per_flow": 10,
-                    "receptive_field": student.receptive_field, "sampling_samples_per_s": student_sampling},
-        "student_over_teacher_sampling": student_sampling / teacher_sampling,
-        "teacher_density_over_sampling": teacher_density / teacher_sampling,
+                    "receptive_field": student.receptive_field, "sampling_samples_per_s": first["student_sampling"]},
+        "speeds_by_threads": speeds,
+        "student_over_teacher_sampling": first["student_over_teacher_sampling"],
+        "teacher_density_over_sampling": first["teacher_density"] / first["teacher_sampling"],
+        "student_thread_scaling": last["student_sampling"] / first["student_sampling"],
+        "teacher_sampling_thread_scaling": last["teacher_sampling"] / first["teacher_sampling"],
+        "teacher_density_thread_scaling": last["teacher_density"] / first["teacher_density"],
         "sample_rate": teacher.sample_rate,
         "kl": kl_convergence(),
     }
@@ -123,7 +133,7 @@ def plot(report: dict, path: Path) -> None:
     ax1.axvline(report["sample_rate"], color="0.5", lw=0.8, ls="--")
     ax1.text(report["sample_rate"] * 1.05, 2.3, "real time", fontsize=8, color="0.4")
     ax1.set_xscale("log")
-    ax1.set_xlabel(f"samples per second ({report['threads']} CPU thread)")
+    ax1.set_xlabel(f"samples per second ({report['threads'][0]} CPU thread)")
     ax1.tick_params(axis="y", labelsize=8)
     kl = report["kl"]
     n = [r["samples_per_step"] for r in kl["monte_carlo"]]
