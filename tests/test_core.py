@@ -195,3 +195,22 @@ def test_disable_plugins_env(monkeypatch):
 def test_create_random_model(toy_registry):
     voc = zoo.create("toy", channels=2)
     assert isinstance(voc, Toy) and voc.config.channels == 2
+
+
+def test_save_pretrained_float16_storage(tmp_path):
+    """``dtype=torch.float16`` halves the file; loading casts back to the model's float32."""
+    from safetensors import safe_open
+
+    voc = zoo.create("hifigan", upsample_initial_channel=16)
+    voc.save_pretrained(tmp_path / "f32")
+    voc.save_pretrained(tmp_path / "f16", dtype=torch.float16)
+    with safe_open(str(tmp_path / "f16" / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    size = {d: (tmp_path / d / "model.safetensors").stat().st_size for d in ("f32", "f16")}
+    assert size["f16"] < 0.55 * size["f32"]
+    back = zoo.load(str(tmp_path / "f16"))
+    for (k, a), b in zip(voc.state_dict().items(), back.state_dict().values(), strict=True):
+        assert b.dtype == torch.float32, k
+        torch.testing.assert_close(b, a.half().float(), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="floating-point"):
+        voc.save_pretrained(tmp_path / "bad", dtype=torch.int8)

@@ -218,12 +218,17 @@ class Vocoder(nn.Module):
         return lengths_t
 
     # ------------------------------------------------------------------ persistence
-    def save_pretrained(self, directory: str | os.PathLike[str], card: Any = None) -> Path:
+    def save_pretrained(self, directory: str | os.PathLike[str], card: Any = None, *,
+                        dtype: torch.dtype | None = None) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (+ ``README.md`` if ``card`` is given).
 
         The safetensors ``__metadata__`` repeats the architecture, config and mel config as JSON strings,
         so the weights file alone says what it is. ``card`` is a :class:`zoo.cards.ModelCard` or its text.
+        ``dtype`` stores floating-point tensors in that type (``torch.float16`` halves the file); loading
+        casts them back to the model's dtype.
         """
+        if dtype is not None and not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating-point type, got {dtype}")
         from safetensors.torch import save_file
 
         directory = Path(directory)
@@ -238,7 +243,8 @@ class Vocoder(nn.Module):
             "mel_fingerprint": mel_print,
             "mel_reference_hash": mel_ref,
         }
-        state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
+        state = {k: v.detach().to("cpu", dtype=dtype if dtype is not None and v.is_floating_point() else v.dtype)
+                 .contiguous() for k, v in self.state_dict().items()}
         metadata = {
             "architecture": self.architecture,
             "format_version": str(FORMAT_VERSION),
