@@ -207,7 +207,8 @@ def test_save_pretrained_float16_storage(tmp_path):
     with safe_open(str(tmp_path / "f16" / "model.safetensors"), "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
     size = {d: (tmp_path / d / "model.safetensors").stat().st_size for d in ("f32", "f16")}
-    assert size["f16"] < 0.55 * size["f32"]
+    half_payload = sum(v.numel() * 2 for v in voc.state_dict().values())
+    assert abs((size["f32"] - size["f16"]) - half_payload) < 1024  # the tensors, not the header, shrank
     back = zoo.load(str(tmp_path / "f16"))
     for (k, a), b in zip(voc.state_dict().items(), back.state_dict().values(), strict=True):
         assert b.dtype == torch.float32, k
