@@ -43,12 +43,13 @@ def test_conditioner_infer_equals_forward(layout):
 
 def test_waveglow_reverse_fast_equals_plain():
     model = WaveGlow(WaveGlowConfig.small()).eval()
-    _randomise(model, 0.05)
+    _randomise(model.WN, 0.02)  # the 1x1 convs keep their orthonormal init (a random W may be near-singular)
     mel = torch.randn(2, model.mel_config.n_mels, 5)
     z = torch.randn(2, 8, 5 * model.hop_length // 8)
     plain = model.reverse(z, mel).detach()  # autograd on: the plain path
     with torch.no_grad():
         fast = model.reverse(z, mel)
+    assert plain.abs().max() < 100
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
 
 

@@ -290,7 +290,6 @@ def _infer_one(net: WaveNetConditioner, x: Tensor, c: Tensor | None) -> Tensor:
     linear_head = isinstance(net.head, nn.Conv1d) and stack.skip_mode == "sum"
     head_w = net.head.weight[..., 0] if linear_head else None
     cond_t = c.t() if c is not None else None  # [T, cond], a view
-    col = x.new_empty(t, ch, k)
     skips: Tensor | None = None
     skip_bias: Tensor | None = None
     scale = stack.residual_scale
@@ -320,8 +319,12 @@ def _infer_one(net: WaveNetConditioner, x: Tensor, c: Tensor | None) -> Tensor:
                 elif off > 0:
                     h[max(t - off, 0):] -= tap_bias[j]
         else:
-            _gather_taps(col, buf, pad - d * (k // 2), d, t)
-            h = torch.addmm(bias, col.view(t, -1), layer.dilated.weight.reshape(gate, -1).t())
+            # One product per tap on shifted row ranges of the residual buffer (contiguous views, no im2col).
+            w = layer.dilated.weight
+            first = pad - d * (k // 2)
+            h = torch.addmm(bias, buf[first:first + t], w[:, :, 0].t())
+            for j in range(1, k):
+                h.addmm_(buf[first + j * d:first + j * d + t], w[:, :, j].t())
         if wc is not None:
             h.addmm_(cond_t, wc.t())
         # tanh(a) * sigmoid(b) = (2 sigmoid(2a) - 1) * sigmoid(b)

@@ -47,7 +47,7 @@ class FloWaveNetConfig(VocoderConfig):
     filter_size: int = 256
     prior_layers: int = 2
     upsample_scales: tuple[int, ...] = (16, 16)
-    chunk_frames: int = 256
+    chunk_frames: int = 512
 
     def __post_init__(self) -> None:
         if math.prod(self.upsample_scales) != self.mel.hop_length:
