@@ -54,6 +54,7 @@ def test_waveglow_reverse_fast_equals_plain():
 
 
 def test_flowavenet_reverse_fast_equals_plain():
+    torch.manual_seed(0)  # z below: an unseeded draw made the test flaky
     model = FloWaveNet(FloWaveNetConfig.small()).eval()
     _randomise(model, 0.05)
     mel = torch.rand(2, model.mel_config.n_mels, 3)

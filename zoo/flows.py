@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from zoo.gated import fast_inference
+
 
 def squeeze(x: Tensor, factor: int) -> Tensor:
     """``[B, C, T] -> [B, C * factor, T // factor]``; output channel ``c * factor + j`` is ``x[c, t * factor + j]``."""
@@ -137,7 +139,7 @@ class AffineCoupling(nn.Module):
 
     def _params(self, x_a: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor]:
         infer = getattr(self.net, "infer", None)
-        out = self.net(x_a, c) if infer is None or torch.is_grad_enabled() else infer(x_a, c)
+        out = self.net(x_a, c) if infer is None or not fast_inference() else infer(x_a, c)
         n = out.shape[1] // 2
         if self.convention == "waveglow":
             return out[:, n:], out[:, :n]  # log_s, shift

@@ -249,6 +249,13 @@ class WaveNetConditioner(nn.Module):
         return torch.stack([_infer_one(self, x[b], None if c is None else c[b]) for b in range(x.shape[0])])
 
 
+def fast_inference() -> bool:
+    """Whether the inference-only fast paths may run: no autograd, and not being traced or exported
+    (their Python loop over the batch and in-place buffers would be frozen into a trace)."""
+    return not (torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting()
+                or torch.onnx.is_in_onnx_export())
+
+
 def _pad_rows(x: Tensor, left: int, right: int) -> Tensor:
     """``[T, C] -> [left + T + right, C]`` with zero rows."""
     out = x.new_zeros(left + x.shape[0] + right, x.shape[1])

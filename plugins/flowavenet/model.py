@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from zoo.config import VocoderConfig
 from zoo.flows import ActNorm, AffineCoupling, squeeze, unsqueeze
-from zoo.gated import WaveNetConditioner
+from zoo.gated import WaveNetConditioner, fast_inference
 from zoo.mel import MelConfig
 from zoo.upsample import TransposedConv2dUpsampler
 from zoo.vocoder import Vocoder
@@ -184,7 +184,7 @@ class FloWaveNet(Vocoder):
         half a flow reads).
         """
         cfg: FloWaveNetConfig = self.config  # type: ignore[assignment]
-        fast = not torch.is_grad_enabled()
+        fast = fast_inference()
         x, c = z, c_up
         eps: list[Tensor] = []
         for i in range(cfg.n_block):
