@@ -243,8 +243,11 @@ class Vocoder(nn.Module):
             "mel_fingerprint": mel_print,
             "mel_reference_hash": mel_ref,
         }
-        state = {k: v.detach().to("cpu", dtype=dtype if dtype is not None and v.is_floating_point() else v.dtype)
-                 .contiguous() for k, v in self.state_dict().items()}
+        def stored(v: Tensor) -> Tensor:
+            v = v.detach().to("cpu")
+            return (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+
+        state = {k: stored(v) for k, v in self.state_dict().items()}
         metadata = {
             "architecture": self.architecture,
             "format_version": str(FORMAT_VERSION),
