@@ -1,6 +1,7 @@
 """Peak memory of every parallel model against utterance length: is it flat?
 
-    python benchmarks/memory.py [--seconds 5 60] [--models hifigan,waveglow,...] [--threads 1] [--json out.json]
+    python benchmarks/memory.py [--seconds 5 60] [--models hifigan,waveglow,...] [--threads 1]
+        [--malloc returning|default] [--json out.json]
 
 Each (model, length) runs in a fresh process: the model is built at its published size (HiFi-GAN and
 Griffin-Lim load their cards; WaveGlow, FloWaveNet and the ClariNet-size Parallel WaveNet student are built
@@ -8,12 +9,18 @@ from their default configs, random weights: memory does not depend on the values
 warm-up, then one mel of the given length while a thread samples the resident set size
 (``zoo.bench._RssSampler``). Reported: peak RSS above the pre-call baseline, and the ratio of the longest
 to the shortest length (the target is at most 1.5x from 5 s to 60 s).
+
+RSS depends on the allocator as much as on the model: glibc's adaptive mmap threshold serves large tensors
+from its heap after the first few are freed, and keeps that heap, so the RSS of a long windowed run also
+counts blocks that are free. ``--malloc returning`` (the default) fixes the threshold at 64 KiB so that
+RSS follows the memory actually held; ``--malloc default`` measures glibc as it comes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -63,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path)
+    p.add_argument("--malloc", choices=["default", "returning"], default="returning",
+                   help="'returning' (default) runs each point with MALLOC_MMAP_THRESHOLD_=65536 so that freed "
+                   "large blocks go back to the OS and RSS follows the live tensors; 'default' keeps glibc's "
+                   "adaptive threshold, under which RSS also counts freed memory glibc keeps for reuse")
     p.add_argument("--one", nargs=2, metavar=("MODEL", "SECONDS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
@@ -71,9 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.models.split(","):
         for secs in args.seconds:
+            env = dict(os.environ)
+            env.pop("LD_PRELOAD", None)  # glibc malloc in both modes; only its mmap threshold differs
+            if args.malloc == "returning":
+                env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+            else:
+                env.pop("MALLOC_MMAP_THRESHOLD_", None)
             out = subprocess.run([sys.executable, __file__, "--one", name, str(secs), "--threads", str(args.threads)],
-                                 capture_output=True, text=True, check=True)
+                                 capture_output=True, text=True, check=True, env=env)
             row = json.loads(out.stdout.strip().splitlines()[-1])
+            row["malloc"] = args.malloc
             rows.append(row)
             print(f"{name:<18}{secs:>6.0f} s  peak {row['peak_mem_mb']:>9.1f} MiB above baseline "
                   f"({row['elapsed_s']:.1f} s)", flush=True)

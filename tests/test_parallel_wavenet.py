@@ -117,6 +117,11 @@ def test_temperature_zero_is_the_mean_path():
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="temperature"):
         model.vocode(mel, sigma=0.5)
+    cooled = ParallelWaveNet(model.config.replace(infer_temperature=0.0))
+    cooled.load_state_dict(model.state_dict())
+    assert torch.equal(cooled.vocode(mel, generator=torch.Generator().manual_seed(3))[0], a)
+    with pytest.raises(ValueError, match="infer_temperature"):
+        tiny_config(infer_temperature=-0.1)
 
 
 @pytest.mark.parametrize(

@@ -152,6 +152,31 @@ def test_distillation_lowers_the_kl(data_dir):
     assert reloaded.architecture == "parallel_wavenet" and reloaded.config == student.config
 
 
+def test_distillation_resumes_exactly(data_dir, tmp_path):
+    """N steps in one go equal N/2, a fresh process state resumed from the folder, then N/2 more."""
+    teacher = tiny_teacher()
+    cfg = DistillConfig(steps=6, batch_size=2, segment_length=2048, log_every=2, save_every=3, seed=0,
+                        frame_weight=0.5)
+    torch.manual_seed(1)
+    straight = Distiller(student_for_teacher(teacher, **STUDENT), teacher, cfg)
+    straight.fit(data_dir, tmp_path / "straight", verbose=False)
+    torch.manual_seed(1)
+    Distiller(student_for_teacher(teacher, **STUDENT), teacher, cfg).fit(
+        data_dir, tmp_path / "split", steps=3, verbose=False)
+    torch.manual_seed(2)  # the fresh student's initial weights are replaced by the saved ones
+    resumed = Distiller(student_for_teacher(teacher, **STUDENT), teacher, cfg)
+    resumed.fit(data_dir, tmp_path / "split", verbose=False)
+    assert resumed.step == 6
+    a, b = straight.student.state_dict(), resumed.student.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "split" / "metrics.csv"))]
+    assert steps == [2, 3, 4, 6]
+    other = Distiller(student_for_teacher(teacher, **{**STUDENT, "residual_channels": 4}), teacher, cfg)
+    with pytest.raises(ValueError, match="other settings.*residual_channels"):
+        other.fit(data_dir, tmp_path / "split", verbose=False)
+
+
 def _batch(data_dir: Path, student, cfg: DistillConfig):
     from zoo.data import SegmentDataset, StepBatcher, list_audio
 

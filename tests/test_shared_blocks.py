@@ -289,3 +289,14 @@ def test_conditioner_heads_start_at_zero():
         net = WaveNetConditioner(2, 4, 3, channels=8, num_layers=2, head=head,
                                  front="conv1x1" if head == "linear_zero" else "conv3_relu")
         assert torch.equal(net(torch.randn(1, 2, 16), torch.randn(1, 3, 16)), torch.zeros(1, 4, 16))
+
+
+def test_transposed_upsampler_window_equals_the_slice_of_forward():
+    torch.manual_seed(0)
+    up = TransposedConvUpsampler(3, 16, 64)
+    mel = torch.randn(2, 3, 9)
+    full = up(mel)
+    for start, stop in [(0, 1), (0, 144), (5, 37), (63, 64), (100, 144), (17, 18)]:
+        assert torch.allclose(up.window(mel, start, stop), full[..., start:stop], atol=1e-6)
+    with pytest.raises(ValueError, match="outside"):
+        up.window(mel, 10, 145)

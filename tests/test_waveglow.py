@@ -185,11 +185,13 @@ def test_tiny_waveglow_trains_with_falling_loss(train_dir):
 
 def test_chunked_synthesis_equals_one_shot():
     model = _randomise(WaveGlow(_tiny().replace(chunk_frames=0))).eval()
-    mel = torch.randn(1, 80, 70)
-    one = model.vocode(mel, generator=torch.Generator().manual_seed(5))[0]
-    chunked = WaveGlow(model.config.replace(chunk_frames=16))
-    chunked.load_state_dict(model.state_dict())
-    chunked.eval().prepare_for_inference()
-    two = chunked.vocode(mel, generator=torch.Generator().manual_seed(5))[0]
-    assert (one - two).abs().max().item() < 1e-4
+    mel = torch.randn(2, 80, 70)
+    lengths = [70, 53]
+    one = model.vocode(mel, lengths, generator=torch.Generator().manual_seed(5))[0]
+    for chunk_frames in (16, 1):  # a window far narrower than a coupling's receptive field included
+        chunked = WaveGlow(model.config.replace(chunk_frames=chunk_frames))
+        chunked.load_state_dict(model.state_dict())
+        chunked.eval().prepare_for_inference()
+        two = chunked.vocode(mel, lengths, generator=torch.Generator().manual_seed(5))[0]
+        assert (one - two).abs().max().item() < 1e-4
     assert chunked.context_frames() < 70 // 2

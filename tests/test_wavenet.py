@@ -75,13 +75,18 @@ def test_incremental_equals_full_forward_random_weights(dist):
     torch.testing.assert_close(incr, full, atol=1e-5, rtol=1e-5)
 
 
-def test_sampling_feeds_back_its_own_samples():
-    """Free-running samples, re-fed teacher-forced, reproduce the per-step outputs the sampler saw."""
+def _random_gaussian_wavenet() -> tuple[WaveNet, torch.Tensor]:
+    """A small Gaussian WaveNet with weights large enough to make its samples depend on them, and a mel."""
     torch.manual_seed(1)
     model = WaveNet(WaveNetConfig.small("gaussian")).eval()
     for p in model.parameters():
         p.data.normal_(0, 0.2)
-    mel = torch.randn(1, 80, 2)
+    return model, torch.randn(1, 80, 2)
+
+
+def test_sampling_feeds_back_its_own_samples():
+    """Free-running samples, re-fed teacher-forced, reproduce the per-step outputs the sampler saw."""
+    model, mel = _random_gaussian_wavenet()
     gen = torch.Generator().manual_seed(0)
     audio = model.vocode(mel, generator=gen)[0]
     again = model.vocode(mel, generator=torch.Generator().manual_seed(0))[0]
@@ -93,6 +98,19 @@ def test_sampling_feeds_back_its_own_samples():
     noise = torch.empty(512, 1, 1).normal_(generator=torch.Generator().manual_seed(0))[:, 0, 0]
     expected = y[0, 0] + torch.exp(y[0, 1].clamp(min=-9.0)) * noise
     torch.testing.assert_close(audio[0], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_infer_temperature_is_the_default_temperature():
+    model, mel = _random_gaussian_wavenet()
+    explicit = model.vocode(mel, generator=torch.Generator().manual_seed(0), temperature=0.3)[0]
+    cooled = WaveNet(model.config.replace(infer_temperature=0.3)).eval()
+    cooled.load_state_dict(model.state_dict())
+    assert torch.equal(cooled.vocode(mel, generator=torch.Generator().manual_seed(0))[0], explicit)
+    assert not torch.equal(model.vocode(mel, generator=torch.Generator().manual_seed(0))[0], explicit)
+    with pytest.raises(ValueError, match="infer_temperature"):
+        WaveNetConfig.small("gaussian", infer_temperature=-1.0)
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        model.vocode(mel, temperature=-0.5)
 
 
 @pytest.mark.parametrize("dist", ["mulaw", "mol"])

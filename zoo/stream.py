@@ -10,7 +10,7 @@ crossfade is needed and the memory used depends on the chunk size, not on the ut
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor
@@ -88,3 +88,26 @@ def vocode_long(voc: Vocoder, mel: Tensor, chunk_frames: int = 512) -> Tensor:
     """One-shot output of a long ``[n_mels, frames]`` mel with memory bounded by ``chunk_frames``."""
     pieces = [mel[:, i: i + chunk_frames] for i in range(0, mel.shape[-1], chunk_frames)]
     return torch.cat(list(stream(voc, pieces, min_emit_frames=1)), -1)
+
+
+def in_windows(frames: int, chunk_frames: int, left: int, right: int, hop: int,
+               run: Callable[[int, int], Tensor]) -> Tensor:
+    """Audio of frames ``[0, frames)`` computed window by window: memory bounded by ``chunk_frames``.
+
+    ``run(lo, hi)`` returns the audio ``[..., (hi - lo) * hop]`` of the mel frames ``[lo, hi)`` (with the
+    model's noise for those samples). Each stretch of ``chunk_frames`` frames is run with ``left`` and
+    ``right`` frames of context (clipped at the ends) and only its own samples are kept: when the context
+    covers the receptive field the result equals one call on all frames.
+    """
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    out: Tensor | None = None
+    for start in range(0, frames, chunk_frames):
+        stop = min(frames, start + chunk_frames)
+        lo, hi = max(0, start - left), min(frames, stop + right)
+        piece = run(lo, hi)[..., (start - lo) * hop: (stop - lo) * hop]
+        if out is None:
+            out = piece.new_empty((*piece.shape[:-1], frames * hop))
+        out[..., start * hop: stop * hop] = piece
+    assert out is not None
+    return out

@@ -49,6 +49,16 @@ class TransposedConvUpsampler(nn.Module):
         _check(c, self.channels)
         return self.conv(c)[..., : c.shape[-1] * self.hop]
 
+    def window(self, c: Tensor, start: int, stop: int) -> Tensor:
+        """``forward(c)[..., start:stop]`` computed from only the frames those samples depend on."""
+        _check(c, self.channels)
+        frames, hop, kernel = c.shape[-1], self.hop, self.conv.kernel_size[0]
+        if not 0 <= start < stop <= frames * hop:
+            raise ValueError(f"window [{start}, {stop}) outside the {frames * hop} upsampled samples")
+        first = max(0, -((kernel - 1 - start) // hop))  # ceil((start - kernel + 1) / hop), at least 0
+        last = min(frames, (stop - 1) // hop + 1)
+        return self.conv(c[..., first:last])[..., start - first * hop: stop - first * hop]
+
 
 class RepeatConvUpsampler(nn.Module):
     """Repeat every frame ``hop`` times, then a non-causal conv of ``kernel_size`` taps (``conv.*``)."""

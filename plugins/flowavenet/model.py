@@ -23,6 +23,7 @@ from zoo.config import VocoderConfig
 from zoo.flows import ActNorm, AffineCoupling, squeeze, unsqueeze
 from zoo.gated import WaveNetConditioner, fast_inference
 from zoo.mel import MelConfig
+from zoo.stream import in_windows
 from zoo.upsample import TransposedConv2dUpsampler
 from zoo.vocoder import Vocoder
 
@@ -216,13 +217,9 @@ class FloWaveNet(Vocoder):
                                       dtype=mel.dtype)
         if not cfg.chunk_frames or frames <= cfg.chunk_frames:
             return self.reverse(z, self.upsample(mel))[:, 0]
-        ctx, pieces = self.context_frames(), []
-        for start in range(0, frames, cfg.chunk_frames):
-            stop = min(frames, start + cfg.chunk_frames)
-            lo, hi = max(0, start - ctx), min(frames, stop + ctx)
-            audio = self.reverse(z[..., lo * hop: hi * hop], self.upsample(mel[..., lo:hi]))[:, 0]
-            pieces.append(audio[:, (start - lo) * hop: (stop - lo) * hop])
-        return torch.cat(pieces, -1)
+        ctx = self.context_frames()
+        return in_windows(frames, cfg.chunk_frames, ctx, ctx, hop, lambda lo, hi: self.reverse(
+            z[..., lo * hop: hi * hop], self.upsample(mel[..., lo:hi]))[:, 0])
 
     def context_frames(self) -> int:
         """Mel frames on each side that can influence an output sample, from the layer geometry: every

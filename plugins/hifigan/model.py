@@ -10,6 +10,7 @@ Parameter names follow the reference (``conv_pre``, ``ups.i``, ``resblocks.j.con
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 
 from zoo.config import VocoderConfig
 from zoo.mel import MelConfig
+from zoo.stream import in_windows
 from zoo.vocoder import Vocoder
 
 LRELU_SLOPE = 0.1
@@ -38,6 +40,10 @@ class HiFiGANConfig(VocoderConfig):
     upsample_initial_channel: int = 512
     resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)
     resblock_dilation_sizes: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
+    #: Longer mels are vocoded in windows of this many frames plus :meth:`HiFiGAN.context_frames` on each
+    #: side, so peak memory does not grow with the utterance; the output equals the one-shot output
+    #: (0 = never chunk).
+    chunk_frames: int = 512
 
     def __post_init__(self) -> None:
         if self.resblock not in ("1", "2"):
@@ -53,6 +59,8 @@ class HiFiGANConfig(VocoderConfig):
                 raise ValueError(f"upsample kernel {k} minus rate {r} must be even for exact lengths")
         if hop != self.mel.hop_length:
             raise ValueError(f"the product of upsample_rates ({hop}) must equal the mel hop ({self.mel.hop_length})")
+        if self.chunk_frames < 0:
+            raise ValueError(f"chunk_frames must be >= 0, got {self.chunk_frames}")
 
     @classmethod
     def v1(cls) -> HiFiGANConfig:
@@ -144,5 +152,30 @@ class HiFiGAN(Vocoder):
     def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, **sampling: Any) -> Tensor:
         if sampling:
             raise ValueError(f"hifigan takes no sampling options, got {sorted(sampling)}")
-        return self.generate(mel)
+        chunk = self.config.chunk_frames  # type: ignore[attr-defined]
+        frames = mel.shape[-1]
+        if not chunk or frames <= chunk:
+            return self.generate(mel)
+        ctx = self.context_frames()
+        return in_windows(frames, chunk, ctx, ctx, self.hop_length, lambda lo, hi: self.generate(mel[..., lo:hi]))
+
+    def context_frames(self) -> int:
+        """Mel frames on each side that can influence an output sample, from the layer geometry.
+
+        Summed in frames: the 7-tap input conv (3 frames); per stage at ``R`` samples per frame, the
+        transposed conv (``ceil(kernel / rate)`` input steps) and the widest residual block (``(k - 1) / 2``
+        per dilation, plus the undilated second convs of ``ResBlock1``); the 7-tap output conv.
+        """
+        c: HiFiGANConfig = self.config  # type: ignore[assignment]
+        reach, rate = 3.0, 1
+        for rate_i, kernel in zip(c.upsample_rates, c.upsample_kernel_sizes, strict=True):
+            reach += math.ceil(kernel / rate_i) / rate
+            rate *= rate_i
+            widest = 0
+            for k, dilations in zip(c.resblock_kernel_sizes, c.resblock_dilation_sizes, strict=True):
+                taps = sum(dilations) + (len(dilations) if c.resblock == "1" else 0)
+                widest = max(widest, (k - 1) // 2 * taps)
+            reach += widest / rate
+        reach += 3 / rate
+        return math.ceil(reach) + 1
 

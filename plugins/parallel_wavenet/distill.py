@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -38,6 +39,8 @@ from zoo_plugins.parallel_wavenet.teacher import TeacherAdapter
 
 from zoo.vocoder import Vocoder
 
+STATE_FILE = "distill_state.pt"
+
 
 @dataclasses.dataclass
 class DistillConfig:
@@ -46,7 +49,9 @@ class DistillConfig:
     ``kl``: ``"auto"`` (closed form for a Gaussian teacher, Monte Carlo otherwise), ``"closed_form"``
     or ``"monte_carlo"``. ``kl_type``: ``"qp"`` (reverse KL, ClariNet's default) or ``"pq"``.
     ``frame_weight`` scales ClariNet's STFT frame loss (``frame_n_fft``/``frame_hop``, rectangular
-    window); ``mr_stft_weight`` the optional multi-resolution STFT loss (0 = off).
+    window); ``mr_stft_weight`` the optional multi-resolution STFT loss (0 = off). Every ``save_every``
+    steps (0 = only at the end) the student and ``distill_state.pt`` (step, optimizer, random generator)
+    are written to the output folder; a later run on that folder continues from there.
     """
 
     steps: int = 1000
@@ -68,6 +73,7 @@ class DistillConfig:
     train_upsampler: bool = False
     seed: int = 1234
     log_every: int = 10
+    save_every: int = 250
     trim_db: float = 40.0
 
     def __post_init__(self) -> None:
@@ -77,6 +83,8 @@ class DistillConfig:
             raise ValueError(f"kl_type must be 'qp' or 'pq', got {self.kl_type!r}")
         if self.steps < 1 or self.batch_size < 1 or self.mc_samples < 1 or self.log_every < 1:
             raise ValueError("steps, batch_size, mc_samples and log_every must be >= 1")
+        if self.save_every < 0:
+            raise ValueError(f"save_every must be >= 0, got {self.save_every}")
         if self.segment_length - 1 <= self.frame_n_fft // 2 and self.frame_weight > 0:
             raise ValueError(
                 f"segment_length {self.segment_length} is too short for the frame loss "
@@ -211,12 +219,48 @@ class Distiller:
                 group["lr"] *= cfg.lr_decay
         return {k: float(losses[k].detach()) for k in LOGGED if k in losses}
 
+    def save(self, out: str | Path) -> None:
+        """Write the student (``save_pretrained``) and ``distill_state.pt`` to ``out`` (state last, atomically)."""
+        out = Path(out)
+        self.student.save_pretrained(out)
+        state = {"step": self.step, "optimizer": self.optimizer.state_dict(),
+                 "generator": self.generator.get_state(), "config": dataclasses.asdict(self.config)}
+        tmp = out / "distill_state.pt.tmp"
+        torch.save(state, tmp)
+        tmp.replace(out / STATE_FILE)
+
+    def resume(self, out: str | Path) -> bool:
+        """Continue from the student and state saved in ``out`` (False when there is none).
+
+        Refuses a folder whose student has another configuration than this one's.
+        """
+        from zoo.vocoder import read_config
+
+        out = Path(out)
+        if not (out / STATE_FILE).is_file():
+            return False
+        _, saved = read_config(out)
+        current = json.loads(self.student.config.to_json())
+        if saved != current:
+            changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+            raise ValueError(f"{out} holds a student with other settings ({', '.join(changed)}); "
+                             "use another --out or the same settings")
+        state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
+        self.student.load_weights(out / "model.safetensors")
+        self.student.to(self.device).train()
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.step = int(state["step"])
+        return True
+
     def fit(
         self, data: str | Path, out: str | Path, steps: int | None = None, *, verbose: bool = True
     ) -> dict[str, float]:
         """Distil on random segments of the wavs in ``data``; log to ``out/metrics.csv``; save the student.
 
-        The student is written to ``out`` with ``save_pretrained``; returns the last logged loss terms.
+        The student is written to ``out`` with ``save_pretrained`` (every ``save_every`` steps and at the
+        end); a folder that already holds a saved state is continued from its step. Returns the last
+        logged loss terms.
         """
         from zoo.data import SegmentDataset, StepBatcher, list_audio
 
@@ -230,8 +274,12 @@ class Distiller:
         batcher = StepBatcher(dataset, cfg.batch_size, cfg.seed)
         last: dict[str, float] = {}
         start = time.perf_counter()
-        with open(out / "metrics.csv", "w", newline="") as fh:
+        resumed = self.resume(out)
+        if resumed and verbose:
+            print(f"continuing from step {self.step} saved in {out}", file=sys.stderr)
+        with open(out / "metrics.csv", "a" if resumed else "w", newline="") as fh:
             writer: csv.DictWriter | None = None
+            header_written = resumed and fh.tell() > 0
             while self.step < steps:
                 audio, mel = batcher.batch(self.step)
                 last = self.distill_step(audio, mel)
@@ -241,14 +289,17 @@ class Distiller:
                     row = {"step": self.step, **last, "seconds": round(time.perf_counter() - start, 3)}
                     if writer is None:
                         writer = csv.DictWriter(fh, fieldnames=list(row))
-                        writer.writeheader()
+                        if not header_written:
+                            writer.writeheader()
                     writer.writerow(row)
                     fh.flush()
                     if verbose:
                         terms = "  ".join(f"{k} {v:.4f}" for k, v in last.items())
                         print(f"step {self.step}: {terms}", file=sys.stderr)
+                if cfg.save_every and self.step % cfg.save_every == 0 and self.step < steps:
+                    self.save(out)
         self.student.eval()
-        self.student.save_pretrained(out)
+        self.save(out)
         return last
 
 

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from zoo.config import VocoderConfig
 from zoo.gated import GatedResidualStack
 from zoo.mel import MelConfig
+from zoo.stream import in_windows
 from zoo.upsample import Stretch2dUpsampler, TransposedConv2dUpsampler
 from zoo.vocoder import Vocoder
 
@@ -86,8 +87,12 @@ class ParallelWaveNetConfig(VocoderConfig):
     upsample_time_kernel: int | None = None
     upsample_activation: str = "leaky_relu"
     upsample_negative_slope: float = 0.4
+    #: Noise temperature used when ``vocode`` is not given one.
+    infer_temperature: float = 1.0
 
     def __post_init__(self) -> None:
+        if not self.infer_temperature >= 0.0:
+            raise ValueError(f"infer_temperature must be >= 0, got {self.infer_temperature}")
         if not self.flow_layers or any(int(n) < 1 for n in self.flow_layers):
             raise ValueError(
                 f"flow_layers must be a non-empty list of positive layer counts, got {self.flow_layers}"
@@ -164,7 +169,8 @@ class IAFFlow(nn.Module):
 class ParallelWaveNet(Vocoder):
     """Parallel WaveNet / ClariNet student: white noise -> audio in one parallel pass per flow.
 
-    Sampling option ``temperature`` (default 1.0) scales the input noise, as in ClariNet's
+    Sampling option ``temperature`` (default: the config's ``infer_temperature``, 1.0) scales the input
+    noise, as in ClariNet's
     ``synthesize_student.py``. :meth:`iaf` returns the sample and its closed-form Gaussian parameters.
     """
 
@@ -253,7 +259,7 @@ class ParallelWaveNet(Vocoder):
         return (z * temperature).to(device=device, dtype=dtype)
 
     def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, **sampling: Any) -> Tensor:
-        temperature = float(sampling.pop("temperature", 1.0))
+        temperature = float(sampling.pop("temperature", self.config.infer_temperature))  # type: ignore[attr-defined]
         if sampling:
             raise ValueError(
                 f"parallel_wavenet takes only the sampling option 'temperature', got {sorted(sampling)}"
@@ -274,14 +280,8 @@ class ParallelWaveNet(Vocoder):
         # Bounded memory: windows of chunk_frames with the receptive field as left context (the flows are
         # causal in z) and the upsampler's reach on both sides; one noise draw, so the output is unchanged.
         left, reach = self.context_frames()
-        pieces = []
-        for start in range(0, frames, self.chunk_frames):
-            stop = min(frames, start + self.chunk_frames)
-            lo, hi = max(0, start - left), min(frames, stop + reach)
-            c_up = self.upsample_mel(mel[..., lo:hi])
-            audio = self.iaf(z[..., lo * hop: hi * hop], c_up)[0][:, 0]
-            pieces.append(audio[:, (start - lo) * hop: (stop - lo) * hop])
-        return torch.cat(pieces, -1)
+        return in_windows(frames, self.chunk_frames, left, reach, hop, lambda lo, hi: self.iaf(
+            z[..., lo * hop: hi * hop], self.upsample_mel(mel[..., lo:hi]))[0][:, 0])
 
     def context_frames(self) -> tuple[int, int]:
         """``(left, upsampler)`` frames of context a window needs: the flows' receptive field (plus the

@@ -37,9 +37,9 @@ class WaveGlowConfig(VocoderConfig):
 
     ``upsample_kernel`` is the transposed conv's kernel (the reference hard-codes 1024 = 4 hops);
     ``sigma`` is the training sigma and ``infer_sigma`` the default sampling sigma. ``chunk_frames``
-    bounds memory on long inputs: longer mels are vocoded in windows of that many frames plus
-    :meth:`WaveGlow.context_frames` on each side, with one noise tensor drawn for the whole utterance,
-    so the result equals the one-shot result (0 = never chunk).
+    bounds memory on long inputs: longer mels are inverted flow by flow in windows of that many frames,
+    each coupling with its own receptive field as context (:meth:`WaveGlow.reverse_chunked`), with one
+    noise tensor drawn for the whole utterance, so the result equals the one-shot result (0 = never chunk).
     """
 
     mel: MelConfig = dataclasses.field(default_factory=_tacotron2_mel)
@@ -190,17 +190,35 @@ class WaveGlow(Vocoder):
         return math.ceil(reach_steps * c.n_group / c.mel.hop_length) + math.ceil(c.upsample_kernel / c.mel.hop_length)
 
     def reverse_chunked(self, z: Tensor, mel: Tensor, chunk_frames: int) -> Tensor:
-        """:meth:`reverse` in windows of ``chunk_frames`` (+ context): memory bounded, output unchanged."""
+        """:meth:`reverse` with memory bounded by ``chunk_frames``: the output is unchanged.
+
+        Flow by flow, each coupling runs on windows of ``chunk_frames`` frames of grouped steps plus its own
+        receptive field (``(kernel - 1) / 2 * sum(dilations)`` steps) on each side, with the conditioning of
+        each window upsampled from only the frames it depends on. Only audio-sized tensors span the whole
+        utterance; the coupling nets' wide activations exist for one window at a time.
+        """
         c: WaveGlowConfig = self.config  # type: ignore[assignment]
-        hop, steps_per_frame = c.mel.hop_length, c.mel.hop_length // c.n_group
-        frames, ctx = mel.shape[-1], self.context_frames()
-        pieces = []
-        for start in range(0, frames, chunk_frames):
-            stop = min(frames, start + chunk_frames)
-            lo, hi = max(0, start - ctx), min(frames, stop + ctx)
-            audio = self.reverse(z[..., lo * steps_per_frame: hi * steps_per_frame], mel[..., lo:hi])
-            pieces.append(audio[:, (start - lo) * hop: (stop - lo) * hop])
-        return torch.cat(pieces, -1)
+        steps = z.shape[-1]
+        chunk = chunk_frames * (c.mel.hop_length // c.n_group)
+        reach = (c.kernel_size - 1) // 2 * sum(2**i for i in range(c.n_layers))
+
+        def spect(lo: int, hi: int) -> Tensor:
+            return squeeze(self.upsample.window(mel, lo * c.n_group, hi * c.n_group), c.n_group)
+
+        n_early = sum(1 for k in range(1, c.n_flows) if k % c.n_early_every == 0)
+        x = z[:, n_early * c.n_early_size:]
+        early_pos = n_early
+        for k in reversed(range(c.n_flows)):
+            coupling, out = self.couplings[k], torch.empty_like(x)
+            for start in range(0, steps, chunk):
+                stop = min(steps, start + chunk)
+                lo, hi = max(0, start - reach), min(steps, stop + reach)
+                out[..., start:stop] = coupling.inverse(x[..., lo:hi], spect(lo, hi))[..., start - lo: stop - lo]
+            x = self.convinv[k].inverse(out)
+            if k % c.n_early_every == 0 and k > 0:
+                early_pos -= 1
+                x = torch.cat([z[:, early_pos * c.n_early_size:(early_pos + 1) * c.n_early_size], x], 1)
+        return unsqueeze(x, c.n_group)[:, 0]
 
     def prepare_for_inference(self) -> WaveGlow:
         super().prepare_for_inference()

@@ -72,8 +72,12 @@ class WaveNetConfig(VocoderConfig):
     upsample_negative_slope: float = 0.4
     n_speakers: int = 0
     gin_channels: int = 0
+    #: Sampling temperature used when ``vocode`` is not given one (scales the output distribution's noise).
+    infer_temperature: float = 1.0
 
     def __post_init__(self) -> None:
+        if not self.infer_temperature >= 0.0:
+            raise ValueError(f"infer_temperature must be >= 0, got {self.infer_temperature}")
         if self.output_distribution not in ("mulaw", "mol", "gaussian"):
             raise ValueError(f"output_distribution must be mulaw, mol or gaussian, got {self.output_distribution!r}")
         if self.layers % self.stacks:
@@ -119,7 +123,8 @@ class WaveNetConfig(VocoderConfig):
 
 
 class WaveNet(Vocoder):
-    """Autoregressive WaveNet; sampling options ``temperature`` (1.0) and ``progress`` (a tqdm bar)."""
+    """Autoregressive WaveNet; sampling options ``temperature`` (default: the config's ``infer_temperature``,
+    1.0) and ``progress`` (a tqdm bar)."""
 
     architecture = "wavenet"
     config_class = WaveNetConfig
@@ -212,10 +217,14 @@ class WaveNet(Vocoder):
         return {"loss": nll.mean()}
 
     # ------------------------------------------------------------------ sampling
-    def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, temperature: float = 1.0,
+    def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, temperature: float | None = None,
                    progress: bool = False, speaker: Tensor | None = None, **sampling: Any) -> Tensor:
         if sampling:
             raise ValueError(f"wavenet sampling options are temperature, progress, speaker; got {sorted(sampling)}")
+        if temperature is None:
+            temperature = self.config.infer_temperature  # type: ignore[attr-defined]
+        if not temperature >= 0.0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
         from zoo_plugins.wavenet.incremental import IncrementalSampler
 
         c_up = self.upsample_mel(mel)
