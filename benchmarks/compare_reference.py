@@ -2,7 +2,7 @@
 
     python benchmarks/compare_reference.py --ref-dir refs [--seconds 5] [--threads 2] [--runs 3]
         [--only waveglow,flowavenet,clarinet,wavenet-small,wavenet-ljspeech,hifigan] [--clock wall|cpu]
-        [--wavenet-samples 2048] [--json out.json]
+        [--wavenet-samples 2048] [--no-bfloat16] [--json out.json]
 
 Every row builds the reference model (at its published or README size; see ``reference_models.py``),
 converts its state dict with *our* converter, runs both on the same mel (and the same noise or the same
@@ -101,7 +101,7 @@ def reference_hifigan():
     return ref
 
 
-def compare_hifigan(seconds: float, ref_dir: Path | None = None) -> list[dict]:
+def compare_hifigan(seconds: float, ref_dir: Path | None = None, bfloat16: bool = True) -> list[dict]:
     from zoo.data import load_audio
 
     clip = load_audio(Path(__file__).resolve().parents[1] / "examples" / "LJ001-0001.wav", 22050)
@@ -116,6 +116,8 @@ def compare_hifigan(seconds: float, ref_dir: Path | None = None) -> list[dict]:
         got = ours.generate(mel)[0]
         t_ref, t_ours = _time_pair(lambda: ref(mel), lambda: ours.generate(mel))
         rows.append(_row("hifigan.universal", "float32", t_ref, t_ours, float((got - expected).abs().max())))
+        if not bfloat16:
+            return rows
         bf = zoo.load("hifigan.universal", dtype="bfloat16")
         mel_bf = mel.bfloat16()
         got_bf = bf.generate(mel_bf)[0].float()
@@ -257,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="samples timed for the 24-layer LJSpeech WaveNet (extrapolated to --seconds)")
     p.add_argument("--atol", type=float, default=1e-4)
     p.add_argument("--json", type=Path)
+    p.add_argument("--no-bfloat16", action="store_true",
+                   help="skip the HiFi-GAN bfloat16 row (very slow on CPUs without native bfloat16 matmuls)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
@@ -266,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown comparisons {unknown}")
     runners: dict[str, Callable[[], list[dict]]] = {
-        "hifigan": lambda: compare_hifigan(args.seconds),
+        "hifigan": lambda: compare_hifigan(args.seconds, bfloat16=not args.no_bfloat16),
         "waveglow": lambda: compare_waveglow(args.seconds, args.ref_dir),
         "flowavenet": lambda: compare_flowavenet(args.seconds, args.ref_dir),
         "clarinet": lambda: compare_clarinet(args.seconds, args.ref_dir),

@@ -6,6 +6,7 @@ Steps (each writes ``benchmarks/results/<step>.json``; ``--skip`` keeps an earli
 
 * ``compare``: ``compare_reference.py`` (ours vs the reference implementations, 5 s, batch 1);
 * ``wavenet``: ``wavenet_sampling.py`` (incremental vs naive sampling);
+* ``roofline``: ``roofline.py`` (FLOPs per second of audio, the matmul peak, the ceiling of each speed-up);
 * ``memory``, ``memory_glibc``: ``memory.py`` (peak memory at 5 s and 60 s for every parallel model, with
   freed blocks returned to the OS and with glibc's default heap);
 * ``length`` / ``batch``: ``zoo bench`` sweeps of utterance length (1 to 60 s) and batch size, with the
@@ -31,7 +32,7 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 DOC = ROOT / "docs" / "performance.md"
 PLOT = ROOT / "docs" / "performance_length.png"
-STEPS = ("compare", "wavenet", "memory", "memory_glibc", "length", "batch")
+STEPS = ("compare", "roofline", "wavenet", "memory", "memory_glibc", "length", "batch")
 SWEEP_MODELS = ["hifigan.universal", "griffinlim.hifigan", "waveglow", "flowavenet", "parallel_wavenet"]
 
 
@@ -52,6 +53,8 @@ def run_steps(args: argparse.Namespace) -> None:
         "compare": [py, str(HERE / "compare_reference.py"), "--ref-dir", str(args.ref_dir), "--threads", t,
                     "--seconds", "1" if q else "5", "--runs", "1" if q else "3",
                     "--wavenet-samples", "256" if q else "2048", "--json", str(RESULTS / "compare.json")],
+        "roofline": [py, str(HERE / "roofline.py"), "--threads", t, "--compare", str(RESULTS / "compare.json"),
+                     "--json", str(RESULTS / "roofline.json")],
         "wavenet": [py, str(HERE / "wavenet_sampling.py"), "--steps", "256" if q else "2048",
                     "--json", str(RESULTS / "wavenet.json")],
         "memory": [py, str(HERE / "memory.py"), "--threads", t, "--seconds", "1" if q else "5", "5" if q else "60",
@@ -98,8 +101,13 @@ NOTES = """## What the fast paths are
   on the parameters' own memory (no weight copies), the dilated taps read as shifted row ranges of one
   zero-padded residual buffer, the conditioning through a transposed view (FloWaveNet's halves of the
   conditioning are never swapped or copied), `tanh(a) sigmoid(b)` as one sigmoid pass, WaveGlow's `end`
-  folded into every layer's skip conv and its `start` into the first dilated conv. Long inputs are vocoded
-  in windows with the exact receptive field as context (one noise draw, output equal to one-shot).
+  folded into every layer's skip conv and its `start` into the first dilated conv.
+- **Long inputs** (`chunk_frames` in each config; one noise draw, output equal to one-shot): WaveGlow is
+  inverted flow by flow, each coupling on windows of 512 frames plus its own receptive field (255 grouped
+  steps each side, about 3% extra work) with the conditioning of each window upsampled from only the frames
+  it needs, so only audio-sized tensors span the utterance; HiFi-GAN runs windows of 512 frames plus its
+  receptive field (16 frames each side, from the layer geometry and checked against autograd); FloWaveNet
+  and the Parallel WaveNet student run whole-model windows with their receptive field as context.
 - **WaveNet sampling**: the conditioning of every layer projected once per block of 2048 steps (bias
   folded in), ring buffers preallocated, random draws pre-drawn from the `torch.Generator`, and the whole
   loop (front conv, layers, head, sampling) compiled C on CPU float32 (`zoo_plugins.wavenet.kernel`,
@@ -107,6 +115,12 @@ NOTES = """## What the fast paths are
 - At batch 1 the published 24-layer LJSpeech WaveNet reads its ~99 MB of float32 weights for every
   sample, in our loop and in r9y9's alike: both are bound by memory bandwidth, so the ratio there is
   far below the small configuration's (which is bound by per-operation overhead in r9y9's loop).
+- **Griffin-Lim** is not windowed: each iteration re-estimates the phase of the whole spectrogram, so a
+  windowed run would not equal the one-shot output; its 60 s peak (about 160 MiB) is the spectrogram's.
+- **How far float32 can go**: WaveGlow at 256 channels does about 448 GFLOP per second of audio; ours runs
+  it at about 79 GFLOP/s on one thread, within 7% of the best float32 matmul rate this core reaches
+  (84 GFLOP/s), so 1.5x over NVIDIA's 56 GFLOP/s is at the ceiling: it needs less arithmetic or lower
+  precision, not faster kernels. FloWaveNet runs at about 58 of 84 GFLOP/s: its ceiling (1.77x) leaves room.
 - Not done: CUDA graphs and half precision for the autoregressive loop on GPU (no GPU was available to
   test them), `torch.compile` (measured on the gate: no gain over the one-sigmoid form on this CPU).
 """
@@ -116,9 +130,10 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{x:,.{digits}f}"
 
 
-def _targets(compare: dict | None, memory: dict | None) -> list[str]:
+def _targets(compare: dict | None, memory: dict | None, roofline: dict | None = None) -> list[str]:
     """The performance issue's targets, checked against the results."""
     rows = []
+    ceiling = {r["model"]: r["ceiling"] for r in (roofline or {}).get("rows", []) if "ceiling" in r}
     by_model = {(r["model"].split(" ")[0], r["dtype"]): r for r in (compare or {}).get("rows", [])}
     for key, label, need in (("waveglow", "WaveGlow float32 vs NVIDIA, equal output", 1.5),
                              ("flowavenet", "FloWaveNet float32 vs ksw0306, equal output", 1.5),
@@ -126,7 +141,8 @@ def _targets(compare: dict | None, memory: dict | None) -> list[str]:
         r = by_model.get((key, "float32"))
         if r:
             ok = r["speedup"] >= need and r["max_abs_diff"] <= 1e-4
-            rows.append(f"| {label} | >= {need}x, diff <= 1e-4 | {r['speedup']:.2f}x, {r['max_abs_diff']:.1e} | "
+            cap = f" (ceiling at the matmul peak: {ceiling[key]:.2f}x)" if key in ceiling else ""
+            rows.append(f"| {label} | >= {need}x, diff <= 1e-4 | {r['speedup']:.2f}x, {r['max_abs_diff']:.1e}{cap} | "
                         f"{'met' if ok else '**not met**'} |")
     for r in (compare or {}).get("rows", []):
         if r["model"].startswith("wavenet"):
@@ -169,7 +185,7 @@ def render() -> str:
     if cond.get("quick"):
         out.append("- **quick run** (`--quick`: short inputs, single runs): a pipeline check, not published numbers")
     out.append("")
-    out += _targets(compare, memory)
+    out += _targets(compare, memory, _load("roofline"))
     if compare:
         out += ["## Ours against the reference implementations (`benchmarks/compare_reference.py`)", "",
                 f"Same weights (the reference's seeded state dict through our converter), same input, batch 1, "
@@ -187,6 +203,19 @@ def render() -> str:
                 note = f"{_fmt(r['ref_samples_per_s'], 0)} vs {_fmt(r['ours_samples_per_s'], 0)} samples/s"
             out.append(f"| {r['model']} | {r['dtype']} | {_fmt(r['reference_s'])} | {_fmt(r['ours_s'])} | "
                        f"{r['speedup']:.2f}x | {r['max_abs_diff']:.1e} | {note} |")
+        out.append("")
+    roofline = _load("roofline")
+    if roofline:
+        peaks = ", ".join(f"{k} {v:,.0f}" for k, v in roofline["matmul_gflops"].items())
+        out += ["## Against the matmul peak (`benchmarks/roofline.py`)", "",
+                f"Float32 matrix products on {roofline['threads']} thread(s): {peaks} GFLOP/s. Work counted by "
+                "`torch.utils.flop_counter` on the convolution path (the references' arithmetic). The ceiling is "
+                "the speed-up over the reference that running every FLOP at the best matmul rate would give.", "",
+                "| model | GFLOP per second of audio | reference GFLOP/s | ours GFLOP/s | speed-up | ceiling |",
+                "|---|---|---|---|---|---|"]
+        for r in roofline["rows"]:
+            out.append(f"| {r['model']} | {r['gflop_per_audio_s']:,.0f} | {_fmt(r.get('reference_gflops'), 1)} | "
+                       f"{_fmt(r.get('ours_gflops'), 1)} | {_fmt(r.get('speedup'))}x | {_fmt(r.get('ceiling'))}x |")
         out.append("")
     if wavenet:
         out += ["## WaveNet incremental sampling (`benchmarks/wavenet_sampling.py`)", "",
