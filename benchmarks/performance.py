@@ -130,7 +130,8 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{x:,.{digits}f}"
 
 
-def _targets(compare: dict | None, memory: dict | None, roofline: dict | None = None) -> list[str]:
+def _targets(compare: dict | None, memory: dict | None, roofline: dict | None = None,
+             memory_glibc: dict | None = None) -> list[str]:
     """The performance issue's targets, checked against the results."""
     rows = []
     ceiling = {r["model"]: r["ceiling"] for r in (roofline or {}).get("rows", []) if "ceiling" in r}
@@ -149,7 +150,7 @@ def _targets(compare: dict | None, memory: dict | None, roofline: dict | None = 
             ok = r["speedup"] >= 10 and r["max_abs_diff"] <= 1e-4
             rows.append(f"| {r['model']} incremental vs r9y9, identical draws | >= 10x | {r['speedup']:.1f}x, "
                         f"{r['max_abs_diff']:.1e} | {'met' if ok else '**not met**'} |")
-    heap = {s["model"]: s["ratio"] for s in (_load("memory_glibc") or {}).get("summary", [])}
+    heap = {s["model"]: s["ratio"] for s in (memory_glibc or {}).get("summary", [])}
     for s in (memory or {}).get("summary", []):
         glibc = f"; {heap[s['model']]:.2f}x with glibc's default heap" if s["model"] in heap else ""
         rows.append(f"| peak memory {s['model']}, {s['long_s']:g} s vs {s['short_s']:g} s | <= 1.5x | "
@@ -162,6 +163,7 @@ def _targets(compare: dict | None, memory: dict | None, roofline: dict | None = 
 def render() -> str:
     cond = _load("conditions") or {}
     compare, wavenet, memory = _load("compare"), _load("wavenet"), _load("memory")
+    roofline, glibc = _load("roofline"), _load("memory_glibc") or {}
     length, batch = _load("length"), _load("batch")
     machine = next((r["machine"] for r in (compare, memory, length, batch) if r and "machine" in r), {})
     out = ["# Performance", "",
@@ -187,7 +189,7 @@ def render() -> str:
     if cond.get("quick"):
         out.append("- **quick run** (`--quick`: short inputs, single runs): a pipeline check, not published numbers")
     out.append("")
-    out += _targets(compare, memory, _load("roofline"))
+    out += _targets(compare, memory, roofline, glibc)
     if compare:
         out += ["## Ours against the reference implementations (`benchmarks/compare_reference.py`)", "",
                 f"Same weights (the reference's seeded state dict through our converter), same input, batch 1, "
@@ -206,7 +208,6 @@ def render() -> str:
             out.append(f"| {r['model']} | {r['dtype']} | {_fmt(r['reference_s'])} | {_fmt(r['ours_s'])} | "
                        f"{r['speedup']:.2f}x | {r['max_abs_diff']:.1e} | {note} |")
         out.append("")
-    roofline = _load("roofline")
     if roofline:
         peaks = ", ".join(f"{k} {v:,.0f}" for k, v in roofline["matmul_gflops"].items())
         out += ["## Against the matmul peak (`benchmarks/roofline.py`)", "",
@@ -229,7 +230,6 @@ def render() -> str:
                        f"{r['speedup']:.1f}x |")
         out.append("")
     if memory:
-        glibc = _load("memory_glibc") or {}
         heap = {(r["model"], r["seconds"]): r["peak_mem_mb"] for r in glibc.get("rows", [])}
         heap_ratio = {s["model"]: s["ratio"] for s in glibc.get("summary", [])}
         out += ["## Peak memory against length (`benchmarks/memory.py`)", "",

@@ -97,10 +97,13 @@ def in_windows(frames: int, chunk_frames: int, left: int, right: int, hop: int,
     ``run(lo, hi)`` returns the audio ``[..., (hi - lo) * hop]`` of the mel frames ``[lo, hi)`` (with the
     model's noise for those samples). Each stretch of ``chunk_frames`` frames is run with ``left`` and
     ``right`` frames of context (clipped at the ends) and only its own samples are kept: when the context
-    covers the receptive field the result equals one call on all frames.
+    covers the receptive field the result equals one call on all frames. With ``chunk_frames`` 0 (never
+    chunk) or at least ``frames``, it is that one call, ``run(0, frames)``.
     """
-    if chunk_frames < 1:
-        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    if chunk_frames < 0:
+        raise ValueError(f"chunk_frames must be >= 0, got {chunk_frames}")
+    if not chunk_frames or frames <= chunk_frames:
+        return run(0, frames)
     out: Tensor | None = None
     for start in range(0, frames, chunk_frames):
         stop = min(frames, start + chunk_frames)

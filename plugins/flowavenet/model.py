@@ -215,8 +215,6 @@ class FloWaveNet(Vocoder):
         frames, hop = mel.shape[-1], cfg.mel.hop_length
         z = temperature * torch.randn(mel.shape[0], 1, frames * hop, generator=generator, device=mel.device,
                                       dtype=mel.dtype)
-        if not cfg.chunk_frames or frames <= cfg.chunk_frames:
-            return self.reverse(z, self.upsample(mel))[:, 0]
         ctx = self.context_frames()
         return in_windows(frames, cfg.chunk_frames, ctx, ctx, hop, lambda lo, hi: self.reverse(
             z[..., lo * hop: hi * hop], self.upsample(mel[..., lo:hi]))[:, 0])

@@ -152,12 +152,9 @@ class HiFiGAN(Vocoder):
     def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, **sampling: Any) -> Tensor:
         if sampling:
             raise ValueError(f"hifigan takes no sampling options, got {sorted(sampling)}")
-        chunk = self.config.chunk_frames  # type: ignore[attr-defined]
-        frames = mel.shape[-1]
-        if not chunk or frames <= chunk:
-            return self.generate(mel)
         ctx = self.context_frames()
-        return in_windows(frames, chunk, ctx, ctx, self.hop_length, lambda lo, hi: self.generate(mel[..., lo:hi]))
+        return in_windows(mel.shape[-1], self.config.chunk_frames, ctx, ctx,  # type: ignore[attr-defined]
+                          self.hop_length, lambda lo, hi: self.generate(mel[..., lo:hi]))
 
     def context_frames(self) -> int:
         """Mel frames on each side that can influence an output sample, from the layer geometry.

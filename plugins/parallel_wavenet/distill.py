@@ -37,7 +37,7 @@ from zoo_plugins.parallel_wavenet.losses import (
 from zoo_plugins.parallel_wavenet.model import ParallelWaveNet, ParallelWaveNetConfig
 from zoo_plugins.parallel_wavenet.teacher import TeacherAdapter
 
-from zoo.vocoder import Vocoder
+from zoo.vocoder import Vocoder, read_config
 
 STATE_FILE = "distill_state.pt"
 
@@ -225,7 +225,7 @@ class Distiller:
         self.student.save_pretrained(out)
         state = {"step": self.step, "optimizer": self.optimizer.state_dict(),
                  "generator": self.generator.get_state(), "config": dataclasses.asdict(self.config)}
-        tmp = out / "distill_state.pt.tmp"
+        tmp = out / f"{STATE_FILE}.tmp"
         torch.save(state, tmp)
         tmp.replace(out / STATE_FILE)
 
@@ -234,8 +234,6 @@ class Distiller:
 
         Refuses a folder whose student has another configuration than this one's.
         """
-        from zoo.vocoder import read_config
-
         out = Path(out)
         if not (out / STATE_FILE).is_file():
             return False

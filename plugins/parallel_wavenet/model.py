@@ -275,8 +275,6 @@ class ParallelWaveNet(Vocoder):
             device=mel.device,
             dtype=mel.dtype,
         )
-        if not self.chunk_frames or frames <= self.chunk_frames:
-            return self.iaf(z, self.upsample_mel(mel))[0][:, 0]
         # Bounded memory: windows of chunk_frames with the receptive field as left context (the flows are
         # causal in z) and the upsampler's reach on both sides; one noise draw, so the output is unchanged.
         left, reach = self.context_frames()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -153,13 +154,18 @@ class WaveGlow(Vocoder):
         """Audio ``[B, T]`` from ``z`` ``[B, n_group, T/n_group]`` (the layout :meth:`flow` returns)."""
         c: WaveGlowConfig = self.config  # type: ignore[assignment]
         spect = self.condition(mel, z.shape[-1] * c.n_group)
+        couplings = self.couplings
+        return self._invert(z, lambda k, x: couplings[k].inverse(x, spect))
+
+    def _invert(self, z: Tensor, coupling_inverse: Callable[[int, Tensor], Tensor]) -> Tensor:
+        """The flows from last to first on ``z``, ``coupling_inverse(k, x)`` inverting coupling ``k``; the
+        channels emitted early in the density direction re-join where they left."""
+        c: WaveGlowConfig = self.config  # type: ignore[assignment]
         n_early = sum(1 for k in range(1, c.n_flows) if k % c.n_early_every == 0)
         x = z[:, n_early * c.n_early_size:]
         early_pos = n_early
-        couplings = self.couplings
         for k in reversed(range(c.n_flows)):
-            x = couplings[k].inverse(x, spect)
-            x = self.convinv[k].inverse(x)
+            x = self.convinv[k].inverse(coupling_inverse(k, x))
             if k % c.n_early_every == 0 and k > 0:
                 early_pos -= 1
                 x = torch.cat([z[:, early_pos * c.n_early_size:(early_pos + 1) * c.n_early_size], x], 1)
@@ -186,8 +192,13 @@ class WaveGlow(Vocoder):
         ``upsample_kernel / hop`` frames.
         """
         c: WaveGlowConfig = self.config  # type: ignore[assignment]
-        reach_steps = c.n_flows * (c.kernel_size - 1) // 2 * sum(2**i for i in range(c.n_layers))
+        reach_steps = c.n_flows * self._coupling_reach()
         return math.ceil(reach_steps * c.n_group / c.mel.hop_length) + math.ceil(c.upsample_kernel / c.mel.hop_length)
+
+    def _coupling_reach(self) -> int:
+        """Grouped steps on each side that one coupling net sees: ``(kernel - 1) / 2 * sum(2**i)``."""
+        c: WaveGlowConfig = self.config  # type: ignore[assignment]
+        return (c.kernel_size - 1) // 2 * sum(2**i for i in range(c.n_layers))
 
     def reverse_chunked(self, z: Tensor, mel: Tensor, chunk_frames: int) -> Tensor:
         """:meth:`reverse` with memory bounded by ``chunk_frames``: the output is unchanged.
@@ -200,25 +211,20 @@ class WaveGlow(Vocoder):
         c: WaveGlowConfig = self.config  # type: ignore[assignment]
         steps = z.shape[-1]
         chunk = chunk_frames * (c.mel.hop_length // c.n_group)
-        reach = (c.kernel_size - 1) // 2 * sum(2**i for i in range(c.n_layers))
+        reach = self._coupling_reach()
 
         def spect(lo: int, hi: int) -> Tensor:
             return squeeze(self.upsample.window(mel, lo * c.n_group, hi * c.n_group), c.n_group)
 
-        n_early = sum(1 for k in range(1, c.n_flows) if k % c.n_early_every == 0)
-        x = z[:, n_early * c.n_early_size:]
-        early_pos = n_early
-        for k in reversed(range(c.n_flows)):
+        def windowed(k: int, x: Tensor) -> Tensor:
             coupling, out = self.couplings[k], torch.empty_like(x)
             for start in range(0, steps, chunk):
                 stop = min(steps, start + chunk)
                 lo, hi = max(0, start - reach), min(steps, stop + reach)
                 out[..., start:stop] = coupling.inverse(x[..., lo:hi], spect(lo, hi))[..., start - lo: stop - lo]
-            x = self.convinv[k].inverse(out)
-            if k % c.n_early_every == 0 and k > 0:
-                early_pos -= 1
-                x = torch.cat([z[:, early_pos * c.n_early_size:(early_pos + 1) * c.n_early_size], x], 1)
-        return unsqueeze(x, c.n_group)[:, 0]
+            return out
+
+        return self._invert(z, windowed)
 
     def prepare_for_inference(self) -> WaveGlow:
         super().prepare_for_inference()
