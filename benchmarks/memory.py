@@ -11,9 +11,11 @@ warm-up, then one mel of the given length while a thread samples the resident se
 to the shortest length (the target is at most 1.5x from 5 s to 60 s).
 
 RSS depends on the allocator as much as on the model: glibc's adaptive mmap threshold serves large tensors
-from its heap after the first few are freed, and keeps that heap, so the RSS of a long windowed run also
-counts blocks that are free. ``--malloc returning`` (the default) fixes the threshold at 64 KiB so that
-RSS follows the memory actually held; ``--malloc default`` measures glibc as it comes.
+from its heap after the first few are freed, and keeps that heap, so RSS also counts blocks that are free.
+The windowed synthesis paths hand freed pages back between windows (``zoo.stream.release_freed_memory``),
+and the baseline is taken after doing the same for the warm-up. ``--malloc returning`` (the default) also
+fixes the threshold at 64 KiB so that RSS follows the memory actually held; ``--malloc default`` measures
+glibc as it comes.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def measure(name: str, seconds: float, threads: int) -> dict:
     import torch
 
     from zoo.bench import _RssSampler
+    from zoo.stream import release_freed_memory
 
     torch.set_num_threads(threads)
     voc = _build(name).eval()
@@ -56,6 +59,7 @@ def measure(name: str, seconds: float, threads: int) -> dict:
 
     voc.vocode(mel(1.0), generator=torch.Generator().manual_seed(0))
     x = mel(seconds)
+    release_freed_memory()  # the baseline holds the model and the input, not the warm-up's freed blocks
     with _RssSampler() as rss:
         t0 = time.perf_counter()
         voc.vocode(x, generator=torch.Generator().manual_seed(0))

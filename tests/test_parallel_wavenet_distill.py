@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import shutil
 from pathlib import Path
@@ -175,6 +176,13 @@ def test_distillation_resumes_exactly(data_dir, tmp_path):
     other = Distiller(student_for_teacher(teacher, **{**STUDENT, "residual_channels": 4}), teacher, cfg)
     with pytest.raises(ValueError, match="other settings.*residual_channels"):
         other.fit(data_dir, tmp_path / "split", verbose=False)
+    changed_lr = Distiller(student_for_teacher(teacher, **STUDENT), teacher, dataclasses.replace(cfg, lr=5e-4))
+    with pytest.raises(ValueError, match=r"distilled with other settings \(lr=0.001\)"):
+        changed_lr.fit(data_dir, tmp_path / "split", steps=8, verbose=False)
+    longer = Distiller(student_for_teacher(teacher, **STUDENT), teacher, dataclasses.replace(cfg, steps=7,
+                                                                                             save_every=1))
+    longer.fit(data_dir, tmp_path / "split", verbose=False)  # steps and save_every may change
+    assert longer.step == 7
 
 
 def _batch(data_dir: Path, student, cfg: DistillConfig):

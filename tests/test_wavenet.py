@@ -113,6 +113,37 @@ def test_infer_temperature_is_the_default_temperature():
         model.vocode(mel, temperature=-0.5)
 
 
+@pytest.mark.parametrize("dist", ["gaussian", "mulaw"])
+def test_train_input_noise_perturbs_only_the_training_inputs(dist):
+    torch.manual_seed(0)
+    model = WaveNet(WaveNetConfig.small(dist, train_input_noise=0.05))
+    clean = WaveNet(model.config.replace(train_input_noise=0.0))
+    clean.load_state_dict(model.state_dict())
+    audio = 0.3 * torch.sin(torch.arange(2048) / 7.0)[None]
+    mel = model.mel(audio)
+    model.train(), clean.train()
+    noisy_loss = model.loss(audio, mel)["loss"]
+    assert not torch.equal(noisy_loss, clean.loss(audio, mel)["loss"])
+    # Targets are clean: the same noise fed by hand to the clean model gives the same loss.
+    torch.manual_seed(1)
+    a = model.loss(audio, mel)["loss"]
+    torch.manual_seed(1)
+    noise = 0.05 * torch.randn_like(audio)
+    if dist == "gaussian":
+        target, inputs = audio, (audio + noise)[:, None]
+    else:
+        d = clean.distribution
+        target = d.target_from_audio(audio)
+        inputs = d.input_from_sample(d.target_from_audio((audio + noise).clamp(-1, 1))).to(audio.dtype)
+    c_up = clean.upsample_mel(mel)[..., : audio.shape[-1]]
+    expected = clean.distribution.loss(clean.teacher_forced(inputs, c_up)[..., :-1], target[..., 1:]).mean()
+    torch.testing.assert_close(a, expected)
+    model.eval(), clean.eval()  # validation and sampling see no noise
+    assert torch.equal(model.loss(audio, mel)["loss"], clean.loss(audio, mel)["loss"])
+    with pytest.raises(ValueError, match="train_input_noise"):
+        WaveNetConfig.small(dist, train_input_noise=-0.1)
+
+
 @pytest.mark.parametrize("dist", ["mulaw", "mol"])
 def test_wavenet_conforms(dist, tmp_path):
     check_vocoder("wavenet", WaveNetConfig.small(dist, layers=2, stacks=1, residual_channels=4, gate_channels=8,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from zoo.cli import CliError, subcommand
 
@@ -49,7 +50,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if model.architecture != args.architecture:
             raise CliError(f"--init {args.init} is a {model.architecture!r} model, not {args.architecture!r}")
         if model_cfg:
-            raise CliError("--init takes the model config from the model; drop the model settings")
+            model = _reconfigure(model, args.architecture, model_cfg, args.init)
     else:
         existing = run / "run.json"
         if existing.is_file() and not args.no_resume and not model_cfg:
@@ -65,3 +66,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if trainer.dist.is_main:
         print(f"done: step {trainer.step}, loss {last.get('loss', float('nan')):.4f}; model in {run / 'final'}")
     return 0
+
+
+def _reconfigure(model: Any, architecture: str, overrides: dict, init: str) -> Any:
+    """``--init`` with model settings: the same weights under a config changed only where the weights allow
+    (training-only settings such as ``dropout`` or ``train_input_noise``); a setting that changes a weight's
+    shape is refused."""
+    import zoo
+    from zoo.train import merge
+
+    current = model.config.to_dict()
+    if isinstance(overrides.get("mel"), str):
+        overrides = {**overrides, "mel": zoo.MelConfig.preset(overrides["mel"]).to_dict()}
+    merged = merge(current, overrides)
+    changed = sorted(k for k in merged if merged[k] != current.get(k))
+    if not changed:
+        return model
+    if "mel" in changed:
+        raise CliError(f"--init {init}: the model expects other mel features than the settings given; the mel "
+                       "features are part of the model")
+    new = zoo.create(architecture, merged)
+    try:
+        new.load_state_dict(model.state_dict())
+    except RuntimeError as e:
+        raise CliError(f"--init {init}: the settings {changed} change the model's weights, so its "
+                       f"weights cannot start this run ({str(e).splitlines()[0]})") from None
+    return new

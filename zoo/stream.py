@@ -10,6 +10,9 @@ crossfade is needed and the memory used depends on the chunk size, not on the ut
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
@@ -112,5 +115,30 @@ def in_windows(frames: int, chunk_frames: int, left: int, right: int, hop: int,
         if out is None:
             out = piece.new_empty((*piece.shape[:-1], frames * hop))
         out[..., start * hop: stop * hop] = piece
+        if piece.device.type == "cpu":
+            del piece
+            release_freed_memory()
     assert out is not None
     return out
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows)
+        return None
+
+
+def release_freed_memory() -> None:
+    """Give the pages of freed CPU tensors back to the operating system (glibc ``malloc_trim``; a no-op
+    elsewhere).
+
+    glibc raises its mmap threshold each time a large block is freed, so the activations of later windows
+    come from the heap, and the heap keeps their pages after they are freed: without a trim between windows,
+    resident memory grows with the number of windows although the tensors alive do not.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

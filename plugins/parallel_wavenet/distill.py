@@ -40,6 +40,8 @@ from zoo_plugins.parallel_wavenet.teacher import TeacherAdapter
 from zoo.vocoder import Vocoder, read_config
 
 STATE_FILE = "distill_state.pt"
+#: Distillation settings that a resumed run may change (the others must equal the saved run's).
+RESUMABLE_CHANGES = frozenset({"steps", "save_every", "log_every"})
 
 
 @dataclasses.dataclass
@@ -232,7 +234,8 @@ class Distiller:
     def resume(self, out: str | Path) -> bool:
         """Continue from the student and state saved in ``out`` (False when there is none).
 
-        Refuses a folder whose student has another configuration than this one's.
+        Refuses a folder whose student has another configuration than this one's, or that was distilled with
+        other settings (only ``steps``, ``save_every`` and ``log_every`` may change between runs).
         """
         out = Path(out)
         if not (out / STATE_FILE).is_file():
@@ -244,6 +247,13 @@ class Distiller:
             raise ValueError(f"{out} holds a student with other settings ({', '.join(changed)}); "
                              "use another --out or the same settings")
         state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
+        ours = dataclasses.asdict(self.config)
+        theirs = state.get("config", {})
+        differ = sorted(k for k in ours if k not in RESUMABLE_CHANGES and k in theirs and theirs[k] != ours[k])
+        if differ:
+            saved = ", ".join(f"{k}={theirs[k]!r}" for k in differ)
+            raise ValueError(f"{out} was distilled with other settings ({saved}); continue it with those, or use "
+                             "another --out")
         self.student.load_weights(out / "model.safetensors")
         self.student.to(self.device).train()
         self.optimizer.load_state_dict(state["optimizer"])

@@ -24,6 +24,7 @@ from zoo.config import VocoderConfig
 from zoo.flows import AffineCoupling, InvertibleConv1x1, squeeze, unsqueeze
 from zoo.gated import WaveNetConditioner
 from zoo.mel import MelConfig
+from zoo.stream import in_windows
 from zoo.upsample import TransposedConvUpsampler
 from zoo.vocoder import Vocoder
 
@@ -217,12 +218,9 @@ class WaveGlow(Vocoder):
             return squeeze(self.upsample.window(mel, lo * c.n_group, hi * c.n_group), c.n_group)
 
         def windowed(k: int, x: Tensor) -> Tensor:
-            coupling, out = self.couplings[k], torch.empty_like(x)
-            for start in range(0, steps, chunk):
-                stop = min(steps, start + chunk)
-                lo, hi = max(0, start - reach), min(steps, stop + reach)
-                out[..., start:stop] = coupling.inverse(x[..., lo:hi], spect(lo, hi))[..., start - lo: stop - lo]
-            return out
+            coupling = self.couplings[k]
+            return in_windows(steps, chunk, reach, reach, 1, lambda lo, hi: coupling.inverse(x[..., lo:hi],
+                                                                                         spect(lo, hi)))
 
         return self._invert(z, windowed)
 

@@ -74,10 +74,16 @@ class WaveNetConfig(VocoderConfig):
     gin_channels: int = 0
     #: Sampling temperature used when ``vocode`` is not given one (scales the output distribution's noise).
     infer_temperature: float = 1.0
+    #: Training only: standard deviation of Gaussian noise added to the teacher-forced input samples (not to the
+    #: targets), as LPCNet does (Valin & Skoglund 2019), so that the model learns to follow the mel when its past
+    #: samples are imperfect, as they are when it samples freely. 0 (the references' setting) adds none.
+    train_input_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.infer_temperature >= 0.0:
             raise ValueError(f"infer_temperature must be >= 0, got {self.infer_temperature}")
+        if not self.train_input_noise >= 0.0:
+            raise ValueError(f"train_input_noise must be >= 0, got {self.train_input_noise}")
         if self.output_distribution not in ("mulaw", "mol", "gaussian"):
             raise ValueError(f"output_distribution must be mulaw, mol or gaussian, got {self.output_distribution!r}")
         if self.layers % self.stacks:
@@ -206,12 +212,14 @@ class WaveNet(Vocoder):
         c_up = self.upsample_mel(mel)[..., : audio.shape[-1]]
         audio = audio[..., : c_up.shape[-1]]
         dist = self.distribution
+        noise = self.config.train_input_noise if self.training else 0.0  # type: ignore[attr-defined]
         if isinstance(dist, MuLawSoftmax):
             target = dist.target_from_audio(audio)
-            inputs = dist.input_from_sample(target).to(audio.dtype)
+            noisy = audio if noise == 0.0 else (audio + noise * torch.randn_like(audio)).clamp(-1.0, 1.0)
+            inputs = dist.input_from_sample(dist.target_from_audio(noisy)).to(audio.dtype)
         else:
             target = audio
-            inputs = audio.unsqueeze(1)
+            inputs = (audio if noise == 0.0 else audio + noise * torch.randn_like(audio)).unsqueeze(1)
         y_hat = self.teacher_forced(inputs, c_up, self.global_cond(speaker))
         nll = dist.loss(y_hat[..., :-1], target[..., 1:])
         return {"loss": nll.mean()}
