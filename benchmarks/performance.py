@@ -237,7 +237,10 @@ def render() -> str:
                 "each point in a fresh process. Target: the longest input at most 1.5x the shortest. "
                 "\"returned\" runs with `MALLOC_MMAP_THRESHOLD_=65536`, so that RSS follows the tensors "
                 "actually held; \"glibc default\" keeps glibc's adaptive threshold, under which the heap "
-                "keeps freed activation blocks of earlier windows and RSS counts them too.", "",
+                "keeps freed blocks and RSS counts them too. Windowed synthesis hands freed pages back between "
+                "windows (`zoo.stream.release_freed_memory`), but within one call the heap still fragments, so "
+                "in that mode even a one-shot 5 s call reads well above its \"returned\" figure and the ratio "
+                "measures the allocator as much as the model.", "",
                 "| model | length (s) | peak, returned (MiB) | peak, glibc default (MiB) |", "|---|---|---|---|"]
         for r in memory["rows"]:
             out.append(f"| {r['model']} | {r['seconds']:g} | {_fmt(r['peak_mem_mb'], 1)} | "

@@ -21,7 +21,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="override a model or train setting (train.lr=1e-3, n_flows=4, mel=hifigan)")
     p.add_argument("--steps", type=int, help="train until this step (overrides train.steps)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--init", help="start from this model (name or folder) instead of random weights")
+    p.add_argument("--init", help="start from this model (name or folder) instead of random weights; --set may "
+                   "then change only settings that keep its weights' shapes (dropout, train_input_noise, ...)")
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints already in --out")
     p.set_defaults(func=_cmd_train)
 
