@@ -45,6 +45,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     model_cfg, train_cfg = split_config(cls.config_class, data)
     if args.steps is not None:
         train_cfg["steps"] = args.steps
+    if isinstance(model_cfg.get("mel"), str):
+        model_cfg["mel"] = zoo.MelConfig.preset(model_cfg["mel"]).to_dict()
     run = Path(args.out)
     if args.init:
         model = zoo.load(args.init)
@@ -56,9 +58,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         existing = run / "run.json"
         if existing.is_file() and not args.no_resume and not model_cfg:
             model_cfg = {k: v for k, v in json.loads(existing.read_text())["model_config"].items()}
-        mel = model_cfg.get("mel")
-        if isinstance(mel, str):
-            model_cfg["mel"] = zoo.MelConfig.preset(mel).to_dict()
         model = zoo.create(args.architecture, model_cfg or None)
     trainer = Trainer(model, args.data, run, TrainConfig(**train_cfg), device=args.device)
     if not args.no_resume and trainer.resume():
@@ -70,15 +69,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _reconfigure(model: Any, architecture: str, overrides: dict, init: str) -> Any:
-    """``--init`` with model settings: the same weights under a config changed only where the weights allow
-    (training-only settings such as ``dropout`` or ``train_input_noise``); a setting that changes a weight's
-    shape is refused."""
+    """``--init`` with model settings (a mel preset already expanded): the same weights under a config
+    changed only where the weights allow (training-only settings such as ``dropout`` or ``train_input_noise``);
+    a setting that changes a weight's shape is refused."""
     import zoo
     from zoo.train import merge
 
     current = model.config.to_dict()
-    if isinstance(overrides.get("mel"), str):
-        overrides = {**overrides, "mel": zoo.MelConfig.preset(overrides["mel"]).to_dict()}
     merged = merge(current, overrides)
     changed = sorted(k for k in merged if merged[k] != current.get(k))
     if not changed:

@@ -213,13 +213,14 @@ class WaveNet(Vocoder):
         audio = audio[..., : c_up.shape[-1]]
         dist = self.distribution
         noise = self.config.train_input_noise if self.training else 0.0  # type: ignore[attr-defined]
+        noisy = audio if noise == 0.0 else audio + noise * torch.randn_like(audio)
         if isinstance(dist, MuLawSoftmax):
             target = dist.target_from_audio(audio)
-            noisy = audio if noise == 0.0 else (audio + noise * torch.randn_like(audio)).clamp(-1.0, 1.0)
-            inputs = dist.input_from_sample(dist.target_from_audio(noisy)).to(audio.dtype)
+            heard = target if noise == 0.0 else dist.target_from_audio(noisy.clamp(-1.0, 1.0))
+            inputs = dist.input_from_sample(heard).to(audio.dtype)
         else:
             target = audio
-            inputs = (audio if noise == 0.0 else audio + noise * torch.randn_like(audio)).unsqueeze(1)
+            inputs = noisy.unsqueeze(1)
         y_hat = self.teacher_forced(inputs, c_up, self.global_cond(speaker))
         nll = dist.loss(y_hat[..., :-1], target[..., 1:])
         return {"loss": nll.mean()}
