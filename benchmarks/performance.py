@@ -101,7 +101,10 @@ NOTES = """## What the fast paths are
   on the parameters' own memory (no weight copies), the dilated taps read as shifted row ranges of one
   zero-padded residual buffer, the conditioning through a transposed view (FloWaveNet's halves of the
   conditioning are never swapped or copied), `tanh(a) sigmoid(b)` as one sigmoid pass, WaveGlow's `end`
-  folded into every layer's skip conv and its `start` into the first dilated conv.
+  folded into every layer's skip conv and its `start` into the first dilated conv. The same layer loop
+  (`zoo.gated.infer_layers`, causal or not) runs the Parallel WaveNet student's flows: one `[T, gate]`
+  buffer reused by every layer (a fresh one per layer was page-faulted in each time, costing as much as a
+  product), and no `[B, layers * gate, T]` conditioning tensor (each layer adds its own product).
 - **Long inputs** (`chunk_frames` in each config; one noise draw, output equal to one-shot): WaveGlow is
   inverted flow by flow, each coupling on windows of 512 frames plus its own receptive field (255 grouped
   steps each side, about 3% extra work) with the conditioning of each window upsampled from only the frames

@@ -14,7 +14,7 @@ from zoo_plugins.wavenet import WaveNet, WaveNetConfig
 from zoo_plugins.wavenet import kernel as wavenet_kernel
 from zoo_plugins.wavenet.incremental import IncrementalSampler
 
-from zoo.gated import WaveNetConditioner
+from zoo.gated import GatedResidualStack, WaveNetConditioner, infer_layers, stack_pad
 
 
 def _randomise(module: torch.nn.Module, std: float = 0.1, seed: int = 0) -> None:
@@ -39,6 +39,44 @@ def test_conditioner_infer_equals_forward(layout):
         torch.testing.assert_close(net.infer(x, c), net(x, c), atol=1e-5, rtol=1e-5)
     with pytest.raises(RuntimeError, match="inference"):
         net.infer(x, c)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("skip_mode", ["sum", "sum_sqrt_layers", "legacy_iterative"])
+@pytest.mark.parametrize("bias,cond", [(True, True), (False, True), (True, False)])
+@pytest.mark.parametrize("t", [29, 400])  # the tanh half doubled in h (short) or in the weights (long)
+def test_infer_layers_equals_stack_forward(causal, skip_mode, bias, cond, t):
+    stack = GatedResidualStack(8, 12, 5, 7 if cond else 0, 3, [1, 2, 4, 1], causal=causal,
+                               residual_scale=math.sqrt(0.5), skip_mode=skip_mode, last_layer_residual=False,
+                               bias=bias, cond_bias=bias).eval()
+    _randomise(stack, 0.3)
+    x = torch.randn(8, t)
+    c = torch.randn(7, t).t() if cond else None  # a time-major view, as the callers pass it
+    with torch.no_grad():
+        expected = stack(x[None], None if c is None else c.t()[None])[0]
+        left, right = stack_pad(stack)
+        buf = torch.cat([torch.zeros(left, 8), x.t(), torch.zeros(right, 8)])
+        got = infer_layers(stack, buf, left, t, c)
+    torch.testing.assert_close(got.t(), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_iaf_flow_infer_equals_conv_path():
+    from zoo_plugins.parallel_wavenet import ParallelWaveNet, ParallelWaveNetConfig
+    from zoo_plugins.parallel_wavenet.model import IAFFlow
+
+    cfg = ParallelWaveNetConfig(flow_layers=(3,), dilation_cycle=2, front_kernel_size=5, residual_channels=8,
+                                gate_channels=12, skip_channels=6, upsample_scales=(4, 4, 16))
+    flow: IAFFlow = ParallelWaveNet(cfg).flows[0].eval()
+    _randomise(flow, 0.3)
+    z = torch.randn(2, 1, 300)
+    c_up = torch.randn(2, 160, 300)[:, ::2]  # a strided view
+    plain = flow(z, c_up).detach()  # autograd on: the conv path
+    with torch.no_grad():
+        fast = flow(z, c_up)
+        torch.testing.assert_close(flow.infer(z, c_up), fast)
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="inference"):
+        flow.infer(z, c_up)
 
 
 def test_waveglow_reverse_fast_equals_plain():

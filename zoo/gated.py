@@ -269,22 +269,135 @@ def _gather_taps(col: Tensor, src: Tensor, start: int, dilation: int, t: int) ->
         col[:, :, j] = src[start + j * dilation: start + j * dilation + t]
 
 
+def _tap_left(stack: GatedResidualStack, layer: GatedLayer) -> int:
+    """Rows before the output row that a layer's first tap reads (all of its context when causal)."""
+    return layer.context if stack.causal else layer.context // 2
+
+
+def stack_pad(stack: GatedResidualStack) -> tuple[int, int]:
+    """``(left, right)`` zero rows the time-major residual buffer of :func:`infer_layers` needs."""
+    left = max(_tap_left(stack, layer) for layer in stack.layers)
+    right = max(layer.context - _tap_left(stack, layer) for layer in stack.layers)
+    return left, right
+
+
+def infer_layers(stack: GatedResidualStack, buf: Tensor, left: int, t: int, cond_t: Tensor | None, *,
+                 first_h: Tensor | None = None, skip_head: Tensor | None = None) -> Tensor:
+    """The stack's layers run time-major for inference; returns the combined skips ``[T, S]`` (biases in).
+
+    ``buf [left + T + right, R]`` holds the residual stream in rows ``left:left + T`` with zero rows around
+    it (:func:`stack_pad`); it is updated in place, up to the input of the last layer (the residual update
+    after the last layer, which only a next layer would read, is skipped). ``cond_t [T, cond]`` is the
+    local conditioning (any strided view, read in place).
+
+    Each dilated conv is one matrix product per tap on shifted row ranges of ``buf`` (contiguous views, no
+    im2col) plus one for the conditioning, all into one ``[T, gate]`` buffer reused by every layer (a
+    fresh tensor per layer would be page-faulted in each time, which costs as much as a product), the
+    biases (dilated and conditioning, summed) written by the first product. ``tanh(a) sigmoid(b)`` is
+    ``(2 sigmoid(2a) - 1) sigmoid(b)``: the tanh half's weights are doubled (exact in floating point; or
+    that half of ``h`` when it is the smaller), one sigmoid pass, and two half-width passes leave
+    ``-tanh(a) sigmoid(b)``, whose sign the skip and residual products absorb.
+
+    ``first_h [T, gate]``, when given, replaces layer 0's dilated conv (a caller that composed it with its
+    front; it is overwritten); ``skip_head [out, S]`` folds a linear head into every skip conv (the skips
+    then come out as ``head(skips)`` without its bias).
+    """
+    if stack.skip_mode != "sum" and skip_head is not None:
+        raise ValueError("a linear head folds into the skip convs only when the skips are summed")
+    k, half, gate = stack.kernel_size, stack.gate_channels // 2, stack.gate_channels
+    h0 = buf[left:left + t]
+    # [gate] multipliers: 2 on the tanh half (sigmoid(2a)), 1 on the sigmoid half.
+    double = buf.new_ones(gate)
+    double[:half] = 2.0
+    has_cond = stack.cond is not None and cond_t is not None
+    hbuf = first_h if first_h is not None else buf.new_empty(t, gate)
+    n_layers = stack.num_layers
+    skips: Tensor | None = None
+    skip_bias: Tensor | None = None
+    scale = stack.residual_scale
+    for i, layer in enumerate(stack.layers):
+        d = layer.dilation
+        # Double the tanh half through the weights when they are smaller than that half of ``h`` (else,
+        # e.g. FloWaveNet's last blocks: wide conditioning, few steps, double ``h``); both are exact.
+        w_size = layer.dilated.weight.numel() + (gate * stack.cond.in_channels if has_cond else 0)
+        fold = not (i == 0 and first_h is not None) and w_size <= t * half
+        mult = double if fold else None
+        bias = layer.dilated.bias
+        wc = None
+        if has_cond:
+            assert stack.cond is not None
+            wc = stack.cond.weight[i * gate:(i + 1) * gate, :, 0]
+            wc = (wc * mult[:, None] if mult is not None else wc).t()  # [cond, gate]
+            if stack.cond.bias is not None:
+                cb = stack.cond.bias[i * gate:(i + 1) * gate]
+                bias = cb if bias is None else cb + bias
+        if bias is not None and mult is not None:
+            bias = bias * mult
+        if i == 0 and first_h is not None:
+            h = first_h
+            if bias is not None:
+                h.add_(bias)
+        else:
+            w = layer.dilated.weight if mult is None else layer.dilated.weight * mult[:, None, None]
+            w = w.permute(2, 1, 0).contiguous()  # [k, R, gate]
+            first = left - _tap_left(stack, layer)
+            h = hbuf
+            if bias is None:
+                torch.mm(buf[first:first + t], w[0], out=h)
+            else:
+                torch.addmm(bias, buf[first:first + t], w[0], out=h)
+            for j in range(1, k):
+                h.addmm_(buf[first + j * d:first + j * d + t], w[j])
+        if wc is not None:
+            h.addmm_(cond_t, wc)
+        if not fold:
+            h[:, :half].mul_(2.0)
+        h.sigmoid_()
+        sa, sb = h[:, :half], h[:, half:]
+        sa.mul_(sb)
+        neg = sb.sub_(sa, alpha=2.0)  # sigmoid(b) - 2 sigmoid(2a) sigmoid(b) = -tanh(a) sigmoid(b)
+        w_skip, b_skip = layer.skip.weight[..., 0], layer.skip.bias
+        if skip_head is not None:
+            w_skip = skip_head @ w_skip  # [out, half]
+            b_skip = skip_head @ b_skip if b_skip is not None else None
+        if skips is None:
+            skips = torch.mm(neg, w_skip.t().neg())
+        elif stack.skip_mode == "legacy_iterative":
+            skips.addmm_(neg, w_skip.t(), alpha=-1.0).mul_(math.sqrt(0.5))
+        else:
+            skips.addmm_(neg, w_skip.t(), alpha=-1.0)
+        if b_skip is not None:
+            if stack.skip_mode == "legacy_iterative":
+                skips.add_(b_skip * (math.sqrt(0.5) if i else 1.0))
+            else:
+                skip_bias = b_skip if skip_bias is None else skip_bias + b_skip
+        if layer.res is not None and i < n_layers - 1:  # the last residual update is never read
+            h0.addmm_(neg, layer.res.weight[..., 0].t(), beta=scale, alpha=-scale)
+            if layer.res.bias is not None:
+                h0.add_(layer.res.bias * scale)
+    assert skips is not None
+    if skip_bias is not None:
+        skips.add_(skip_bias)
+    if stack.skip_mode == "sum_sqrt_layers":
+        skips.mul_(math.sqrt(1.0 / stack.num_layers))
+    return skips
+
+
 def _infer_one(net: WaveNetConditioner, x: Tensor, c: Tensor | None) -> Tensor:
     """One item: ``x [in, T]``, ``c [cond, T]`` -> ``[out, T]`` (see :meth:`WaveNetConditioner.infer`)."""
     stack: GatedResidualStack = net.stack
     t = x.shape[-1]
-    k, ch, half = stack.kernel_size, stack.residual_channels, stack.gate_channels // 2
-    gate = stack.gate_channels
-    pad = max(layer.context for layer in stack.layers) // 2
+    k, ch, gate = stack.kernel_size, stack.residual_channels, stack.gate_channels
+    left, right = stack_pad(stack)
     xt = x.t()  # [T, in], a view
     linear_front = isinstance(net.front, nn.Conv1d)
     front_conv = net.front if linear_front else net.front[0]
     assert isinstance(front_conv, nn.Conv1d)
     # Residual stream, time-major, with zero rows for the widest dilation on both sides.
-    buf = x.new_empty(t + 2 * pad, ch)
-    buf[:pad].zero_()
-    buf[pad + t:].zero_()
-    h0 = buf[pad:pad + t]
+    buf = x.new_empty(left + t + right, ch)
+    buf[:left].zero_()
+    buf[left + t:].zero_()
+    h0 = buf[left:left + t]
     fk = front_conv.kernel_size[0]
     if fk == 1:
         torch.addmm(front_conv.bias, xt, front_conv.weight[..., 0].t(), out=h0)
@@ -294,78 +407,26 @@ def _infer_one(net: WaveNetConditioner, x: Tensor, c: Tensor | None) -> Tensor:
         torch.addmm(front_conv.bias, fcol.view(t, -1), front_conv.weight.reshape(ch, -1).t(), out=h0)
     if not linear_front:
         h0.relu_()
+    layer0 = stack.layers[0]
+    first_h = None
+    if linear_front and fk == 1 and layer0.context:
+        # The first dilated conv of a linear 1x1 front, composed: taps of the (narrow) input x.
+        d = layer0.dilation
+        w0 = torch.einsum("gck,ci->gik", layer0.dilated.weight, front_conv.weight[..., 0])
+        fcol = x.new_empty(t, x.shape[0], k)
+        _gather_taps(fcol, _pad_rows(xt, d * (k // 2), d * (k // 2)), 0, d, t)
+        tap_bias = torch.einsum("gck,c->kg", layer0.dilated.weight, front_conv.bias)  # [k, gate]
+        first_h = torch.addmm(tap_bias.sum(0), fcol.view(t, -1), w0.reshape(gate, -1).t())
+        for j in range(k):  # the front's output is zero-padded, not bias-padded: remove missing taps
+            off = (j - k // 2) * d
+            if off < 0:
+                first_h[:min(-off, t)] -= tap_bias[j]
+            elif off > 0:
+                first_h[max(t - off, 0):] -= tap_bias[j]
     linear_head = isinstance(net.head, nn.Conv1d) and stack.skip_mode == "sum"
-    head_w = net.head.weight[..., 0] if linear_head else None
     cond_t = c.t() if c is not None else None  # [T, cond], a view
-    skips: Tensor | None = None
-    skip_bias: Tensor | None = None
-    scale = stack.residual_scale
-    for i, layer in enumerate(stack.layers):
-        d = layer.dilation
-        bias = layer.dilated.bias
-        if stack.cond is not None and cond_t is not None:
-            wc = stack.cond.weight[i * gate:(i + 1) * gate, :, 0]
-            if stack.cond.bias is not None:
-                cb = stack.cond.bias[i * gate:(i + 1) * gate]
-                bias = cb if bias is None else bias + cb
-        else:
-            wc = None
-        if bias is None:
-            bias = x.new_zeros(gate)
-        if i == 0 and linear_front and fk == 1 and layer.context:
-            # The first dilated conv of a linear 1x1 front, composed: taps of the (narrow) input x.
-            w0 = torch.einsum("gck,ci->gik", layer.dilated.weight, front_conv.weight[..., 0])
-            fcol = x.new_empty(t, x.shape[0], k)
-            _gather_taps(fcol, _pad_rows(xt, d * (k // 2), d * (k // 2)), 0, d, t)
-            tap_bias = torch.einsum("gck,c->kg", layer.dilated.weight, front_conv.bias)  # [k, gate]
-            h = torch.addmm(bias + tap_bias.sum(0), fcol.view(t, -1), w0.reshape(gate, -1).t())
-            for j in range(k):  # the front's output is zero-padded, not bias-padded: remove missing taps
-                off = (j - k // 2) * d
-                if off < 0:
-                    h[:min(-off, t)] -= tap_bias[j]
-                elif off > 0:
-                    h[max(t - off, 0):] -= tap_bias[j]
-        else:
-            # One product per tap on shifted row ranges of the residual buffer (contiguous views, no im2col).
-            w = layer.dilated.weight
-            first = pad - d * (k // 2)
-            h = torch.addmm(bias, buf[first:first + t], w[:, :, 0].t())
-            for j in range(1, k):
-                h.addmm_(buf[first + j * d:first + j * d + t], w[:, :, j].t())
-        if wc is not None:
-            h.addmm_(cond_t, wc.t())
-        # tanh(a) * sigmoid(b) = (2 sigmoid(2a) - 1) * sigmoid(b)
-        h[:, :half].mul_(2.0)
-        h.sigmoid_()
-        acts = h[:, :half].mul_(2.0).sub_(1.0).mul_(h[:, half:])
-        if linear_head:
-            assert head_w is not None
-            w_skip = head_w @ layer.skip.weight[..., 0]  # head folded into the skip conv: [out, half]
-            b_skip = head_w @ layer.skip.bias if layer.skip.bias is not None else None
-            if skips is None:
-                skips = torch.mm(acts, w_skip.t())
-            else:
-                skips.addmm_(acts, w_skip.t())
-        else:
-            w_skip, b_skip = layer.skip.weight[..., 0], layer.skip.bias
-            if skips is None:
-                skips = torch.mm(acts, w_skip.t())
-            else:
-                skips.addmm_(acts, w_skip.t())
-        if b_skip is not None:
-            skip_bias = b_skip if skip_bias is None else skip_bias + b_skip
-        if layer.res is not None:
-            if scale == 1.0:
-                h0.addmm_(acts, layer.res.weight[..., 0].t())
-                if layer.res.bias is not None:
-                    h0.add_(layer.res.bias)
-            else:
-                h0.addmm_(acts, layer.res.weight[..., 0].t(), beta=scale, alpha=scale)
-                if layer.res.bias is not None:
-                    h0.add_(layer.res.bias * scale)
-    assert skips is not None
-    if skip_bias is not None:
-        skips.add_(skip_bias)
+    skips = infer_layers(stack, buf, left, t, cond_t, first_h=first_h,
+                         skip_head=net.head.weight[..., 0] if linear_head else None)
     if linear_head:
         out = skips.add_(net.head.bias) if net.head.bias is not None else skips
     else:
