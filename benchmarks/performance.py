@@ -114,16 +114,27 @@ NOTES = """## What the fast paths are
 - **WaveNet sampling**: the conditioning of every layer projected once per block of 2048 steps (bias
   folded in), ring buffers preallocated, random draws pre-drawn from the `torch.Generator`, and the whole
   loop (front conv, layers, head, sampling) compiled C on CPU float32 (`zoo_plugins.wavenet.kernel`,
-  built with the system compiler on first use; a TorchScript step otherwise and on GPU).
-- At batch 1 the published 24-layer LJSpeech WaveNet reads its ~99 MB of float32 weights for every
-  sample, in our loop and in r9y9's alike: both are bound by memory bandwidth, so the ratio there is
-  far below the small configuration's (which is bound by per-operation overhead in r9y9's loop).
+  built with the system compiler on first use; a TorchScript step otherwise and on GPU). In the compiled
+  loop a dilated tap that reaches `o >= 2` steps back already has its inputs for the next `m = min(o, 64)`
+  steps in the ring buffer, so its products for those steps are made in one pass over its weights: they
+  are read from memory once per `m` steps instead of every step.
+- At batch 1 the published 24-layer LJSpeech WaveNet reads about 98 MB of float32 weights per sample in
+  r9y9's loop (every tap, the conditioning 1x1, residual and skip conv of 24 layers); ours reads the
+  current taps, residual and skip convs every step (about 42 MB) and the past taps once per block: both
+  are bound by memory bandwidth, so the ratio there is far below the small configuration's (bound by
+  per-operation overhead in r9y9's loop). 10x would mean under 10 MB per sample at equal bandwidth, less
+  than the 42 MB of weights that every step must read.
 - **Griffin-Lim** is not windowed: each iteration re-estimates the phase of the whole spectrogram, so a
   windowed run would not equal the one-shot output; its 60 s peak (about 160 MiB) is the spectrogram's.
-- **How far float32 can go**: WaveGlow at 256 channels does about 448 GFLOP per second of audio; ours runs
-  it at about 79 GFLOP/s on one thread, within 7% of the best float32 matmul rate this core reaches
-  (84 GFLOP/s), so 1.5x over NVIDIA's 56 GFLOP/s is at the ceiling: it needs less arithmetic or lower
-  precision, not faster kernels. FloWaveNet runs at about 58 of 84 GFLOP/s: its ceiling (1.77x) leaves room.
+- **How far float32 can go**: WaveGlow at 256 channels does about 448 GFLOP per second of audio (the
+  reference's count; ours does a little less: the `end` conv folded into the skip convs). The best float32
+  matmul rate of this core was 84 GFLOP/s at 12:03 and 65-67 GFLOP/s at 17:27 on the same day (the shared
+  host runs slower at times), so absolute times and the roofline's ceiling move with the machine; only the
+  interleaved ratios compare like with like. At the later peak ours runs WaveGlow above the "ceiling"
+  (ours does fewer FLOPs than counted): 1.5x over NVIDIA needs less arithmetic or lower precision, not
+  faster kernels. In-process A/B runs of the previous and the current time-major code on the same converted
+  NVIDIA weights (5 s, 4 interleaved runs each) gave equal WaveGlow times (32.5 and 32.8 s medians), so its
+  ratio moving between 1.40x (earlier run) and 1.28x (this run) is the machine, not the code.
 - Not done: CUDA graphs and half precision for the autoregressive loop on GPU (no GPU was available to
   test them), `torch.compile` (measured on the gate: no gain over the one-sigmoid form on this CPU).
 """
@@ -185,8 +196,8 @@ def render() -> str:
         out.append(f"- {cond['note']}")
     jobs = cond.get("other_jobs") or []
     if jobs:
-        out.append(f"- **other jobs were running** ({len(jobs)} processes: `zoo train`/`zoo distill`): absolute "
-                   "times are upper bounds; the speed-ups come from interleaved runs in one process")
+        out.append(f"- **other jobs were running** ({'; '.join(jobs)}): absolute times are upper bounds; the "
+                   "speed-ups come from interleaved runs in one process")
     else:
         out.append("- no other training jobs were running")
     if cond.get("quick"):

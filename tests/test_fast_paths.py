@@ -127,6 +127,28 @@ def test_compiled_wavenet_loop_equals_torchscript_step(dist, front):
         torch.testing.assert_close(out[1], out[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kernel_size", [2, 3])
+def test_compiled_wavenet_loop_long_dilations_across_blocks(monkeypatch, kernel_size):
+    """Taps up to 256 steps back (past the compiled loop's 64-step blocks of precomputed past-tap products),
+    over several calls of the loop (its past-tap state carried between them), batch 2."""
+    from zoo_plugins.wavenet import incremental
+
+    monkeypatch.setattr(incremental, "BLOCK", 300)
+    cfg = WaveNetConfig.small("gaussian", layers=8, stacks=1, kernel_size=kernel_size)
+    model = WaveNet(cfg).eval()
+    _randomise(model, 0.1, seed=3)
+    mel = torch.randn(2, 80, 5)
+    with torch.no_grad():
+        c_up = model.upsample_mel(mel)
+        out = []
+        for use in (False, True):
+            sampler = IncrementalSampler(model, 2)
+            sampler.use_kernel = use
+            out.append(sampler.run(c_up, generator=torch.Generator().manual_seed(0), temperature=0.9)[0])
+    assert c_up.shape[-1] > 3 * 300 and out[0].abs().max() > 0
+    torch.testing.assert_close(out[1], out[0], atol=1e-5, rtol=1e-5)
+
+
 def test_parallel_wavenet_chunked_synthesis_equals_one_shot():
     from zoo_plugins.parallel_wavenet import ParallelWaveNet, ParallelWaveNetConfig
 

@@ -110,6 +110,7 @@ class IncrementalSampler:
         self.use_kernel = True  # the compiled loop for free-running CPU float32 sampling (False: TorchScript)
         self._packed: list[Tensor] | None = None
         self._work: Tensor | None = None
+        self._pre: Tensor | None = None  # the compiled loop's past-tap products, kept between blocks
 
     def _cond_block(self, c_up: Tensor, start: int, stop: int) -> Tensor:
         """``[T_block, B, L, G]``: every layer's conditioning plus its dilated-conv bias."""
@@ -228,6 +229,8 @@ class IncrementalSampler:
                             self.h2w, (self.h2b if self.h2b is not None else zeros[:out_ch]).contiguous()]
             self._work = torch.empty(lib.zoo_wavenet_work_size(b, r, gate, s_ch, out_ch))
         fw, fb, wd, wr, br, ws, bs, has_res, offsets, h1w, h1b, h2w, h2b = self._packed
+        if self._pre is None:
+            self._pre = torch.zeros(lib.zoo_wavenet_pre_size(b, gate, n, self.kernel_size, ptr(offsets)))
         out = torch.empty(steps, b)
         cond = cond.contiguous()
         i, f = ctypes.c_int, ctypes.c_float
@@ -236,7 +239,7 @@ class IncrementalSampler:
             i(cin), i(out_ch), ptr(fw), ptr(fb), i(int(self.front_relu)), ptr(wd), ptr(wr), ptr(br), ptr(ws), ptr(bs),
             ptr(has_res), ptr(offsets), f(self.residual_scale), i(self.skip_mode), ptr(h1w), ptr(h1b), ptr(h2w),
             ptr(h2b), ptr(cond), ptr(self.layer_buf), ptr(self.front_buf), i(code), i(n_mix), f(log_min),
-            f(temperature), ptr(d1), ptr(d2), ptr(x_in), ptr(out), ptr(self._work))
+            f(temperature), ptr(d1), ptr(d2), ptr(x_in), ptr(out), ptr(self._work), ptr(self._pre))
         if rc != 0:
             raise RuntimeError(f"the compiled WaveNet loop failed ({rc})")
         return out.long() if code == 2 else out

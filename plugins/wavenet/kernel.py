@@ -45,7 +45,18 @@ static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
      wr [L, G/2, R], br [L, R], ws [L, G/2, S], bs [L, S], has_res [L], offsets [L, K],
      h1w [S, S], h1b [S], h2w [S, OUT], h2b [OUT], layer_buf [L, B, Q, R], front_buf [B, FK, CIN],
      x_in [B, CIN], draws1: MoL [T, B, M] / mu-law [T, B, CIN] / Gaussian [T, B], draws2: MoL [T, B],
-     samples [T, B], work: scratch of work_size() floats. */
+     samples [T, B], work: scratch of work_size() floats, pre: pre_size() floats of state kept between
+     calls (zeros before the first step). */
+#define PRE_MAX 64
+
+/* Floats of the past-tap state ``pre``: min(offset, PRE_MAX) rows of [B, G] for every tap 2+ steps back. */
+long zoo_wavenet_pre_size(int B, int G, int L, int K, const int64_t *offsets) {
+    long n = 0;
+    for (long i = 0; i < (long)L * K; ++i)
+        if (offsets[i] >= 2) n += (offsets[i] < PRE_MAX ? offsets[i] : PRE_MAX) * B * G;
+    return n;
+}
+
 long zoo_wavenet_work_size(int B, int R, int G, int S, int OUT) {
     return (long)B * (2L * R + G + G / 2 + 2L * S + S + OUT);
 }
@@ -58,7 +69,7 @@ int zoo_wavenet_generate(int B, int T, long t0, int L, int R, int G, int S, int 
                          const float *h2w, const float *h2b, const float *cond, float *layer_buf,
                          float *front_buf, int dist, int n_mix, float log_min, float temperature,
                          const float *draws1, const float *draws2, float *x_in, float *samples,
-                         float *work) {
+                         float *work, float *pre) {
     const int half = G / 2;
     float *h = work;                 /* [B, R] residual stream */
     float *tmp = h + (long)B * R;    /* [B, R] */
@@ -88,6 +99,7 @@ int zoo_wavenet_generate(int B, int T, long t0, int L, int R, int G, int S, int 
         if (front_relu)
             for (long q = 0; q < (long)B * R; ++q) h[q] = h[q] > 0.0f ? h[q] : 0.0f;
         const int pos = (int)(t % Q);
+        float *pre_l = pre;
         for (int l = 0; l < L; ++l) {
             const float *wdl = wd + (long)l * K * R * G;
             for (int b = 0; b < B; ++b) {
@@ -95,10 +107,37 @@ int zoo_wavenet_generate(int B, int T, long t0, int L, int R, int G, int S, int 
                 memcpy(a + (long)b * G, cond + (((long)j * B + b) * L + l) * G, sizeof(float) * G);
             }
             for (int k = 0; k < K; ++k) {
-                long idx = (t - offsets[(long)l * K + k]) % Q;
+                const long off = offsets[(long)l * K + k];
+                const float *wk = wdl + (long)k * R * G;
+                if (off >= 2) {
+                    /* A past tap: its input for the next m = min(off, PRE_MAX) steps is already in the ring,
+                       so its products for those steps are made in one pass over its weights (read once
+                       per m steps instead of every step) into pre [m, B, G], and step t reads row t % m. */
+                    const long m = off < PRE_MAX ? off : PRE_MAX;
+                    float *pk = pre_l;
+                    pre_l += m * B * G;
+                    if (t % m == 0) {
+                        memset(pk, 0, sizeof(float) * (size_t)(m * B * G));
+                        for (int c = 0; c < R; ++c) {
+                            const float *row = wk + (long)c * G;
+                            for (long col = 0; col < m; ++col) {
+                                long idx = (t + col - off) % Q;
+                                if (idx < 0) idx += Q;
+                                for (int b = 0; b < B; ++b) {
+                                    const float v = layer_buf[(((long)l * B + b) * Q + idx) * R + c];
+                                    if (v != 0.0f) axpy(G, v, row, pk + (col * B + b) * G);
+                                }
+                            }
+                        }
+                    }
+                    const float *pr = pk + (t % m) * B * G;
+                    for (long q = 0; q < (long)B * G; ++q) a[q] += pr[q];
+                    continue;
+                }
+                long idx = (t - off) % Q;
                 if (idx < 0) idx += Q;
                 for (int c = 0; c < R; ++c) {
-                    const float *row = wdl + ((long)k * R + c) * G;
+                    const float *row = wk + (long)c * G;
                     for (int b = 0; b < B; ++b)
                         axpy(G, layer_buf[(((long)l * B + b) * Q + idx) * R + c], row, a + (long)b * G);
                 }
@@ -253,6 +292,8 @@ def load() -> ctypes.CDLL | None:
         lib.zoo_wavenet_generate.restype = ctypes.c_int
         lib.zoo_wavenet_work_size.restype = ctypes.c_long
         lib.zoo_wavenet_work_size.argtypes = [ctypes.c_int] * 5
+        lib.zoo_wavenet_pre_size.restype = ctypes.c_long
+        lib.zoo_wavenet_pre_size.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p]
         _lib = lib
         return lib
 
