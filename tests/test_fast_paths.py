@@ -105,6 +105,18 @@ def test_flowavenet_reverse_fast_equals_plain():
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
 
 
+def _torchscript_and_compiled(model: WaveNet, mel: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``(c_up, [samples of the TorchScript step, samples of the compiled loop])`` for the same draws."""
+    with torch.no_grad():
+        c_up = model.upsample_mel(mel)
+        out = []
+        for use in (False, True):
+            sampler = IncrementalSampler(model, mel.shape[0])
+            sampler.use_kernel = use
+            out.append(sampler.run(c_up, generator=torch.Generator().manual_seed(0), temperature=0.9)[0])
+    return c_up, out
+
+
 @pytest.mark.skipif(wavenet_kernel.load() is None, reason="no C compiler for the compiled WaveNet loop")
 @pytest.mark.parametrize("dist", ["mol", "gaussian", "mulaw"])
 @pytest.mark.parametrize("front", [1, 4])
@@ -114,19 +126,14 @@ def test_compiled_wavenet_loop_equals_torchscript_step(dist, front):
     model = WaveNet(cfg).eval()
     _randomise(model, 0.1, seed=1)
     mel = torch.randn(2, 80, 3)
-    with torch.no_grad():
-        c_up = model.upsample_mel(mel)
-        out = []
-        for use in (False, True):
-            sampler = IncrementalSampler(model, 2)
-            sampler.use_kernel = use
-            out.append(sampler.run(c_up, generator=torch.Generator().manual_seed(0), temperature=0.9)[0])
+    c_up, out = _torchscript_and_compiled(model, mel)
     if dist == "mulaw":
         assert torch.equal(out[0], out[1])
     else:
         torch.testing.assert_close(out[1], out[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.skipif(wavenet_kernel.load() is None, reason="no C compiler for the compiled WaveNet loop")
 @pytest.mark.parametrize("kernel_size", [2, 3])
 def test_compiled_wavenet_loop_long_dilations_across_blocks(monkeypatch, kernel_size):
     """Taps up to 256 steps back (past the compiled loop's 64-step blocks of precomputed past-tap products),
@@ -138,13 +145,7 @@ def test_compiled_wavenet_loop_long_dilations_across_blocks(monkeypatch, kernel_
     model = WaveNet(cfg).eval()
     _randomise(model, 0.1, seed=3)
     mel = torch.randn(2, 80, 5)
-    with torch.no_grad():
-        c_up = model.upsample_mel(mel)
-        out = []
-        for use in (False, True):
-            sampler = IncrementalSampler(model, 2)
-            sampler.use_kernel = use
-            out.append(sampler.run(c_up, generator=torch.Generator().manual_seed(0), temperature=0.9)[0])
+    c_up, out = _torchscript_and_compiled(model, mel)
     assert c_up.shape[-1] > 3 * 300 and out[0].abs().max() > 0
     torch.testing.assert_close(out[1], out[0], atol=1e-5, rtol=1e-5)
 
