@@ -135,6 +135,10 @@ NOTES = """## What the fast paths are
   faster kernels. In-process A/B runs of the previous and the current time-major code on the same converted
   NVIDIA weights (5 s, 4 interleaved runs each) gave equal WaveGlow times (32.5 and 32.8 s medians), so its
   ratio moving between 1.40x (earlier run) and 1.28x (this run) is the machine, not the code.
+- **HiFi-GAN** float32 is the reference's own layer sequence (oneDNN convolutions are about 90% of its
+  time): the comparison row read 0.93x (5 s, 3 runs) and a 5-round A/B on 2 s 0.97x (2.42 vs 2.34 s);
+  in-place residual adds were slower (2.59 s). bfloat16 on this AVX2-only CPU (no native bfloat16
+  matmul) took 34.5 s per second of audio, about 27x float32, so its row was not run.
 - Not done: CUDA graphs and half precision for the autoregressive loop on GPU (no GPU was available to
   test them), `torch.compile` (measured on the gate: no gain over the one-sigmoid form on this CPU).
 """
