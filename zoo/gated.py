@@ -244,8 +244,7 @@ class WaveNetConditioner(nn.Module):
         first layer's input taps are never formed at full width. Agrees with :meth:`forward` to float32
         rounding.
         """
-        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
-            raise RuntimeError("WaveNetConditioner.infer is for inference: use it under torch.no_grad()")
+        require_inference(self, "WaveNetConditioner.infer")
         return torch.stack([_infer_one(self, x[b], None if c is None else c[b]) for b in range(x.shape[0])])
 
 
@@ -254,6 +253,12 @@ def fast_inference() -> bool:
     (their Python loop over the batch and in-place buffers would be frozen into a trace)."""
     return not (torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting()
                 or torch.onnx.is_in_onnx_export())
+
+
+def require_inference(module: nn.Module, name: str) -> None:
+    """Refuse an inference-only path (``name``) while autograd would track ``module``'s parameters."""
+    if torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters()):
+        raise RuntimeError(f"{name} is for inference: use it under torch.no_grad()")
 
 
 def _pad_rows(x: Tensor, left: int, right: int) -> Tensor:
@@ -279,6 +284,17 @@ def stack_pad(stack: GatedResidualStack) -> tuple[int, int]:
     left = max(_tap_left(stack, layer) for layer in stack.layers)
     right = max(layer.context - _tap_left(stack, layer) for layer in stack.layers)
     return left, right
+
+
+def residual_buffer(stack: GatedResidualStack, t: int, like: Tensor) -> tuple[Tensor, int]:
+    """``(buf, left)``: the time-major residual buffer of :func:`infer_layers` for ``t`` steps
+    (``[left + t + right, R]``, dtype and device of ``like``), its padding rows zeroed; the caller fills
+    rows ``left:left + t``."""
+    left, right = stack_pad(stack)
+    buf = like.new_empty(left + t + right, stack.residual_channels)
+    buf[:left].zero_()
+    buf[left + t:].zero_()
+    return buf, left
 
 
 def infer_layers(stack: GatedResidualStack, buf: Tensor, left: int, t: int, cond_t: Tensor | None, *,
@@ -379,7 +395,7 @@ def infer_layers(stack: GatedResidualStack, buf: Tensor, left: int, t: int, cond
     if skip_bias is not None:
         skips.add_(skip_bias)
     if stack.skip_mode == "sum_sqrt_layers":
-        skips.mul_(math.sqrt(1.0 / stack.num_layers))
+        skips.mul_(math.sqrt(1.0 / n_layers))
     return skips
 
 
@@ -388,15 +404,11 @@ def _infer_one(net: WaveNetConditioner, x: Tensor, c: Tensor | None) -> Tensor:
     stack: GatedResidualStack = net.stack
     t = x.shape[-1]
     k, ch, gate = stack.kernel_size, stack.residual_channels, stack.gate_channels
-    left, right = stack_pad(stack)
     xt = x.t()  # [T, in], a view
     linear_front = isinstance(net.front, nn.Conv1d)
     front_conv = net.front if linear_front else net.front[0]
     assert isinstance(front_conv, nn.Conv1d)
-    # Residual stream, time-major, with zero rows for the widest dilation on both sides.
-    buf = x.new_empty(left + t + right, ch)
-    buf[:left].zero_()
-    buf[left + t:].zero_()
+    buf, left = residual_buffer(stack, t, x)  # the residual stream, time-major
     h0 = buf[left:left + t]
     fk = front_conv.kernel_size[0]
     if fk == 1:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.config import VocoderConfig
-from zoo.gated import GatedResidualStack, fast_inference, infer_layers, stack_pad
+from zoo.gated import GatedResidualStack, fast_inference, infer_layers, require_inference, residual_buffer
 from zoo.mel import MelConfig
 from zoo.stream import in_windows
 from zoo.upsample import Stretch2dUpsampler, TransposedConv2dUpsampler
@@ -175,17 +175,13 @@ class IAFFlow(nn.Module):
         """:meth:`forward` for inference, time-major: every conv a matrix product (no im2col of the gated
         layers, no ``[B, L * gate, T]`` conditioning tensor: each layer adds its own conditioning product),
         through :func:`zoo.gated.infer_layers`. Agrees with the conv path to float32 rounding."""
-        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
-            raise RuntimeError("IAFFlow.infer is for inference: use it under torch.no_grad()")
+        require_inference(self, "IAFFlow.infer")
         return torch.stack([self._infer_one(z[b, 0], c_up[b]) for b in range(z.shape[0])])
 
     def _infer_one(self, z: Tensor, c_up: Tensor) -> Tensor:
         """``z [T]``, ``c_up [cond, T]`` -> ``[2, T]``."""
         t, fk = z.shape[-1], self.front_kernel_size
-        left, right = stack_pad(self.stack)
-        buf = z.new_empty(left + t + right, self.stack.residual_channels)
-        buf[:left].zero_()
-        buf[left + t:].zero_()
+        buf, left = residual_buffer(self.stack, t, z)
         taps = F.pad(z, (fk - 1, 0)).unfold(0, fk, 1)  # [T, fk]: row r holds z[r - fk + 1 .. r]
         front_w = self.front.weight[:, 0, :]  # [R, fk]
         h0 = buf[left:left + t]
