@@ -14,7 +14,16 @@ from zoo_plugins.wavenet import WaveNet, WaveNetConfig
 from zoo_plugins.wavenet import kernel as wavenet_kernel
 from zoo_plugins.wavenet.incremental import IncrementalSampler
 
+import zoo.gated
 from zoo.gated import GatedResidualStack, WaveNetConditioner, infer_layers, stack_pad
+
+
+@pytest.fixture(params=[False, True], ids=["direct", "winograd"])
+def winograd(request, monkeypatch):
+    """Run the test with the 3-tap convs direct, then by Winograd F(4, 3) at every width (its default
+    threshold, 128 channels, is above the tiny test sizes)."""
+    monkeypatch.setattr(zoo.gated, "_WINO_MIN_CHANNELS", 0 if request.param else 10**9)
+    return request.param
 
 
 def _randomise(module: torch.nn.Module, std: float = 0.1, seed: int = 0) -> None:
@@ -25,7 +34,7 @@ def _randomise(module: torch.nn.Module, std: float = 0.1, seed: int = 0) -> None
 
 
 @pytest.mark.parametrize("layout", ["waveglow", "flowavenet"])
-def test_conditioner_infer_equals_forward(layout):
+def test_conditioner_infer_equals_forward(layout, winograd):
     if layout == "waveglow":
         kw = dict(front="conv1x1", head="linear_zero", residual_scale=1.0, last_layer_residual=False, num_layers=5)
     else:
@@ -45,7 +54,7 @@ def test_conditioner_infer_equals_forward(layout):
 @pytest.mark.parametrize("skip_mode", ["sum", "sum_sqrt_layers", "legacy_iterative"])
 @pytest.mark.parametrize("bias,cond", [(True, True), (False, True), (True, False)])
 @pytest.mark.parametrize("t", [29, 400])  # the tanh half doubled in h (short) or in the weights (long)
-def test_infer_layers_equals_stack_forward(causal, skip_mode, bias, cond, t):
+def test_infer_layers_equals_stack_forward(causal, skip_mode, bias, cond, t, winograd):
     stack = GatedResidualStack(8, 12, 5, 7 if cond else 0, 3, [1, 2, 4, 1], causal=causal,
                                residual_scale=math.sqrt(0.5), skip_mode=skip_mode, last_layer_residual=False,
                                bias=bias, cond_bias=bias).eval()
@@ -57,7 +66,32 @@ def test_infer_layers_equals_stack_forward(causal, skip_mode, bias, cond, t):
         left, right = stack_pad(stack)
         buf = torch.cat([torch.zeros(left, 8), x.t(), torch.zeros(right, 8)])
         got = infer_layers(stack, buf, left, t, c)
+    assert any(zoo.gated._winograd_rows(stack, layer, t) for layer in stack.layers) == winograd
     torch.testing.assert_close(got.t(), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("dilations,t", [
+    ([1, 3, 16, 64], 2500),  # several 1024-row Winograd calls per layer, partial last tiles
+    ([1, 7, 200], 230),  # the 200-dilation layer would waste too many rows: direct taps for it
+    ([1, 2], 16),  # the shortest input the Winograd path takes
+])
+def test_winograd_taps_equal_direct_taps(causal, dilations, t, monkeypatch):
+    stack = GatedResidualStack(6, 10, 4, 3, 3, dilations, causal=causal, residual_scale=math.sqrt(0.5)).eval()
+    _randomise(stack, 0.3)
+    x, c = torch.randn(6, t), torch.randn(3, t).t()
+    left, right = stack_pad(stack)
+    buf = torch.cat([torch.zeros(left, 6), x.t(), torch.zeros(right, 6)])
+    got = {}
+    with torch.no_grad():
+        expected = stack(x[None], c.t()[None])[0].t()
+        for use in (False, True):
+            monkeypatch.setattr(zoo.gated, "_WINO_MIN_CHANNELS", 0 if use else 10**9)
+            got[use] = infer_layers(stack, buf.clone(), left, t, c)
+    used = [bool(zoo.gated._winograd_rows(stack, layer, t)) for layer in stack.layers]
+    assert any(used) and (all(used) or dilations[-1] == 200)
+    torch.testing.assert_close(got[True], got[False], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got[True], expected, atol=1e-5, rtol=1e-5)
 
 
 def test_iaf_flow_infer_equals_conv_path():

@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.timemajor import WINOGRAD_TILE, conv_taps, tap_weights, winograd_chunk, winograd_conv3, winograd_weights
+
 SKIP_MODES = ("sum", "sum_sqrt_layers", "legacy_iterative")
 
 
@@ -279,10 +281,28 @@ def _tap_left(stack: GatedResidualStack, layer: GatedLayer) -> int:
     return layer.context if stack.causal else layer.context // 2
 
 
+_WINO_MIN_CHANNELS = 128  # below this the transforms' memory traffic outweighs the products saved
+_WINO_MAX_WASTE = 1.15  # at most 15% of the rows computed past the last output
+
+
+def _winograd_rows(stack: GatedResidualStack, layer: GatedLayer, t: int) -> int:
+    """Rows the Winograd path computes for ``layer`` on ``t`` steps (whole tiles), 0 where it does not pay."""
+    if (stack.kernel_size != 3 or layer.context == 0 or t < 4 * WINOGRAD_TILE
+            or min(stack.residual_channels, stack.gate_channels) < _WINO_MIN_CHANNELS):
+        return 0
+    span = WINOGRAD_TILE * layer.dilation
+    rows = span * -(-t // span)
+    return rows if rows <= _WINO_MAX_WASTE * t else 0
+
+
 def stack_pad(stack: GatedResidualStack) -> tuple[int, int]:
-    """``(left, right)`` zero rows the time-major residual buffer of :func:`infer_layers` needs."""
+    """``(left, right)`` zero rows the time-major residual buffer of :func:`infer_layers` needs (on the
+    right, enough for the Winograd tiles to read whole tiles past the last step)."""
     left = max(_tap_left(stack, layer) for layer in stack.layers)
     right = max(layer.context - _tap_left(stack, layer) for layer in stack.layers)
+    if stack.kernel_size == 3:
+        right = max(right, max(2 * WINOGRAD_TILE * layer.dilation - 1 - _tap_left(stack, layer)
+                               for layer in stack.layers))
     return left, right
 
 
@@ -309,7 +329,10 @@ def infer_layers(stack: GatedResidualStack, buf: Tensor, left: int, t: int, cond
     Each dilated conv is one matrix product per tap on shifted row ranges of ``buf`` (contiguous views, no
     im2col) plus one for the conditioning, all into one ``[T, gate]`` buffer reused by every layer (a
     fresh tensor per layer would be page-faulted in each time, which costs as much as a product), the
-    biases (dilated and conditioning, summed) written by the first product. ``tanh(a) sigmoid(b)`` is
+    biases (dilated and conditioning, summed) written by the first product. A 3-tap conv of at least 128
+    channels goes through Winograd F(4, 3) instead (:func:`zoo.timemajor.winograd_conv3`: 6 products of a
+    quarter of the rows where the taps make 3 of all rows; the buffer's right padding, :func:`stack_pad`,
+    covers its whole tiles). ``tanh(a) sigmoid(b)`` is
     ``(2 sigmoid(2a) - 1) sigmoid(b)``: the tanh half's weights are doubled (exact in floating point; or
     that half of ``h`` when it is the smaller), one sigmoid pass, and two half-width passes leave
     ``-tanh(a) sigmoid(b)``, whose sign the skip and residual products absorb.
@@ -320,13 +343,25 @@ def infer_layers(stack: GatedResidualStack, buf: Tensor, left: int, t: int, cond
     """
     if stack.skip_mode != "sum" and skip_head is not None:
         raise ValueError("a linear head folds into the skip convs only when the skips are summed")
-    k, half, gate = stack.kernel_size, stack.gate_channels // 2, stack.gate_channels
+    half, gate = stack.gate_channels // 2, stack.gate_channels
     h0 = buf[left:left + t]
     # [gate] multipliers: 2 on the tanh half (sigmoid(2a)), 1 on the sigmoid half.
     double = buf.new_ones(gate)
     double[:half] = 2.0
     has_cond = stack.cond is not None and cond_t is not None
-    hbuf = first_h if first_h is not None else buf.new_empty(t, gate)
+    # Winograd rows per layer (0: direct taps); the tiles read whole tiles, so the buffer must reach them.
+    wino = [_winograd_rows(stack, layer, t) if not (i == 0 and first_h is not None) else 0
+            for i, layer in enumerate(stack.layers)]
+    wino = [r if r and left - _tap_left(stack, layer) + r + WINOGRAD_TILE * layer.dilation <= buf.shape[0] else 0
+            for r, layer in zip(wino, stack.layers, strict=True)]
+    rows_max = max([t, *wino])
+    hbuf = first_h if first_h is not None and rows_max == t else buf.new_empty(rows_max, gate)
+    work_v = work_m = None
+    if any(wino):
+        n_max = max(min(r, winograd_chunk(layer.dilation))
+                    for r, layer in zip(wino, stack.layers, strict=True) if r) // WINOGRAD_TILE
+        work_v = buf.new_empty(7, n_max, stack.residual_channels)
+        work_m = buf.new_empty(7, n_max, gate)
     n_layers = stack.num_layers
     skips: Tensor | None = None
     skip_bias: Tensor | None = None
@@ -355,15 +390,18 @@ def infer_layers(stack: GatedResidualStack, buf: Tensor, left: int, t: int, cond
                 h.add_(bias)
         else:
             w = layer.dilated.weight if mult is None else layer.dilated.weight * mult[:, None, None]
-            w = w.permute(2, 1, 0).contiguous()  # [k, R, gate]
+            w = tap_weights(w)  # [k, R, gate]
             first = left - _tap_left(stack, layer)
-            h = hbuf
-            if bias is None:
-                torch.mm(buf[first:first + t], w[0], out=h)
+            h = hbuf[:t]
+            if wino[i]:
+                assert work_v is not None and work_m is not None
+                u = winograd_weights(w)
+                step = winograd_chunk(d)
+                for r0 in range(0, wino[i], step):
+                    winograd_conv3(buf, first + r0, d, min(step, wino[i] - r0), u, bias, hbuf[r0:],
+                                   work_v, work_m)
             else:
-                torch.addmm(bias, buf[first:first + t], w[0], out=h)
-            for j in range(1, k):
-                h.addmm_(buf[first + j * d:first + j * d + t], w[j])
+                conv_taps(h, buf, first, w, d, bias)
         if wc is not None:
             h.addmm_(cond_t, wc)
         if not fold:

@@ -1,0 +1,107 @@
+"""Convolutions on time-major ``[T, C]`` buffers, for the inference fast paths.
+
+A 1-D conv with ``k`` taps of dilation ``d`` over a buffer whose rows are time steps is ``k`` matrix
+products on shifted row ranges of the buffer (contiguous views: no im2col, no weight copies beyond one
+``[k, C_in, C_out]`` layout), accumulated in place into the output rows. Zero rows around the data stand
+for the conv's zero padding. 3-tap convs can instead go through Winograd F(4, 3), which makes 6 products
+where the direct form makes 12.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+#: Outputs per Winograd F(4, 3) tile.
+WINOGRAD_TILE = 4
+
+
+def tap_weights(weight: Tensor) -> Tensor:
+    """A conv's ``weight [C_out, C_in, k]`` as ``[k, C_in, C_out]`` (tap ``j`` is one right-hand matrix)."""
+    return weight.permute(2, 1, 0).contiguous()
+
+
+def conv_taps(out: Tensor, src: Tensor, first: int, taps: Tensor, dilation: int, bias: Tensor | None = None,
+              *, accumulate: bool = False) -> Tensor:
+    """``out[r] (+)= bias + sum_j src[first + r + j * dilation] @ taps[j]`` for every row ``r`` of ``out``.
+
+    ``out [T, C_out]`` must be contiguous in its rows (a row range of a buffer is); ``taps`` is
+    :func:`tap_weights`' layout. With ``accumulate`` the products are added to what ``out`` holds.
+    """
+    t = out.shape[0]
+    for j in range(taps.shape[0]):
+        rows = src[first + j * dilation:first + j * dilation + t]
+        if j == 0 and not accumulate:
+            if bias is None:
+                torch.mm(rows, taps[0], out=out)
+            else:
+                torch.addmm(bias, rows, taps[0], out=out)
+        else:
+            out.addmm_(rows, taps[j])
+    if accumulate and bias is not None:
+        out.add_(bias)
+    return out
+
+
+def winograd_chunk(d: int) -> int:
+    """Rows per :func:`winograd_conv3` call: whole tiles, about 1024 rows (the scratch stays small)."""
+    span = WINOGRAD_TILE * d
+    return span * max(1, 1024 // span)
+
+
+def winograd_weights(taps: Tensor) -> Tensor:
+    """``[6, C_in, C_out]`` transformed filters ``G g`` of 3 taps ``[3, C_in, C_out]`` for :func:`winograd_conv3`."""
+    w0, w1, w2 = taps.unbind(0)
+    return torch.stack([w0 / 4, (w0 + w1 + w2) / -6, (w0 - w1 + w2) / -6,
+                        (w0 + 2 * w1 + 4 * w2) / 24, (w0 - 2 * w1 + 4 * w2) / 24, w2])
+
+
+def winograd_conv3(src: Tensor, first: int, d: int, rows: int, u: Tensor, bias: Tensor | None, out: Tensor,
+                   work_v: Tensor, work_m: Tensor) -> None:
+    """``out[:rows] = bias + sum_j src[first + r + j d] @ w[j]``, a 3-tap dilated conv by Winograd F(4, 3).
+
+    Output rows are tiled as ``r = 4 d k + o d + i`` (``o < 4``, ``i < d``): the four outputs ``o`` of one
+    tile read six input rows ``d`` apart (points 0, 1, -1, 2, -2 and infinity), transformed (``B^T d``,
+    additions only), multiplied by the transformed filters ``u`` (:func:`winograd_weights`) in six
+    products of ``rows / 4`` rows each, and combined (``A^T m``). ``rows`` is a multiple of ``4 d``;
+    ``src`` must have ``first + rows + 4 d`` rows (zeros past the data) and ``out`` at least ``rows``;
+    ``work_v [7, >= rows / 4, C_in]`` and ``work_m [7, >= rows / 4, C_out]`` are scratch.
+    """
+    span = WINOGRAD_TILE * d
+    nb, n = rows // span, rows // WINOGRAD_TILE
+    c_in, c_out = src.shape[1], out.shape[1]
+    x = src[first:first + span * (nb + 1)].view(nb + 1, WINOGRAD_TILE, d, c_in)
+    d0, d1, d2, d3, d4, d5 = x[:-1, 0], x[:-1, 1], x[:-1, 2], x[:-1, 3], x[1:, 0], x[1:, 1]
+    v0, v1, v2, v3, v4, v5, tmp = work_v[:, :n].view(7, nb, d, c_in).unbind(0)
+    # B^T d, rows (4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0), (0, -2, -1, 2, 1, 0),
+    # (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1), through shared sums.
+    torch.add(d4, d2, alpha=-4.0, out=tmp)
+    torch.add(d3, d1, alpha=-4.0, out=v2)
+    torch.add(tmp, v2, out=v1)
+    torch.sub(tmp, v2, out=v2)
+    torch.sub(d4, d2, out=tmp)
+    torch.sub(d3, d1, out=v4)
+    torch.add(tmp, v4, alpha=2.0, out=v3)
+    torch.add(tmp, v4, alpha=-2.0, out=v4)
+    torch.sub(d0, d2, out=v0)
+    torch.add(tmp, v0, alpha=4.0, out=v0)
+    torch.sub(d1, d3, out=v5)
+    torch.sub(d5, d3, out=tmp)
+    torch.add(tmp, v5, alpha=4.0, out=v5)
+    vm, m = work_v[:6, :n], work_m[:, :n]
+    for j in range(6):
+        if j == 1 and bias is not None:  # the bias reaches every output through m1 (A^T column 1 is all ones)
+            torch.addmm(bias, vm[j], u[j], out=m[j])
+        else:
+            torch.mm(vm[j], u[j], out=m[j])
+    m0, m1, m2, m3, m4, m5, e = m.view(7, nb, d, c_out).unbind(0)
+    hv = out[:rows].view(nb, WINOGRAD_TILE, d, c_out)
+    # A^T m, rows (1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1).
+    torch.add(m1, m2, out=e)
+    torch.sub(m1, m2, out=m2)
+    torch.add(m3, m4, out=m1)
+    torch.sub(m3, m4, out=m4)
+    torch.add(m0, e, out=hv[:, 0]).add_(m1)
+    torch.add(m2, m4, alpha=2.0, out=hv[:, 1])
+    torch.add(e, m1, alpha=4.0, out=hv[:, 2])
+    torch.add(m2, m4, alpha=8.0, out=hv[:, 3]).add_(m5)
