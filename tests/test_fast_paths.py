@@ -21,7 +21,7 @@ from zoo.gated import GatedResidualStack, WaveNetConditioner, infer_layers, stac
 @pytest.fixture(params=[False, True], ids=["direct", "winograd"])
 def winograd(request, monkeypatch):
     """Run the test with the 3-tap convs direct, then by Winograd F(4, 3) at every width (its default
-    threshold, 128 channels, is above the tiny test sizes)."""
+    threshold, 64 channels, is above the tiny test sizes)."""
     monkeypatch.setattr(zoo.gated, "_WINO_MIN_CHANNELS", 0 if request.param else 10**9)
     return request.param
 

@@ -281,7 +281,7 @@ def _tap_left(stack: GatedResidualStack, layer: GatedLayer) -> int:
     return layer.context if stack.causal else layer.context // 2
 
 
-_WINO_MIN_CHANNELS = 128  # below this the transforms' memory traffic outweighs the products saved
+_WINO_MIN_CHANNELS = 64  # below this the transforms' memory traffic outweighs the products saved
 _WINO_MAX_WASTE = 1.15  # at most 15% of the rows computed past the last output
 
 
@@ -329,7 +329,7 @@ def infer_layers(stack: GatedResidualStack, buf: Tensor, left: int, t: int, cond
     Each dilated conv is one matrix product per tap on shifted row ranges of ``buf`` (contiguous views, no
     im2col) plus one for the conditioning, all into one ``[T, gate]`` buffer reused by every layer (a
     fresh tensor per layer would be page-faulted in each time, which costs as much as a product), the
-    biases (dilated and conditioning, summed) written by the first product. A 3-tap conv of at least 128
+    biases (dilated and conditioning, summed) written by the first product. A 3-tap conv of at least 64
     channels goes through Winograd F(4, 3) instead (:func:`zoo.timemajor.winograd_conv3`: 6 products of a
     quarter of the rows where the taps make 3 of all rows; the buffer's right padding, :func:`stack_pad`,
     covers its whole tiles). ``tanh(a) sigmoid(b)`` is
