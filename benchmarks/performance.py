@@ -105,6 +105,18 @@ NOTES = """## What the fast paths are
   (`zoo.gated.infer_layers`, causal or not) runs the Parallel WaveNet student's flows: one `[T, gate]`
   buffer reused by every layer (a fresh one per layer was page-faulted in each time, costing as much as a
   product), and no `[B, layers * gate, T]` conditioning tensor (each layer adds its own product).
+- **Winograd F(4, 3)** for the 3-tap dilated convs of stacks at least 64 channels wide (WaveGlow,
+  FloWaveNet, the student; `zoo.timemajor.winograd_conv3`): the outputs are tiled in fours `d` steps
+  apart, each tile reads six input rows (points 0, 1, -1, 2, -2, infinity), the inputs are transformed
+  with additions, multiplied by the transformed filters in 6 products of a quarter of the rows (the
+  direct taps make 3 products of all the rows, 12 per tile), and combined with additions: half the
+  arithmetic of those convs, in 1024-row chunks so the scratch stays small. WaveGlow then does about 300
+  GFLOP per second of audio where the reference does 448 (the dilated convs were about half of it; the
+  conditioning 1x1, 640 -> 512 per layer, about 40%, is untouched). The outputs stay within float32
+  rounding of the reference (max abs difference 1.9e-6 for WaveGlow; tests compare the tiles with the
+  direct taps and the stack's forward, partial tiles and chunk edges included). In-process A/B runs on the
+  converted reference weights (2 s): WaveGlow 13.2 -> 10.8 s, FloWaveNet 11.9 -> 10.3 s, the student
+  9.2 -> 8.0 s.
 - **Long inputs** (`chunk_frames` in each config; one noise draw, output equal to one-shot): WaveGlow is
   inverted flow by flow, each coupling on windows of 512 frames plus its own receptive field (255 grouped
   steps each side, about 3% extra work) with the conditioning of each window upsampled from only the frames
@@ -126,19 +138,26 @@ NOTES = """## What the fast paths are
   than the 42 MB of weights that every step must read.
 - **Griffin-Lim** is not windowed: each iteration re-estimates the phase of the whole spectrogram, so a
   windowed run would not equal the one-shot output; its 60 s peak (about 160 MiB) is the spectrogram's.
-- **How far float32 can go**: WaveGlow at 256 channels does about 448 GFLOP per second of audio (the
-  reference's count; ours does a little less: the `end` conv folded into the skip convs). The best float32
-  matmul rate of this core was 84 GFLOP/s at 12:03 and 65-67 GFLOP/s at 17:27 on the same day (the shared
-  host runs slower at times), so absolute times and the roofline's ceiling move with the machine; only the
-  interleaved ratios compare like with like. At the later peak ours runs WaveGlow above the "ceiling"
-  (ours does fewer FLOPs than counted): 1.5x over NVIDIA needs less arithmetic or lower precision, not
-  faster kernels. In-process A/B runs of the previous and the current time-major code on the same converted
-  NVIDIA weights (5 s, 4 interleaved runs each) gave equal WaveGlow times (32.5 and 32.8 s medians), so its
-  ratio moving between 1.40x (earlier run) and 1.28x (this run) is the machine, not the code.
-- **HiFi-GAN** float32 is the reference's own layer sequence (oneDNN convolutions are about 90% of its
-  time): the comparison row read 0.93x (5 s, 3 runs) and a 5-round A/B on 2 s 0.97x (2.42 vs 2.34 s);
-  in-place residual adds were slower (2.59 s). bfloat16 on this AVX2-only CPU (no native bfloat16
-  matmul) took 34.5 s per second of audio, about 27x float32, so its row was not run.
+- **How far float32 can go**: WaveGlow at 256 channels does about 448 GFLOP per second of audio by the
+  reference's count; the roofline table divides that count by each side's time, so "ours GFLOP/s" above
+  the matmul peak means fewer FLOPs, not faster kernels (ours: about 300 GFLOP, the `end` conv folded into
+  the skip convs and the dilated convs by Winograd). The best float32 matmul rate of this core was 84
+  GFLOP/s at 12:03 and 65-67 GFLOP/s at 17:27 on the same day (the shared host runs slower at times), so
+  absolute times and the roofline's ceiling move with the machine; only the interleaved ratios compare
+  like with like. Before Winograd, in-process A/B runs of two versions of the direct time-major code gave
+  equal WaveGlow times while its ratio to NVIDIA moved between 1.40x and 1.28x from run to run: the
+  machine, not the code. The reference FloWaveNet's time varied the most (40.8-52.1 s for 5 s in one day's
+  runs).
+- **HiFi-GAN** on CPU in float32 runs time-major without autograd (`HiFiGAN.generate_time_major`, taken by
+  `vocode`): every activation is a `[T, C]` buffer with zero rows for the padding, every conv one matrix
+  product per tap on shifted row ranges, the residual updates accumulate in place, the three blocks of a
+  stage share the LeakyReLU of their input, and the transposed convs are polyphase (one product per tap
+  gives `rate` output rows in time order). At these widths (32 to 512 channels, 3 to 11 taps) the
+  products run nearer the matmul peak than oneDNN's direct convolutions, which the reference (and our
+  autograd path, `generate`) use: in a 2 s A/B the reference took 2.49 s, our conv path 2.72 s (0.91x),
+  the time-major path 2.16 s (1.15x). bfloat16 on this AVX2-only CPU (no native bfloat16 matmul) took
+  34.5 s per second of audio, about 27x float32, so its row was not run; bfloat16 and CUDA keep the conv
+  path.
 - Not done: CUDA graphs and half precision for the autoregressive loop on GPU (no GPU was available to
   test them), `torch.compile` (measured on the gate: no gain over the one-sigmoid form on this CPU).
 """
