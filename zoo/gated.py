@@ -37,7 +37,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.timemajor import WINOGRAD_TILE, conv_taps, tap_weights, winograd_chunk, winograd_conv3, winograd_weights
+from zoo.timemajor import (
+    WINOGRAD_TILE,
+    conv_taps,
+    pad_rows,
+    padded,
+    tap_weights,
+    winograd_chunk,
+    winograd_conv3,
+    winograd_weights,
+)
 
 SKIP_MODES = ("sum", "sum_sqrt_layers", "legacy_iterative")
 
@@ -263,13 +272,6 @@ def require_inference(module: nn.Module, name: str) -> None:
         raise RuntimeError(f"{name} is for inference: use it under torch.no_grad()")
 
 
-def _pad_rows(x: Tensor, left: int, right: int) -> Tensor:
-    """``[T, C] -> [left + T + right, C]`` with zero rows."""
-    out = x.new_zeros(left + x.shape[0] + right, x.shape[1])
-    out[left:left + x.shape[0]] = x
-    return out
-
-
 def _gather_taps(col: Tensor, src: Tensor, start: int, dilation: int, t: int) -> None:
     """``col [T, C, k]``: tap ``j`` of output row ``r`` is ``src[start + r + j * dilation]``."""
     for j in range(col.shape[2]):
@@ -285,14 +287,16 @@ _WINO_MIN_CHANNELS = 64  # below this the transforms' memory traffic outweighs t
 _WINO_MAX_WASTE = 1.15  # at most 15% of the rows computed past the last output
 
 
-def _winograd_rows(stack: GatedResidualStack, layer: GatedLayer, t: int) -> int:
-    """Rows the Winograd path computes for ``layer`` on ``t`` steps (whole tiles), 0 where it does not pay."""
+def _winograd_rows(stack: GatedResidualStack, layer: GatedLayer, t: int, reach: int | None = None) -> int:
+    """Rows the Winograd path computes for ``layer`` on ``t`` steps (whole tiles), 0 where it does not pay
+    or where the tiles would read past ``reach`` (rows of the buffer from the layer's first tap on)."""
     if (stack.kernel_size != 3 or layer.context == 0 or t < 4 * WINOGRAD_TILE
             or min(stack.residual_channels, stack.gate_channels) < _WINO_MIN_CHANNELS):
         return 0
     span = WINOGRAD_TILE * layer.dilation
     rows = span * -(-t // span)
-    return rows if rows <= _WINO_MAX_WASTE * t else 0
+    fits = reach is None or rows + span <= reach
+    return rows if rows <= _WINO_MAX_WASTE * t and fits else 0
 
 
 def stack_pad(stack: GatedResidualStack) -> tuple[int, int]:
@@ -311,10 +315,7 @@ def residual_buffer(stack: GatedResidualStack, t: int, like: Tensor) -> tuple[Te
     (``[left + t + right, R]``, dtype and device of ``like``), its padding rows zeroed; the caller fills
     rows ``left:left + t``."""
     left, right = stack_pad(stack)
-    buf = like.new_empty(left + t + right, stack.residual_channels)
-    buf[:left].zero_()
-    buf[left + t:].zero_()
-    return buf, left
+    return padded(like, left, t, right, stack.residual_channels), left
 
 
 def infer_layers(stack: GatedResidualStack, buf: Tensor, left: int, t: int, cond_t: Tensor | None, *,
@@ -350,10 +351,9 @@ def infer_layers(stack: GatedResidualStack, buf: Tensor, left: int, t: int, cond
     double[:half] = 2.0
     has_cond = stack.cond is not None and cond_t is not None
     # Winograd rows per layer (0: direct taps); the tiles read whole tiles, so the buffer must reach them.
-    wino = [_winograd_rows(stack, layer, t) if not (i == 0 and first_h is not None) else 0
+    wino = [0 if i == 0 and first_h is not None
+            else _winograd_rows(stack, layer, t, buf.shape[0] - left + _tap_left(stack, layer))
             for i, layer in enumerate(stack.layers)]
-    wino = [r if r and left - _tap_left(stack, layer) + r + WINOGRAD_TILE * layer.dilation <= buf.shape[0] else 0
-            for r, layer in zip(wino, stack.layers, strict=True)]
     rows_max = max([t, *wino])
     hbuf = first_h if first_h is not None and rows_max == t else buf.new_empty(rows_max, gate)
     work_v = work_m = None
@@ -453,7 +453,7 @@ def _infer_one(net: WaveNetConditioner, x: Tensor, c: Tensor | None) -> Tensor:
         torch.addmm(front_conv.bias, xt, front_conv.weight[..., 0].t(), out=h0)
     else:
         fcol = x.new_empty(t, x.shape[0], fk)
-        _gather_taps(fcol, _pad_rows(xt, fk // 2, fk // 2), 0, 1, t)
+        _gather_taps(fcol, pad_rows(xt, fk // 2, fk // 2), 0, 1, t)
         torch.addmm(front_conv.bias, fcol.view(t, -1), front_conv.weight.reshape(ch, -1).t(), out=h0)
     if not linear_front:
         h0.relu_()
@@ -464,7 +464,7 @@ def _infer_one(net: WaveNetConditioner, x: Tensor, c: Tensor | None) -> Tensor:
         d = layer0.dilation
         w0 = torch.einsum("gck,ci->gik", layer0.dilated.weight, front_conv.weight[..., 0])
         fcol = x.new_empty(t, x.shape[0], k)
-        _gather_taps(fcol, _pad_rows(xt, d * (k // 2), d * (k // 2)), 0, d, t)
+        _gather_taps(fcol, pad_rows(xt, d * (k // 2), d * (k // 2)), 0, d, t)
         tap_bias = torch.einsum("gck,c->kg", layer0.dilated.weight, front_conv.bias)  # [k, gate]
         first_h = torch.addmm(tap_bias.sum(0), fcol.view(t, -1), w0.reshape(gate, -1).t())
         for j in range(k):  # the front's output is zero-padded, not bias-padded: remove missing taps

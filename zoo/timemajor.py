@@ -16,6 +16,22 @@ from torch import Tensor
 WINOGRAD_TILE = 4
 
 
+def padded(like: Tensor, left: int, t: int, right: int, channels: int) -> Tensor:
+    """``[left + t + right, channels]`` (dtype and device of ``like``): zero rows around ``t`` rows left for
+    the caller to fill (``buf[left:left + t]``)."""
+    buf = like.new_empty(left + t + right, channels)
+    buf[:left].zero_()
+    buf[left + t:].zero_()
+    return buf
+
+
+def pad_rows(x: Tensor, left: int, right: int) -> Tensor:
+    """``[T, C] -> [left + T + right, C]`` with zero rows."""
+    out = padded(x, left, x.shape[0], right, x.shape[1])
+    out[left:left + x.shape[0]] = x
+    return out
+
+
 def tap_weights(weight: Tensor) -> Tensor:
     """A conv's ``weight [C_out, C_in, k]`` as ``[k, C_in, C_out]`` (tap ``j`` is one right-hand matrix)."""
     return weight.permute(2, 1, 0).contiguous()

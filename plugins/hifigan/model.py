@@ -21,7 +21,7 @@ from zoo.config import VocoderConfig
 from zoo.gated import fast_inference
 from zoo.mel import MelConfig
 from zoo.stream import in_windows
-from zoo.timemajor import conv_taps, tap_weights
+from zoo.timemajor import conv_taps, pad_rows, padded, tap_weights
 from zoo.vocoder import Vocoder
 
 LRELU_SLOPE = 0.1
@@ -167,8 +167,7 @@ class HiFiGAN(Vocoder):
     def _generate_one(self, mel: Tensor) -> Tensor:
         c: HiFiGANConfig = self.config  # type: ignore[assignment]
         t = mel.shape[-1]
-        x = mel.new_zeros(t + 6, mel.shape[0])
-        x[3:3 + t] = mel.t()
+        x = pad_rows(mel.t(), 3, 3)
         h = conv_taps(mel.new_empty(t, self.conv_pre.out_channels), x, 0, tap_weights(self.conv_pre.weight), 1,
                       self.conv_pre.bias)
         for i, up in enumerate(self.ups):
@@ -177,11 +176,9 @@ class HiFiGAN(Vocoder):
             pad = max(_same_padding(conv.kernel_size[0], conv.dilation[0])
                       for b in blocks for conv in b.modules() if isinstance(conv, nn.Conv1d))
             ch = h.shape[1]
-            act = h.new_empty(pad + t + pad, ch)  # LeakyReLU of a block's running value, zero-padded
-            act[:pad].zero_()
-            act[pad + t:].zero_()
-            mid = torch.zeros_like(act) if c.resblock == "1" else None  # ResBlock1's inner conv output
-            first_act = act.clone()
+            act = padded(h, pad, t, pad, ch)  # LeakyReLU of a block's running value
+            mid = padded(h, pad, t, pad, ch) if c.resblock == "1" else None  # ResBlock1's inner conv output
+            first_act = padded(h, pad, t, pad, ch)
             torch.ops.aten.leaky_relu.out(h, LRELU_SLOPE, out=first_act[pad:pad + t])
             acc = h.new_empty(t, ch)
             run = h.new_empty(t, ch) if len(blocks) > 1 else acc
@@ -210,7 +207,7 @@ class HiFiGAN(Vocoder):
                 if j:
                     acc.add_(run)
             h = acc.div_(self.num_kernels)
-        xp = h.new_zeros(t + 6, h.shape[1])
+        xp = padded(h, 3, t, 3, h.shape[1])
         torch.ops.aten.leaky_relu.out(h, 0.01, out=xp[3:3 + t])
         y = conv_taps(h.new_empty(t, 1), xp, 0, tap_weights(self.conv_post.weight), 1, self.conv_post.bias)
         return torch.tanh_(y[:, 0])
@@ -270,7 +267,7 @@ def _upsample_time_major(up: nn.ConvTranspose1d, x: Tensor) -> Tensor:
     if n * rate != kernel:
         w = F.pad(w, (0, n * rate - kernel))
     taps = w.view(c_in, c_out, n, rate).permute(2, 0, 3, 1).reshape(n, c_in, rate * c_out)  # [n, C_in, rate*C_out]
-    xp = x.new_zeros(t + 2 * (n - 1), c_in)
+    xp = padded(x, n - 1, t, n - 1, c_in)
     torch.ops.aten.leaky_relu.out(x, LRELU_SLOPE, out=xp[n - 1:n - 1 + t])
     full = x.new_empty(t + n - 1, rate * c_out)
     # Row s of ``full`` takes x[s - j] through tap j: tap j reads xp rows from n - 1 - j.
