@@ -129,13 +129,20 @@ NOTES = """## What the fast paths are
   built with the system compiler on first use; a TorchScript step otherwise and on GPU). In the compiled
   loop a dilated tap that reaches `o >= 2` steps back already has its inputs for the next `m = min(o, 64)`
   steps in the ring buffer, so its products for those steps are made in one pass over its weights: they
-  are read from memory once per `m` steps instead of every step.
-- At batch 1 the published 24-layer LJSpeech WaveNet reads about 98 MB of float32 weights per sample in
-  r9y9's loop (every tap, the conditioning 1x1, residual and skip conv of 24 layers); ours reads the
-  current taps, residual and skip convs every step (about 42 MB) and the past taps once per block: both
-  are bound by memory bandwidth, so the ratio there is far below the small configuration's (bound by
-  per-operation overhead in r9y9's loop). 10x would mean under 10 MB per sample at equal bandwidth, less
-  than the 42 MB of weights that every step must read.
+  are read from memory once per `m` steps instead of every step. The weights are packed in column tiles
+  of 64 so that each product streams its tiles once with the 64 outputs in registers (the same sums, in
+  the same order, as a row-by-row `y += x[i] * W[i]`, which loads and stores `y` for every row): about
+  1.7x the read rate of that form in isolation, 1.2x on the whole loop (LJSpeech config: 2.73x -> 3.22x
+  the reference).
+- At batch 1 the published 24-layer LJSpeech WaveNet reads about 99 MB of float32 weights per sample in
+  r9y9's loop (every tap, the conditioning 1x1, residual and skip conv of 24 layers; about 6 GB/s at its
+  rate); ours reads the current taps, residual and skip convs and the head every step (48.5 MB) and the
+  past taps once per block (8.2 MB per sample amortised), about 12 GB/s at 210 samples/s against a
+  single-thread read bandwidth of 12-17 GB/s here (`a.sum()` on 200 MB). Both are bound by memory
+  bandwidth, so the ratio there is far below the small configuration's (bound by per-operation overhead in
+  r9y9's loop). 10x (about 610 samples/s) would mean about 10 MB per sample at the reference's
+  bandwidth, or 30 GB/s for the 48.5 MB that every step must read: neither is possible on this core in
+  float32.
 - **Griffin-Lim** is not windowed: each iteration re-estimates the phase of the whole spectrogram, so a
   windowed run would not equal the one-shot output; its 60 s peak (about 160 MiB) is the spectrogram's.
 - **How far float32 can go**: WaveGlow at 256 channels does about 448 GFLOP per second of audio by the

@@ -184,6 +184,28 @@ def test_compiled_wavenet_loop_long_dilations_across_blocks(monkeypatch, kernel_
     torch.testing.assert_close(out[1], out[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.skipif(wavenet_kernel.load() is None, reason="no C compiler for the compiled WaveNet loop")
+def test_compiled_wavenet_loop_full_and_partial_tiles():
+    """Channel counts past the compiled loop's 64-column weight tiles (full tiles plus a narrower last one)
+    in every product, batch 3, against the TorchScript step."""
+    from zoo_plugins.wavenet.kernel import TILE, tile_pack
+
+    w = torch.randn(2, 5, 2 * TILE + 3)
+    packed = tile_pack(w)
+    assert packed.numel() == w.numel()
+    first = packed[: 5 * TILE].reshape(5, TILE)
+    last = packed[2 * 5 * TILE: 2 * 5 * TILE + 15].reshape(5, 3)
+    assert torch.equal(first, w[0, :, :TILE]) and torch.equal(last, w[0, :, 2 * TILE:])
+    cfg = WaveNetConfig.small("mol", layers=4, stacks=2, residual_channels=72, gate_channels=200,
+                              skip_channels=80)
+    model = WaveNet(cfg).eval()
+    _randomise(model, 0.05, seed=4)
+    mel = torch.randn(3, 80, 2)
+    c_up, out = _torchscript_and_compiled(model, mel)
+    assert out[0].std() > 0.01
+    torch.testing.assert_close(out[1], out[0], atol=1e-5, rtol=1e-5)
+
+
 def test_parallel_wavenet_chunked_synthesis_equals_one_shot():
     from zoo_plugins.parallel_wavenet import ParallelWaveNet, ParallelWaveNetConfig
 

@@ -75,9 +75,39 @@ class IncrementalSampler:
         dev, dt = p.device, p.dtype
         k, layers = stack.kernel_size, stack.layers
         n = len(layers)
-        r, gch, s = stack.residual_channels, stack.gate_channels, stack.skip_channels
+        r, gch = stack.residual_channels, stack.gate_channels
         self.model, self.batch, self.g = model, batch, g
         self.dist = model.distribution
+        self._dense_layout()
+        self.offsets = torch.tensor([[(k - 1 - j) * lay.dilation for j in range(k)] for lay in layers], device=dev)
+        q = max(int(self.offsets.max()), 0) + 1
+        self.layer_buf = torch.zeros(n, batch, q, r, device=dev, dtype=dt)
+        fk = cfg.front_kernel_size
+        cin = model.front.weight.shape[1]
+        self.front_w = model.front.weight.permute(2, 1, 0).reshape(fk * cin, r).contiguous()
+        self.front_b = model.front.bias if model.front.bias is not None else torch.zeros(r, device=dev, dtype=dt)
+        self.front_buf = torch.zeros(batch, fk, cin, device=dev, dtype=dt)
+        self.front_relu = cfg.front_activation == "relu"
+        self.h1b, self.h2b = model.head1.bias, model.head2.bias
+        self.out_channels = model.head2.weight.shape[0]
+        self.residual_scale = float(stack.residual_scale)
+        self.skip_mode = SKIP_CODES[stack.skip_mode]
+        self.n_layers, self.gate = n, gch
+        self.kernel_size = k
+        self.device, self.dtype = dev, dt
+        self.use_kernel = True  # the compiled loop for free-running CPU float32 sampling (False: TorchScript)
+        self._packed: list[Tensor] | None = None
+        self._work: Tensor | None = None
+        self._pre: Tensor | None = None  # the compiled loop's past-tap products, kept between blocks
+
+    def _dense_layout(self) -> None:
+        """The TorchScript step's weights: ``[in, out]`` matrices stacked over layers (the compiled loop packs
+        its own copy and drops these; a later TorchScript run builds them again)."""
+        stack = self.model.stack
+        layers = stack.layers
+        p = next(self.model.parameters())
+        dev, dt = p.device, p.dtype
+        k, r, gch, s = stack.kernel_size, stack.residual_channels, stack.gate_channels, stack.skip_channels
         # Dilated convs as [L, k * R, G] with taps ordered oldest first (matching the gathered buffer).
         self.wd = torch.stack([lay.dilated.weight.permute(2, 1, 0).reshape(k * r, gch) for lay in layers]).contiguous()
         zeros_g = torch.zeros(gch, device=dev, dtype=dt)
@@ -91,26 +121,9 @@ class IncrementalSampler:
         self.ws = torch.stack([lay.skip.weight[..., 0].T for lay in layers]).contiguous()
         self.bs = torch.stack([lay.skip.bias if lay.skip.bias is not None else torch.zeros(s, device=dev, dtype=dt)
                                for lay in layers])
-        self.offsets = torch.tensor([[(k - 1 - j) * lay.dilation for j in range(k)] for lay in layers], device=dev)
-        q = max(int(self.offsets.max()), 0) + 1
-        self.layer_buf = torch.zeros(n, batch, q, r, device=dev, dtype=dt)
-        fk = cfg.front_kernel_size
-        cin = model.front.weight.shape[1]
-        self.front_w = model.front.weight.permute(2, 1, 0).reshape(fk * cin, r).contiguous()
-        self.front_b = model.front.bias if model.front.bias is not None else torch.zeros(r, device=dev, dtype=dt)
-        self.front_buf = torch.zeros(batch, fk, cin, device=dev, dtype=dt)
-        self.front_relu = cfg.front_activation == "relu"
-        self.h1w, self.h1b = model.head1.weight[..., 0].T.contiguous(), model.head1.bias
-        self.h2w, self.h2b = model.head2.weight[..., 0].T.contiguous(), model.head2.bias
-        self.residual_scale = float(stack.residual_scale)
-        self.skip_mode = SKIP_CODES[stack.skip_mode]
-        self.n_layers, self.gate = n, gch
-        self.kernel_size = k
-        self.device, self.dtype = dev, dt
-        self.use_kernel = True  # the compiled loop for free-running CPU float32 sampling (False: TorchScript)
-        self._packed: list[Tensor] | None = None
-        self._work: Tensor | None = None
-        self._pre: Tensor | None = None  # the compiled loop's past-tap products, kept between blocks
+        self.h1w = self.model.head1.weight[..., 0].T.contiguous()
+        self.h2w = self.model.head2.weight[..., 0].T.contiguous()
+        self._dense = True
 
     def _cond_block(self, c_up: Tensor, start: int, stop: int) -> Tensor:
         """``[T_block, B, L, G]``: every layer's conditioning plus its dilated-conv bias."""
@@ -169,6 +182,8 @@ class IncrementalSampler:
         x_in = self._initial_input()
         bar = tqdm(total=total, disable=not progress, unit="sample", desc="wavenet", dynamic_ncols=True)
         lib = self._kernel() if inputs is None else None
+        if lib is None and not self._dense:
+            self._dense_layout()
         for start in range(0, total, BLOCK):
             stop = min(total, start + BLOCK)
             cond = self._cond_block(c_up, start, stop)
@@ -210,7 +225,7 @@ class IncrementalSampler:
 
         steps = cond.shape[0]
         b, n, (_, q, r) = self.batch, self.n_layers, self.layer_buf.shape[1:]
-        gate, s_ch, out_ch = self.gate, self.ws.shape[2], self.h2w.shape[1]
+        gate, s_ch, out_ch = self.gate, self.model.stack.skip_channels, self.out_channels
         fk, cin = self.front_buf.shape[1:]
         if isinstance(self.dist, DiscretizedMixLogistic):
             code, n_mix, log_min = 0, self.dist.num_mixtures, self.dist.log_scale_min
@@ -222,12 +237,19 @@ class IncrementalSampler:
             code, n_mix, log_min = 2, 0, 0.0
             d1, d2 = draws.contiguous(), None
         if self._packed is None:
+            from zoo_plugins.wavenet.kernel import tile_pack
+
             zeros = torch.zeros(max(r, s_ch, out_ch))
-            self._packed = [self.front_w, self.front_b.contiguous(), self.wd, self.wr, self.br.contiguous(), self.ws,
-                            self.bs.contiguous(), self.has_res.to(torch.uint8), self.offsets.contiguous(),
-                            self.h1w, (self.h1b if self.h1b is not None else zeros[:s_ch]).contiguous(),
-                            self.h2w, (self.h2b if self.h2b is not None else zeros[:out_ch]).contiguous()]
+            self._packed = [self.front_w, self.front_b.contiguous(), tile_pack(self.wd.reshape(n * self.kernel_size,
+                                                                                               r, gate)),
+                            tile_pack(self.wr), self.br.contiguous(), tile_pack(self.ws), self.bs.contiguous(),
+                            self.has_res.to(torch.uint8), self.offsets.contiguous(), tile_pack(self.h1w[None]),
+                            (self.h1b if self.h1b is not None else zeros[:s_ch]).contiguous(),
+                            tile_pack(self.h2w[None]),
+                            (self.h2b if self.h2b is not None else zeros[:out_ch]).contiguous()]
             self._work = torch.empty(lib.zoo_wavenet_work_size(b, r, gate, s_ch, out_ch))
+            del self.wd, self.wr, self.ws, self.h1w, self.h2w  # the packed copies replace them
+            self._dense = False
         fw, fb, wd, wr, br, ws, bs, has_res, offsets, h1w, h1b, h2w, h2b = self._packed
         if self._pre is None:
             self._pre = torch.zeros(lib.zoo_wavenet_pre_size(b, gate, n, self.kernel_size, ptr(offsets)))
