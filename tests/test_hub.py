@@ -185,6 +185,30 @@ def test_malformed_card_names_file_and_field_without_breaking_others(tmp_path):
     assert any("hifigan.broken.md" in f.error for f in reg.failures)
 
 
+@pytest.mark.parametrize("old,new,field", [
+    ("name: hifigan.universal", "name: hifigan", "name"),  # a bare architecture name would shadow its default
+    ("license: mit", "license: [1, 2]", "license"),
+])
+def test_card_fields_are_validated(old, new, field):
+    text = (REPO_ROOT / "model_cards" / "hifigan.universal.md").read_text()
+    assert old in text
+    with pytest.raises(CardError, match=f"field '{field}'"):
+        parse_card(text.replace(old, new), "card.md")
+
+
+def test_card_with_an_unknown_converter_is_reported_not_registered():
+    import dataclasses
+
+    card = zoo.card("hifigan.ljspeech")
+    bad = dataclasses.replace(card, name="hifigan.badformat",
+                              sources=[dataclasses.replace(card.sources[0], format="nosuch")])
+    plugin = types.SimpleNamespace(zoo_register_model_cards=zoo.hookimpl(lambda register: register(bad)))
+    with pytest.warns(UserWarning, match="'nosuch' is neither 'safetensors' nor a registered converter"):
+        reg = Registry(extra_plugins=[("odd-cards", plugin)])
+    assert "hifigan.badformat" not in reg.cards and "hifigan.ljspeech" in reg.cards
+    assert any(f.plugin == "odd-cards" and "nosuch" in f.error for f in reg.failures)
+
+
 def test_card_at_another_revision_and_expect_mel(hub, tmp_path, monkeypatch):
     """`name@<sha>` loads a registered card's Hub repo at another commit; expect_mel guards the features."""
     from zoo import registry
@@ -202,6 +226,40 @@ def test_card_at_another_revision_and_expect_mel(hub, tmp_path, monkeypatch):
     assert zoo.load("hifigan.hubtiny", expect_mel=zoo.MelConfig.preset("hifigan")).architecture == "hifigan"
     with pytest.raises(zoo.MelMismatchError, match="f_max"):
         zoo.load("hifigan.hubtiny", expect_mel=zoo.MelConfig.preset("hifigan").replace(f_max=7600.0))
+    # Under a lock the card's revision passes, another one only with its own entry (and its sha256).
+    lock = tmp_path / "zoo.lock"
+    assert cli_main(["lock", "hifigan.hubtiny", "-o", str(lock)]) == 0
+    assert _same(zoo.load(f"hifigan.hubtiny@{SHA_A}", lock=lock), model_a)
+    with pytest.raises(ValueError, match=f"'hifigan.hubtiny@{SHA_B}' is not in the lock file"):
+        zoo.load(f"hifigan.hubtiny@{SHA_B}", lock=lock)
+    assert cli_main(["lock", "hifigan.hubtiny", f"hifigan.hubtiny@{SHA_B}", "-o", str(lock)]) == 0
+    assert _same(zoo.load(f"hifigan.hubtiny@{SHA_B}", lock=lock), model_b)
+    data = json.loads(lock.read_text())
+    data["models"][f"hifigan.hubtiny@{SHA_B}"]["sha256"] = digest_a
+    lock.write_text(json.dumps(data))
+    with pytest.raises(ChecksumError):
+        zoo.load(f"hifigan.hubtiny@{SHA_B}", lock=lock)
+
+
+def test_lock_pins_local_folders_by_content(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = HiFiGAN(HiFiGANConfig.v1().replace(upsample_initial_channel=16)).eval()
+    folder = tmp_path / "mine"
+    model.save_pretrained(folder)
+    lock = tmp_path / "zoo.lock"
+    assert cli_main(["lock", "hifigan.universal", "-o", str(lock)]) == 0
+    with pytest.raises(ValueError, match="is not in the lock file; add it with `zoo lock"):
+        zoo.load(folder, lock=lock)
+    assert cli_main(["lock", "hifigan.universal", str(folder), "-o", str(lock)]) == 0
+    moved = tmp_path / "elsewhere"
+    folder.rename(moved)  # pinned by content, not by path
+    assert _same(zoo.load(moved, lock=lock), model)
+    assert cli_main(["pull", "--lock", str(lock)]) == 0  # the folder is skipped: nothing to pull
+    assert "elsewhere" not in capsys.readouterr().out
+    torch.manual_seed(1)
+    HiFiGAN(HiFiGANConfig.v1().replace(upsample_initial_channel=16)).save_pretrained(moved)  # other weights
+    with pytest.raises(ValueError, match="not in the lock file"):
+        zoo.load(moved, lock=lock)
 
 
 def test_cache_ls_verify_rm(tmp_path, monkeypatch, capsys):

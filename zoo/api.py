@@ -111,12 +111,14 @@ def load(
     uses only caches. ``lock`` (or ``ZOO_LOCK``) enforces a lock file. ``expect_mel`` raises
     :class:`MelMismatchError` when your features differ from the model's.
     """
-    from zoo.hub import fetch_hf_repo, parse_hf_name
-    from zoo.lock import active_lock, check_card, locked_hf_sha
+    from zoo.hub import fetch_hf_repo, parse_hf_name, sha256_file
+    from zoo.lock import active_lock, check_card, check_folder, locked_hf_sha
 
     locked = active_lock(lock)
     if isinstance(name, os.PathLike) or (isinstance(name, str) and _looks_like_path(name)):
         arch, config, weights = read_folder(Path(name))
+        if locked:
+            check_folder(locked, str(name), arch, config, sha256_file(weights))
         model = _build(arch, config, weights)
     elif str(name).startswith("hf://"):
         repo, revision = parse_hf_name(str(name))
@@ -127,15 +129,20 @@ def load(
         reg = get_registry()
         base, _, revision = str(name).partition("@")
         card_ = reg.card(base)
-        if locked:
+        hf = [s for s in card_.sources if s.kind == "hf"]
+        if revision and not hf:
+            raise RegistryError(f"{card_.name!r} has no Hub source, so it has no revisions to choose from")
+        other_revision = bool(revision) and revision != hf[0].revision
+        if locked and not other_revision:
             check_card(locked, card_, base)
         if revision:
-            hf = [s for s in card_.sources if s.kind == "hf"]
-            if not hf:
-                raise RegistryError(f"{card_.name!r} has no Hub source, so it has no revisions to choose from")
-            config, weights, arch = fetch_hf_repo(str(hf[0].repo), parse_hf_name(f"hf://{hf[0].repo}@{revision}")[1],
-                                                  offline=offline,
-                                                  expected_sha256=hf[0].sha256 if revision == hf[0].revision else None)
+            revision = parse_hf_name(f"hf://{hf[0].repo}@{revision}")[1]
+            if not other_revision:
+                expected = hf[0].sha256
+            else:  # another revision than the card's: pinned by its own lock entry, else unchecked
+                expected = locked_hf_sha(locked, f"{card_.name}@{revision}", revision) if locked else None
+            config, weights, arch = fetch_hf_repo(str(hf[0].repo), revision, offline=offline,
+                                                  expected_sha256=expected)
             model = _build(arch, config, weights)
         else:
             config, weights = resolve_card(card_, offline=offline)

@@ -15,14 +15,17 @@ from zoo.cli import CliError, subcommand
 @subcommand
 def _add_lock(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lock", help="print a lock file pinning the exact sources and sha256 of models")
-    p.add_argument("names", nargs="+", help="model names or hf://owner/repo@<sha>")
+    p.add_argument("names", nargs="+",
+                   help="model names, NAME@<sha> (a card's Hub repo at another commit), hf://owner/repo@<sha> "
+                        "or save_pretrained folders")
     p.add_argument("-o", "--output", help="write here instead of standard output")
     p.set_defaults(func=_cmd_lock)
 
 
 def _cmd_lock(args: argparse.Namespace) -> int:
-    from zoo.hub import fetch_hf_repo, parse_hf_name, sha256_file
-    from zoo.lock import card_entry, make_lock
+    from zoo.api import _looks_like_path
+    from zoo.hub import fetch_hf_repo, parse_hf_name, read_folder, sha256_file
+    from zoo.lock import card_entry, folder_entry, make_lock
     from zoo.registry import get_registry
 
     entries = {}
@@ -31,6 +34,19 @@ def _cmd_lock(args: argparse.Namespace) -> int:
             repo, revision = parse_hf_name(name)
             _, weights, arch = fetch_hf_repo(repo, revision)
             entries[name] = {"architecture": arch, "repo": repo, "revision": revision, "sha256": sha256_file(weights)}
+        elif _looks_like_path(name):
+            arch, config, weights = read_folder(Path(name))
+            entries[name] = folder_entry(arch, config, sha256_file(weights))
+        elif "@" in name:
+            base, _, rev = name.partition("@")
+            card = get_registry().card(base)
+            hf = [s for s in card.sources if s.kind == "hf"]
+            if not hf:
+                raise CliError(f"{card.name!r} has no Hub source, so it has no revisions to lock")
+            repo, revision = parse_hf_name(f"hf://{hf[0].repo}@{rev}")
+            _, weights, arch = fetch_hf_repo(repo, revision)
+            entries[f"{card.name}@{revision}"] = {"architecture": arch, "repo": repo, "revision": revision,
+                                                  "sha256": sha256_file(weights)}
         else:
             card = get_registry().card(name)
             entries[card.name] = card_entry(card)
@@ -55,9 +71,11 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     from zoo.lock import active_lock
 
     lock = active_lock(args.lock)
-    names = list(args.names) or (sorted(lock["models"]) if lock else [])
+    # A locked folder is already local: nothing to pull.
+    names = list(args.names) or (sorted(n for n, e in lock["models"].items() if e.get("kind") != "folder")
+                                 if lock else [])
     if not names:
-        raise CliError("name models to pull, or give --lock")
+        raise CliError("name models to pull, or give --lock (with models other than local folders)")
     for name in names:
         voc = zoo.load(name, lock=args.lock)
         print(f"{name}: ready ({voc.architecture}, {voc.num_parameters():,} parameters)")

@@ -2,12 +2,19 @@
 
 ``zoo lock NAME... > zoo.lock`` writes one; ``zoo.load(name, lock="zoo.lock")`` or ``ZOO_LOCK=zoo.lock``
 enforce it: a model whose card no longer matches the lock (another source, revision, checksum or config)
-is refused with the differences listed, and a model missing from the lock is refused too. JSON format::
+is refused with the differences listed, and a model missing from the lock is refused too. That covers
+every kind of name ``zoo.load`` takes: a card (``hifigan.universal``), a card at another Hub revision
+(``name@<sha>``, locked with the sha256 of the weights at that revision), a whole Hub repo
+(``hf://owner/repo@<sha>``) and a local ``save_pretrained`` folder (locked by the sha256 of its weights
+and config, wherever the folder is later). JSON format::
 
     {"format": "vocoder-zoo-lock", "version": 1,
      "models": {"hifigan.universal": {"architecture": "hifigan", "config_sha256": "...",
                                       "sources": [{"kind": "package", ..., "sha256": "..."}]},
-                "hf://owner/repo@<sha>": {"repo": "owner/repo", "revision": "<sha>", "sha256": "..."}}}
+                "hifigan.tiny@<sha>": {"repo": "owner/repo", "revision": "<sha>", "sha256": "..."},
+                "hf://owner/repo@<sha>": {"repo": "owner/repo", "revision": "<sha>", "sha256": "..."},
+                "./my-vocoder": {"kind": "folder", "architecture": "hifigan", "config_sha256": "...",
+                                 "sha256": "..."}}}
 """
 
 from __future__ import annotations
@@ -28,8 +35,10 @@ class LockError(ValueError):
     """A model does not match (or is missing from) the lock file."""
 
 
-def config_sha256(card: ModelCard) -> str:
-    canon = json.dumps(card.model_config(), sort_keys=True, separators=(",", ":"))
+def config_sha256(card: ModelCard | dict[str, Any]) -> str:
+    """sha256 of a card's model config (or of a config dict) in canonical JSON."""
+    config = card.model_config() if isinstance(card, ModelCard) else card
+    canon = json.dumps(config, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()
 
 
@@ -79,8 +88,31 @@ def check_card(lock: dict[str, Any], card: ModelCard, requested: str) -> None:
         raise LockError(f"model {card.name!r} does not match the lock file: " + "; ".join(problems))
 
 
-def locked_hf_sha(lock: dict[str, Any], name: str) -> str:
+def locked_hf_sha(lock: dict[str, Any], name: str, revision: str | None = None) -> str:
+    """The sha256 the lock pins for a Hub name (``hf://...`` or ``name@<sha>``), checking its revision."""
     entry = lock["models"].get(name)
     if entry is None or "sha256" not in entry:
         raise LockError(f"{name!r} is not in the lock file; add it with `zoo lock {name}`")
+    if revision is not None and entry.get("revision") != revision:
+        raise LockError(f"the lock pins {name!r} at revision {entry.get('revision')!r}, not {revision!r}")
     return str(entry["sha256"])
+
+
+def folder_entry(architecture: str, config: dict[str, Any], weights_sha256: str) -> dict[str, Any]:
+    return {"kind": "folder", "architecture": architecture, "config_sha256": config_sha256(config),
+            "sha256": weights_sha256}
+
+
+def check_folder(lock: dict[str, Any], folder: str, architecture: str, config: dict[str, Any],
+                 weights_sha256: str) -> None:
+    """Raise :class:`LockError` unless the lock has a folder entry with these weights and this config
+    (matched by content, so the folder may have moved)."""
+    mine = folder_entry(architecture, config, weights_sha256)
+    for entry in lock["models"].values():
+        if entry.get("kind") == "folder" and entry.get("sha256") == weights_sha256:
+            if entry == mine:
+                return
+            raise LockError(f"folder {folder!r} has the weights the lock pins, but its "
+                            f"{'architecture' if entry.get('architecture') != architecture else 'config'} differs")
+    raise LockError(f"folder {folder!r} (model.safetensors sha256 {weights_sha256[:12]}...) is not in the lock "
+                    f"file; add it with `zoo lock {folder}`")
