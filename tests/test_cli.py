@@ -30,6 +30,24 @@ def test_list_and_verbose(capsys):
     assert "griffinlim" in data["architectures"] and any(p["plugin"] == "griffinlim" for p in data["plugins"])
 
 
+def test_verbose_list_names_the_converters(capsys):
+    assert main(["list", "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert "converters (zoo convert --from NAME):" in out and "  waveglow " in out
+
+
+def test_output_cut_by_the_reader_is_not_an_error():
+    import subprocess
+    import sys
+
+    code = "import sys; from zoo.cli import main; sys.exit(main(['info', 'hifigan.universal']))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before anything is written (`| head` that already exited)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and b"Broken pipe" not in err and b"Traceback" not in err, err.decode()
+
+
 def test_info_prints_card(capsys):
     assert main(["info", "griffinlim.hifigan"]) == 0
     out = capsys.readouterr().out

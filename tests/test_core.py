@@ -162,10 +162,40 @@ def test_unknown_name_suggests_close_matches():
         zoo.load("grifinlim")
 
 
-def test_duplicate_architecture_names_both_plugins():
-    other = types.SimpleNamespace(zoo_register_architectures=hookimpl(lambda register: register("toy", Toy)))
-    with pytest.raises(RegistryError, match="toy-plugin.*other-plugin|other-plugin.*toy-plugin"):
-        Registry(extra_plugins=[("toy-plugin", toy_plugin), ("other-plugin", other)])
+def test_name_clashes_drop_the_later_registration_and_report_it():
+    """Two plugins claiming one architecture, a plugin card named like a built-in one, and a second default
+    card of an architecture: each is reported against the later plugin, the earlier one stays, nothing else
+    breaks."""
+    class OtherToy(Toy):
+        pass
+
+    builtin = zoo.card("hifigan.universal")
+    mine = dataclasses.replace(builtin, origin="<test>")  # the same name as a built-in card
+    second_default = dataclasses.replace(zoo.card("hifigan.ljspeech"), name="hifigan.mine", default=True)
+    toy_card = dataclasses.replace(zoo.card("griffinlim"), name="toy.demo", architecture="toy", default=False)
+
+    def cards(register):
+        register(mine)
+        register(second_default)
+        register(toy_card)
+
+    other = types.SimpleNamespace(zoo_register_architectures=hookimpl(lambda register: register("toy", OtherToy)),
+                                  zoo_register_model_cards=hookimpl(cards))
+    with pytest.warns(PluginWarning) as caught:
+        reg = Registry(extra_plugins=[("toy-plugin", toy_plugin), ("other-plugin", other)])
+    messages = [str(w.message) for w in caught]
+    assert any("architecture 'toy' is registered by two plugins: 'toy-plugin' and 'other-plugin'" in m
+               for m in messages)
+    assert reg.architectures["toy"].cls is Toy
+    assert reg.cards["hifigan.universal"].origin == builtin.origin != "<test>"
+    assert reg.card("hifigan").name == "hifigan.universal"
+    assert "toy.demo" not in reg.cards  # made for the dropped architecture
+    assert "hifigan.mine" in reg.cards and not reg.cards["hifigan.mine"].default
+    errors = [f.error for f in reg.failures if f.plugin == "other-plugin"]
+    assert len(errors) == 4 and any("second default" in e for e in errors)
+    assert any("registered twice" in e for e in errors)
+    rows = {r["plugin"]: r for r in registry.plugin_report(reg)}
+    assert len(rows["other-plugin"]["failures"]) == 4 and not rows["toy-plugin"]["failures"]
 
 
 def test_failing_plugin_is_reported_not_fatal():
@@ -195,6 +225,11 @@ def test_disable_plugins_env(monkeypatch):
 def test_create_random_model(toy_registry):
     voc = zoo.create("toy", channels=2)
     assert isinstance(voc, Toy) and voc.config.channels == 2
+
+
+def test_create_takes_a_mel_preset_name_in_a_config_dict():
+    voc = zoo.create("griffinlim", {"mel": "tacotron2"})
+    assert voc.mel_config == MelConfig.preset("tacotron2") == zoo.create("griffinlim", mel="tacotron2").mel_config
 
 
 def test_save_pretrained_float16_storage(tmp_path):

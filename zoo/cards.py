@@ -32,7 +32,7 @@ from zoo.mel import MelConfig
 SOURCE_KINDS = ("hf", "package", "path", "url")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _REVISION = re.compile(r"^[0-9a-f]{40}$")
-_NAME = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_\-]+)?$")
+_NAME = re.compile(r"^[a-z0-9_]+\.[a-z0-9_\-]+$")
 
 
 class CardError(ValueError):
@@ -212,6 +212,9 @@ def parse_card(text: str, origin: str = "<string>") -> ModelCard:
     default = data.get("default", False)
     if not isinstance(default, bool):
         raise CardError(origin, "default", "must be true or false")
+    license_ = data.get("license", "unknown")
+    if not isinstance(license_, str) or not license_:
+        raise CardError(origin, "license", f"must be a license identifier such as 'mit', got {license_!r}")
     return ModelCard(
         name=name,
         architecture=arch,
@@ -219,7 +222,7 @@ def parse_card(text: str, origin: str = "<string>") -> ModelCard:
         mel=mel,
         sources=sources,
         default=default,
-        license=str(data.get("license", "unknown")),
+        license=license_,
         tags=[str(t) for t in tags],
         training_data=data.get("training_data"),
         quality=quality,

@@ -79,6 +79,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
         for row in plugin_report(reg):
             status = "FAILED: " + "; ".join(row["failures"]) if row["failures"] else "ok"
             print(f"  {row['plugin']:<20} {row['distribution']:<20} {status}")
+        print("converters (zoo convert --from NAME):")
+        for name, conv in sorted(reg.converters.items()):
+            print(f"  {name:<28} {conv.description or ''} (plugin {conv.plugin})")
     elif reg.failures:
         print(f"({len(reg.failures)} plugin problem(s); see `zoo list --verbose`)")
     return 0
@@ -268,7 +271,7 @@ def _cmd_vocode(args: argparse.Namespace) -> int:
 @subcommand
 def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert an original checkpoint into a zoo model folder")
-    p.add_argument("--from", dest="source", required=True, help="converter name (see `zoo list --verbose`)")
+    p.add_argument("--from", dest="source", required=True, help="converter name (listed by `zoo list --verbose`)")
     p.add_argument("checkpoint")
     p.add_argument("out_dir")
     p.add_argument("--config", help="JSON file with architecture hyperparameters, if the checkpoint lacks them")
@@ -338,6 +341,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # the reader went away (`zoo info ... | head`): not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush stays quiet
+        return 0
     except (CliError, RegistryError, ChecksumError, SourceUnavailable, OSError, ValueError) as exc:
         msg = str(exc).strip()
         print(f"zoo: error: {msg}", file=sys.stderr)

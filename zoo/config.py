@@ -30,6 +30,8 @@ def _like(value: Any, template: Any) -> Any:
         return tuple(_like(v, inner) for v in value)
     if isinstance(template, MelConfig) and isinstance(value, dict):
         return MelConfig.from_dict(value)
+    if isinstance(template, MelConfig) and isinstance(value, str):
+        return MelConfig.preset(value)
     return value
 
 

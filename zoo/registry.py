@@ -2,7 +2,10 @@
 
 Plugins are found through the entry-point group ``zoo`` (the built-in vocoders register the same way a
 third-party package does). A plugin that fails to import or to register is reported, as a warning and in
-``zoo list --verbose``, and does not break the others. ``ZOO_DISABLE_PLUGINS=name,...`` blocks plugins.
+``zoo list --verbose``, and does not break the others. So is a registration that clashes with an earlier
+one (the same architecture, converter or model name; a second default model of an architecture): the
+earlier one stays (the built-in plugins register first), the later one is dropped and reported.
+``ZOO_DISABLE_PLUGINS=name,...`` blocks plugins.
 """
 
 from __future__ import annotations
@@ -119,14 +122,19 @@ class Registry:
 
     def _call_each(self, hook_name: str, make_register: Callable[[str], Callable[..., None]]) -> None:
         hook = getattr(self.pm.hook, hook_name)
-        for impl in hook.get_hookimpls():
+        # The built-in plugins first, so that a third-party name clash never displaces them.
+        impls = sorted(hook.get_hookimpls(), key=lambda impl: self.plugins.get(impl.plugin_name) != "vocoder-zoo")
+        for impl in impls:
             plugin = impl.plugin_name
             try:
                 impl.function(make_register(plugin))
-            except RegistryError:
-                raise
             except Exception as exc:  # noqa: BLE001
                 self._fail(plugin, f"run {hook_name}", exc)
+
+    def _clash(self, plugin: str, message: str) -> None:
+        """Report a registration that clashes with an earlier one; the caller drops it."""
+        self.failures.append(PluginFailure(plugin, "register", message))
+        warnings.warn(f"zoo plugin {plugin!r}: {message}", PluginWarning, stacklevel=3)
 
     def _collect(self) -> None:
         def arch_register(plugin: str) -> Callable[..., None]:
@@ -137,10 +145,11 @@ class Registry:
                     raise TypeError(f"{cls.__name__}.architecture is {cls.architecture!r}, registered as {name!r}")
                 if name in self.architectures:
                     other = self.architectures[name].plugin
-                    raise RegistryError(
-                        f"architecture {name!r} is registered by two plugins: {other!r} and {plugin!r}; "
-                        f"uninstall one or block it with {DISABLE_ENV}={plugin}"
-                    )
+                    clashed.add((plugin, name))
+                    self._clash(plugin, f"architecture {name!r} is registered by two plugins: {other!r} and "
+                                        f"{plugin!r} (kept {other!r}; uninstall one or block it with "
+                                        f"{DISABLE_ENV}={plugin})")
+                    return
                 cls.architecture = name
                 self.architectures[name] = Architecture(name, cls, plugin)
 
@@ -150,7 +159,9 @@ class Registry:
             def register(name: str, fn: Callable[..., Vocoder], description: str = "") -> None:
                 if name in self.converters:
                     other = self.converters[name].plugin
-                    raise RegistryError(f"converter {name!r} is registered by two plugins: {other!r} and {plugin!r}")
+                    self._clash(plugin, f"converter {name!r} is registered by two plugins: {other!r} and {plugin!r} "
+                                        f"(kept {other!r})")
+                    return
                 self.converters[name] = Converter(name, fn, description, plugin)
 
             return register
@@ -170,15 +181,28 @@ class Registry:
                     return
                 if parsed.name in self.cards:
                     other = self.card_plugin[parsed.name]
-                    raise RegistryError(
-                        f"model {parsed.name!r} is registered twice: by {other!r} ({self.cards[parsed.name].origin}) "
-                        f"and by {plugin!r} ({parsed.origin})"
-                    )
+                    self._clash(plugin, f"model {parsed.name!r} is registered twice: by {other!r} "
+                                        f"({self.cards[parsed.name].origin}) and by {plugin!r} ({parsed.origin}); "
+                                        f"kept {other!r}'s")
+                    return
+                if (plugin, parsed.architecture) in clashed:
+                    self._clash(plugin, f"model {parsed.name!r} is for this plugin's architecture "
+                                        f"{parsed.architecture!r}, which another plugin registered first; dropped")
+                    return
+                if parsed.default:
+                    first = next((c for c in self.cards.values()
+                                  if c.default and c.architecture == parsed.architecture), None)
+                    if first is not None:
+                        self._clash(plugin, f"model {parsed.name!r} is a second default of architecture "
+                                            f"{parsed.architecture!r} after {first.name!r}; it stays loadable by "
+                                            f"name, {first.name!r} stays the default")
+                        parsed = dataclasses.replace(parsed, default=False)
                 self.cards[parsed.name] = parsed
                 self.card_plugin[parsed.name] = plugin
 
             return register
 
+        clashed: set[tuple[str, str]] = set()  # (plugin, architecture) registrations dropped as clashes
         self._call_each("zoo_register_architectures", arch_register)
         self._call_each("zoo_register_converters", conv_register)
         self._call_each("zoo_register_model_cards", card_register)
@@ -188,6 +212,15 @@ class Registry:
                     PluginFailure(self.card_plugin[name], "register model card",
                                   f"{card.origin}: architecture {card.architecture!r} is not registered")
                 )
+            unknown = sorted({str(src.format) for src in card.sources
+                              if src.format != "safetensors" and src.format not in self.converters})
+            if unknown:
+                message = (f"{card.origin}: field 'sources[].format': {', '.join(map(repr, unknown))} is neither "
+                           f"'safetensors' nor a registered converter ({', '.join(sorted(self.converters))})")
+                self.failures.append(PluginFailure(self.card_plugin[name], "register model card", message))
+                warnings.warn(f"invalid model card from plugin {self.card_plugin[name]!r}: {message}", PluginWarning,
+                              stacklevel=2)
+                del self.cards[name], self.card_plugin[name]
 
     # ------------------------------------------------------------------ lookups
     def architecture(self, name: str) -> Architecture:
