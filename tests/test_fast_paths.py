@@ -94,6 +94,39 @@ def test_winograd_taps_equal_direct_taps(causal, dilations, t, monkeypatch):
     torch.testing.assert_close(got[True], expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("k,d,t", [
+    (3, 1, 37),  # tiles and a partial last tile
+    (7, 3, 1104),  # several 1024-row calls per group, one tap left direct, the second group's last tile
+    # past the buffer's end (computed directly)
+    (11, 5, 300),  # three groups and two taps left direct
+    (5, 5, 13),  # shorter than one tile: all direct
+])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_conv_taps_winograd_equals_conv_taps(k, d, t, accumulate):
+    from zoo.timemajor import (
+        conv_taps,
+        conv_taps_winograd,
+        tap_weights,
+        winograd_group_weights,
+        winograd_work,
+    )
+
+    torch.manual_seed(k * d)
+    conv = torch.nn.Conv1d(6, 5, k, dilation=d, padding=(k - 1) * d // 2)
+    x = torch.randn(1, 6, t)
+    pad = (k - 1) * d // 2
+    src = torch.cat([torch.zeros(pad, 6), x[0].t(), torch.zeros(pad, 6)])  # only the conv's own padding
+    base = torch.randn(t, 5)
+    taps = tap_weights(conv.weight.detach())
+    with torch.no_grad():
+        expected = conv(x)[0].t() + (base if accumulate else 0)
+        direct = conv_taps(base.clone(), src, 0, taps, d, conv.bias, accumulate=accumulate)
+        wino = conv_taps_winograd(base.clone(), src, 0, taps, winograd_group_weights(taps), d, conv.bias,
+                                  winograd_work(src, d, 6, 5), accumulate=accumulate)
+    torch.testing.assert_close(direct, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(wino, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_iaf_flow_infer_equals_conv_path():
     from zoo_plugins.parallel_wavenet import ParallelWaveNet, ParallelWaveNetConfig
     from zoo_plugins.parallel_wavenet.model import IAFFlow

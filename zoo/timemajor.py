@@ -4,7 +4,8 @@ A 1-D conv with ``k`` taps of dilation ``d`` over a buffer whose rows are time s
 products on shifted row ranges of the buffer (contiguous views: no im2col, no weight copies beyond one
 ``[k, C_in, C_out]`` layout), accumulated in place into the output rows. Zero rows around the data stand
 for the conv's zero padding. 3-tap convs can instead go through Winograd F(4, 3), which makes 6 products
-where the direct form makes 12.
+where the direct form makes 12, and wider convs through it three taps at a time
+(:func:`conv_taps_winograd`).
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ def winograd_weights(taps: Tensor) -> Tensor:
 
 
 def winograd_conv3(src: Tensor, first: int, d: int, rows: int, u: Tensor, bias: Tensor | None, out: Tensor,
-                   work_v: Tensor, work_m: Tensor) -> None:
-    """``out[:rows] = bias + sum_j src[first + r + j d] @ w[j]``, a 3-tap dilated conv by Winograd F(4, 3).
+                   work_v: Tensor, work_m: Tensor, *, accumulate: bool = False) -> None:
+    """``out[:rows] (+)= bias + sum_j src[first + r + j d] @ w[j]``, a 3-tap dilated conv by Winograd F(4, 3)
+    (with ``accumulate`` added to what ``out`` holds).
 
     Output rows are tiled as ``r = 4 d k + o d + i`` (``o < 4``, ``i < d``): the four outputs ``o`` of one
     tile read six input rows ``d`` apart (points 0, 1, -1, 2, -2 and infinity), transformed (``B^T d``,
@@ -117,7 +119,53 @@ def winograd_conv3(src: Tensor, first: int, d: int, rows: int, u: Tensor, bias: 
     torch.sub(m1, m2, out=m2)
     torch.add(m3, m4, out=m1)
     torch.sub(m3, m4, out=m4)
+    if accumulate:
+        hv[:, 0].add_(m0).add_(e).add_(m1)
+        hv[:, 1].add_(m2).add_(m4, alpha=2.0)
+        hv[:, 2].add_(e).add_(m1, alpha=4.0)
+        hv[:, 3].add_(m2).add_(m4, alpha=8.0).add_(m5)
+        return
     torch.add(m0, e, out=hv[:, 0]).add_(m1)
     torch.add(m2, m4, alpha=2.0, out=hv[:, 1])
     torch.add(e, m1, alpha=4.0, out=hv[:, 2])
     torch.add(m2, m4, alpha=8.0, out=hv[:, 3]).add_(m5)
+
+
+def winograd_group_weights(taps: Tensor) -> Tensor:
+    """``[k // 3, 6, C_in, C_out]``: :func:`winograd_weights` of each group of three consecutive taps of
+    ``taps [k, C_in, C_out]`` (the ``k % 3`` last taps are left to direct products)."""
+    return torch.stack([winograd_weights(taps[j:j + 3]) for j in range(0, taps.shape[0] - 2, 3)])
+
+
+def winograd_work(like: Tensor, dilation: int, c_in: int, c_out: int) -> tuple[Tensor, Tensor]:
+    """Scratch ``(work_v, work_m)`` for :func:`winograd_conv3` calls of :func:`winograd_chunk` rows."""
+    n = winograd_chunk(dilation) // WINOGRAD_TILE
+    return like.new_empty(7, n, c_in), like.new_empty(7, n, c_out)
+
+
+def conv_taps_winograd(out: Tensor, src: Tensor, first: int, taps: Tensor, groups: Tensor, dilation: int,
+                       bias: Tensor | None, work: tuple[Tensor, Tensor], *, accumulate: bool = False) -> Tensor:
+    """:func:`conv_taps` for a conv of ``k >= 3`` taps, its taps taken three at a time through Winograd F(4, 3).
+
+    Taps ``3g .. 3g + 2`` form a 3-tap conv of the same dilation reading from ``first + 3 g d``; each goes
+    through :func:`winograd_conv3` (``groups`` from :func:`winograd_group_weights`; 6 products of a
+    quarter of the rows instead of 3 of all rows) on the whole tiles that ``src`` holds, the rows past them
+    and the ``k % 3`` last taps through direct products. ``work`` is :func:`winograd_work`'s scratch for
+    this dilation and these widths.
+    """
+    k, t, d = taps.shape[0], out.shape[0], dilation
+    span, step = WINOGRAD_TILE * d, winograd_chunk(d)
+    add = accumulate
+    for g in range(k // 3):
+        f = first + 3 * g * d
+        b = bias if g == 0 else None
+        rows = span * max(0, min(t // span, (src.shape[0] - f) // span - 1))
+        for r0 in range(0, rows, step):
+            winograd_conv3(src, f + r0, d, min(step, rows - r0), groups[g], b, out[r0:], work[0], work[1],
+                           accumulate=add)
+        if rows < t:
+            conv_taps(out[rows:], src, f + rows, taps[3 * g:3 * g + 3], d, b, accumulate=add)
+        add = True
+    if k % 3:
+        conv_taps(out, src, first + (k - k % 3) * d, taps[k - k % 3:], d, bias if k < 3 else None, accumulate=add)
+    return out

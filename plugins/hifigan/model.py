@@ -21,10 +21,21 @@ from zoo.config import VocoderConfig
 from zoo.gated import fast_inference
 from zoo.mel import MelConfig
 from zoo.stream import in_windows
-from zoo.timemajor import conv_taps, pad_rows, padded, tap_weights
+from zoo.timemajor import (
+    conv_taps,
+    conv_taps_winograd,
+    pad_rows,
+    padded,
+    tap_weights,
+    winograd_group_weights,
+    winograd_work,
+)
 from zoo.vocoder import Vocoder
 
 LRELU_SLOPE = 0.1
+#: Residual-block convs at least this wide take their taps three at a time through Winograd F(4, 3) in
+#: :meth:`HiFiGAN.generate_time_major` (narrower ones: the transforms cost more than they save).
+WINOGRAD_MIN_CHANNELS = 128
 
 
 def _hifigan_mel() -> MelConfig:
@@ -182,24 +193,25 @@ class HiFiGAN(Vocoder):
             torch.ops.aten.leaky_relu.out(h, LRELU_SLOPE, out=first_act[pad:pad + t])
             acc = h.new_empty(t, ch)
             run = h.new_empty(t, ch) if len(blocks) > 1 else acc
+            work: dict[int, tuple[Tensor, Tensor]] = {}  # Winograd scratch per dilation
             for j, block in enumerate(blocks):
                 out = acc if j == 0 else run
                 src, val = first_act, h  # the block's input: its LeakyReLU and its value
                 branches = _block_branches(block)
                 for convs in branches:
-                    for n, conv in enumerate(convs):
-                        k, d = conv.kernel_size[0], conv.dilation[0]
+                    for n, layer in enumerate(convs):
+                        k, d = layer.kernel_size[0], layer.dilation[0]
                         first = pad - _same_padding(k, d)
                         if n < len(convs) - 1:  # an inner conv: into ``mid``, then its LeakyReLU
                             assert mid is not None
                             inner = mid[pad:pad + t]
-                            conv_taps(inner, src, first, tap_weights(conv.weight), d, conv.bias)
+                            _resblock_conv(inner, src, first, layer, work)
                             F.leaky_relu_(inner, LRELU_SLOPE)
                             src = mid
                         else:  # the branch's last conv: the residual update, in place
                             if val is not out:
                                 out.copy_(val)
-                            conv_taps(out, src, first, tap_weights(conv.weight), d, conv.bias, accumulate=True)
+                            _resblock_conv(out, src, first, layer, work, accumulate=True)
                     val = out
                     if convs is not branches[-1]:  # the next branch's input
                         torch.ops.aten.leaky_relu.out(out, LRELU_SLOPE, out=act[pad:pad + t])
@@ -249,6 +261,21 @@ def _block_branches(block: nn.Module) -> list[list[nn.Conv1d]]:
         return [[c1, c2] for c1, c2 in zip(block.convs1, block.convs2, strict=True)]
     assert isinstance(block, ResBlock2)
     return [[conv] for conv in block.convs]
+
+
+def _resblock_conv(out: Tensor, src: Tensor, first: int, layer: nn.Conv1d, work: dict[int, tuple[Tensor, Tensor]],
+                   *, accumulate: bool = False) -> None:
+    """One residual-block conv on time-major buffers (:func:`zoo.timemajor.conv_taps`' arguments): from
+    :data:`WINOGRAD_MIN_CHANNELS` channels and 3 taps on, its taps three at a time through Winograd F(4, 3)
+    (``work``: scratch per dilation, made on first use)."""
+    k, d, taps = layer.kernel_size[0], layer.dilation[0], tap_weights(layer.weight)
+    if k < 3 or min(layer.in_channels, layer.out_channels) < WINOGRAD_MIN_CHANNELS:
+        conv_taps(out, src, first, taps, d, layer.bias, accumulate=accumulate)
+        return
+    if d not in work:
+        work[d] = winograd_work(src, d, layer.in_channels, layer.out_channels)
+    conv_taps_winograd(out, src, first, taps, winograd_group_weights(taps), d, layer.bias, work[d],
+                       accumulate=accumulate)
 
 
 def _upsample_time_major(up: nn.ConvTranspose1d, x: Tensor) -> Tensor:
