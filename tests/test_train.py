@@ -117,3 +117,21 @@ def test_torchrun_bulk_vocoding_shards_files(tmp_path, eval_dir):
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in inputs.iterdir())
     written = [line for line in proc.stderr.splitlines() if ".wav  (" in line]
     assert len(written) == 5, "each file is vocoded by exactly one rank"
+
+
+def test_feature_cache_entries_are_whole_or_recomputed(tmp_path):
+    """The mel cache is written aside and renamed (torchrun ranks share it); an entry cut short by a killed
+    run is recomputed, not a crash."""
+    from zoo.data import SegmentDataset
+    from zoo.mel import MelConfig
+
+    clip = Path(__file__).resolve().parents[1] / "examples" / "LJ001-0001.wav"
+    mel = MelConfig.preset("hifigan")
+    cache = tmp_path / "cache"
+    first = SegmentDataset([clip], mel, 8192, cache_dir=cache)
+    entries = list(cache.iterdir())
+    assert len(entries) == 1 and entries[0].suffix == ".pt"
+    entries[0].write_bytes(entries[0].read_bytes()[:100])
+    again = SegmentDataset([clip], mel, 8192, cache_dir=cache)
+    assert torch.equal(again.utterances[0].mel, first.utterances[0].mel)
+    assert [p.name for p in cache.iterdir()] == [entries[0].name]

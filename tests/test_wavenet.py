@@ -109,7 +109,7 @@ def test_infer_temperature_is_the_default_temperature():
     assert not torch.equal(model.vocode(mel, generator=torch.Generator().manual_seed(0))[0], explicit)
     with pytest.raises(ValueError, match="infer_temperature"):
         WaveNetConfig.small("gaussian", infer_temperature=-1.0)
-    with pytest.raises(ValueError, match="temperature must be >= 0"):
+    with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
         model.vocode(mel, temperature=-0.5)
 
 

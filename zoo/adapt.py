@@ -144,6 +144,11 @@ def adapt(mel: Tensor, src: Any, dst: Any) -> Tensor:
     ``mel`` is ``[n_mels, frames]`` or ``[B, n_mels, frames]``. Raises ``ValueError`` when a difference
     cannot be bridged (the destination needs frequencies above the source's Nyquist frequency).
     """
+    from zoo.vocoder import _as_tensor
+
+    mel = _as_tensor(mel, "mel")
+    if mel.dim() not in (2, 3):
+        raise ValueError(f"mel must be [n_mels, frames] or [batch, n_mels, frames]; got shape {tuple(mel.shape)}")
     src_c, dst_c = _config_of(src), _config_of(dst)
     report = check_mel(dst_c, src_c)
     if report.impossible:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 from pathlib import Path
@@ -80,6 +81,10 @@ def create(architecture: str, config: VocoderConfig | dict[str, Any] | None = No
     else:
         cfg = config
     if overrides:
+        known = {f.name for f in dataclasses.fields(cfg)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"{type(cfg).__name__}: unknown config keys {unknown}; known keys: {sorted(known)}")
         cfg = cfg.replace(**overrides)
     return cls(cfg)
 
@@ -100,7 +105,7 @@ def load(
     device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,
     offline: bool | None = None,
-    expect_mel: MelConfig | None = None,
+    expect_mel: MelConfig | str | dict[str, Any] | None = None,
     lock: str | os.PathLike[str] | None = None,
 ) -> Vocoder:
     """A ready, pretrained vocoder in eval mode.
@@ -108,12 +113,19 @@ def load(
     ``name`` is a model name (``"hifigan.universal"``), an architecture name (its default model), a
     model at another Hub revision (``"name@<commit sha>"``), any Hub repo written by ``save_pretrained``
     (``"hf://owner/repo@<commit sha>"``), or a local folder. ``offline=True`` (or ``HF_HUB_OFFLINE=1``)
-    uses only caches. ``lock`` (or ``ZOO_LOCK``) enforces a lock file. ``expect_mel`` raises
-    :class:`MelMismatchError` when your features differ from the model's.
+    uses only caches. ``lock`` (or ``ZOO_LOCK``) enforces a lock file. ``expect_mel`` (a
+    :class:`~zoo.mel.MelConfig`, a preset name or a dict) raises :class:`MelMismatchError` when your
+    features differ from the model's.
     """
     from zoo.hub import fetch_hf_repo, parse_hf_name, sha256_file
     from zoo.lock import active_lock, check_card, check_folder, locked_hf_sha
 
+    dtype_ = _dtype(dtype)
+    device_ = _device(device)
+    if expect_mel is not None:
+        from zoo.adapt import _config_of
+
+        expect_mel = _config_of(expect_mel)
     locked = active_lock(lock)
     if isinstance(name, os.PathLike) or (isinstance(name, str) and _looks_like_path(name)):
         arch, config, weights = read_folder(Path(name))
@@ -150,9 +162,8 @@ def load(
     model.prepare_for_inference()
     if expect_mel is not None:
         check_mel_compatible(model.mel_config, expect_mel)
-    dtype_ = _dtype(dtype)
-    if device is not None or dtype_ is not None:
-        model = model.to(device=device, dtype=dtype_)
+    if device_ is not None or dtype_ is not None:
+        model = model.to(device=device_, dtype=dtype_)
         model.prepare_for_inference()
     return model
 
@@ -181,7 +192,18 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or os.sep in name or Path(name).is_dir()
 
 
+def _device(device: str | torch.device | None) -> torch.device | None:
+    if device is None or isinstance(device, torch.device):
+        return device
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from None
+
+
 def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    if isinstance(dtype, torch.dtype) and not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point type (float32, float16, bfloat16), got {dtype}")
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
     names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,

@@ -186,15 +186,25 @@ def read_mel(path: Path) -> Any:
     return obj
 
 
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{what} {path} is not valid JSON: {exc}") from None
+
+
 def write_wav_atomic(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     """Write a 16-bit wav via a temporary file, so a failure never leaves a partial file."""
     import soundfile as sf
+
+    from zoo.vocoder import umask_mode
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".wav.part")
     os.close(fd)
     try:
         sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+        umask_mode(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -229,25 +239,41 @@ def _cmd_vocode(args: argparse.Namespace) -> int:
         from zoo.mel import MelConfig
 
         cfg_path = Path(args.mel_config)
-        src_mel = (MelConfig.from_dict(json.loads(cfg_path.read_text())) if cfg_path.is_file()
-                   else MelConfig.preset(args.mel_config))
-    # Read and check every input before writing anything.
+        try:
+            src_mel = (MelConfig.from_dict(_read_json(cfg_path, "--mel-config")) if cfg_path.is_file()
+                       else MelConfig.preset(args.mel_config))
+        except (ValueError, TypeError) as exc:
+            raise CliError(f"--mel-config {args.mel_config}: {exc}") from None
+    # Read and check every input, and where each output goes, before writing anything.
     jobs = []
+    taken: dict[Path, Path] = {}
+    sources = {p.resolve() for p in inputs}
     for path in inputs:
-        if path.suffix.lower() in AUDIO_EXT:
-            audio, sr = read_audio(path)
-            mel = voc.mel(torch.from_numpy(audio), sample_rate=sr, resample=True)
-        else:
-            mel = read_mel(path)
-            try:
+        try:
+            if path.suffix.lower() in AUDIO_EXT:
+                audio, sr = read_audio(path)
+                mel = voc.mel(torch.from_numpy(audio), sample_rate=sr, resample=True)
+            else:
+                mel = read_mel(path)
                 if src_mel is not None:
                     from zoo.adapt import adapt
 
                     mel = adapt(mel.float(), src_mel, voc.mel_config)
-                mel = voc._check_mel(mel)[0]
-            except ValueError as exc:
-                raise CliError(f"{path}: {exc}") from None
+                mel = voc._check_mel(mel)
+                if mel.shape[0] != 1:
+                    raise ValueError(f"holds a batch of {mel.shape[0]} mels; save one mel [n_mels, frames] per "
+                                     f"file (or [1, n_mels, frames])")
+                mel = mel[0]
+        except ValueError as exc:
+            raise CliError(f"{path}: {exc}") from None
         target = out if single_file else out / (path.stem + ".wav")
+        where = target.resolve()
+        if where in sources:
+            raise CliError(f"{path}: its output {target} would overwrite an input; choose another -o")
+        if where in taken:
+            raise CliError(f"{taken[where]} and {path} would both be written to {target}; vocode them into "
+                           f"different folders")
+        taken[where] = path
         jobs.append((path, mel, target))
     gen = torch.Generator(device=voc.device).manual_seed(args.seed)
     denoiser = None
@@ -282,17 +308,19 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     import shutil
 
     import zoo
+    from zoo.vocoder import umask_mode
 
     ckpt = Path(args.checkpoint)
     if not ckpt.is_file():
         raise CliError(f"{ckpt}: no such file")
-    config = json.loads(Path(args.config).read_text()) if args.config else None
+    config = _read_json(Path(args.config), "--config") if args.config else None
     out = Path(args.out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=".zoo-convert-", dir=out.parent if out.parent.exists() else None))
     try:
         model = zoo.convert(args.source, ckpt, tmp, config=config)
         if out.exists():
             shutil.rmtree(out)
+        umask_mode(tmp)
         shutil.move(str(tmp), str(out))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from zoo.cli import CliError, subcommand
@@ -42,6 +43,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     dtypes = args.dtype or ["float32"]
     batches = args.batch or [1]
     lengths = args.seconds or [5.0]
+    if any(b < 1 for b in batches):
+        raise CliError(f"--batch must be at least 1, got {batches}")
+    if any(not s > 0 for s in lengths):
+        raise CliError(f"--seconds must be positive, got {lengths}")
+    failed = []
     results = []
     print(f"{'model':<26}{'dtype':<10}{'batch':>6}{'secs':>7}{'RTF':>9}{'samples/s':>13}{'peak MiB':>10}")
     for name in names:
@@ -54,6 +60,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                     voc = zoo.load(name, device=args.device, dtype=dtype, offline=args.offline or None)
             except Exception as exc:  # noqa: BLE001 - report and go on with the other models
                 print(f"{name:<26}{dtype:<10} skipped: {exc}")
+                failed.append(name)
                 continue
             for batch in batches:
                 for secs in lengths:
@@ -66,4 +73,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         Path(args.json_out).write_text(json.dumps({"machine": machine_info(), "results": results}, indent=2))
     if args.plot:
         plot_sweep(results, args.plot)
+    if failed and args.models:  # a model asked for by name that could not be benchmarked
+        print(f"zoo: error: could not benchmark {sorted(set(failed))}", file=sys.stderr)
+        return 2
     return 0

@@ -8,6 +8,9 @@ uninterrupted run would have seen; the utterance order of each epoch comes from 
 from __future__ import annotations
 
 import hashlib
+import os
+import pickle
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,13 +92,25 @@ class SegmentDataset:
         frames = audio.numel() // mel.hop_length
         key = hashlib.sha256(f"{path.resolve()}|{path.stat().st_mtime_ns}|{mel.fingerprint()}|{trim_db}".encode())
         cached = cache_dir / f"{key.hexdigest()[:24]}.pt" if cache_dir else None
+        feats = None
         if cached is not None and cached.is_file():
-            feats = torch.load(cached, weights_only=True)
-        else:
+            try:
+                feats = torch.load(cached, weights_only=True)
+            except (RuntimeError, EOFError, pickle.UnpicklingError):  # an unreadable cache entry: recompute it
+                feats = None
+        if feats is None:
             feats = mel_spectrogram(audio, mel)
             if cached is not None:
+                # Written aside and renamed: another process (a torchrun rank) never reads half a file.
                 cached.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(feats, cached)
+                fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".part")
+                os.close(fd)
+                try:
+                    torch.save(feats, tmp)
+                    os.replace(tmp, cached)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
         if feats.shape[-1] < frames:
             feats = torch.nn.functional.pad(feats, (0, frames - feats.shape[-1]), mode="replicate")
         return feats[:, :frames].contiguous()

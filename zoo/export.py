@@ -72,6 +72,7 @@ def export_module(voc: Vocoder) -> nn.Module:
 def export(voc: Vocoder, fmt: str, path: str | Path) -> Path:
     """Write ``voc`` as TorchScript (``.pt``) or ONNX (``.onnx``) and check it reproduces PyTorch (1e-4)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     voc = voc.eval()
     module = export_module(voc)
     example = example_inputs(voc)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.cards import ModelCard, Source
-from zoo.vocoder import CONFIG_NAME, WEIGHTS_NAME
+from zoo.vocoder import CONFIG_NAME, WEIGHTS_NAME, umask_mode
 
 CACHE_ENV = "ZOO_CACHE"
 
@@ -158,6 +158,7 @@ def _fetch_url(source: Source, offline: bool) -> Path:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(str(source.url), timeout=60) as resp:  # noqa: S310
             shutil.copyfileobj(resp, out)
         verify(Path(tmp), source.sha256, what)
+        umask_mode(tmp)
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -210,6 +211,7 @@ def convert_cached(card: ModelCard, source: Source, path: Path) -> Path:
         (tmp / "conversion.json").write_text(json.dumps(info, indent=2))
         if folder.exists():
             shutil.rmtree(folder)
+        umask_mode(tmp)
         os.replace(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -217,6 +217,9 @@ def _check_audio(audio: Any) -> Tensor:
         raise ValueError(f"audio must be a floating-point tensor in [-1, 1], got dtype {audio.dtype}")
     if audio.dim() not in (1, 2):
         raise ValueError(f"audio must be [samples] or [batch, samples], got shape {tuple(audio.shape)}")
+    if audio.dim() == 2 and audio.shape[1] <= 8 < audio.shape[0]:
+        raise ValueError(f"audio of shape {tuple(audio.shape)} looks like [samples, channels] (as soundfile reads "
+                         f"multi-channel files): pass mono [samples] (e.g. audio.mean(-1)) or [batch, samples]")
     if audio.numel() == 0:
         raise ValueError("audio is empty")
     if not torch.isfinite(audio).all():

@@ -66,7 +66,11 @@ def stream(voc: Vocoder, mel_chunks: Iterable[Tensor], *, context: int | None = 
     emitted = 0  # frames already turned into audio
     with torch.inference_mode():
         for chunk in mel_chunks:
-            chunk = voc._check_mel(chunk)[0]
+            chunk = voc._check_mel(chunk)
+            if chunk.shape[0] != 1:
+                raise ValueError(f"stream takes one utterance: mel chunks [n_mels, frames] (or [1, n_mels, "
+                                 f"frames]); got a batch of {chunk.shape[0]}")
+            chunk = chunk[0]
             buf = chunk if buf is None else torch.cat([buf, chunk.to(buf)], -1)
             available = offset + buf.shape[-1]
             ready = available - ctx

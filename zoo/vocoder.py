@@ -11,6 +11,7 @@ mel front-end, and ``save_pretrained`` / ``from_pretrained``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -90,10 +91,17 @@ class Vocoder(nn.Module):
     def mel(self, audio: Tensor, sample_rate: int | None = None, *, resample: bool = False) -> Tensor:
         """Mel features of ``audio`` (``[T]`` or ``[B, T]``, floats in [-1, 1]) as this model expects them.
 
+        Audio peaking above :data:`MAX_AUDIO_PEAK` is refused (it is not [-1, 1] audio).
         ``sample_rate`` is checked against the model's; with ``resample=True`` a different rate is
         resampled (torchaudio) instead of refused.
         """
         audio = _as_tensor(audio, "audio")
+        if audio.numel() and torch.isfinite(audio).all() and float(audio.abs().max()) > MAX_AUDIO_PEAK:
+            raise ValueError(f"audio peaks at {float(audio.abs().max()):g}, but floats in [-1, 1] are expected "
+                             f"(integer PCM samples? divide 16-bit ones by 32768)")
+        if sample_rate is not None and (isinstance(sample_rate, bool) or not float(sample_rate).is_integer()
+                                        or sample_rate <= 0):
+            raise ValueError(f"sample_rate must be a positive whole number of Hz, got {sample_rate!r}")
         if sample_rate is not None and int(sample_rate) != self.sample_rate:
             if not resample:
                 raise ValueError(
@@ -127,15 +135,25 @@ class Vocoder(nn.Module):
         ``mel`` is ``[n_mels, frames]`` or ``[B, n_mels, frames]`` (any float dtype; moved to the model's
         device and dtype). ``lengths`` gives the valid frames of each item of a padded batch. The audio is
         ``[B, frames * hop]`` (``[frames * hop]`` for unbatched input), zero past each item's length,
-        and each item is exactly what vocoding it alone gives. ``generator`` makes stochastic sampling
-        reproducible; ``sampling`` holds architecture options (``sigma``, ``temperature`` ...).
+        and for a deterministic model each item is exactly what vocoding it alone gives (a stochastic one
+        draws its noise for the whole batch, so an item's audio also depends on the generator's state and
+        its batch mates). ``generator`` (a ``torch.Generator``) makes stochastic sampling reproducible;
+        ``sampling`` holds architecture options (``sigma``, ``temperature`` ...).
         """
-        unbatched = isinstance(mel, Tensor) and mel.dim() == 2
+        mel = _as_tensor(mel, "mel")
+        unbatched = mel.dim() == 2
         mel = self._check_mel(mel)
         lengths_t = self._check_lengths(lengths, mel)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)), "
+                             f"got {type(generator).__name__}")
         hop = self.hop_length
         with torch.inference_mode():
+            given = mel.dtype
             mel = mel.to(device=self.device, dtype=self._compute_dtype())
+            if mel.dtype != given and not torch.isfinite(mel).all():
+                raise ValueError(f"mel values exceed the range of {mel.dtype}, the model's dtype (largest magnitude "
+                                 f"{torch.finfo(mel.dtype).max:g})")
             batch, _, frames = mel.shape
             out = torch.zeros(batch, frames * hop, device=mel.device, dtype=self.dtype)
             for length in sorted(set(lengths_t.tolist()), reverse=True):
@@ -207,7 +225,10 @@ class Vocoder(nn.Module):
         batch, _, frames = mel.shape
         if lengths is None:
             return torch.full((batch,), frames, dtype=torch.long)
-        lengths_t = torch.as_tensor(lengths).detach().cpu()
+        try:
+            lengths_t = torch.as_tensor(lengths).detach().cpu()
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"lengths must be integers (frames per item), got {lengths!r}") from None
         if lengths_t.is_floating_point() or lengths_t.is_complex() or lengths_t.dtype == torch.bool:
             raise ValueError(f"lengths must be integers (frames per item), got dtype {lengths_t.dtype}")
         lengths_t = lengths_t.long().reshape(-1)
@@ -261,6 +282,7 @@ class Vocoder(nn.Module):
             tmp_path = Path(tmp.name)
         try:
             save_file(state, str(tmp_path), metadata=metadata)
+            umask_mode(tmp_path)
             os.replace(tmp_path, directory / WEIGHTS_NAME)
         finally:
             tmp_path.unlink(missing_ok=True)
@@ -347,6 +369,22 @@ def read_config(directory: Path) -> tuple[str, dict[str, Any]]:
     return str(data["architecture"]), dict(data["config"])
 
 
+#: :meth:`Vocoder.mel` refuses audio louder than this: it is not [-1, 1] audio (integer PCM values, most likely).
+MAX_AUDIO_PEAK = 4.0
+
+
+def sampling_scale(name: str, value: Any) -> float:
+    """A sampling option that scales noise (``temperature``, ``sigma``) as a float, or a ``ValueError`` when
+    it is not a finite number ``>= 0``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not (
+            isinstance(value, Tensor) and value.numel() == 1):
+        raise ValueError(f"{name} must be a number >= 0, got {type(value).__name__} {value!r}")
+    scale = float(value)
+    if not (math.isfinite(scale) and scale >= 0.0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {scale}")
+    return scale
+
+
 def _as_tensor(x: Any, what: str) -> Tensor:
     if not isinstance(x, Tensor):
         try:
@@ -363,10 +401,19 @@ def _as_tensor(x: Any, what: str) -> Tensor:
     return x
 
 
+def umask_mode(path: str | os.PathLike[str]) -> None:
+    """Give a file or folder made by ``tempfile`` (always private: 0600 / 0700) the mode a plain ``open`` or
+    ``mkdir`` would, under the process umask, before it is moved into place."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
         tmp.write(data)
         tmp_path = Path(tmp.name)
+    umask_mode(tmp_path)
     os.replace(tmp_path, path)
 
 
@@ -375,4 +422,4 @@ def receptive_field_ms(samples: int, sample_rate: int) -> float:
     return 1000.0 * samples / sample_rate
 
 
-__all__ = ["Vocoder", "VocoderConfig", "read_config", "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME"]
+__all__ = ["Vocoder", "VocoderConfig", "read_config", "sampling_scale", "CONFIG_NAME", "WEIGHTS_NAME", "CARD_NAME"]

@@ -25,7 +25,7 @@ from zoo.gated import WaveNetConditioner, fast_inference
 from zoo.mel import MelConfig
 from zoo.stream import in_windows
 from zoo.upsample import TransposedConv2dUpsampler
-from zoo.vocoder import Vocoder
+from zoo.vocoder import Vocoder, sampling_scale
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -212,6 +212,7 @@ class FloWaveNet(Vocoder):
         if sampling:
             raise ValueError(f"flowavenet sampling options are temperature; got {sorted(sampling)}")
         cfg: FloWaveNetConfig = self.config  # type: ignore[assignment]
+        temperature = sampling_scale("temperature", temperature)
         frames, hop = mel.shape[-1], cfg.mel.hop_length
         z = temperature * torch.randn(mel.shape[0], 1, frames * hop, generator=generator, device=mel.device,
                                       dtype=mel.dtype)

@@ -58,10 +58,21 @@ class GriffinLim(Vocoder):
         if sampling:
             raise ValueError(f"griffinlim takes no sampling options, got {sorted(sampling)}")
         m = self.mel_config
-        cfg: GriffinLimConfig = self.config  # type: ignore[assignment]
-        frames = mel.shape[-1]
+        frames, hop = mel.shape[-1], m.hop_length
         linear_mel = decompress(mel.float(), m)
         spec = torch.relu(self.inverse_fb.float() @ linear_mel)
+        # The centred STFT inside Griffin-Lim reflects n_fft // 2 samples, so it needs more than that: a shorter
+        # mel is run with silent (zero-magnitude) frames after it and the audio cut back to its length.
+        short = -(-(m.n_fft // 2 + 2) // hop) - frames
+        if short > 0:
+            padded = torch.nn.functional.pad(spec, (0, short))
+            return self._griffinlim(padded, frames + short)[..., : frames * hop]
+        return self._griffinlim(spec, frames)
+
+    def _griffinlim(self, spec: Tensor, frames: int) -> Tensor:
+        """Audio ``[B, frames * hop]`` for the magnitude spectrogram ``spec [B, bins, frames]``."""
+        m = self.mel_config
+        cfg: GriffinLimConfig = self.config  # type: ignore[assignment]
         win = m.win_length or m.n_fft
         hop = m.hop_length
         # Frame t of the front-end is centred on sample t*hop + offset; torch's centred iSTFT puts it at t*hop.

@@ -35,7 +35,7 @@ from zoo.gated import GatedResidualStack, fast_inference, infer_layers, require_
 from zoo.mel import MelConfig
 from zoo.stream import in_windows
 from zoo.upsample import Stretch2dUpsampler, TransposedConv2dUpsampler
-from zoo.vocoder import Vocoder
+from zoo.vocoder import Vocoder, sampling_scale
 
 UPSAMPLERS = ("transposed2d", "stretch2d")
 #: The student config fields that describe its copy of the teacher's upsampler (``WaveNetConfig`` names).
@@ -288,13 +288,12 @@ class ParallelWaveNet(Vocoder):
         return (z * temperature).to(device=device, dtype=dtype)
 
     def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, **sampling: Any) -> Tensor:
-        temperature = float(sampling.pop("temperature", self.config.infer_temperature))  # type: ignore[attr-defined]
+        temperature = sampling.pop("temperature", self.config.infer_temperature)  # type: ignore[attr-defined]
         if sampling:
             raise ValueError(
                 f"parallel_wavenet takes only the sampling option 'temperature', got {sorted(sampling)}"
             )
-        if not temperature >= 0.0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        temperature = sampling_scale("temperature", temperature)
         frames, hop = mel.shape[-1], self.hop_length
         z = self.sample_noise(
             mel.shape[0],

@@ -26,7 +26,7 @@ from zoo.gated import WaveNetConditioner
 from zoo.mel import MelConfig
 from zoo.stream import in_windows
 from zoo.upsample import TransposedConvUpsampler
-from zoo.vocoder import Vocoder
+from zoo.vocoder import Vocoder, sampling_scale
 
 
 def _tacotron2_mel() -> MelConfig:
@@ -177,7 +177,7 @@ class WaveGlow(Vocoder):
         if sampling:
             raise ValueError(f"waveglow sampling options are sigma; got {sorted(sampling)}")
         c: WaveGlowConfig = self.config  # type: ignore[assignment]
-        sigma = c.infer_sigma if sigma is None else sigma
+        sigma = sampling_scale("sigma", c.infer_sigma if sigma is None else sigma)
         frames = mel.shape[-1]
         steps = frames * c.mel.hop_length // c.n_group
         z = torch.randn(mel.shape[0], c.n_group, steps, generator=generator, device=mel.device, dtype=mel.dtype)

@@ -27,7 +27,7 @@ from zoo.distributions import DiscretizedMixLogistic, Gaussian, MuLawSoftmax, ge
 from zoo.gated import GatedResidualStack
 from zoo.mel import MelConfig
 from zoo.upsample import Stretch2dUpsampler, TransposedConv2dUpsampler
-from zoo.vocoder import Vocoder
+from zoo.vocoder import Vocoder, sampling_scale
 
 
 def _r9y9_mel() -> MelConfig:
@@ -232,8 +232,7 @@ class WaveNet(Vocoder):
             raise ValueError(f"wavenet sampling options are temperature, progress, speaker; got {sorted(sampling)}")
         if temperature is None:
             temperature = self.config.infer_temperature  # type: ignore[attr-defined]
-        if not temperature >= 0.0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        temperature = sampling_scale("temperature", temperature)
         from zoo_plugins.wavenet.incremental import IncrementalSampler
 
         c_up = self.upsample_mel(mel)
