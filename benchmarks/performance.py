@@ -162,7 +162,13 @@ NOTES = """## What the fast paths are
   gives `rate` output rows in time order). At these widths (32 to 512 channels, 3 to 11 taps) the
   products run nearer the matmul peak than oneDNN's direct convolutions, which the reference (and our
   autograd path, `generate`) use: in a 2 s A/B the reference took 2.49 s, our conv path 2.72 s (0.91x),
-  the time-major path 2.16 s (1.15x). bfloat16 on this AVX2-only CPU (no native bfloat16 matmul) took
+  the time-major path 2.16 s (1.15x). From 128 channels (the first two stages of V1, most of its
+  arithmetic) the residual blocks' convs take their taps three at a time through Winograd F(4, 3)
+  (`zoo.timemajor.conv_taps_winograd`: a 7-tap conv is two 3-tap groups plus one direct tap, an 11-tap
+  one three groups plus two; 12 instead of 21 tap-products per set of blocks where they apply): about
+  1.07x in an in-process A/B (2 s, 8 interleaved rounds), output within 3e-7 of the direct taps; the
+  comparison with the reference then read 1.42-1.47x, on a machine whose convolutions (the reference's)
+  had slowed since the 1.14x run (5.98 -> 7.06 s). bfloat16 on this AVX2-only CPU (no native bfloat16 matmul) took
   34.5 s per second of audio, about 27x float32, so its row was not run; bfloat16 and CUDA keep the conv
   path.
 - Not done: CUDA graphs and half precision for the autoregressive loop on GPU (no GPU was available to
