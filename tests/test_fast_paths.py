@@ -246,8 +246,8 @@ def test_parallel_wavenet_chunked_synthesis_equals_one_shot():
                                                   skip_channels=8)).eval()
     _randomise(model, 0.1, seed=2)
     mel = torch.rand(2, 80, 40)
-    model.chunk_frames = 0
+    model.config = model.config.replace(chunk_frames=0)
     one_shot = model.vocode(mel, generator=torch.Generator().manual_seed(0))[0]
-    model.chunk_frames = 7
+    model.config = model.config.replace(chunk_frames=7)
     chunked = model.vocode(mel, generator=torch.Generator().manual_seed(0))[0]
     torch.testing.assert_close(chunked, one_shot, atol=1e-5, rtol=1e-5)

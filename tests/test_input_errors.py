@@ -3,6 +3,7 @@ the cases found by reviewing the public API and CLI as a user would."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -185,3 +186,191 @@ def test_export_makes_the_output_folder(tmp_path):
 
     path = export(zoo.create("hifigan", upsample_initial_channel=16), "torchscript", tmp_path / "new" / "e.pt")
     assert path.is_file()
+
+
+# ---------------------------------------------------------------------- zoo convert: untrusted files, safe outputs
+PARITY = Path(__file__).resolve().parents[2] / "shared" / "parity"
+
+
+def _truncated(src: Path, dst: Path, keep: int = 2000) -> Path:
+    dst.write_bytes(src.read_bytes()[:keep])
+    return dst
+
+
+@pytest.mark.parametrize("source,ckpt", [("waveglow", "waveglow/ckpt_nvidia.pt"), ("waveglow", "waveglow/ckpt_dle.pt"),
+                                         ("wavenet", "wavenet/ckpt_mol.pth")])
+@pytest.mark.parametrize("damage", ["empty", "garbage", "truncated"])
+def test_convert_refuses_damaged_checkpoints_in_one_line(tmp_path, capsys, source, ckpt, damage):
+    bad = tmp_path / "bad.pt"
+    if damage == "empty":
+        bad.write_bytes(b"")
+    elif damage == "garbage":
+        bad.write_bytes(b"\x80\x02}q\x00(X\x01\x00\x00\x00ah\x01" * 7)
+    else:
+        _truncated(PARITY / ckpt, bad)
+    assert main(["convert", "--from", source, str(bad), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("zoo: error: ") and str(bad) in err and "\n" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_never_runs_a_pickle_and_says_so_in_one_line(tmp_path, capsys):
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    bad = tmp_path / "evil.pt"
+    torch.save({"state_dict": Evil()}, bad, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    for source in ("waveglow", "wavenet", "hifigan", "clarinet"):
+        assert main(["convert", "--from", source, str(bad), str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and str(bad) in err and "weights_only" not in err, err
+    assert not marker.exists()
+
+
+def test_convert_never_destroys_a_folder(tmp_path, capsys, monkeypatch):
+    ckpt = tmp_path / "ckpt.pth"
+    ckpt.write_bytes((PARITY / "wavenet" / "ckpt_mol.pth").read_bytes())
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "thesis.txt").write_text("mine")
+    assert main(["convert", "--from", "wavenet", str(ckpt), str(keep)]) == 2
+    assert "not a zoo model" in capsys.readouterr().err and (keep / "thesis.txt").read_text() == "mine"
+    monkeypatch.chdir(tmp_path)
+    assert main(["convert", "--from", "wavenet", "ckpt.pth", "."]) == 2
+    assert ckpt.is_file() and (keep / "thesis.txt").is_file()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["convert", "--from", "wavenet", str(ckpt), str(afile)]) == 2
+    assert afile.read_text() == "x"
+    out = tmp_path / "model"
+    assert main(["convert", "--from", "wavenet", str(ckpt), str(out)]) == 0
+    assert main(["convert", "--from", "wavenet", str(ckpt), str(out)]) == 0  # a zoo model folder is replaced
+
+
+def test_convert_refuses_weights_it_would_drop_or_that_are_broken(tmp_path, capsys):
+    state = torch.load(PARITY / "wavenet" / "ckpt_mol.pth", weights_only=True)
+    extra = dict(state, state_dict={**state["state_dict"], "bogus.weight": torch.zeros(3)})
+    torch.save(extra, tmp_path / "extra.pth")
+    assert main(["convert", "--from", "wavenet", str(tmp_path / "extra.pth"), str(tmp_path / "o1")]) == 2
+    assert "have no place in the converted model (bogus.weight)" in capsys.readouterr().err
+    sd = dict(state["state_dict"])
+    key = next(k for k in sd if k.endswith("weight_v"))
+    sd[key] = sd[key].clone()
+    sd[key].view(-1)[0] = float("nan")
+    torch.save(dict(state, state_dict=sd), tmp_path / "nan.pth")
+    assert main(["convert", "--from", "wavenet", str(tmp_path / "nan.pth"), str(tmp_path / "o2")]) == 2
+    assert "NaN or Inf" in capsys.readouterr().err
+    g = key[: -len("_v")] + "_g"
+    sd = dict(state["state_dict"], **{g: torch.ones(sd[g].numel() + 3, 1, 1)})
+    torch.save(dict(state, state_dict=sd), tmp_path / "shape.pth")
+    assert main(["convert", "--from", "wavenet", str(tmp_path / "shape.pth"), str(tmp_path / "o3")]) == 2
+    assert "do not form one weight-normalised weight" in capsys.readouterr().err
+    bad_cfg = tmp_path / "cfg.json"
+    bad_cfg.write_text("[1, 2]")
+    assert main(["convert", "--from", "wavenet", str(PARITY / "wavenet" / "ckpt_mol.pth"), str(tmp_path / "o4"),
+                 "--config", str(bad_cfg)]) == 2
+    assert "must hold a JSON object" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- zoo train / distill
+def _tiny_train(train_dir, tmp_path, n=3):
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    for p in sorted(train_dir.glob("*.wav"))[:n]:
+        if not (data / p.name).exists():
+            (data / p.name).symlink_to(p)
+    return ["train", "waveglow", "--data", str(data), "--set", "n_flows=2", "--set", "n_layers=1",
+            "--set", "n_channels=8", "--set", "n_early_every=1", "--set", "upsample_kernel=256",
+            "--set", "train.batch_size=1", "--set", "train.segment_length=2048", "--set", "train.val_every=100",
+            "--set", "train.ckpt_every=2", "--set", "train.val_files=1", "--set", "train.log_every=1"]
+
+
+def test_train_resume_keeps_the_run_consistent(train_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = [*_tiny_train(train_dir, tmp_path), "--out", str(run)]
+    assert main([*args, "--steps", "3"]) == 0
+    capsys.readouterr()
+    # a different learning rate (or mel, or model) does not mix into the run
+    assert main([*args, "--steps", "5", "--set", "train.lr=0.5"]) == 2
+    assert "train.lr differ" in capsys.readouterr().err
+    assert main([*args, "--steps", "5", "--set", "mel=hifigan"]) == 2
+    assert "mel differ" in capsys.readouterr().err
+    # --no-resume into a run with checkpoints is refused (it pruned its own new checkpoints before)
+    assert main([*args, "--steps", "2", "--no-resume"]) == 2
+    assert "already holds checkpoints" in capsys.readouterr().err
+    # rows logged after the last checkpoint (by a run killed before its next one) are dropped on resume
+    with (run / "metrics.csv").open("a") as f:
+        f.write("4,train,loss,9.9,0.001,1.0,0.0\n5,train,loss,9.9,0.001,1.0,0.0\n")
+    assert main(["train", "waveglow", "--data", str(tmp_path / "data"), "--out", str(run), "--steps", "4"]) == 0
+    assert "resumed from step 3" in capsys.readouterr().out
+    assert ",9.9," not in (run / "metrics.csv").read_text()
+    steps = [int(r.split(",")[0]) for r in (run / "metrics.csv").read_text().splitlines()[1:]
+             if ",train," in r and ",loss," in r]
+    assert steps == sorted(set(steps)) == [1, 2, 3, 4]
+    saved = json.loads((run / "run.json").read_text())["train_config"]
+    assert saved["batch_size"] == 1 and saved["segment_length"] == 2048  # the run's settings, not defaults
+
+
+@pytest.mark.parametrize("setting,message", [("train.lr=abc", "train setting lr must be float"),
+                                             ("train.log_every=0", "log_every must be >= 1"),
+                                             ("train.bogus=1", "unknown train settings ['bogus']"),
+                                             ("model=3", "'model' must be a mapping")])
+def test_train_settings_are_checked_in_one_line(train_dir, tmp_path, capsys, setting, message):
+    args = [*_tiny_train(train_dir, tmp_path), "--out", str(tmp_path / "r"), "--steps", "1", "--set", setting]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_train_refuses_what_it_cannot_train(train_dir, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "broken.wav").write_bytes(b"RIFF0000WAVEjunk")
+    assert main(["train", "hifigan", "--data", str(data), "--out", str(tmp_path / "h")]) == 2
+    assert "has no training loss" in capsys.readouterr().err
+    assert main(["train", "waveglow", "--data", str(data), "--out", str(tmp_path / "w"), "--device", "cpux"]) == 2
+    assert "unknown --device" in capsys.readouterr().err
+    assert main([*_tiny_train(train_dir, tmp_path)[:3], str(data), *_tiny_train(train_dir, tmp_path)[4:],
+                 "--out", str(tmp_path / "w"), "--steps", "1"]) == 2
+    assert "broken.wav: not a readable audio file" in capsys.readouterr().err
+
+
+def test_distill_never_writes_into_a_model_folder(tmp_path, capsys):
+    teacher = tmp_path / "teacher"
+    zoo.create("wavenet", output_distribution="gaussian", layers=2, stacks=1, residual_channels=4,
+               gate_channels=8, skip_channels=4).save_pretrained(teacher)
+    before = (teacher / "config.json").read_text()
+    assert main(["distill", "--teacher", str(teacher), "--data", str(tmp_path), "--out", str(teacher),
+                 "--steps", "1"]) == 2
+    assert "no distillation state" in capsys.readouterr().err
+    assert (teacher / "config.json").read_text() == before
+
+
+# ---------------------------------------------------------------------- numerics across dtypes
+@pytest.mark.parametrize("name", ["waveglow", "flowavenet"])
+def test_a_seed_draws_the_same_noise_in_every_dtype(name):
+    mel = torch.randn(80, 6) - 5
+    full = zoo.load(name)(mel, generator=torch.Generator().manual_seed(0))
+    half = zoo.load(name, dtype=torch.bfloat16)(mel, generator=torch.Generator().manual_seed(0)).float()
+    assert (full - half).abs().max() < 0.25 * (full.abs().max())
+
+
+def test_griffinlim_constants_survive_a_dtype_round_trip():
+    voc = zoo.load("griffinlim")
+    mel = torch.randn(80, 8) - 5
+    before = voc(mel)
+    voc.to(torch.float16)
+    assert voc(mel).dtype == torch.float16
+    voc.to(torch.float32)
+    assert torch.equal(voc(mel), before)
+
+
+def test_parallel_wavenet_chunk_frames_is_a_config_setting():
+    voc = zoo.create("parallel_wavenet", chunk_frames=0, flow_layers=[2], residual_channels=4, gate_channels=8,
+                     skip_channels=4)
+    assert voc.config.chunk_frames == 0 and "chunk_frames" in voc.config.to_dict()

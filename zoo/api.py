@@ -180,7 +180,16 @@ def convert(source: str, checkpoint: str | os.PathLike[str], out_dir: str | os.P
             config: dict[str, Any] | None = None) -> Vocoder:
     """Convert an original checkpoint with the converter ``source``; saved to ``out_dir`` if given."""
     converter = get_registry().converter(source)
-    model = converter.fn(Path(checkpoint), config=config)
+    if config is not None and not isinstance(config, dict):
+        raise ValueError(f"config must be a dict of hyperparameters, got {type(config).__name__}")
+    try:
+        model = converter.fn(Path(checkpoint), config=config)
+    except (ValueError, OSError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a checkpoint is untrusted input: any failure is a bad file
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise ValueError(f"{checkpoint}: the {source!r} converter cannot convert it "
+                         f"({type(exc).__name__}{': ' + reason if reason else ''})") from None
     if out_dir is not None:
         model.save_pretrained(out_dir)
     return model

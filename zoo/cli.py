@@ -304,6 +304,23 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_convert)
 
 
+def _check_convert_target(out: Path, ckpt: Path) -> None:
+    """Refuse an output that converting would destroy: a file, the current folder or one holding the
+    checkpoint, or a folder with anything but a zoo model in it (which the new model replaces)."""
+    from zoo.vocoder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+
+    where = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise CliError(f"{out} exists and is not a folder; give a folder to write the model to")
+    if where == Path.cwd().resolve() or where in ckpt.resolve().parents:
+        raise CliError(f"{out} holds the checkpoint (or is the current folder); write the model to a new folder")
+    if out.is_dir():
+        other = sorted(p.name for p in out.iterdir() if p.name not in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME))
+        if other:
+            raise CliError(f"{out} already holds files that are not a zoo model ({', '.join(other[:5])}); "
+                           f"write the model to a new or empty folder")
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
     import shutil
 
@@ -314,8 +331,13 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if not ckpt.is_file():
         raise CliError(f"{ckpt}: no such file")
     config = _read_json(Path(args.config), "--config") if args.config else None
+    if config is not None and not isinstance(config, dict):
+        raise CliError(f"--config {args.config} must hold a JSON object of hyperparameters, got "
+                       f"{type(config).__name__}")
     out = Path(args.out_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=".zoo-convert-", dir=out.parent if out.parent.exists() else None))
+    _check_convert_target(out, ckpt)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".zoo-convert-", dir=out.parent))
     try:
         model = zoo.convert(args.source, ckpt, tmp, config=config)
         if out.exists():

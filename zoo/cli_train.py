@@ -23,7 +23,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--init", help="start from this model (name or folder) instead of random weights; --set may "
                    "then change only settings that keep its weights' shapes (dropout, train_input_noise, ...)")
-    p.add_argument("--no-resume", action="store_true", help="ignore checkpoints already in --out")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start from step 0 (refused if --out already holds checkpoints: choose another --out)")
     p.set_defaults(func=_cmd_train)
 
 
@@ -35,19 +36,37 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from zoo.train import TrainConfig, Trainer, merge, parse_overrides, split_config
 
     cls = get_registry().architecture(args.architecture).cls
+    _check_trainable(cls, args.architecture)
+    import torch
+
+    try:
+        device = torch.device(args.device)
+    except (RuntimeError, TypeError):
+        raise CliError(f"unknown --device {args.device!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CliError("--device cuda requested but CUDA is not available")
     data: dict = {}
     if args.config:
         text = Path(args.config).read_text()
         data = yaml.safe_load(text) or {}
         if not isinstance(data, dict):
             raise CliError(f"{args.config}: expected a mapping with 'model' and 'train'")
-    data = merge(data, parse_overrides(args.set))
-    model_cfg, train_cfg = split_config(cls.config_class, data)
+    # The file's settings, then --set's over them (each split into model and train settings first, and a
+    # partial mel.* change applied to the mel it changes: the file's, else the architecture's default).
+    file_model, file_train = split_config(cls.config_class, _expand_mel(data))
+    set_model, set_train = split_config(cls.config_class, _expand_mel(parse_overrides(args.set)))
+    model_cfg, train_cfg = merge(file_model, set_model), {**file_train, **set_train}
+    if isinstance(model_cfg.get("mel"), dict):
+        model_cfg["mel"] = merge(cls.config_class().mel.to_dict(), model_cfg["mel"])
     if args.steps is not None:
         train_cfg["steps"] = args.steps
-    if isinstance(model_cfg.get("mel"), str):
-        model_cfg["mel"] = zoo.MelConfig.preset(model_cfg["mel"]).to_dict()
     run = Path(args.out)
+    saved = _saved_run(run, args.architecture)
+    if saved is not None and args.no_resume:
+        raise CliError(f"--out {run} already holds checkpoints of a run (up to {saved['checkpoint']}); --no-resume "
+                       f"would mix a new run into it: choose another --out or remove that folder")
+    if saved is not None:
+        model_cfg, train_cfg = _resumed_settings(run, saved, model_cfg, train_cfg, args.init)
     if args.init:
         model = zoo.load(args.init)
         if model.architecture != args.architecture:
@@ -55,17 +74,70 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if model_cfg:
             model = _reconfigure(model, args.architecture, model_cfg, args.init)
     else:
-        existing = run / "run.json"
-        if existing.is_file() and not args.no_resume and not model_cfg:
-            model_cfg = {k: v for k, v in json.loads(existing.read_text())["model_config"].items()}
         model = zoo.create(args.architecture, model_cfg or None)
-    trainer = Trainer(model, args.data, run, TrainConfig(**train_cfg), device=args.device)
-    if not args.no_resume and trainer.resume():
+    trainer = Trainer(model, args.data, run, TrainConfig.from_dict(train_cfg), device=args.device)
+    if saved is not None and trainer.resume():
         print(f"resumed from step {trainer.step}")
     last = trainer.fit()
     if trainer.dist.is_main:
         print(f"done: step {trainer.step}, loss {last.get('loss', float('nan')):.4f}; model in {run / 'final'}")
     return 0
+
+
+#: Train settings a resumed run may change: how long, and how often it logs, validates and saves.
+RESUMABLE = {"steps", "log_every", "val_every", "ckpt_every", "keep_checkpoints", "sample_seconds"}
+
+
+def _expand_mel(data: dict[str, Any]) -> dict[str, Any]:
+    """Mel preset names (at the top, or under ``model``) as full dicts, so partial ``mel.*`` overrides
+    change only their fields."""
+    import zoo
+
+    out = dict(data)
+    if isinstance(out.get("mel"), str):
+        out["mel"] = zoo.MelConfig.preset(out["mel"]).to_dict()
+    if isinstance(out.get("model"), dict):
+        out["model"] = _expand_mel(out["model"])
+    return out
+
+
+def _check_trainable(cls: Any, architecture: str) -> None:
+    from zoo.vocoder import Vocoder
+
+    if cls.loss is Vocoder.loss:
+        raise CliError(f"{architecture!r} has no training loss in this zoo (it ships trained weights, or has none); "
+                       f"`zoo train` trains the likelihood vocoders")
+
+
+def _saved_run(run: Path, architecture: str) -> dict[str, Any] | None:
+    """The run.json of ``run`` (with ``checkpoint``: its newest checkpoint) if it holds checkpoints."""
+    checkpoints = sorted(p.name for p in (run / "checkpoints").glob("step_*")
+                         if not p.name.endswith(".tmp") and (p / "trainer_state.pt").is_file())
+    info = run / "run.json"
+    if not checkpoints or not info.is_file():
+        return None
+    saved = json.loads(info.read_text())
+    if saved.get("architecture") != architecture:
+        raise CliError(f"--out {run} holds a {saved.get('architecture')!r} run, not {architecture!r}: choose "
+                       f"another --out")
+    return {**saved, "checkpoint": checkpoints[-1]}
+
+
+def _resumed_settings(run: Path, saved: dict[str, Any], model_cfg: dict[str, Any], train_cfg: dict[str, Any],
+                      init: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The settings a resumed run continues with: the saved ones, where the given ones may only change
+    :data:`RESUMABLE` train settings; anything else is refused, naming the keys."""
+    from zoo.train import merge
+
+    old_model, old_train = saved["model_config"], saved["train_config"]
+    model = merge(old_model, model_cfg)
+    changed = sorted(k for k in set(model) | set(old_model) if model.get(k) != old_model.get(k))
+    train = {**old_train, **train_cfg}
+    changed += sorted(f"train.{k}" for k in train if k not in RESUMABLE and train[k] != old_train.get(k))
+    if changed and not init:
+        raise CliError(f"--out {run} was trained with other settings ({', '.join(changed)} differ); resuming may "
+                       f"change only {sorted(RESUMABLE)}: continue with its settings, or use another --out")
+    return model, train
 
 
 def _reconfigure(model: Any, architecture: str, overrides: dict, init: str) -> Any:

@@ -35,6 +35,18 @@ def _like(value: Any, template: Any) -> Any:
     return value
 
 
+def check_field_types(obj: Any, what: str = "setting") -> None:
+    """Raise ``ValueError`` for a field of the dataclass ``obj`` annotated ``int``, ``float`` or ``bool``
+    (optionally ``| None``) whose value is not of that type (ints pass as floats; bools never as numbers)."""
+    for f in dataclasses.fields(obj):
+        value, annotation = getattr(obj, f.name), str(f.type)
+        kind = {"int": int, "float": (int, float), "bool": bool}.get(annotation.replace(" | None", ""))
+        if kind is None or (value is None and annotation.endswith("| None")):
+            continue
+        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+            raise ValueError(f"{what} {f.name} must be {annotation}, got {value!r}")
+
+
 @dataclasses.dataclass
 class VocoderConfig:
     """Base of every architecture's hyperparameters. ``mel`` is the feature contract of the model."""

@@ -38,7 +38,12 @@ def load_audio(path: Path, sample_rate: int) -> Tensor:
     import soundfile as sf
     import torchaudio.functional as AF
 
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable audio file ({exc})") from None
+    if data.size == 0:
+        raise ValueError(f"{path}: the audio file holds no samples")
     audio = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
     if sr != sample_rate:
         audio = AF.resample(audio, sr, sample_rate)

@@ -176,31 +176,59 @@ def _no_storage(*_: Any) -> torch.Tensor:
 
 
 def load_checkpoint(path: str | Path) -> Any:
-    """Unpickle a torch checkpoint with the restricted unpickler (module objects become stubs)."""
+    """Unpickle a torch checkpoint with the restricted unpickler (module objects become stubs).
+
+    Whatever is wrong with the file (empty, truncated, corrupt, tampered, a refused global) gives one
+    ``ValueError`` naming it; nothing from the file is ever executed.
+    """
     path = Path(path)
-    if zipfile.is_zipfile(path):
-        return _load_zip(path)
-    return _load_legacy(path)
+    try:
+        if zipfile.is_zipfile(path):
+            return _load_zip(path)
+        with open(path, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":
+                raise ValueError("a zip archive that cannot be read (truncated or corrupt)")
+        return _load_legacy(path)
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of the restricted reader is a bad input file
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if reason.startswith(f"{path}: "):
+            reason = reason[len(f"{path}: "):]
+        raise ValueError(f"{path}: not a readable torch checkpoint ({reason})") from None
 
 
-def state_dict_of(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
+def state_dict_of(obj: Any, prefix: str = "", _seen: frozenset[int] = frozenset()) -> dict[str, torch.Tensor]:
     """The ``state_dict`` of a stubbed module: parameters and persistent buffers, recursively."""
+    where = prefix.rstrip(".") or "the checkpoint's module"
     if not isinstance(obj, ModuleStub):
-        raise ValueError(f"expected a pickled module, got {type(obj).__name__}")
+        raise ValueError(f"expected a pickled module at {where}, got {type(obj).__name__}")
+    if id(obj) in _seen:
+        raise ValueError(f"{where}: a module that contains itself")
+    seen = _seen | {id(obj)}
     state = obj.__dict__.get("state", {})
-    if isinstance(state, tuple):  # (dict, slotstate)
+    if isinstance(state, tuple) and state:  # (dict, slotstate)
         state = state[0]
+    if not isinstance(state, dict):
+        raise ValueError(f"{where}: a module record whose state is {type(state).__name__}, not a dict")
     out: dict[str, torch.Tensor] = {}
+    fields = {}
+    for field in ("_parameters", "_buffers", "_modules"):
+        value = state.get(field) or {}
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: {field} is {type(value).__name__}, not a dict")
+        fields[field] = value
     non_persistent = set(state.get("_non_persistent_buffers_set", ()) or ())
-    for name, value in (state.get("_parameters") or {}).items():
-        if value is not None:
+    for kind in ("_parameters", "_buffers"):
+        for name, value in fields[kind].items():
+            if value is None or (kind == "_buffers" and name in non_persistent):
+                continue
+            if not isinstance(value, torch.Tensor):
+                raise ValueError(f"{prefix}{name} is {type(value).__name__}, not a tensor")
             out[prefix + name] = value
-    for name, value in (state.get("_buffers") or {}).items():
-        if value is not None and name not in non_persistent:
-            out[prefix + name] = value
-    for name, child in (state.get("_modules") or {}).items():
+    for name, child in fields["_modules"].items():
         if child is not None:
-            out.update(state_dict_of(child, f"{prefix}{name}."))
+            out.update(state_dict_of(child, f"{prefix}{name}.", seen))
     return out
 
 
@@ -208,6 +236,34 @@ def module_attributes(obj: ModuleStub) -> dict[str, Any]:
     """Plain (non-tensor, non-module) attributes of a stubbed module, e.g. ``n_early_every``."""
     state = obj.__dict__.get("state", {})
     return {k: v for k, v in state.items() if not k.startswith("_") and isinstance(v, (int, float, str, bool, tuple))}
+
+
+def weights_only_load(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)``; a file that needs more than tensors and plain containers
+    (or is not a torch file at all) gives one ``ValueError`` naming it and the reason."""
+    import re
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's note on old pickle protocols: the error says enough
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - anything that is not plain tensors is refused
+        text = str(exc)
+        found = re.search(r"(?:Unsupported global|unsupported GLOBAL)[: ]+(?:GLOBAL )?([\w.]+)", text)
+        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+        if found:
+            reason = f"it needs the global {found.group(1)}, which is not a tensor or plain container"
+        elif detail:
+            reason = f"the weights-only unpickler stopped at: {detail.group(1).strip()}"
+        elif text.startswith("Weights only load failed"):
+            reason = "it holds more than tensors and plain containers"
+        else:
+            reason = text.splitlines()[0] if text else type(exc).__name__
+        raise ValueError(f"{path}: not a readable weights-only torch checkpoint ({reason}); refusing to unpickle "
+                         f"it (nothing was executed)") from None
 
 
 def load_state_dict(path: str | Path, key: str = "state_dict") -> dict[str, torch.Tensor]:
@@ -218,11 +274,7 @@ def load_state_dict(path: str | Path, key: str = "state_dict") -> dict[str, torc
     """
     from zoo.weightnorm import strip_prefix
 
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - anything that is not plain tensors is refused
-        raise ValueError(f"{path}: not a weights-only checkpoint ({type(exc).__name__}: {exc}); refusing to "
-                         "unpickle arbitrary objects") from None
+    ckpt = weights_only_load(path)
     state = ckpt.get(key, ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected {{'{key}': state_dict}} of tensors")

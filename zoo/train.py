@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from zoo.config import VocoderConfig
+from zoo.config import VocoderConfig, check_field_types
 from zoo.vocoder import Vocoder
 
 
@@ -50,8 +50,24 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in {"fp32", "bf16", "fp16"}:
             raise ValueError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
+        check_field_types(self, "train setting")
+        for name in ("steps", "batch_size", "segment_length", "lr_decay_every", "log_every", "val_every",
+                     "ckpt_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train setting {name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0 or not self.lr_decay > 0:
+            raise ValueError(f"lr and lr_decay must be > 0, got {self.lr} and {self.lr_decay}")
+        if self.val_files < 0:
+            raise ValueError(f"train setting val_files must be >= 0, got {self.val_files}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Like ``TrainConfig(**data)``, with unknown keys named in a ``ValueError``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown train settings {unknown}; known: {sorted(known)}")
+        return cls(**data)
 
 
 class _LossModule(nn.Module):
@@ -169,17 +185,25 @@ class Trainer:
     def _prune(self) -> None:
         import shutil
 
-        done = sorted(p for p in self.ckpt_root.glob("step_*") if not p.name.endswith(".tmp"))
-        for old in done[: max(0, len(done) - self.cfg.keep_checkpoints)]:
+        current = self.ckpt_root / f"step_{self.step:08d}"
+        done = sorted(p for p in self.ckpt_root.glob("step_*") if not p.name.endswith(".tmp") and p != current)
+        for old in done[: max(0, len(done) - (self.cfg.keep_checkpoints - 1))]:
             shutil.rmtree(old, ignore_errors=True)
 
+    def checkpoints(self) -> list[Path]:
+        """The complete checkpoint folders of the run, oldest first."""
+        return sorted(p for p in self.ckpt_root.glob("step_*")
+                      if not p.name.endswith(".tmp") and (p / "trainer_state.pt").is_file())
+
     def latest_checkpoint(self) -> Path | None:
+        """The checkpoint ``checkpoints/latest`` names, or the newest complete one if that one is gone."""
         pointer = self.ckpt_root / "latest"
         if pointer.is_file():
             folder = self.ckpt_root / pointer.read_text().strip()
             if (folder / "trainer_state.pt").is_file():
                 return folder
-        return None
+        done = self.checkpoints()
+        return done[-1] if done else None
 
     def resume(self, folder: Path | None = None) -> bool:
         """Load the latest (or given) checkpoint; returns whether one was found."""
@@ -193,7 +217,23 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"])
         self.step = int(state["step"])
+        self._forget_metrics_after(self.step)
         return True
+
+    def _forget_metrics_after(self, step: int) -> None:
+        """Drop the rows of ``metrics.csv`` logged after ``step`` (by a run stopped before its next checkpoint),
+        since they are logged again."""
+        path = self.run_dir / "metrics.csv"
+        if not self.dist.is_main or not path.is_file():
+            return
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
+        kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
+        if len(kept) != len(rows):
+            tmp = path.with_name(path.name + ".tmp")
+            with tmp.open("w", newline="") as f:
+                csv.writer(f).writerows(kept)
+            tmp.replace(path)
 
     # ------------------------------------------------------------------ loop
     def _autocast(self) -> Any:
@@ -331,11 +371,16 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def split_config(config_cls: type[VocoderConfig], data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split flat overrides into (model config, train config) by field names; ``model.``/``train.`` prefixes win."""
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    model: dict[str, Any] = dict(data.pop("model", {}) or {})
-    train: dict[str, Any] = dict(data.pop("train", {}) or {})
+    data = dict(data)
+    model_in, train_in = data.pop("model", {}) or {}, data.pop("train", {}) or {}
+    for name, value in (("model", model_in), ("train", train_in)):
+        if not isinstance(value, dict):
+            raise ValueError(f"'{name}' must be a mapping of settings, got {value!r}")
+    model: dict[str, Any] = {}
+    train: dict[str, Any] = {}
     for key, value in data.items():
         (train if key in train_fields else model)[key] = value
-    return model, train
+    return merge(model, model_in), merge(train, train_in)
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

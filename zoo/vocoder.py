@@ -336,6 +336,9 @@ class Vocoder(nn.Module):
                     + ", ".join(f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in bad[:8])
                 )
             raise ValueError(f"{source} does not fit {type(self).__name__}({self.config}): " + "; ".join(parts))
+        broken = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+        if broken:
+            raise ValueError(f"{source} has NaN or Inf values in {broken[:8]}{' ...' if len(broken) > 8 else ''}")
         with torch.no_grad():
             for k, v in own.items():
                 v.copy_(state[k].to(v.dtype))

@@ -7,6 +7,9 @@ over every dimension except 0 (output channels of a Conv, input channels of a Co
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from torch import Tensor
 
 
@@ -28,12 +31,41 @@ def fold_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
             v_key = base + "_v"
             if v_key not in state:
                 raise ValueError(f"{key} has no matching {v_key}")
-            out[base] = fold_weight_norm(value, state[v_key])
+            g, v = value, state[v_key]
+            if v.dim() == 0 or g.numel() != v.shape[0]:
+                raise ValueError(f"{key} has {g.numel()} values but {v_key} has shape {tuple(v.shape)}: they do "
+                                 f"not form one weight-normalised weight")
+            out[base] = fold_weight_norm(g, v)
         elif key == "weight_v" or key.endswith(".weight_v"):
             if key[: -len("_v")] + "_g" not in state:
                 raise ValueError(f"{key} has no matching weight_g")
         else:
             out[key] = value
+    return out
+
+
+def map_all_keys(state: dict[str, Tensor], mapping: Callable[[dict[str, Tensor]], dict[str, Tensor]],
+                 source: str) -> dict[str, Tensor]:
+    """``mapping(state)`` (a converter's reference-to-zoo key map), refusing a checkpoint with keys the map
+    never read: weights the converted model would silently drop (a config that disagrees with the
+    checkpoint, say, or a checkpoint of another layout)."""
+    read: set[str] = set()
+
+    class _Reads(dict):  # type: ignore[type-arg]
+        def __getitem__(self, key: str) -> Tensor:
+            read.add(key)
+            return super().__getitem__(key)
+
+        def get(self, key: str, default: Any = None) -> Any:
+            read.add(key)
+            return super().get(key, default)
+
+    out = mapping(_Reads(state))
+    unused = sorted(set(state) - read)
+    if unused:
+        raise ValueError(f"{source}: {len(unused)} checkpoint weights have no place in the converted model "
+                         f"({', '.join(unused[:6])}{' ...' if len(unused) > 6 else ''}); the config given does not "
+                         f"match the checkpoint, or it is not this converter's layout")
     return out
 
 

@@ -214,8 +214,9 @@ class FloWaveNet(Vocoder):
         cfg: FloWaveNetConfig = self.config  # type: ignore[assignment]
         temperature = sampling_scale("temperature", temperature)
         frames, hop = mel.shape[-1], cfg.mel.hop_length
-        z = temperature * torch.randn(mel.shape[0], 1, frames * hop, generator=generator, device=mel.device,
-                                      dtype=mel.dtype)
+        # Drawn in float32 and then cast, so that a seed gives the same noise in every model dtype.
+        z = temperature * torch.randn(mel.shape[0], 1, frames * hop, generator=generator,
+                                      device=mel.device).to(mel.dtype)
         ctx = self.context_frames()
         return in_windows(frames, cfg.chunk_frames, ctx, ctx, hop, lambda lo, hi: self.reverse(
             z[..., lo * hop: hi * hop], self.upsample(mel[..., lo:hi]))[:, 0])

@@ -50,9 +50,17 @@ class GriffinLim(Vocoder):
         )
         self.register_buffer("inverse_fb", torch.linalg.pinv(fb.double().T).float(), persistent=False)
         self.register_buffer("window", torch.hann_window(m.win_length or m.n_fft), persistent=False)
+        # The computation runs in float32 whatever the module dtype: these copies keep the constants exact
+        # through dtype casts (a round trip through float16 would round the buffers), moved with the device.
+        self._constants = {"inverse_fb": self.inverse_fb.clone(), "window": self.window.clone()}
 
     def _compute_dtype(self) -> torch.dtype:
         return torch.float32
+
+    def _apply(self, fn: Any, recurse: bool = True) -> GriffinLim:
+        super()._apply(fn, recurse)
+        self._constants = {k: v.to(device=self.inverse_fb.device) for k, v in self._constants.items()}
+        return self
 
     def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, **sampling: Any) -> Tensor:
         if sampling:
@@ -60,7 +68,7 @@ class GriffinLim(Vocoder):
         m = self.mel_config
         frames, hop = mel.shape[-1], m.hop_length
         linear_mel = decompress(mel.float(), m)
-        spec = torch.relu(self.inverse_fb.float() @ linear_mel)
+        spec = torch.relu(self._constants["inverse_fb"] @ linear_mel)
         # The centred STFT inside Griffin-Lim reflects n_fft // 2 samples, so it needs more than that: a shorter
         # mel is run with silent (zero-magnitude) frames after it and the audio cut back to its length.
         short = -(-(m.n_fft // 2 + 2) // hop) - frames
@@ -80,7 +88,7 @@ class GriffinLim(Vocoder):
         length = frames * hop
         # A centred STFT of L samples has 1 + L // hop frames: L = frames*hop - 1 gives exactly `frames`.
         audio = AF.griffinlim(
-            spec, self.window.float(), m.n_fft, hop, win, m.power, cfg.n_iter, cfg.momentum, length - 1, False,
+            spec, self._constants["window"], m.n_fft, hop, win, m.power, cfg.n_iter, cfg.momentum, length - 1, False,
         )
         if offset > 0:
             audio = torch.nn.functional.pad(audio, (offset, 0))

@@ -31,6 +31,7 @@ from torch import Tensor
 from zoo_plugins.parallel_wavenet.model import ParallelWaveNet, ParallelWaveNetConfig
 
 from zoo.mel import MelConfig
+from zoo.safe_pickle import weights_only_load
 from zoo.vocoder import Vocoder
 from zoo.weightnorm import fold_state_dict, strip_prefix
 
@@ -139,10 +140,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad input file
-        raise ValueError(f"{path}: not a readable ClariNet checkpoint ({exc})") from None
+    ckpt = weights_only_load(path)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(

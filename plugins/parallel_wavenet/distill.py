@@ -37,6 +37,7 @@ from zoo_plugins.parallel_wavenet.losses import (
 from zoo_plugins.parallel_wavenet.model import ParallelWaveNet, ParallelWaveNetConfig
 from zoo_plugins.parallel_wavenet.teacher import TeacherAdapter
 
+from zoo.config import check_field_types
 from zoo.vocoder import Vocoder, read_config
 
 STATE_FILE = "distill_state.pt"
@@ -79,6 +80,10 @@ class DistillConfig:
     trim_db: float = 40.0
 
     def __post_init__(self) -> None:
+        check_field_types(self, "distill setting")
+        if not self.lr > 0 or not self.lr_decay > 0 or self.lr_decay_every < 1:
+            raise ValueError(f"lr and lr_decay must be > 0 and lr_decay_every >= 1, got {self.lr}, {self.lr_decay}, "
+                             f"{self.lr_decay_every}")
         if self.kl not in {"auto", "closed_form", "monte_carlo"}:
             raise ValueError(f"kl must be 'auto', 'closed_form' or 'monte_carlo', got {self.kl!r}")
         if self.kl_type not in {"qp", "pq"}:
@@ -275,6 +280,13 @@ class Distiller:
         cfg = self.config
         steps = steps or cfg.steps
         out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file, not a folder")
+        if out.is_dir() and not (out / STATE_FILE).is_file() and any(out.iterdir()):
+            # Only an empty folder or one this distillation saved (with its state) is written into: never
+            # a model folder (the teacher's own, say) or anything else.
+            raise ValueError(f"--out {out} already holds files and no distillation state ({STATE_FILE}); "
+                             f"use an empty or new folder")
         out.mkdir(parents=True, exist_ok=True)
         dataset = SegmentDataset(
             list_audio(data), self.student.mel_config, cfg.segment_length, trim_db=cfg.trim_db

@@ -89,6 +89,9 @@ class ParallelWaveNetConfig(VocoderConfig):
     upsample_negative_slope: float = 0.4
     #: Noise temperature used when ``vocode`` is not given one.
     infer_temperature: float = 1.0
+    #: Longer mels are vocoded in windows of this many frames (plus ``context_frames()``), so peak memory
+    #: does not grow with the utterance; the output equals the one-shot output. 0 = never chunk.
+    chunk_frames: int = 512
 
     def __post_init__(self) -> None:
         if not self.infer_temperature >= 0.0:
@@ -207,10 +210,6 @@ class ParallelWaveNet(Vocoder):
     config_class = ParallelWaveNetConfig
     deterministic = False
     parallel = True
-    #: Longer mels are vocoded in windows of this many frames (plus :meth:`context_frames`), so peak memory
-    #: does not grow with the utterance; the output equals the one-shot output. 0 = never chunk.
-    chunk_frames: int = 512
-
     def __init__(self, config: ParallelWaveNetConfig | None = None) -> None:
         super().__init__(config)
         cfg: ParallelWaveNetConfig = self.config  # type: ignore[assignment]
@@ -306,7 +305,8 @@ class ParallelWaveNet(Vocoder):
         # Bounded memory: windows of chunk_frames with the receptive field as left context (the flows are
         # causal in z) and the upsampler's reach on both sides; one noise draw, so the output is unchanged.
         left, reach = self.context_frames()
-        return in_windows(frames, self.chunk_frames, left, reach, hop, lambda lo, hi: self.iaf(
+        chunk = self.config.chunk_frames  # type: ignore[attr-defined]
+        return in_windows(frames, chunk, left, reach, hop, lambda lo, hi: self.iaf(
             z[..., lo * hop: hi * hop], self.upsample_mel(mel[..., lo:hi]))[0][:, 0])
 
     def context_frames(self) -> tuple[int, int]:

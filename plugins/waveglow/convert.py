@@ -25,7 +25,7 @@ from zoo_plugins.waveglow.model import WaveGlow, WaveGlowConfig
 
 from zoo.mel import MelConfig
 from zoo.safe_pickle import ModuleStub, load_checkpoint, module_attributes, state_dict_of
-from zoo.weightnorm import fold_state_dict, strip_prefix
+from zoo.weightnorm import fold_state_dict, map_all_keys, strip_prefix
 
 
 def read_reference_state(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -124,5 +124,5 @@ def convert(path: str | Path, config: dict[str, Any] | None = None) -> WaveGlow:
     reference_keys_ok(state)
     cfg = infer_config(state, hints, config)
     model = WaveGlow(cfg)
-    model.load_state_dict_checked(map_keys(state, cfg), source=str(path))
+    model.load_state_dict_checked(map_all_keys(state, lambda s: map_keys(s, cfg), str(path)), source=str(path))
     return model.prepare_for_inference()

@@ -180,7 +180,8 @@ class WaveGlow(Vocoder):
         sigma = sampling_scale("sigma", c.infer_sigma if sigma is None else sigma)
         frames = mel.shape[-1]
         steps = frames * c.mel.hop_length // c.n_group
-        z = torch.randn(mel.shape[0], c.n_group, steps, generator=generator, device=mel.device, dtype=mel.dtype)
+        # Drawn in float32 and then cast, so that a seed gives the same noise in every model dtype.
+        z = torch.randn(mel.shape[0], c.n_group, steps, generator=generator, device=mel.device).to(mel.dtype)
         if c.chunk_frames and frames > c.chunk_frames:
             return self.reverse_chunked(sigma * z, mel, c.chunk_frames)
         return self.reverse(sigma * z, mel)

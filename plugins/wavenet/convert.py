@@ -21,7 +21,7 @@ from zoo_plugins.wavenet.model import WaveNet, WaveNetConfig
 
 from zoo.mel import MelConfig
 from zoo.safe_pickle import load_state_dict
-from zoo.weightnorm import fold_state_dict
+from zoo.weightnorm import fold_state_dict, map_all_keys
 
 
 def read_state(path: str | Path) -> dict[str, Tensor]:
@@ -117,5 +117,5 @@ def convert(path: str | Path, config: dict[str, Any] | None = None) -> WaveNet:
     state = read_state(path)
     cfg = infer_config(state, config)
     model = WaveNet(cfg)
-    model.load_state_dict_checked(map_keys(state, cfg), source=str(path))
+    model.load_state_dict_checked(map_all_keys(state, lambda s: map_keys(s, cfg), str(path)), source=str(path))
     return model.prepare_for_inference()
