@@ -374,3 +374,11 @@ def test_parallel_wavenet_chunk_frames_is_a_config_setting():
     voc = zoo.create("parallel_wavenet", chunk_frames=0, flow_layers=[2], residual_channels=4, gate_channels=8,
                      skip_channels=4)
     assert voc.config.chunk_frames == 0 and "chunk_frames" in voc.config.to_dict()
+
+
+def test_train_names_an_unusable_validation_split(train_dir, tmp_path, capsys):
+    args = _tiny_train(train_dir, tmp_path)
+    data = Path(args[3])
+    sf.write(str(data / "zz_short.wav"), np.zeros(100, dtype=np.float32), 22050)  # sorted last: the val split
+    assert main([*args, "--out", str(tmp_path / "r"), "--steps", "1"]) == 2
+    assert "the validation files (zz_short.wav) hold no usable audio" in capsys.readouterr().err

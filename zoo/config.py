@@ -39,7 +39,8 @@ def check_field_types(obj: Any, what: str = "setting") -> None:
     """Raise ``ValueError`` for a field of the dataclass ``obj`` annotated ``int``, ``float`` or ``bool``
     (optionally ``| None``) whose value is not of that type (ints pass as floats; bools never as numbers)."""
     for f in dataclasses.fields(obj):
-        value, annotation = getattr(obj, f.name), str(f.type)
+        value = getattr(obj, f.name)
+        annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         kind = {"int": int, "float": (int, float), "bool": bool}.get(annotation.replace(" | None", ""))
         if kind is None or (value is None and annotation.endswith("| None")):
             continue

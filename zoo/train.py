@@ -14,7 +14,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -22,6 +22,9 @@ from torch import Tensor, nn
 
 from zoo.config import VocoderConfig, check_field_types
 from zoo.vocoder import Vocoder
+
+if TYPE_CHECKING:
+    from zoo.data import SegmentDataset
 
 
 @dataclasses.dataclass
@@ -68,6 +71,21 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown train settings {unknown}; known: {sorted(known)}")
         return cls(**data)
+
+
+def _split(files: list[Path], name: str, mel: Any, seg: int, trim_db: float, cache: Path) -> SegmentDataset:
+    """The segment dataset of one split, an error naming the split and its files when none is usable."""
+    from zoo.data import SegmentDataset
+
+    try:
+        return SegmentDataset(files, mel, seg, trim_db=trim_db, cache_dir=cache)
+    except ValueError as exc:
+        if "no usable utterances" not in str(exc):
+            raise
+        names = ", ".join(p.name for p in files[:4]) + (" ..." if len(files) > 4 else "")
+        raise ValueError(f"the {name} files ({names}) hold no usable audio (each is shorter than one hop after "
+                         f"trimming silence); the last val_files files of the folder are the validation "
+                         f"split") from None
 
 
 class _LossModule(nn.Module):
@@ -121,7 +139,7 @@ class Trainer:
 
     def __init__(self, model: Vocoder, data: str | Path, run_dir: str | Path, config: TrainConfig | None = None,
                  *, device: str = "cpu", progress: bool = True) -> None:
-        from zoo.data import SegmentDataset, StepBatcher, list_audio
+        from zoo.data import StepBatcher, list_audio
 
         self.cfg = config or TrainConfig()
         self.run_dir = Path(run_dir)
@@ -139,10 +157,12 @@ class Trainer:
         n_val = min(self.cfg.val_files, max(len(files) - 1, 0))
         self.train_files, self.val_files = files[: len(files) - n_val], files[len(files) - n_val:]
         cache = self.run_dir / "cache" / "mels"
-        self.train_set = SegmentDataset(self.train_files, model.mel_config, seg, trim_db=self.cfg.trim_db,
-                                        cache_dir=cache)
-        self.val_set = (SegmentDataset(self.val_files, model.mel_config, seg, trim_db=self.cfg.trim_db,
-                                       cache_dir=cache) if self.val_files else None)
+        if seg < hop:
+            raise ValueError(f"train setting segment_length {self.cfg.segment_length} is shorter than the model's "
+                             f"hop ({hop} samples)")
+        self.train_set = _split(self.train_files, "training", model.mel_config, seg, self.cfg.trim_db, cache)
+        self.val_set = (_split(self.val_files, "validation", model.mel_config, seg, self.cfg.trim_db, cache)
+                        if self.val_files else None)
         self.batcher = StepBatcher(self.train_set, self.cfg.batch_size, self.cfg.seed, self.dist.rank,
                                    self.dist.world_size)
         self.loss_module: nn.Module = _LossModule(self.model)

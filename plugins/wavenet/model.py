@@ -86,6 +86,8 @@ class WaveNetConfig(VocoderConfig):
             raise ValueError(f"train_input_noise must be >= 0, got {self.train_input_noise}")
         if self.output_distribution not in ("mulaw", "mol", "gaussian"):
             raise ValueError(f"output_distribution must be mulaw, mol or gaussian, got {self.output_distribution!r}")
+        if self.layers < 1 or self.stacks < 1:
+            raise ValueError(f"layers and stacks must be >= 1, got {self.layers} and {self.stacks}")
         if self.layers % self.stacks:
             raise ValueError(f"layers ({self.layers}) must be a multiple of stacks ({self.stacks})")
         if math.prod(self.upsample_scales) != self.mel.hop_length:
