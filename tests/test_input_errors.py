@@ -382,3 +382,12 @@ def test_train_names_an_unusable_validation_split(train_dir, tmp_path, capsys):
     sf.write(str(data / "zz_short.wav"), np.zeros(100, dtype=np.float32), 22050)  # sorted last: the val split
     assert main([*args, "--out", str(tmp_path / "r"), "--steps", "1"]) == 2
     assert "the validation files (zz_short.wav) hold no usable audio" in capsys.readouterr().err
+
+
+def test_train_config_files_may_write_numbers_as_1e_3(train_dir, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  lr: 1e-3\n  lr_decay: 5E-1\n")  # YAML 1.1 leaves these as strings
+    run = tmp_path / "r"
+    assert main([*_tiny_train(train_dir, tmp_path), "--config", str(config), "--out", str(run), "--steps", "1"]) == 0
+    saved = json.loads((run / "run.json").read_text())["train_config"]
+    assert saved["lr"] == 1e-3 and saved["lr_decay"] == 0.5

@@ -33,7 +33,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     import zoo
     from zoo.registry import get_registry
-    from zoo.train import TrainConfig, Trainer, merge, parse_overrides, split_config
+    from zoo.train import TrainConfig, Trainer, merge, parse_overrides, split_config, yaml_numbers
 
     cls = get_registry().architecture(args.architecture).cls
     _check_trainable(cls, args.architecture)
@@ -48,7 +48,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     data: dict = {}
     if args.config:
         text = Path(args.config).read_text()
-        data = yaml.safe_load(text) or {}
+        data = yaml_numbers(yaml.safe_load(text) or {})
         if not isinstance(data, dict):
             raise CliError(f"{args.config}: expected a mapping with 'model' and 'train'")
     # The file's settings, then --set's over them (each split into model and train settings first, and a

@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -365,6 +366,17 @@ class Trainer:
         return last
 
 
+def yaml_numbers(value: Any) -> Any:
+    """``value`` with the strings YAML 1.1 leaves unparsed that are numbers (``1e-3``) as floats, recursively."""
+    if isinstance(value, dict):
+        return {k: yaml_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [yaml_numbers(v) for v in value]
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+        return float(value)
+    return value
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["a=1", "b.c=[1,2]"]`` -> nested dict with YAML-parsed values."""
     import yaml
@@ -374,12 +386,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ValueError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
+        value = yaml_numbers(yaml.safe_load(raw))
         node = out
         parts = key.strip().split(".")
         for p in parts[:-1]:
