@@ -148,6 +148,9 @@ def test_lengths_that_are_not_numbers(hifigan):
 def test_load_checks_device_dtype_and_expect_mel():
     with pytest.raises(ValueError, match="unknown device 'cpux'"):
         zoo.load("griffinlim", device="cpux")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            zoo.load("griffinlim", device="cuda")
     with pytest.raises(ValueError, match="dtype must be a floating-point type"):
         zoo.load("griffinlim", dtype=torch.int8)
     assert zoo.load("griffinlim", expect_mel="hifigan").architecture == "griffinlim"

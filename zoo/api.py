@@ -202,12 +202,15 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _device(device: str | torch.device | None) -> torch.device | None:
-    if device is None or isinstance(device, torch.device):
-        return device
+    if device is None:
+        return None
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here (use 'cpu')")
+    return dev
 
 
 def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
