@@ -272,7 +272,13 @@ def test_convert_refuses_weights_it_would_drop_or_that_are_broken(tmp_path, caps
     sd = dict(state["state_dict"], **{g: torch.ones(sd[g].numel() + 3, 1, 1)})
     torch.save(dict(state, state_dict=sd), tmp_path / "shape.pth")
     assert main(["convert", "--from", "wavenet", str(tmp_path / "shape.pth"), str(tmp_path / "o3")]) == 2
-    assert "do not form one weight-normalised weight" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "do not form one weight-normalised weight" in err and str(tmp_path / "shape.pth") in err
+    sd = {k: v for k, v in state["state_dict"].items() if k != g}
+    torch.save(dict(state, state_dict=sd), tmp_path / "nog.pth")
+    assert main(["convert", "--from", "wavenet", str(tmp_path / "nog.pth"), str(tmp_path / "o5")]) == 2
+    err = capsys.readouterr().err
+    assert "has no matching weight_g" in err and str(tmp_path / "nog.pth") in err
     bad_cfg = tmp_path / "cfg.json"
     bad_cfg.write_text("[1, 2]")
     assert main(["convert", "--from", "wavenet", str(PARITY / "wavenet" / "ckpt_mol.pth"), str(tmp_path / "o4"),

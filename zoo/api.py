@@ -184,7 +184,11 @@ def convert(source: str, checkpoint: str | os.PathLike[str], out_dir: str | os.P
         raise ValueError(f"config must be a dict of hyperparameters, got {type(config).__name__}")
     try:
         model = converter.fn(Path(checkpoint), config=config)
-    except (ValueError, OSError):
+    except ValueError as exc:
+        if str(checkpoint) in str(exc):
+            raise
+        raise ValueError(f"{checkpoint}: {exc}") from None
+    except OSError:
         raise
     except Exception as exc:  # noqa: BLE001 - a checkpoint is untrusted input: any failure is a bad file
         reason = str(exc).splitlines()[0] if str(exc) else ""
