@@ -197,18 +197,11 @@ def write_wav_atomic(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     """Write a 16-bit wav via a temporary file, so a failure never leaves a partial file."""
     import soundfile as sf
 
-    from zoo.vocoder import umask_mode
+    from zoo.vocoder import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".wav.part")
-    os.close(fd)
-    try:
-        sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-        umask_mode(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, ".wav.part") as tmp:
+        sf.write(str(tmp), np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
 
 
 def _cmd_vocode(args: argparse.Namespace) -> int:

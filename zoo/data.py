@@ -8,9 +8,7 @@ uninterrupted run would have seen; the utterance order of each epoch comes from 
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 from torch import Tensor
 
 from zoo.mel import MelConfig, mel_spectrogram
+from zoo.vocoder import atomic_path
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
@@ -108,14 +107,8 @@ class SegmentDataset:
             if cached is not None:
                 # Written aside and renamed: another process (a torchrun rank) never reads half a file.
                 cached.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".part")
-                os.close(fd)
-                try:
+                with atomic_path(cached) as tmp:
                     torch.save(feats, tmp)
-                    os.replace(tmp, cached)
-                finally:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
         if feats.shape[-1] < frames:
             feats = torch.nn.functional.pad(feats, (0, frames - feats.shape[-1]), mode="replicate")
         return feats[:, :frames].contiguous()

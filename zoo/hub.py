@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.cards import ModelCard, Source
-from zoo.vocoder import CONFIG_NAME, WEIGHTS_NAME, umask_mode
+from zoo.vocoder import CONFIG_NAME, WEIGHTS_NAME, atomic_path, umask_mode
 
 CACHE_ENV = "ZOO_CACHE"
 
@@ -153,16 +153,10 @@ def _fetch_url(source: Source, offline: bool) -> Path:
     if offline:
         raise FileNotFoundError(f"{what}: not in the zoo cache ({target}) and offline mode is on")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(str(source.url), timeout=60) as resp:  # noqa: S310
+    with atomic_path(target) as tmp:
+        with tmp.open("wb") as out, urllib.request.urlopen(str(source.url), timeout=60) as resp:  # noqa: S310
             shutil.copyfileobj(resp, out)
-        verify(Path(tmp), source.sha256, what)
-        umask_mode(tmp)
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        verify(tmp, source.sha256, what)
     return target
 
 

@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from zoo.config import VocoderConfig, check_field_types
-from zoo.vocoder import Vocoder
+from zoo.vocoder import Vocoder, atomic_path
 
 if TYPE_CHECKING:
     from zoo.data import SegmentDataset
@@ -251,10 +251,8 @@ class Trainer:
             rows = list(csv.reader(f))
         kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
         if len(kept) != len(rows):
-            tmp = path.with_name(path.name + ".tmp")
-            with tmp.open("w", newline="") as f:
+            with atomic_path(path, ".tmp") as tmp, tmp.open("w", newline="") as f:
                 csv.writer(f).writerows(kept)
-            tmp.replace(path)
 
     # ------------------------------------------------------------------ loop
     def _autocast(self) -> Any:

@@ -10,11 +10,12 @@ mel front-end, and ``save_pretrained`` / ``from_pretrained``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -278,14 +279,8 @@ class Vocoder(nn.Module):
             "mel_reference_hash": mel_ref,
         }
         _atomic_write(directory / CONFIG_NAME, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
-        with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
-            tmp_path = Path(tmp.name)
-        try:
-            save_file(state, str(tmp_path), metadata=metadata)
-            umask_mode(tmp_path)
-            os.replace(tmp_path, directory / WEIGHTS_NAME)
-        finally:
-            tmp_path.unlink(missing_ok=True)
+        with atomic_path(directory / WEIGHTS_NAME, ".tmp") as tmp:
+            save_file(state, str(tmp), metadata=metadata)
         if card is not None:
             text = card if isinstance(card, str) else card.to_markdown()
             _atomic_write(directory / CARD_NAME, text.encode())
@@ -412,12 +407,25 @@ def umask_mode(path: str | os.PathLike[str]) -> None:
     os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
 
 
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str], suffix: str = ".part") -> Iterator[Path]:
+    """A temporary path beside ``target`` to write to; when the block ends without an error it is given
+    the umask's mode and renamed onto ``target`` (so no reader ever sees half a file), else removed."""
+    target = Path(target)
+    fd, name = tempfile.mkstemp(dir=target.parent, suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        umask_mode(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        tmp.write(data)
-        tmp_path = Path(tmp.name)
-    umask_mode(tmp_path)
-    os.replace(tmp_path, path)
+    with atomic_path(path, ".tmp") as tmp:
+        tmp.write_bytes(data)
 
 
 def receptive_field_ms(samples: int, sample_rate: int) -> float:
