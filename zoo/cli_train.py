@@ -111,8 +111,9 @@ def _check_trainable(cls: Any, architecture: str) -> None:
 
 def _saved_run(run: Path, architecture: str) -> dict[str, Any] | None:
     """The run.json of ``run`` (with ``checkpoint``: its newest checkpoint) if it holds checkpoints."""
-    checkpoints = sorted(p.name for p in (run / "checkpoints").glob("step_*")
-                         if not p.name.endswith(".tmp") and (p / "trainer_state.pt").is_file())
+    from zoo.train import run_checkpoints
+
+    checkpoints = [p.name for p in run_checkpoints(run)]
     info = run / "run.json"
     if not checkpoints or not info.is_file():
         return None

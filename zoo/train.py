@@ -213,8 +213,7 @@ class Trainer:
 
     def checkpoints(self) -> list[Path]:
         """The complete checkpoint folders of the run, oldest first."""
-        return sorted(p for p in self.ckpt_root.glob("step_*")
-                      if not p.name.endswith(".tmp") and (p / "trainer_state.pt").is_file())
+        return run_checkpoints(self.run_dir)
 
     def latest_checkpoint(self) -> Path | None:
         """The checkpoint ``checkpoints/latest`` names, or the newest complete one if that one is gone."""
@@ -362,6 +361,13 @@ class Trainer:
         if self.dist.world_size > 1:
             dist.barrier()
         return last
+
+
+def run_checkpoints(run_dir: Path) -> list[Path]:
+    """The complete checkpoint folders (``checkpoints/step_*`` with their trainer state) of a run folder,
+    oldest first."""
+    return sorted(p for p in (Path(run_dir) / "checkpoints").glob("step_*")
+                  if not p.name.endswith(".tmp") and (p / "trainer_state.pt").is_file())
 
 
 def yaml_numbers(value: Any) -> Any:
