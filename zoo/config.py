@@ -35,6 +35,15 @@ def _like(value: Any, template: Any) -> Any:
     return value
 
 
+def check_known_keys(cls: type, keys: Any, what: str) -> None:
+    """Raise ``ValueError`` naming the ``keys`` that are not fields of the dataclass ``cls``
+    (``what``: how the message calls them, e.g. ``"HiFiGANConfig: unknown config keys"``)."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(keys) - fields)
+    if unknown:
+        raise ValueError(f"{what} {unknown}; known keys: {sorted(fields)}")
+
+
 def check_field_types(obj: Any, what: str = "setting") -> None:
     """Raise ``ValueError`` for a field of the dataclass ``obj`` annotated ``int``, ``float`` or ``bool``
     (optionally ``| None``) whose value is not of that type (ints pass as floats; bools never as numbers)."""
@@ -66,10 +75,7 @@ class VocoderConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
         if not isinstance(data, dict):
             raise ValueError(f"{cls.__name__}: expected a dict of hyperparameters, got {type(data).__name__}")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(fields))
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown config keys {unknown}; known keys: {sorted(fields)}")
+        check_known_keys(cls, data, f"{cls.__name__}: unknown config keys")
         defaults = cls()
         kwargs = {k: _like(v, getattr(defaults, k)) for k, v in data.items()}
         return cls(**kwargs)
@@ -80,6 +86,7 @@ class VocoderConfig:
 
     def replace(self: T, **changes: Any) -> T:
         """A copy with some fields changed (``mel`` may be given as a dict or a preset name)."""
+        check_known_keys(type(self), changes, f"{type(self).__name__}: unknown config keys")
         if "mel" in changes:
             mel = changes["mel"]
             if isinstance(mel, str):

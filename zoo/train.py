@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from zoo.config import VocoderConfig, check_field_types
+from zoo.config import VocoderConfig, check_field_types, check_known_keys
 from zoo.vocoder import Vocoder, atomic_path
 
 if TYPE_CHECKING:
@@ -67,10 +67,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Like ``TrainConfig(**data)``, with unknown keys named in a ``ValueError``."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown train settings {unknown}; known: {sorted(known)}")
+        check_known_keys(cls, data, "unknown train settings")
         return cls(**data)
 
 
