@@ -158,16 +158,13 @@ def _expand_inputs(items: Sequence[str]) -> list[Path]:
 
 
 def read_audio(path: Path) -> tuple[np.ndarray, int]:
-    """Mono float32 audio and its sample rate (soundfile)."""
-    import soundfile as sf
+    """Mono float32 audio and its sample rate (:func:`zoo.data.read_mono`), errors as one CLI line."""
+    from zoo.data import read_mono
 
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # noqa: BLE001 - report any decoder failure as one line
-        raise CliError(f"{path}: cannot read audio ({exc})") from None
-    if data.shape[0] == 0:
-        raise CliError(f"{path}: the audio file is empty")
-    return data.mean(axis=1), int(sr)
+        return read_mono(path)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def read_mel(path: Path) -> Any:

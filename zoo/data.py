@@ -32,18 +32,26 @@ def list_audio(folder: str | Path) -> list[Path]:
     return files
 
 
-def load_audio(path: Path, sample_rate: int) -> Tensor:
-    """Mono float32 audio at ``sample_rate`` (soundfile, then torchaudio resampling if needed)."""
+def read_mono(path: Path) -> tuple[np.ndarray, int]:
+    """``(mono float32 samples, sample rate)`` of an audio file (soundfile, channels averaged); a file that
+    cannot be decoded or holds no samples gives a ``ValueError`` naming it."""
     import soundfile as sf
-    import torchaudio.functional as AF
 
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable audio file ({exc})") from None
-    if data.size == 0:
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad input file
+        raise ValueError(f"{path}: not a readable audio file (cannot read audio: {exc})") from None
+    if data.shape[0] == 0:
         raise ValueError(f"{path}: the audio file holds no samples")
-    audio = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
+    return data.mean(axis=1), int(sr)
+
+
+def load_audio(path: Path, sample_rate: int) -> Tensor:
+    """Mono float32 audio at ``sample_rate`` (soundfile, then torchaudio resampling if needed)."""
+    import torchaudio.functional as AF
+
+    data, sr = read_mono(path)
+    audio = torch.from_numpy(np.ascontiguousarray(data))
     if sr != sample_rate:
         audio = AF.resample(audio, sr, sample_rate)
     return audio
