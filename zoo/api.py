@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from zoo.cards import ModelCard
+from zoo.cards import ModelCard, Source
 from zoo.config import VocoderConfig
 from zoo.hub import read_folder, resolve_card
 from zoo.mel import MelConfig
@@ -136,19 +136,17 @@ def load(
         reg = get_registry()
         base, _, revision = str(name).partition("@")
         card_ = reg.card(base)
-        hf = [s for s in card_.sources if s.kind == "hf"]
-        if revision and not hf:
-            raise RegistryError(f"{card_.name!r} has no Hub source, so it has no revisions to choose from")
-        other_revision = bool(revision) and revision != hf[0].revision
+        hf = hub_source(card_) if revision else None
+        other_revision = hf is not None and revision != hf.revision
         if locked and not other_revision:
             check_card(locked, card_, base)
-        if revision:
-            revision = parse_hf_name(f"hf://{hf[0].repo}@{revision}")[1]
+        if hf is not None:
+            revision = parse_hf_name(f"hf://{hf.repo}@{revision}")[1]
             if not other_revision:
-                expected = hf[0].sha256
+                expected = hf.sha256
             else:  # another revision than the card's: pinned by its own lock entry, else unchecked
                 expected = locked_hf_sha(locked, f"{card_.name}@{revision}", revision) if locked else None
-            config, weights, arch = fetch_hf_repo(str(hf[0].repo), revision, offline=offline,
+            config, weights, arch = fetch_hf_repo(str(hf.repo), revision, offline=offline,
                                                   expected_sha256=expected)
             model = _build(arch, config, weights)
         else:
@@ -192,6 +190,14 @@ def convert(source: str, checkpoint: str | os.PathLike[str], out_dir: str | os.P
     if out_dir is not None:
         model.save_pretrained(out_dir)
     return model
+
+
+def hub_source(card: ModelCard) -> Source:
+    """The card's first Hub source (``kind: hf``), the repository a ``NAME@<sha>`` name points into."""
+    for source in card.sources:
+        if source.kind == "hf":
+            return source
+    raise RegistryError(f"{card.name!r} has no Hub source, so it has no revisions to choose from")
 
 
 def _looks_like_path(name: str) -> bool:

@@ -23,30 +23,27 @@ def _add_lock(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_lock(args: argparse.Namespace) -> int:
-    from zoo.api import _looks_like_path
+    from zoo.api import _looks_like_path, hub_source
     from zoo.hub import fetch_hf_repo, parse_hf_name, read_folder, sha256_file
-    from zoo.lock import card_entry, folder_entry, make_lock
+    from zoo.lock import card_entry, folder_entry, hub_entry, make_lock
     from zoo.registry import get_registry
+
+    def pinned(repo: str, revision: str) -> dict:
+        _, weights, arch = fetch_hf_repo(repo, revision)
+        return hub_entry(arch, repo, revision, sha256_file(weights))
 
     entries = {}
     for name in args.names:
         if name.startswith("hf://"):
-            repo, revision = parse_hf_name(name)
-            _, weights, arch = fetch_hf_repo(repo, revision)
-            entries[name] = {"architecture": arch, "repo": repo, "revision": revision, "sha256": sha256_file(weights)}
+            entries[name] = pinned(*parse_hf_name(name))
         elif _looks_like_path(name):
             arch, config, weights = read_folder(Path(name))
             entries[name] = folder_entry(arch, config, sha256_file(weights))
         elif "@" in name:
             base, _, rev = name.partition("@")
             card = get_registry().card(base)
-            hf = [s for s in card.sources if s.kind == "hf"]
-            if not hf:
-                raise CliError(f"{card.name!r} has no Hub source, so it has no revisions to lock")
-            repo, revision = parse_hf_name(f"hf://{hf[0].repo}@{rev}")
-            _, weights, arch = fetch_hf_repo(repo, revision)
-            entries[f"{card.name}@{revision}"] = {"architecture": arch, "repo": repo, "revision": revision,
-                                                  "sha256": sha256_file(weights)}
+            repo, revision = parse_hf_name(f"hf://{hub_source(card).repo}@{rev}")
+            entries[f"{card.name}@{revision}"] = pinned(repo, revision)
         else:
             card = get_registry().card(name)
             entries[card.name] = card_entry(card)

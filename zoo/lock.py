@@ -98,6 +98,11 @@ def locked_hf_sha(lock: dict[str, Any], name: str, revision: str | None = None) 
     return str(entry["sha256"])
 
 
+def hub_entry(architecture: str, repo: str, revision: str, weights_sha256: str) -> dict[str, Any]:
+    """The lock entry of a Hub repo at a commit (``hf://owner/repo@<sha>`` or ``NAME@<sha>``)."""
+    return {"architecture": architecture, "repo": repo, "revision": revision, "sha256": weights_sha256}
+
+
 def folder_entry(architecture: str, config: dict[str, Any], weights_sha256: str) -> dict[str, Any]:
     return {"kind": "folder", "architecture": architecture, "config_sha256": config_sha256(config),
             "sha256": weights_sha256}
