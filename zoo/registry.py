@@ -131,6 +131,11 @@ class Registry:
             except Exception as exc:  # noqa: BLE001
                 self._fail(plugin, f"run {hook_name}", exc)
 
+    def _invalid_card(self, plugin: str, message: str) -> None:
+        """Report a model card that does not validate; the caller leaves it unregistered."""
+        self.failures.append(PluginFailure(plugin, "register model card", message))
+        warnings.warn(f"invalid model card from plugin {plugin!r}: {message}", PluginWarning, stacklevel=3)
+
     def _clash(self, plugin: str, message: str) -> None:
         """Report a registration that clashes with an earlier one; the caller drops it."""
         self.failures.append(PluginFailure(plugin, "register", message))
@@ -176,8 +181,7 @@ class Registry:
                     else:
                         parsed = parse_card(card, origin or f"<card from plugin {plugin}>")
                 except (CardError, OSError) as exc:
-                    self.failures.append(PluginFailure(plugin, "register model card", str(exc)))
-                    warnings.warn(f"invalid model card from plugin {plugin!r}: {exc}", PluginWarning, stacklevel=2)
+                    self._invalid_card(plugin, str(exc))
                     return
                 if parsed.name in self.cards:
                     other = self.card_plugin[parsed.name]
@@ -217,9 +221,7 @@ class Registry:
             if unknown:
                 message = (f"{card.origin}: field 'sources[].format': {', '.join(map(repr, unknown))} is neither "
                            f"'safetensors' nor a registered converter ({', '.join(sorted(self.converters))})")
-                self.failures.append(PluginFailure(self.card_plugin[name], "register model card", message))
-                warnings.warn(f"invalid model card from plugin {self.card_plugin[name]!r}: {message}", PluginWarning,
-                              stacklevel=2)
+                self._invalid_card(self.card_plugin[name], message)
                 del self.cards[name], self.card_plugin[name]
 
     # ------------------------------------------------------------------ lookups
