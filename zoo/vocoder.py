@@ -97,8 +97,9 @@ class Vocoder(nn.Module):
         resampled (torchaudio) instead of refused.
         """
         audio = _as_tensor(audio, "audio")
-        if audio.numel() and torch.isfinite(audio).all() and float(audio.abs().max()) > MAX_AUDIO_PEAK:
-            raise ValueError(f"audio peaks at {float(audio.abs().max()):g}, but floats in [-1, 1] are expected "
+        peak = float(audio.abs().max()) if audio.numel() else 0.0
+        if math.isfinite(peak) and peak > MAX_AUDIO_PEAK:  # NaN / Inf are refused by the mel front-end
+            raise ValueError(f"audio peaks at {peak:g}, but floats in [-1, 1] are expected "
                              f"(integer PCM samples? divide 16-bit ones by 32768)")
         if sample_rate is not None and (isinstance(sample_rate, bool) or not float(sample_rate).is_integer()
                                         or sample_rate <= 0):
