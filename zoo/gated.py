@@ -395,11 +395,7 @@ def infer_layers(stack: GatedResidualStack, buf: Tensor, left: int, t: int, cond
             h = hbuf[:t]
             if wino[i]:
                 assert work_v is not None and work_m is not None
-                u = winograd_weights(w)
-                step = winograd_chunk(d)
-                for r0 in range(0, wino[i], step):
-                    winograd_conv3(buf, first + r0, d, min(step, wino[i] - r0), u, bias, hbuf[r0:],
-                                   work_v, work_m)
+                winograd_conv3(buf, first, d, wino[i], winograd_weights(w), bias, hbuf, work_v, work_m)
             else:
                 conv_taps(h, buf, first, w, d, bias)
         if wc is not None:

@@ -81,10 +81,19 @@ def winograd_conv3(src: Tensor, first: int, d: int, rows: int, u: Tensor, bias: 
     Output rows are tiled as ``r = 4 d k + o d + i`` (``o < 4``, ``i < d``): the four outputs ``o`` of one
     tile read six input rows ``d`` apart (points 0, 1, -1, 2, -2 and infinity), transformed (``B^T d``,
     additions only), multiplied by the transformed filters ``u`` (:func:`winograd_weights`) in six
-    products of ``rows / 4`` rows each, and combined (``A^T m``). ``rows`` is a multiple of ``4 d``;
-    ``src`` must have ``first + rows + 4 d`` rows (zeros past the data) and ``out`` at least ``rows``;
-    ``work_v [7, >= rows / 4, C_in]`` and ``work_m [7, >= rows / 4, C_out]`` are scratch.
+    products of ``rows / 4`` rows each, and combined (``A^T m``), in calls of :func:`winograd_chunk` rows.
+    ``rows`` is a multiple of ``4 d``; ``src`` must have ``first + rows + 4 d`` rows (zeros past the data)
+    and ``out`` at least ``rows``; ``work_v [7, >= n, C_in]`` and ``work_m [7, >= n, C_out]`` are scratch,
+    ``n = min(rows, winograd_chunk(d)) / 4`` (:func:`winograd_work`).
     """
+    step = winograd_chunk(d)
+    for r0 in range(0, rows, step):
+        _winograd_tiles(src, first + r0, d, min(step, rows - r0), u, bias, out[r0:], work_v, work_m, accumulate)
+
+
+def _winograd_tiles(src: Tensor, first: int, d: int, rows: int, u: Tensor, bias: Tensor | None, out: Tensor,
+                    work_v: Tensor, work_m: Tensor, accumulate: bool) -> None:
+    """One call's worth of :func:`winograd_conv3` (``rows`` at most :func:`winograd_chunk`)."""
     span = WINOGRAD_TILE * d
     nb, n = rows // span, rows // WINOGRAD_TILE
     c_in, c_out = src.shape[1], out.shape[1]
@@ -154,15 +163,13 @@ def conv_taps_winograd(out: Tensor, src: Tensor, first: int, taps: Tensor, group
     this dilation and these widths.
     """
     k, t, d = taps.shape[0], out.shape[0], dilation
-    span, step = WINOGRAD_TILE * d, winograd_chunk(d)
+    span = WINOGRAD_TILE * d
     add = accumulate
     for g in range(k // 3):
         f = first + 3 * g * d
         b = bias if g == 0 else None
         rows = span * max(0, min(t // span, (src.shape[0] - f) // span - 1))
-        for r0 in range(0, rows, step):
-            winograd_conv3(src, f + r0, d, min(step, rows - r0), groups[g], b, out[r0:], work[0], work[1],
-                           accumulate=add)
+        winograd_conv3(src, f, d, rows, groups[g], b, out, work[0], work[1], accumulate=add)
         if rows < t:
             conv_taps(out[rows:], src, f + rows, taps[3 * g:3 * g + 3], d, b, accumulate=add)
         add = True
