@@ -78,7 +78,14 @@ class IncrementalSampler:
         r, gch = stack.residual_channels, stack.gate_channels
         self.model, self.batch, self.g = model, batch, g
         self.dist = model.distribution
-        self._dense_layout()
+        zeros_g = torch.zeros(gch, device=dev, dtype=dt)
+        self.bd = torch.stack([lay.dilated.bias if lay.dilated.bias is not None else zeros_g for lay in layers])
+        self.br = torch.stack([lay.res.bias if lay.res is not None and lay.res.bias is not None
+                               else torch.zeros(r, device=dev, dtype=dt) for lay in layers])
+        self.has_res = torch.tensor([lay.res is not None for lay in layers])
+        self.bs = torch.stack([lay.skip.bias if lay.skip.bias is not None
+                               else torch.zeros(stack.skip_channels, device=dev, dtype=dt) for lay in layers])
+        self._dense: tuple[Tensor, ...] | None = None  # the TorchScript step's matrices, made when first needed
         self.offsets = torch.tensor([[(k - 1 - j) * lay.dilation for j in range(k)] for lay in layers], device=dev)
         q = max(int(self.offsets.max()), 0) + 1
         self.layer_buf = torch.zeros(n, batch, q, r, device=dev, dtype=dt)
@@ -100,30 +107,21 @@ class IncrementalSampler:
         self._work: Tensor | None = None
         self._pre: Tensor | None = None  # the compiled loop's past-tap products, kept between blocks
 
-    def _dense_layout(self) -> None:
-        """The TorchScript step's weights: ``[in, out]`` matrices stacked over layers (the compiled loop packs
-        its own copy and drops these; a later TorchScript run builds them again)."""
-        stack = self.model.stack
-        layers = stack.layers
-        p = next(self.model.parameters())
-        dev, dt = p.device, p.dtype
-        k, r, gch, s = stack.kernel_size, stack.residual_channels, stack.gate_channels, stack.skip_channels
-        # Dilated convs as [L, k * R, G] with taps ordered oldest first (matching the gathered buffer).
-        self.wd = torch.stack([lay.dilated.weight.permute(2, 1, 0).reshape(k * r, gch) for lay in layers]).contiguous()
-        zeros_g = torch.zeros(gch, device=dev, dtype=dt)
-        self.bd = torch.stack([lay.dilated.bias if lay.dilated.bias is not None else zeros_g for lay in layers])
-        zeros_r = torch.zeros(gch // 2, r, device=dev, dtype=dt)
-        self.wr = torch.stack([lay.res.weight[..., 0].T if lay.res is not None else zeros_r
-                               for lay in layers]).contiguous()
-        self.br = torch.stack([lay.res.bias if lay.res is not None and lay.res.bias is not None
-                               else torch.zeros(r, device=dev, dtype=dt) for lay in layers])
-        self.has_res = torch.tensor([lay.res is not None for lay in layers])
-        self.ws = torch.stack([lay.skip.weight[..., 0].T for lay in layers]).contiguous()
-        self.bs = torch.stack([lay.skip.bias if lay.skip.bias is not None else torch.zeros(s, device=dev, dtype=dt)
-                               for lay in layers])
-        self.h1w = self.model.head1.weight[..., 0].T.contiguous()
-        self.h2w = self.model.head2.weight[..., 0].T.contiguous()
-        self._dense = True
+    def _dense_weights(self) -> tuple[Tensor, ...]:
+        """``(wd [L, k * R, G], wr [L, G/2, R], ws [L, G/2, S], h1w, h2w)``: the layers' matrices as ``[in, out]``
+        stacked over layers, dilated taps oldest first (matching the gathered buffer). Made on first use;
+        the compiled loop packs its own copy from them and drops them."""
+        if self._dense is None:
+            stack, model = self.model.stack, self.model
+            k, r, gch = stack.kernel_size, stack.residual_channels, stack.gate_channels
+            zeros_r = torch.zeros(gch // 2, r, device=self.device, dtype=self.dtype)
+            self._dense = tuple(w.contiguous() for w in (
+                torch.stack([lay.dilated.weight.permute(2, 1, 0).reshape(k * r, gch) for lay in stack.layers]),
+                torch.stack([lay.res.weight[..., 0].T if lay.res is not None else zeros_r for lay in stack.layers]),
+                torch.stack([lay.skip.weight[..., 0].T for lay in stack.layers]),
+                model.head1.weight[..., 0].T, model.head2.weight[..., 0].T,
+            ))
+        return self._dense
 
     def _cond_block(self, c_up: Tensor, start: int, stop: int) -> Tensor:
         """``[T_block, B, L, G]``: every layer's conditioning plus its dilated-conv bias."""
@@ -182,8 +180,7 @@ class IncrementalSampler:
         x_in = self._initial_input()
         bar = tqdm(total=total, disable=not progress, unit="sample", desc="wavenet", dynamic_ncols=True)
         lib = self._kernel() if inputs is None else None
-        if lib is None and not self._dense:
-            self._dense_layout()
+        wd, wr, ws, h1w, h2w = self._dense_weights() if lib is None else (None,) * 5
         for start in range(0, total, BLOCK):
             stop = min(total, start + BLOCK)
             cond = self._cond_block(c_up, start, stop)
@@ -197,8 +194,8 @@ class IncrementalSampler:
                 if inputs is not None:
                     x_in = inputs[:, :, t].to(self.dtype)
                 y = _step(x_in, t, cond[j], self.front_buf, self.front_w, self.front_b, self.front_relu,
-                          self.layer_buf, self.offsets[:, :], self.wd, self.wr, self.br, self.ws, self.bs,
-                          self.has_res, self.residual_scale, self.skip_mode, self.h1w, self.h1b, self.h2w, self.h2b)
+                          self.layer_buf, self.offsets[:, :], wd, wr, self.br, ws, self.bs,
+                          self.has_res, self.residual_scale, self.skip_mode, h1w, self.h1b, h2w, self.h2b)
                 if outputs is not None:
                     outputs[:, :, t] = y
                     continue
@@ -240,16 +237,16 @@ class IncrementalSampler:
             from zoo_plugins.wavenet.kernel import tile_pack
 
             zeros = torch.zeros(max(r, s_ch, out_ch))
-            self._packed = [self.front_w, self.front_b.contiguous(), tile_pack(self.wd.reshape(n * self.kernel_size,
-                                                                                               r, gate)),
-                            tile_pack(self.wr), self.br.contiguous(), tile_pack(self.ws), self.bs.contiguous(),
-                            self.has_res.to(torch.uint8), self.offsets.contiguous(), tile_pack(self.h1w[None]),
+            wd, wr, ws, h1w, h2w = self._dense_weights()
+            self._packed = [self.front_w, self.front_b.contiguous(),
+                            tile_pack(wd.reshape(n * self.kernel_size, r, gate)), tile_pack(wr),
+                            self.br.contiguous(), tile_pack(ws), self.bs.contiguous(),
+                            self.has_res.to(torch.uint8), self.offsets.contiguous(), tile_pack(h1w[None]),
                             (self.h1b if self.h1b is not None else zeros[:s_ch]).contiguous(),
-                            tile_pack(self.h2w[None]),
+                            tile_pack(h2w[None]),
                             (self.h2b if self.h2b is not None else zeros[:out_ch]).contiguous()]
             self._work = torch.empty(lib.zoo_wavenet_work_size(b, r, gate, s_ch, out_ch))
-            del self.wd, self.wr, self.ws, self.h1w, self.h2w  # the packed copies replace them
-            self._dense = False
+            self._dense = None  # the packed copies replace them
         fw, fb, wd, wr, br, ws, bs, has_res, offsets, h1w, h1b, h2w, h2b = self._packed
         if self._pre is None:
             self._pre = torch.zeros(lib.zoo_wavenet_pre_size(b, gate, n, self.kernel_size, ptr(offsets)))
