@@ -103,6 +103,7 @@ class IncrementalSampler:
         self.kernel_size = k
         self.device, self.dtype = dev, dt
         self.use_kernel = True  # the compiled loop for free-running CPU float32 sampling (False: TorchScript)
+        self.threads: int | None = None  # the compiled loop's threads; None: torch.get_num_threads()
         self._packed: list[Tensor] | None = None
         self._work: Tensor | None = None
         self._pre: Tensor | None = None  # the compiled loop's past-tap products, kept between blocks
@@ -258,7 +259,8 @@ class IncrementalSampler:
             i(cin), i(out_ch), ptr(fw), ptr(fb), i(int(self.front_relu)), ptr(wd), ptr(wr), ptr(br), ptr(ws), ptr(bs),
             ptr(has_res), ptr(offsets), f(self.residual_scale), i(self.skip_mode), ptr(h1w), ptr(h1b), ptr(h2w),
             ptr(h2b), ptr(cond), ptr(self.layer_buf), ptr(self.front_buf), i(code), i(n_mix), f(log_min),
-            f(temperature), ptr(d1), ptr(d2), ptr(x_in), ptr(out), ptr(self._work), ptr(self._pre))
+            f(temperature), ptr(d1), ptr(d2), ptr(x_in), ptr(out), ptr(self._work), ptr(self._pre),
+            i(self.threads if self.threads is not None else torch.get_num_threads()))
         if rc != 0:
             raise RuntimeError(f"the compiled WaveNet loop failed ({rc})")
         return out.long() if code == 2 else out

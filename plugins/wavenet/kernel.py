@@ -8,7 +8,11 @@ weights packed in column tiles of 64 (:func:`tile_pack`) so that each tile strea
 its 64 outputs stay in registers: the loop is bound by memory bandwidth at batch 1 (a published-size
 model reads about 56 MB of weights per sample), and this reads them at about 1.7x the rate of a
 row-by-row ``y += x[i] * W[i, :]``, which has to load and store ``y`` for every row, with the same sums.
-For a batch, each tile is applied to every item while it is in cache.
+For a batch, each tile is applied to every item while it is in cache. With more than one thread
+(``IncrementalSampler.threads``, by default ``torch.get_num_threads()``) every product's column tiles are
+shared among them, each output still made by one thread with the same sums, so the samples do not depend
+on the thread count; the threads meet at a barrier whenever a whole vector is the next product's input
+(twice per layer), and two cores read the weights at about 1.7x the rate of one.
 
 The source is compiled on first use with the system C compiler (``cc -O3 -march=native``) into a
 per-user cache (``$ZOO_KERNEL_CACHE`` or ``~/.cache/vocoder-zoo/kernels``) and loaded with ``ctypes``.
@@ -32,6 +36,9 @@ import torch
 
 SOURCE = r"""
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -101,17 +108,124 @@ long zoo_wavenet_work_size(int B, int R, int G, int S, int OUT) {
     return (long)B * (2L * R + G + G / 2 + 2L * S + S + OUT);
 }
 
-int zoo_wavenet_generate(int B, int T, long t0, int L, int R, int G, int S, int K, int Q, int FK, int CIN,
-                         int OUT, const float *front_w, const float *front_b, int front_relu,
-                         const float *wd, const float *wr, const float *br, const float *ws,
-                         const float *bs, const uint8_t *has_res, const int64_t *offsets,
-                         float residual_scale, int skip_mode, const float *h1w, const float *h1b,
-                         const float *h2w, const float *h2b, const float *cond, float *layer_buf,
-                         float *front_buf, int dist, int n_mix, float log_min, float temperature,
-                         const float *draws1, const float *draws2, float *x_in, float *samples,
-                         float *work, float *pre) {
-    const int half = G / 2;
-    float *h = work;                 /* [B, R] residual stream */
+/* Work sharing: with nth threads, thread p owns a contiguous run of the column tiles of every product
+   (tiles p * n / nth .. (p + 1) * n / nth - 1) and the elementwise work on those columns, so each output is
+   made by one thread with the same sums as with one thread (the samples do not depend on nth).  The
+   threads meet at a barrier whenever a full vector is needed as the next product's input. */
+typedef struct {
+    atomic_int count;
+    atomic_int phase;
+    int n;
+} zoo_barrier;
+
+static void barrier_wait(zoo_barrier *bar, int *phase) {
+    const int next = *phase + 1;
+    *phase = next;
+    if (bar->n == 1) return;
+    if (atomic_fetch_add(&bar->count, 1) == bar->n - 1) {
+        atomic_store(&bar->count, 0);
+        atomic_store(&bar->phase, next);
+        return;
+    }
+    for (int spins = 0; atomic_load_explicit(&bar->phase, memory_order_acquire) != next; ++spins) {
+        if (spins < 4000) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        } else {
+            sched_yield(); /* the other thread is not running: do not burn its core */
+        }
+    }
+}
+
+/* Columns [*lo, *hi) of thread p's share of an ``out``-column product (whole tiles, possibly empty). */
+static inline void share(int out, int p, int nth, int *lo, int *hi) {
+    const int n = (out + TW - 1) / TW;
+    *lo = (int)((long)p * n / nth) * TW;
+    *hi = (int)((long)(p + 1) * n / nth) * TW;
+    if (*lo > out) *lo = out;
+    if (*hi > out) *hi = out;
+}
+
+/* Like share() but elementwise (any boundaries). */
+static inline void share_cols(int n, int p, int nth, int *lo, int *hi) {
+    *lo = (int)((long)p * n / nth);
+    *hi = (int)((long)(p + 1) * n / nth);
+}
+
+/* y[b, lo:hi] += x[b] @ W[:, lo:hi] for a tile-packed W (lo a multiple of TW). */
+static void matvec_cols(int nb, int in, int out, int lo, int hi, const float *restrict x, long nx,
+                        const float *restrict w, float *restrict y, long ny) {
+    for (int o0 = lo; o0 < hi; o0 += TW)
+        matvec_tile(nb, in, out - o0 < TW ? out - o0 : TW, x, nx, w + (long)o0 * in, y + o0, ny);
+}
+
+typedef struct {
+    int B, T, L, R, G, S, K, Q, FK, CIN, OUT, front_relu, skip_mode, dist, n_mix, nth;
+    long t0;
+    const float *front_w, *front_b, *wd, *wr, *br, *ws, *bs, *h1w, *h1b, *h2w, *h2b, *cond, *draws1, *draws2;
+    const uint8_t *has_res;
+    const int64_t *offsets;
+    float residual_scale, log_min, temperature;
+    float *layer_buf, *front_buf, *x_in, *samples, *work, *pre;
+    zoo_barrier bar;
+} zoo_job;
+
+/* Append the current input to the front conv's window of the last FK inputs. */
+static void push_input(const zoo_job *c) {
+    for (int b = 0; b < c->B; ++b) {
+        float *fb = c->front_buf + (long)b * c->FK * c->CIN;
+        if (c->FK > 1) memmove(fb, fb + c->CIN, sizeof(float) * (size_t)(c->FK - 1) * c->CIN);
+        memcpy(fb + (long)(c->FK - 1) * c->CIN, c->x_in + (long)b * c->CIN, sizeof(float) * c->CIN);
+    }
+}
+
+/* Draw step j's next input from the head's output y (thread 0). */
+static void sample_next(const zoo_job *c, int j, const float *y) {
+    const int B = c->B, CIN = c->CIN, OUT = c->OUT, n_mix = c->n_mix;
+    for (int b = 0; b < B; ++b) {
+        const float *yb = y + (long)b * OUT;
+        float *xb = c->x_in + (long)b * CIN;
+        if (c->dist == 0) {
+            const float *u = c->draws1 + ((long)j * B + b) * n_mix;
+            int best = 0;
+            float best_v = -INFINITY;
+            for (int m = 0; m < n_mix; ++m) {
+                const float v = yb[m] - logf(-logf(u[m]));
+                if (v > best_v) { best_v = v; best = m; }
+            }
+            float ls = yb[2 * n_mix + best];
+            if (ls < c->log_min) ls = c->log_min;
+            const float ul = c->draws2[(long)j * B + b];
+            float x = yb[n_mix + best] + c->temperature * expf(ls) * (logf(ul) - logf(1.0f - ul));
+            x = x < -1.0f ? -1.0f : (x > 1.0f ? 1.0f : x);
+            c->samples[(long)j * B + b] = x;
+            xb[0] = x;
+        } else if (c->dist == 1) {
+            float ls = yb[1];
+            if (ls < c->log_min) ls = c->log_min;
+            const float x = yb[0] + c->temperature * expf(ls) * c->draws1[(long)j * B + b];
+            c->samples[(long)j * B + b] = x;
+            xb[0] = x;
+        } else {
+            const float *u = c->draws1 + ((long)j * B + b) * CIN;
+            int best = 0;
+            float best_v = -INFINITY;
+            for (int m = 0; m < OUT; ++m) {
+                const float v = c->temperature <= 0.0f ? yb[m] : yb[m] / c->temperature - logf(-logf(u[m]));
+                if (v > best_v) { best_v = v; best = m; }
+            }
+            c->samples[(long)j * B + b] = (float)best;
+            memset(xb, 0, sizeof(float) * CIN);
+            xb[best] = 1.0f;
+        }
+    }
+}
+
+static void generate_share(zoo_job *c, int p) {
+    const int B = c->B, L = c->L, R = c->R, G = c->G, S = c->S, K = c->K, Q = c->Q, FK = c->FK, CIN = c->CIN;
+    const int OUT = c->OUT, nth = c->nth, half = G / 2;
+    float *h = c->work;              /* [B, R] residual stream */
     float *tmp = h + (long)B * R;    /* [B, R] */
     float *a = tmp + (long)B * R;    /* [B, G] */
     float *o = a + (long)B * G;      /* [B, half] */
@@ -119,35 +233,52 @@ int zoo_wavenet_generate(int B, int T, long t0, int L, int R, int G, int S, int 
     float *s = sk + (long)B * S;     /* [B, S] one layer's skip */
     float *y1 = s + (long)B * S;     /* [B, S] */
     float *y = y1 + (long)B * S;     /* [B, OUT] */
+    int r0, r1, o0c, o1c, s0, s1;
+    share(R, p, nth, &r0, &r1);
+    share(S, p, nth, &s0, &s1);
+    /* The dilated conv's columns: with whole tiles per gate half, a thread takes the same tiles of both
+       halves (columns c and half + c, which its gate pairs); otherwise a run of tiles of G, and the gate,
+       split on its own, waits for all of them. */
+    const int paired = half % TW == 0;
+    int ga[2][2], nga = paired ? 2 : 1;
+    if (paired) {
+        share(half, p, nth, &o0c, &o1c);
+        ga[0][0] = o0c, ga[0][1] = o1c, ga[1][0] = half + o0c, ga[1][1] = half + o1c;
+    } else {
+        share(G, p, nth, &ga[0][0], &ga[0][1]);
+        share_cols(half, p, nth, &o0c, &o1c);
+    }
+    const int nr = r1 - r0, ns = s1 - s0;
     const float inv_sqrt_l = sqrtf(1.0f / (float)L);
-    for (int j = 0; j < T; ++j) {
-        const long t = t0 + j;
-        /* front conv over the last FK inputs */
-        for (int b = 0; b < B; ++b) {
-            float *fb = front_buf + (long)b * FK * CIN;
-            if (FK > 1) memmove(fb, fb + CIN, sizeof(float) * (size_t)(FK - 1) * CIN);
-            memcpy(fb + (long)(FK - 1) * CIN, x_in + (long)b * CIN, sizeof(float) * CIN);
-            memcpy(h + (long)b * R, front_b, sizeof(float) * R);
-        }
+    int phase = 0;
+    for (int j = 0; j < c->T; ++j) {
+        const long t = c->t0 + j;
+        /* front conv over the last FK inputs (the window already holds this step's input) */
+        for (int b = 0; b < B; ++b) memcpy(h + (long)b * R + r0, c->front_b + r0, sizeof(float) * nr);
         for (int i = 0; i < FK * CIN; ++i) {
-            const float *row = front_w + (long)i * R;
+            const float *row = c->front_w + (long)i * R + r0;
             for (int b = 0; b < B; ++b) {
-                const float v = front_buf[(long)b * FK * CIN + i];
-                if (v != 0.0f) axpy(R, v, row, h + (long)b * R);
+                const float v = c->front_buf[(long)b * FK * CIN + i];
+                if (v != 0.0f) axpy(nr, v, row, h + (long)b * R + r0);
             }
         }
-        if (front_relu)
-            for (long q = 0; q < (long)B * R; ++q) h[q] = h[q] > 0.0f ? h[q] : 0.0f;
+        if (c->front_relu)
+            for (int b = 0; b < B; ++b)
+                for (float *hb = h + (long)b * R, *he = hb + r1, *hq = hb + r0; hq < he; ++hq)
+                    *hq = *hq > 0.0f ? *hq : 0.0f;
         const int pos = (int)(t % Q);
-        float *pre_l = pre;
+        float *pre_l = c->pre;
         for (int l = 0; l < L; ++l) {
-            const float *wdl = wd + (long)l * K * R * G;
+            const float *wdl = c->wd + (long)l * K * R * G;
             for (int b = 0; b < B; ++b) {
-                memcpy(layer_buf + (((long)l * B + b) * Q + pos) * R, h + (long)b * R, sizeof(float) * R);
-                memcpy(a + (long)b * G, cond + (((long)j * B + b) * L + l) * G, sizeof(float) * G);
+                memcpy(c->layer_buf + (((long)l * B + b) * Q + pos) * R + r0, h + (long)b * R + r0, sizeof(float) * nr);
+                for (int u = 0; u < nga; ++u)
+                    memcpy(a + (long)b * G + ga[u][0], c->cond + (((long)j * B + b) * L + l) * G + ga[u][0],
+                           sizeof(float) * (size_t)(ga[u][1] - ga[u][0]));
             }
+            barrier_wait(&c->bar, &phase); /* the layer's input is complete */
             for (int k = 0; k < K; ++k) {
-                const long off = offsets[(long)l * K + k];
+                const long off = c->offsets[(long)l * K + k];
                 const float *wk = wdl + (long)k * R * G;
                 if (off >= 2) {
                     /* A past tap: its input for the next m = min(off, PRE_MAX) steps is already in the ring,
@@ -156,103 +287,143 @@ int zoo_wavenet_generate(int B, int T, long t0, int L, int R, int G, int S, int 
                     const long m = off < PRE_MAX ? off : PRE_MAX;
                     float *pk = pre_l;
                     pre_l += m * B * G;
-                    if (t % m == 0) {
-                        memset(pk, 0, sizeof(float) * (size_t)(m * B * G));
-                        for (int o0 = 0; o0 < G; o0 += TW) {
-                            const int n = G - o0 < TW ? G - o0 : TW;
-                            for (long col = 0; col < m; ++col) {
-                                long idx = (t + col - off) % Q;
-                                if (idx < 0) idx += Q;
-                                /* one tile of the product, for every item (the tile stays in cache) */
-                                matvec_tile(B, R, n, layer_buf + ((long)l * B * Q + idx) * R, (long)Q * R,
-                                            wk + (long)o0 * R, pk + col * B * G + o0, G);
+                    const float *pr = pk + (t % m) * B * G;
+                    for (int u = 0; u < nga; ++u) {
+                        const int g0 = ga[u][0], g1 = ga[u][1];
+                        if (t % m == 0) {
+                            for (long col = 0; col < m; ++col)
+                                for (int b = 0; b < B; ++b)
+                                    memset(pk + (col * B + b) * G + g0, 0, sizeof(float) * (size_t)(g1 - g0));
+                            for (int q0 = g0; q0 < g1; q0 += TW) {
+                                const int n = G - q0 < TW ? G - q0 : TW;
+                                for (long col = 0; col < m; ++col) {
+                                    long idx = (t + col - off) % Q;
+                                    if (idx < 0) idx += Q;
+                                    /* one tile of the product, for every item (the tile stays in cache) */
+                                    matvec_tile(B, R, n, c->layer_buf + ((long)l * B * Q + idx) * R, (long)Q * R,
+                                                wk + (long)q0 * R, pk + col * B * G + q0, G);
+                                }
                             }
                         }
+                        for (int b = 0; b < B; ++b)
+                            for (int q = g0; q < g1; ++q) a[(long)b * G + q] += pr[(long)b * G + q];
                     }
-                    const float *pr = pk + (t % m) * B * G;
-                    for (long q = 0; q < (long)B * G; ++q) a[q] += pr[q];
                     continue;
                 }
                 long idx = (t - off) % Q;
                 if (idx < 0) idx += Q;
-                matvec(B, R, G, layer_buf + ((long)l * B * Q + idx) * R, (long)Q * R, wk, a, G);
+                for (int u = 0; u < nga; ++u)
+                    matvec_cols(B, R, G, ga[u][0], ga[u][1], c->layer_buf + ((long)l * B * Q + idx) * R, (long)Q * R,
+                                wk, a, G);
             }
+            if (nth > 1 && !paired) barrier_wait(&c->bar, &phase); /* a complete (the gate's columns straddle) */
             for (int b = 0; b < B; ++b) {
                 const float *ab = a + (long)b * G;
                 float *ob = o + (long)b * half;
-                for (int c = 0; c < half; ++c) ob[c] = tanhf(ab[c]) * sigmoidf_(ab[half + c]);
-                memcpy(s + (long)b * S, bs + (long)l * S, sizeof(float) * S);
-                if (has_res[l]) memcpy(tmp + (long)b * R, br + (long)l * R, sizeof(float) * R);
+                for (int q = o0c; q < o1c; ++q) ob[q] = tanhf(ab[q]) * sigmoidf_(ab[half + q]);
             }
-            matvec(B, half, S, o, half, ws + (long)l * half * S, s, S);
-            if (has_res[l]) matvec(B, half, R, o, half, wr + (long)l * half * R, tmp, R);
+            barrier_wait(&c->bar, &phase); /* o complete */
+            for (int b = 0; b < B; ++b) {
+                memcpy(s + (long)b * S + s0, c->bs + (long)l * S + s0, sizeof(float) * ns);
+                if (c->has_res[l]) memcpy(tmp + (long)b * R + r0, c->br + (long)l * R + r0, sizeof(float) * nr);
+            }
+            matvec_cols(B, half, S, s0, s1, o, half, c->ws + (long)l * half * S, s, S);
+            if (c->has_res[l]) matvec_cols(B, half, R, r0, r1, o, half, c->wr + (long)l * half * R, tmp, R);
             for (int b = 0; b < B; ++b) {
                 float *skb = sk + (long)b * S;
                 const float *sb = s + (long)b * S;
-                if (l == 0) memcpy(skb, sb, sizeof(float) * S);
-                else if (skip_mode == 2)
-                    for (int q = 0; q < S; ++q) skb[q] = (skb[q] + sb[q]) * 0.7071067811865476f;
+                if (l == 0) memcpy(skb + s0, sb + s0, sizeof(float) * ns);
+                else if (c->skip_mode == 2)
+                    for (int q = s0; q < s1; ++q) skb[q] = (skb[q] + sb[q]) * 0.7071067811865476f;
                 else
-                    for (int q = 0; q < S; ++q) skb[q] = skb[q] + sb[q];
-                if (has_res[l]) {
+                    for (int q = s0; q < s1; ++q) skb[q] = skb[q] + sb[q];
+                if (c->has_res[l]) {
                     float *hb = h + (long)b * R;
                     const float *rb = tmp + (long)b * R;
-                    for (int q = 0; q < R; ++q) hb[q] = (hb[q] + rb[q]) * residual_scale;
+                    for (int q = r0; q < r1; ++q) hb[q] = (hb[q] + rb[q]) * c->residual_scale;
                 }
             }
         }
         /* head: relu -> 1x1 -> relu -> 1x1 */
         for (int b = 0; b < B; ++b) {
             float *skb = sk + (long)b * S;
-            for (int q = 0; q < S; ++q) {
-                float v = skip_mode == 1 ? skb[q] * inv_sqrt_l : skb[q];
+            for (int q = s0; q < s1; ++q) {
+                float v = c->skip_mode == 1 ? skb[q] * inv_sqrt_l : skb[q];
                 skb[q] = v > 0.0f ? v : 0.0f;
             }
-            memcpy(y1 + (long)b * S, h1b, sizeof(float) * S);
-            memcpy(y + (long)b * OUT, h2b, sizeof(float) * OUT);
+            memcpy(y1 + (long)b * S + s0, c->h1b + s0, sizeof(float) * ns);
         }
-        matvec(B, S, S, sk, S, h1w, y1, S);
-        for (long q = 0; q < (long)B * S; ++q) y1[q] = y1[q] > 0.0f ? y1[q] : 0.0f;
-        matvec(B, S, OUT, y1, S, h2w, y, OUT);
-        /* sample the next input */
-        for (int b = 0; b < B; ++b) {
-            const float *yb = y + (long)b * OUT;
-            float *xb = x_in + (long)b * CIN;
-            if (dist == 0) {
-                const float *u = draws1 + ((long)j * B + b) * n_mix;
-                int best = 0;
-                float best_v = -INFINITY;
-                for (int m = 0; m < n_mix; ++m) {
-                    const float v = yb[m] - logf(-logf(u[m]));
-                    if (v > best_v) { best_v = v; best = m; }
-                }
-                float ls = yb[2 * n_mix + best];
-                if (ls < log_min) ls = log_min;
-                const float ul = draws2[(long)j * B + b];
-                float x = yb[n_mix + best] + temperature * expf(ls) * (logf(ul) - logf(1.0f - ul));
-                x = x < -1.0f ? -1.0f : (x > 1.0f ? 1.0f : x);
-                samples[(long)j * B + b] = x;
-                xb[0] = x;
-            } else if (dist == 1) {
-                float ls = yb[1];
-                if (ls < log_min) ls = log_min;
-                const float x = yb[0] + temperature * expf(ls) * draws1[(long)j * B + b];
-                samples[(long)j * B + b] = x;
-                xb[0] = x;
-            } else {
-                const float *u = draws1 + ((long)j * B + b) * CIN;
-                int best = 0;
-                float best_v = -INFINITY;
-                for (int m = 0; m < OUT; ++m) {
-                    const float v = temperature <= 0.0f ? yb[m] : yb[m] / temperature - logf(-logf(u[m]));
-                    if (v > best_v) { best_v = v; best = m; }
-                }
-                samples[(long)j * B + b] = (float)best;
-                memset(xb, 0, sizeof(float) * CIN);
-                xb[best] = 1.0f;
-            }
+        barrier_wait(&c->bar, &phase); /* skips complete */
+        matvec_cols(B, S, S, s0, s1, sk, S, c->h1w, y1, S);
+        for (int b = 0; b < B; ++b)
+            for (int q = s0; q < s1; ++q) y1[(long)b * S + q] = y1[(long)b * S + q] > 0.0f ? y1[(long)b * S + q] : 0.0f;
+        barrier_wait(&c->bar, &phase); /* y1 complete */
+        if (p == 0) {
+            for (int b = 0; b < B; ++b) memcpy(y + (long)b * OUT, c->h2b, sizeof(float) * OUT);
+            matvec(B, S, OUT, y1, S, c->h2w, y, OUT);
+            sample_next(c, j, y);
+            if (j + 1 < c->T) push_input(c);
         }
+        barrier_wait(&c->bar, &phase); /* the next input is in the window */
     }
+}
+
+typedef struct {
+    zoo_job *job;
+    int p;
+    atomic_int *go;
+} zoo_share;
+
+static void *generate_worker(void *arg) {
+    zoo_share *sh = (zoo_share *)arg;
+    int v;
+    while ((v = atomic_load(sh->go)) == 0) sched_yield();
+    if (v > 0) generate_share(sh->job, sh->p);
+    return NULL;
+}
+
+#define MAX_THREADS 64
+
+int zoo_wavenet_generate(int B, int T, long t0, int L, int R, int G, int S, int K, int Q, int FK, int CIN,
+                         int OUT, const float *front_w, const float *front_b, int front_relu,
+                         const float *wd, const float *wr, const float *br, const float *ws,
+                         const float *bs, const uint8_t *has_res, const int64_t *offsets,
+                         float residual_scale, int skip_mode, const float *h1w, const float *h1b,
+                         const float *h2w, const float *h2b, const float *cond, float *layer_buf,
+                         float *front_buf, int dist, int n_mix, float log_min, float temperature,
+                         const float *draws1, const float *draws2, float *x_in, float *samples,
+                         float *work, float *pre, int nthreads) {
+    zoo_job c = {B, T, L, R, G, S, K, Q, FK, CIN, OUT, front_relu, skip_mode, dist, n_mix, 1, t0,
+                 front_w, front_b, wd, wr, br, ws, bs, h1w, h1b, h2w, h2b, cond, draws1, draws2, has_res,
+                 offsets, residual_scale, log_min, temperature, layer_buf, front_buf, x_in, samples, work, pre};
+    if (T <= 0) return 0;
+    int nth = nthreads < 1 ? 1 : nthreads;
+    const int g_tiles = (G / 2) % TW == 0 ? G / 2 / TW : (G + TW - 1) / TW;
+    if (nth > g_tiles) nth = g_tiles; /* more threads than tiles to share would idle */
+    if (nth > MAX_THREADS) nth = MAX_THREADS;
+    pthread_t threads[MAX_THREADS];
+    zoo_share shares[MAX_THREADS];
+    atomic_int go;
+    atomic_init(&go, 0);
+    int started = 1;
+    for (int p = 1; p < nth; ++p) {
+        shares[p] = (zoo_share){&c, p, &go};
+        if (pthread_create(&threads[p], NULL, generate_worker, &shares[p]) != 0) break;
+        ++started;
+    }
+    if (started < nth) { /* could not start them all: run alone (the same samples) */
+        atomic_store(&go, -1);
+        for (int p = 1; p < started; ++p) pthread_join(threads[p], NULL);
+        nth = started = 1;
+    }
+    c.nth = nth;
+    c.bar.n = nth;
+    atomic_init(&c.bar.count, 0);
+    atomic_init(&c.bar.phase, 0);
+    push_input(&c);
+    atomic_store(&go, 1);
+    generate_share(&c, 0);
+    for (int p = 1; p < started; ++p) pthread_join(threads[p], NULL);
     return 0;
 }
 """
@@ -288,8 +459,9 @@ def _compile(path: Path) -> None:
         src = Path(tmp) / "wavenet_kernel.c"
         src.write_text(SOURCE)
         out = Path(tmp) / path.name
-        flags = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC"]
-        subprocess.run([cc, *flags, str(src), "-o", str(out), "-lm"], check=True, capture_output=True, timeout=120)
+        flags = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC", "-pthread"]
+        subprocess.run([cc, *flags, str(src), "-o", str(out), "-lm", "-lpthread"], check=True, capture_output=True,
+                       timeout=120)
         os.replace(out, path)
 
 
