@@ -5,6 +5,8 @@
 Steps (each writes ``benchmarks/results/<step>.json``; ``--skip`` keeps an earlier result):
 
 * ``compare``: ``compare_reference.py`` (ours vs the reference implementations, 5 s, batch 1);
+* ``compare_threads2``: the same on both cores of the machine (``--threads 2``, both sides), when
+  ``--threads`` is not already 2 (no bfloat16 row: that one is in ``compare``);
 * ``wavenet``: ``wavenet_sampling.py`` (incremental vs naive sampling);
 * ``roofline``: ``roofline.py`` (FLOPs per second of audio, the matmul peak, the ceiling of each speed-up);
 * ``memory``, ``memory_glibc``: ``memory.py`` (peak memory at 5 s and 60 s for every parallel model, with
@@ -32,7 +34,7 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 DOC = ROOT / "docs" / "performance.md"
 PLOT = ROOT / "docs" / "performance_length.png"
-STEPS = ("compare", "roofline", "wavenet", "memory", "memory_glibc", "length", "batch")
+STEPS = ("compare", "compare_threads2", "roofline", "wavenet", "memory", "memory_glibc", "length", "batch")
 SWEEP_MODELS = ["hifigan.universal", "griffinlim.hifigan", "waveglow", "flowavenet", "parallel_wavenet"]
 
 
@@ -53,6 +55,10 @@ def run_steps(args: argparse.Namespace) -> None:
         "compare": [py, str(HERE / "compare_reference.py"), "--ref-dir", str(args.ref_dir), "--threads", t,
                     "--seconds", "1" if q else "5", "--runs", "1" if q else "3",
                     "--wavenet-samples", "256" if q else "2048", "--json", str(RESULTS / "compare.json")],
+        "compare_threads2": [py, str(HERE / "compare_reference.py"), "--ref-dir", str(args.ref_dir), "--threads", "2",
+                             "--seconds", "1" if q else "5", "--runs", "1" if q else "3", "--no-bfloat16",
+                             "--wavenet-samples", "256" if q else "2048",
+                             "--json", str(RESULTS / "compare_threads2.json")],
         "roofline": [py, str(HERE / "roofline.py"), "--threads", t, "--compare", str(RESULTS / "compare.json"),
                      "--json", str(RESULTS / "roofline.json")],
         "wavenet": [py, str(HERE / "wavenet_sampling.py"), "--steps", "256" if q else "2048",
@@ -72,13 +78,16 @@ def run_steps(args: argparse.Namespace) -> None:
     }
     if args.ref_dir is None:
         commands.pop("compare")
+        commands.pop("compare_threads2")
+    if args.threads == 2:
+        commands.pop("compare_threads2", None)
     conditions = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "load_average_start": os.getloadavg(),
                   "other_jobs": _busy(), "quick": q}
     for step in STEPS:
         if step in args.skip or step not in commands:
             continue
         print(f"== {step}: {' '.join(commands[step])}", flush=True)
-        subprocess.run(commands[step], check=step != "compare", cwd=ROOT)
+        subprocess.run(commands[step], check=not step.startswith("compare"), cwd=ROOT)
     conditions["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     conditions["load_average_end"] = os.getloadavg()
     (RESULTS / "conditions.json").write_text(json.dumps(conditions, indent=2))
@@ -133,7 +142,15 @@ NOTES = """## What the fast paths are
   of 64 so that each product streams its tiles once with the 64 outputs in registers (the same sums, in
   the same order, as a row-by-row `y += x[i] * W[i]`, which loads and stores `y` for every row): about
   1.7x the read rate of that form in isolation, 1.2x on the whole loop (LJSpeech config: 2.73x -> 3.22x
-  the reference).
+  the reference). With more than one torch thread the loop shares every product's column tiles among
+  that many threads of its own (a barrier twice per layer where a whole vector is the next input; each
+  output made by one thread with the same sums, so the samples are bit-identical for any thread count):
+  on both cores the LJSpeech config reads its weights at about 1.7-1.8x the one-core rate (in-process,
+  same weights: 216-225 -> 370-388 samples/s; 530 in the comparison run, on a faster moment of the
+  machine), while r9y9's loop gains nothing from the second core (60-83 samples/s at 2 threads against
+  65 at 1, varying with the machine), so the 2-thread ratio is 6.4x (1 thread: 3.3x). Register-blocked
+  products for the past taps' `m` steps (4 inputs x 16 outputs per pass) gave no gain: those products
+  are bound by reading their weights from memory, not by the multiply-adds.
 - At batch 1 the published 24-layer LJSpeech WaveNet reads about 99 MB of float32 weights per sample in
   r9y9's loop (every tap, the conditioning 1x1, residual and skip conv of 24 layers; about 6 GB/s at its
   rate); ours reads the current taps, residual and skip convs and the head every step (48.5 MB) and the
@@ -141,8 +158,11 @@ NOTES = """## What the fast paths are
   single-thread read bandwidth of 12-17 GB/s here (`a.sum()` on 200 MB). Both are bound by memory
   bandwidth, so the ratio there is far below the small configuration's (bound by per-operation overhead in
   r9y9's loop). 10x (about 610 samples/s) would mean about 10 MB per sample at the reference's
-  bandwidth, or 30 GB/s for the 48.5 MB that every step must read: neither is possible on this core in
-  float32.
+  bandwidth, or 30 GB/s for the 48.5 MB that every step must read: not possible on one core in float32.
+  Both cores together streamed a cyclic 48 MB of weights at 21-38 GB/s in a microbenchmark (it varied
+  that much within minutes; non-temporal prefetch of part of it, to keep the rest in the 32 MB L3, made
+  no difference), against the 21 GB/s the 2-thread loop reaches: 10x at 2 threads would need the
+  top of that range on every step.
 - **Griffin-Lim** is not windowed: each iteration re-estimates the phase of the whole spectrogram, so a
   windowed run would not equal the one-shot output; its 60 s peak (about 160 MiB) is the spectrogram's.
 - **How far float32 can go**: WaveGlow at 256 channels does about 448 GFLOP per second of audio by the
@@ -180,26 +200,33 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{x:,.{digits}f}"
 
 
-def _targets(compare: dict | None, memory: dict | None, roofline: dict | None = None,
+def _threads(compare: dict) -> int | str:
+    return compare.get("machine", {}).get("threads", "?")
+
+
+def _targets(compares: list[dict], memory: dict | None, roofline: dict | None = None,
              memory_glibc: dict | None = None) -> list[str]:
-    """The performance issue's targets, checked against the results."""
+    """The performance issue's targets, checked against the results (every comparison run: its thread count)."""
     rows = []
     ceiling = {r["model"]: r["ceiling"] for r in (roofline or {}).get("rows", []) if "ceiling" in r}
-    by_model = {(r["model"].split(" ")[0], r["dtype"]): r for r in (compare or {}).get("rows", [])}
-    for key, label, need in (("waveglow", "WaveGlow float32 vs NVIDIA, equal output", 1.5),
-                             ("flowavenet", "FloWaveNet float32 vs ksw0306, equal output", 1.5),
-                             ("hifigan.universal", "HiFi-GAN V1 float32 vs jik876 (not slower)", 0.95)):
-        r = by_model.get((key, "float32"))
-        if r:
-            ok = r["speedup"] >= need and r["max_abs_diff"] <= 1e-4
-            cap = f" (ceiling at the matmul peak: {ceiling[key]:.2f}x)" if key in ceiling else ""
-            rows.append(f"| {label} | >= {need}x, diff <= 1e-4 | {r['speedup']:.2f}x, {r['max_abs_diff']:.1e}{cap} | "
-                        f"{'met' if ok else '**not met**'} |")
-    for r in (compare or {}).get("rows", []):
-        if r["model"].startswith("wavenet"):
-            ok = r["speedup"] >= 10 and r["max_abs_diff"] <= 1e-4
-            rows.append(f"| {r['model']} incremental vs r9y9, identical draws | >= 10x | {r['speedup']:.1f}x, "
-                        f"{r['max_abs_diff']:.1e} | {'met' if ok else '**not met**'} |")
+    for compare in compares:
+        th = f", {_threads(compare)} thread(s)" if len(compares) > 1 else ""
+        by_model = {(r["model"].split(" ")[0], r["dtype"]): r for r in compare.get("rows", [])}
+        for key, label, need in (("waveglow", "WaveGlow float32 vs NVIDIA, equal output", 1.5),
+                                 ("flowavenet", "FloWaveNet float32 vs ksw0306, equal output", 1.5),
+                                 ("hifigan.universal", "HiFi-GAN V1 float32 vs jik876 (not slower)", 0.95)):
+            r = by_model.get((key, "float32"))
+            if r:
+                ok = r["speedup"] >= need and r["max_abs_diff"] <= 1e-4
+                same = roofline is not None and roofline.get("threads") == _threads(compare)
+                cap = f" (ceiling at the matmul peak: {ceiling[key]:.2f}x)" if key in ceiling and same else ""
+                rows.append(f"| {label}{th} | >= {need}x, diff <= 1e-4 | {r['speedup']:.2f}x, "
+                            f"{r['max_abs_diff']:.1e}{cap} | {'met' if ok else '**not met**'} |")
+        for r in compare.get("rows", []):
+            if r["model"].startswith("wavenet"):
+                ok = r["speedup"] >= 10 and r["max_abs_diff"] <= 1e-4
+                rows.append(f"| {r['model']} incremental vs r9y9, identical draws{th} | >= 10x | "
+                            f"{r['speedup']:.1f}x, {r['max_abs_diff']:.1e} | {'met' if ok else '**not met**'} |")
     heap = {s["model"]: s["ratio"] for s in (memory_glibc or {}).get("summary", [])}
     for s in (memory or {}).get("summary", []):
         glibc = f"; {heap[s['model']]:.2f}x with glibc's default heap" if s["model"] in heap else ""
@@ -213,6 +240,8 @@ def _targets(compare: dict | None, memory: dict | None, roofline: dict | None = 
 def render() -> str:
     cond = _load("conditions") or {}
     compare, wavenet, memory = _load("compare"), _load("wavenet"), _load("memory")
+    compare2 = _load("compare_threads2")
+    compares = [c for c in (compare, compare2) if c]
     roofline, glibc = _load("roofline"), _load("memory_glibc") or {}
     length, batch = _load("length"), _load("batch")
     machine = next((r["machine"] for r in (compare, memory, length, batch) if r and "machine" in r), {})
@@ -239,12 +268,15 @@ def render() -> str:
     if cond.get("quick"):
         out.append("- **quick run** (`--quick`: short inputs, single runs): a pipeline check, not published numbers")
     out.append("")
-    out += _targets(compare, memory, roofline, glibc)
-    if compare:
-        out += ["## Ours against the reference implementations (`benchmarks/compare_reference.py`)", "",
+    out += _targets(compares, memory, roofline, glibc)
+    for compare in compares:
+        when = compare.get("machine", {}).get("date", "?")
+        out += [f"## Ours against the reference implementations, {_threads(compare)} thread(s) "
+                "(`benchmarks/compare_reference.py`)", "",
                 f"Same weights (the reference's seeded state dict through our converter), same input, batch 1, "
                 f"{compare['seconds']:g} s of audio, {compare.get('runs', '?')} interleaved runs (median) after a "
-                f"warm-up, {compare.get('clock', 'wall')} clock. Outputs are compared on shared noise or shared "
+                f"warm-up, {compare.get('clock', 'wall')} clock, {_threads(compare)} torch thread(s) for both "
+                f"sides (finished {when}). Outputs are compared on shared noise or shared "
                 "uniform draws (max abs difference; float32 rows must be at most 1e-4).", "",
                 "| model | dtype | reference (s) | ours (s) | speed-up | max abs diff | note |",
                 "|---|---|---|---|---|---|---|"]
