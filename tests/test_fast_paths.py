@@ -15,6 +15,7 @@ from zoo_plugins.wavenet import kernel as wavenet_kernel
 from zoo_plugins.wavenet.incremental import IncrementalSampler
 
 import zoo.gated
+import zoo.timemajor
 from zoo.gated import GatedResidualStack, WaveNetConditioner, infer_layers, stack_pad
 
 
@@ -72,11 +73,12 @@ def test_infer_layers_equals_stack_forward(causal, skip_mode, bias, cond, t, win
 
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("dilations,t", [
-    ([1, 3, 16, 64], 2500),  # several 1024-row Winograd calls per layer, partial last tiles
+    ([1, 3, 16, 64], 2500),  # several Winograd calls (1024 rows here) per layer, partial last tiles
     ([1, 7, 200], 230),  # the 200-dilation layer would waste too many rows: direct taps for it
     ([1, 2], 16),  # the shortest input the Winograd path takes
 ])
 def test_winograd_taps_equal_direct_taps(causal, dilations, t, monkeypatch):
+    monkeypatch.setattr(zoo.timemajor, "WINOGRAD_CHUNK_ROWS", 1024)
     stack = GatedResidualStack(6, 10, 4, 3, 3, dilations, causal=causal, residual_scale=math.sqrt(0.5)).eval()
     _randomise(stack, 0.3)
     x, c = torch.randn(6, t), torch.randn(3, t).t()
@@ -102,7 +104,7 @@ def test_winograd_taps_equal_direct_taps(causal, dilations, t, monkeypatch):
     (5, 5, 13),  # shorter than one tile: all direct
 ])
 @pytest.mark.parametrize("accumulate", [False, True])
-def test_conv_taps_winograd_equals_conv_taps(k, d, t, accumulate):
+def test_conv_taps_winograd_equals_conv_taps(k, d, t, accumulate, monkeypatch):
     from zoo.timemajor import (
         conv_taps,
         conv_taps_winograd,
@@ -111,6 +113,7 @@ def test_conv_taps_winograd_equals_conv_taps(k, d, t, accumulate):
         winograd_work,
     )
 
+    monkeypatch.setattr(zoo.timemajor, "WINOGRAD_CHUNK_ROWS", 1024)
     torch.manual_seed(k * d)
     conv = torch.nn.Conv1d(6, 5, k, dilation=d, padding=(k - 1) * d // 2)
     x = torch.randn(1, 6, t)
@@ -125,6 +128,26 @@ def test_conv_taps_winograd_equals_conv_taps(k, d, t, accumulate):
                                   winograd_work(src, d, 6, 5), accumulate=accumulate)
     torch.testing.assert_close(direct, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(wino, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_winograd_conv3_takes_only_the_rows_its_scratch_holds(monkeypatch):
+    """Scratch sized for smaller calls than :data:`zoo.timemajor.WINOGRAD_CHUNK_ROWS` now asks for (the
+    setting changed after it was made): the calls shrink to what fits, the result is unchanged."""
+    from zoo.timemajor import conv_taps, conv_taps_winograd, tap_weights, winograd_group_weights, winograd_work
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(6, 5, 3, dilation=2, padding=2)
+    x = torch.randn(1, 6, 700)
+    src = torch.cat([torch.zeros(2, 6), x[0].t(), torch.zeros(2, 6)])
+    taps = tap_weights(conv.weight.detach())
+    monkeypatch.setattr(zoo.timemajor, "WINOGRAD_CHUNK_ROWS", 96)
+    work = winograd_work(src, 2, 6, 5)
+    assert work[0].shape[1] == 96 // 4
+    monkeypatch.setattr(zoo.timemajor, "WINOGRAD_CHUNK_ROWS", 4096)
+    with torch.no_grad():
+        direct = conv_taps(torch.empty(700, 5), src, 0, taps, 2, conv.bias)
+        wino = conv_taps_winograd(torch.empty(700, 5), src, 0, taps, winograd_group_weights(taps), 2, conv.bias, work)
+    torch.testing.assert_close(wino, direct, atol=1e-5, rtol=1e-5)
 
 
 def test_iaf_flow_infer_equals_conv_path():
