@@ -75,6 +75,35 @@ def test_toy_conforms(toy_registry, tmp_path):
     check_vocoder("toy", tmp_path=tmp_path)
 
 
+class _InPlaceToy(Toy):
+    def vocode(self, mel, lengths=None, **kwargs):  # a plugin normalising its input in place
+        return super().vocode(mel.mul_(0.5), lengths, **kwargs)
+
+
+class _LeakyToy(Toy):
+    def synthesize(self, mel, *, generator=None, **sampling):
+        return super().synthesize(mel - mel.mean(), generator=generator)  # one mean over the whole batch
+
+
+class _GlobalRngToy(Toy):
+    deterministic = False
+
+    def synthesize(self, mel, *, generator=None, **sampling):
+        out = super().synthesize(mel, generator=generator)
+        return out + 0.1 * torch.randn(out.shape)  # ignores ``generator``
+
+
+@pytest.mark.parametrize("cls,message", [
+    (_InPlaceToy, "in place"),
+    (_LeakyToy, "must not influence each other"),
+    (_GlobalRngToy, "same generator seed"),
+])
+def test_conformance_kit_catches_broken_vocoders(cls, message, tmp_path):
+    """Each check of :func:`zoo.testing.check_vocoder` fails, with its message, on a vocoder breaking it."""
+    with pytest.raises(AssertionError, match=message):
+        check_vocoder(cls, tmp_path=tmp_path)
+
+
 def test_griffinlim_conforms(tmp_path):
     check_vocoder("griffinlim", tmp_path=tmp_path, batch_atol=1e-3)
 

@@ -74,8 +74,10 @@ def check_config_roundtrip(model: Vocoder) -> None:
 def check_vocode_shapes(model: Vocoder) -> None:
     hop = model.hop_length
     mel = _sample_mel(model, 2, 6)
+    before = mel.clone()
     gen = torch.Generator().manual_seed(0)
     audio, lengths = model.vocode(mel, generator=gen)
+    assert torch.equal(mel, before), "vocode changed the caller's mel in place"
     assert audio.shape == (2, 6 * hop), f"vocode gave {tuple(audio.shape)}, expected (2, {6 * hop})"
     assert lengths.tolist() == [6 * hop] * 2, f"lengths {lengths.tolist()}"
     assert torch.isfinite(audio).all(), "vocoded audio has NaN/Inf"
@@ -91,7 +93,9 @@ def check_batch_matches_single(model: Vocoder, atol: float = 1e-4) -> None:
     mel = _sample_mel(model, 2, 7)
     mel[1, :, 4:] = 5.0  # garbage in the padding of the shorter item
     lengths = torch.tensor([7, 4])
+    before = mel.clone()
     batch, out_len = model.vocode(mel, lengths, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(mel, before) and lengths.tolist() == [7, 4], "vocode changed the caller's mel or lengths"
     assert out_len.tolist() == [7 * hop, 4 * hop], f"audio lengths {out_len.tolist()}"
     assert torch.all(batch[1, 4 * hop:] == 0), "audio past an item's length must be zero"
     if model.deterministic:
@@ -101,6 +105,13 @@ def check_batch_matches_single(model: Vocoder, atol: float = 1e-4) -> None:
         alone0, _ = model.vocode(mel[0:1])
         diff0 = (batch[0] - alone0[0]).abs().max().item()
         assert diff0 <= atol, f"batched item 0 differs from vocoding it alone by {diff0:g}"
+        # Items of one length go through synthesize together: neither may change the other.
+        pair, _ = model.vocode(mel[:, :, :4])
+        for i in range(2):
+            one, _ = model.vocode(mel[i:i + 1, :, :4])
+            diff = (pair[i] - one[0]).abs().max().item()
+            assert diff <= atol, (f"item {i} of an equal-length batch differs from vocoding it alone by {diff:g} "
+                                  f"(> {atol:g}): batch items must not influence each other")
 
 
 def check_generator_reproducible(model: Vocoder) -> None:
@@ -182,7 +193,8 @@ def check_vocoder(
 ) -> Vocoder:
     """Run every conformance check on a freshly built model of ``architecture``; returns the model.
 
-    Checks: config JSON round trip, output shapes and lengths, batch vs single (padding never leaks),
+    Checks: config JSON round trip, output shapes and lengths, the caller's mel and lengths left as they
+    were, batch vs single (padding never leaks),
     generator reproducibility, save/load, float64/bfloat16, the mel front-end, and clear ``ValueError``s
     for bad input (rank, n_mels, empty, NaN/Inf, dtype, lengths, sample rate).
     """
