@@ -279,3 +279,88 @@ def test_cache_ls_verify_rm(tmp_path, monkeypatch, capsys):
     assert not entry.exists()
     zoo.load("hifigan.ljspeech")  # reconverted cleanly
     assert cli_main(["cache", "verify"]) == 0
+
+
+class _RecordingHfApi:
+    """Stands in for ``huggingface_hub.HfApi`` in ``zoo push`` (the local Hub server has no upload API)."""
+
+    calls: list[tuple[str, dict]] = []
+
+    def __init__(self, endpoint=None):
+        self.calls.append(("init", {"endpoint": endpoint}))
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
+
+    def upload_folder(self, **kwargs):
+        self.calls.append(("upload_folder", kwargs))
+        return types.SimpleNamespace(oid="c" * 40)
+
+
+def _push_folder(tmp_path: Path, **card_changes) -> Path:
+    model = HiFiGAN(HiFiGANConfig.v1().replace(upsample_initial_channel=16)).eval()
+    folder = model.save_pretrained(tmp_path / "run")
+    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    fields = dict(name="hifigan.tiny", architecture="hifigan",
+                  config={k: v for k, v in model.config.to_dict().items() if k != "mel"}, mel=model.mel_config,
+                  sources=[Source(kind="hf", repo="me/tiny", revision="d" * 40, filename="model.safetensors",
+                                  sha256=digest)], license="mit")
+    fields.update(card_changes)
+    (folder / "README.md").write_text(ModelCard(**fields).to_markdown())
+    (folder / "checkpoints").mkdir()  # a training run's leftovers: never uploaded
+    (folder / "checkpoints" / "step-100.safetensors").write_bytes(b"x")
+    return folder
+
+
+def test_push_uploads_only_the_model_files_and_prints_the_pin(tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", _RecordingHfApi)
+    monkeypatch.setattr(_RecordingHfApi, "calls", [])
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    folder = _push_folder(tmp_path)
+    assert cli_main(["push", str(folder), "me/tiny", "--private"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == f"hf://me/tiny@{'c' * 40}" and "checkpoints" in err
+    calls = dict(_RecordingHfApi.calls)
+    assert calls["init"] == {"endpoint": "http://127.0.0.1:9"}
+    assert calls["create_repo"] == {"repo_id": "me/tiny", "private": True, "exist_ok": True}
+    up = calls["upload_folder"]
+    assert up["repo_id"] == "me/tiny" and Path(up["folder_path"]) == folder
+    assert sorted(up["allow_patterns"]) == ["README.md", "config.json", "model.safetensors"]
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(name="waveglow.tiny", architecture="waveglow"), "architecture 'waveglow'"),
+    (dict(mel=HiFiGANConfig.v1().mel.replace(f_max=7600.0)), "f_max"),
+    (dict(config={"upsample_initial_channel": 32}), "upsample_initial_channel"),
+    (dict(sources=[Source(kind="hf", repo="me/tiny", revision="d" * 40, filename="model.safetensors",
+                          sha256="0" * 64)]), "sha256 000000000000"),
+])
+def test_push_refuses_a_card_that_does_not_describe_the_weights(tmp_path, monkeypatch, capsys, change, message):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", _RecordingHfApi)
+    monkeypatch.setattr(_RecordingHfApi, "calls", [])
+    folder = _push_folder(tmp_path, **change)
+    assert cli_main(["push", str(folder), "me/tiny"]) != 0
+    err = capsys.readouterr().err
+    assert "not pushing" in err and message in err and "Traceback" not in err
+    assert _RecordingHfApi.calls == []  # nothing was created or uploaded
+
+
+def test_push_refuses_a_folder_without_a_card_or_with_damaged_weights(tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", _RecordingHfApi)
+    monkeypatch.setattr(_RecordingHfApi, "calls", [])
+    folder = _push_folder(tmp_path)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    assert cli_main(["push", str(folder), "me/tiny"]) != 0
+    err = capsys.readouterr().err
+    assert "model.safetensors is not a readable safetensors file" in err and "Traceback" not in err
+    (folder / "README.md").unlink()
+    assert cli_main(["push", str(folder), "me/tiny"]) != 0
+    assert "lacks README.md" in capsys.readouterr().err
+    assert _RecordingHfApi.calls == []

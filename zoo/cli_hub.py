@@ -150,19 +150,66 @@ def _add_push(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_push)
 
 
+PUSHED_FILES = ("config.json", "model.safetensors", "README.md")
+"""What ``zoo push`` uploads from a folder (``save_pretrained``'s files); anything else there stays local."""
+
+
+def _check_push_folder(folder: Path) -> list[str]:
+    """Refuse a folder that would make a broken Hub model; the problems found, each one line."""
+    import hashlib
+
+    import zoo
+    from zoo.cards import parse_card
+    from zoo.vocoder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+
+    assert PUSHED_FILES == (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
+    for needed in PUSHED_FILES:
+        if not (folder / needed).is_file():
+            raise CliError(f"{folder} lacks {needed}; write it with voc.save_pretrained(dir, card=...)")
+    card = parse_card((folder / CARD_NAME).read_text(encoding="utf-8"), origin=str(folder / CARD_NAME))
+    voc = zoo.load(folder)
+    problems = []
+    if card.architecture != voc.architecture:
+        problems.append(f"the card says architecture {card.architecture!r}, the weights are {voc.architecture!r}")
+    mel_diff = card.mel.diff(voc.mel_config)
+    if mel_diff:
+        fields = ", ".join(f"{k} {mine!r} vs {theirs!r}" for k, (mine, theirs) in mel_diff.items())
+        problems.append(f"the card's mel config differs from the model's (card vs model: {fields})")
+    if not problems and card.config:  # an empty card config states nothing to compare
+        try:
+            card_config = type(voc.config).from_dict(card.model_config()).replace(mel=voc.config.mel)
+        except (ValueError, TypeError) as exc:
+            problems.append(f"the card's config is not a valid {voc.architecture} config: {exc}")
+        else:
+            if card_config != voc.config:
+                fields = sorted(k for k, v in card_config.to_dict().items() if voc.config.to_dict().get(k) != v)
+                problems.append(f"the card's config differs from config.json in {', '.join(fields)}")
+    digest = hashlib.sha256((folder / WEIGHTS_NAME).read_bytes()).hexdigest()
+    for src in card.sources:
+        if src.kind == "hf" and src.filename == WEIGHTS_NAME and src.sha256 != digest:
+            problems.append(f"the card's source {src.describe()} has sha256 {src.sha256[:12]}..., "
+                            f"but {WEIGHTS_NAME} here is {digest[:12]}...")
+    return problems
+
+
 def _cmd_push(args: argparse.Namespace) -> int:
     from huggingface_hub import HfApi
 
-    from zoo.vocoder import CONFIG_NAME, WEIGHTS_NAME
-
     folder = Path(args.folder)
-    for needed in (CONFIG_NAME, WEIGHTS_NAME, "README.md"):
-        if not (folder / needed).is_file():
-            raise CliError(f"{folder} lacks {needed}; write it with voc.save_pretrained(dir, card=...)")
+    problems = _check_push_folder(folder)
+    if problems:
+        raise CliError(f"not pushing {folder}: " + "; ".join(problems))
+    extra = sorted(p.name for p in folder.iterdir() if p.name not in PUSHED_FILES)
+    if extra:
+        print(f"not uploading {len(extra)} other entr{'y' if len(extra) == 1 else 'ies'} of {folder}: "
+              f"{', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}", file=sys.stderr)
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
     api.create_repo(args.repo, private=args.private, exist_ok=True)
-    info = api.upload_folder(folder_path=str(folder), repo_id=args.repo, commit_message=args.message)
-    sha = getattr(info, "oid", None) or str(info)
+    info = api.upload_folder(folder_path=str(folder), repo_id=args.repo, commit_message=args.message,
+                             allow_patterns=list(PUSHED_FILES))
+    sha = getattr(info, "oid", None)
+    if not sha:
+        raise CliError(f"the Hub did not report the commit of the upload to {args.repo}: {info}")
     print(f"hf://{args.repo}@{sha}")
     return 0
 

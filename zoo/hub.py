@@ -250,7 +250,7 @@ def fetch_hf_repo(repo: str, revision: str, *, offline: bool | None = None,
     repo's own model card (README.md) lists for ``model.safetensors``; the config in ``config.json`` must
     agree with the safetensors metadata.
     """
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     from zoo.cards import CardError, parse_card
 
@@ -279,8 +279,11 @@ def fetch_hf_repo(repo: str, revision: str, *, offline: bool | None = None,
         except ChecksumError:
             _evict_hf_file(weights_path)
             raise
-    with safe_open(str(weights_path), "pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(weights_path), "pt") as f:
+            meta = f.metadata() or {}
+    except SafetensorError as exc:  # no pin to check it against, and it does not parse
+        raise ValueError(f"{where}/{WEIGHTS_NAME} is not a readable safetensors file: {exc}") from None
     if meta.get("architecture") and meta["architecture"] != arch:
         raise ValueError(f"{where}: {CONFIG_NAME} says {arch!r} but the weights say {meta['architecture']!r}")
     if meta.get("config") and json.loads(meta["config"]) != config:

@@ -310,9 +310,13 @@ class Vocoder(nn.Module):
 
     def load_weights(self, path: str | os.PathLike[str]) -> None:
         """Load a safetensors file into this model, strictly (missing/unexpected keys and shapes named)."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
+        try:
+            state = load_file(str(path))
+        except SafetensorError as exc:
+            raise ValueError(f"{path} is not a readable safetensors file (damaged or truncated?): {exc}") from None
         self.load_state_dict_checked(state, source=str(path))
 
     def load_state_dict_checked(self, state: dict[str, Tensor], source: str = "state dict") -> None:
