@@ -119,9 +119,11 @@ NOTES = """## What the fast paths are
   apart, each tile reads six input rows (points 0, 1, -1, 2, -2, infinity), the inputs are transformed
   with additions, multiplied by the transformed filters in 6 products of a quarter of the rows (the
   direct taps make 3 products of all the rows, 12 per tile), and combined with additions: half the
-  arithmetic of those convs, in 1024-row chunks so the scratch stays small. WaveGlow then does about 300
-  GFLOP per second of audio where the reference does 448 (the dilated convs were about half of it; the
-  conditioning 1x1, 640 -> 512 per layer, about 40%, is untouched). The outputs stay within float32
+  arithmetic of those convs, in calls of about 4096 rows (`WINOGRAD_CHUNK_ROWS`; 1024 until 2026-12-02,
+  when the 128-channel HiFi-GAN stage's transforms fell below torch's elementwise grain and ran on one
+  thread: 2-thread A/B HiFi-GAN 0.98 -> 0.77 s for 2 s, WaveGlow 3.04 -> 2.80 s for 1 s). WaveGlow then
+  does about 300 GFLOP per second of audio where the reference does 448 (the dilated convs were about
+  half of it; the conditioning 1x1, 640 -> 512 per layer, about 40%, is untouched). The outputs stay within float32
   rounding of the reference (max abs difference 1.9e-6 for WaveGlow; tests compare the tiles with the
   direct taps and the stack's forward, partial tiles and chunk edges included). In-process A/B runs on the
   converted reference weights (2 s): WaveGlow 13.2 -> 10.8 s, FloWaveNet 11.9 -> 10.3 s, the student
