@@ -328,6 +328,10 @@ def test_push_uploads_only_the_model_files_and_prints_the_pin(tmp_path, monkeypa
     up = calls["upload_folder"]
     assert up["repo_id"] == "me/tiny" and Path(up["folder_path"]) == folder
     assert sorted(up["allow_patterns"]) == ["README.md", "config.json", "model.safetensors"]
+    from zoo.cli_hub import PUSHED_FILES
+    from zoo.vocoder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+
+    assert set(PUSHED_FILES) == {CONFIG_NAME, WEIGHTS_NAME, CARD_NAME}  # save_pretrained's files
 
 
 @pytest.mark.parametrize("change,message", [

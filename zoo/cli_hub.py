@@ -156,13 +156,11 @@ PUSHED_FILES = ("config.json", "model.safetensors", "README.md")
 
 def _check_push_folder(folder: Path) -> list[str]:
     """Refuse a folder that would make a broken Hub model; the problems found, each one line."""
-    import hashlib
-
     import zoo
     from zoo.cards import parse_card
-    from zoo.vocoder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+    from zoo.hub import sha256_file
+    from zoo.vocoder import CARD_NAME, WEIGHTS_NAME
 
-    assert PUSHED_FILES == (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
     for needed in PUSHED_FILES:
         if not (folder / needed).is_file():
             raise CliError(f"{folder} lacks {needed}; write it with voc.save_pretrained(dir, card=...)")
@@ -182,9 +180,10 @@ def _check_push_folder(folder: Path) -> list[str]:
             problems.append(f"the card's config is not a valid {voc.architecture} config: {exc}")
         else:
             if card_config != voc.config:
-                fields = sorted(k for k, v in card_config.to_dict().items() if voc.config.to_dict().get(k) != v)
+                theirs = voc.config.to_dict()
+                fields = sorted(k for k, v in card_config.to_dict().items() if theirs.get(k) != v)
                 problems.append(f"the card's config differs from config.json in {', '.join(fields)}")
-    digest = hashlib.sha256((folder / WEIGHTS_NAME).read_bytes()).hexdigest()
+    digest = sha256_file(folder / WEIGHTS_NAME)
     for src in card.sources:
         if src.kind == "hf" and src.filename == WEIGHTS_NAME and src.sha256 != digest:
             problems.append(f"the card's source {src.describe()} has sha256 {src.sha256[:12]}..., "
