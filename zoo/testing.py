@@ -151,7 +151,8 @@ def check_dtypes(model: Vocoder) -> None:
             assert diff <= 1e-3, f"float64 output differs from float32 by {diff:g}"
         mbf = model.to(torch.bfloat16).prepare_for_inference()
         outbf = mbf.vocode(mel, generator=torch.Generator().manual_seed(0))[0]
-        assert torch.isfinite(outbf.float()).all(), "bfloat16 output has NaN/Inf"
+        assert outbf.dtype == torch.float32, f"bfloat16 model gave {outbf.dtype} audio, not float32 (audio_dtype)"
+        assert torch.isfinite(outbf).all(), "bfloat16 output has NaN/Inf"
     finally:
         model.to(torch.float32).prepare_for_inference()
 

@@ -14,25 +14,19 @@ shared among them, each output still made by one thread with the same sums, so t
 on the thread count; the threads meet at a barrier whenever a whole vector is the next product's input
 (twice per layer), and two cores read the weights at about 1.7x the rate of one.
 
-The source is compiled on first use with the system C compiler (``cc -O3 -march=native``) into a
-per-user cache (``$ZOO_KERNEL_CACHE`` or ``~/.cache/vocoder-zoo/kernels``) and loaded with ``ctypes``.
-Without a compiler (or with ``ZOO_DISABLE_KERNEL=1``) :func:`load` returns ``None`` and the sampler uses
-its TorchScript step, which gives the same samples up to float32 rounding.
+The source is compiled on first use by :func:`zoo.native.build` (``cc -O3 -march=native``, cached per
+user and CPU) and loaded with ``ctypes``. Without a compiler (or with ``ZOO_DISABLE_KERNEL=1``) :func:`load`
+returns ``None`` and the sampler uses its TorchScript step, which gives the same samples up to float32
+rounding.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import threading
-from pathlib import Path
 
 import torch
+
+from zoo import native
 
 SOURCE = r"""
 #include <math.h>
@@ -428,70 +422,30 @@ int zoo_wavenet_generate(int B, int T, long t0, int L, int R, int G, int S, int 
 }
 """
 
-_lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("ZOO_KERNEL_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "vocoder-zoo" / "kernels"
-
-
-def _cpu_tag() -> str:
-    tag = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("model name", "flags")):
-                    tag += line
-    except OSError:
-        pass
-    return tag
-
-
-def _compile(path: Path) -> None:
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        raise RuntimeError("no C compiler")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        src = Path(tmp) / "wavenet_kernel.c"
-        src.write_text(SOURCE)
-        out = Path(tmp) / path.name
-        flags = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-shared", "-fPIC", "-pthread"]
-        subprocess.run([cc, *flags, str(src), "-o", str(out), "-lm", "-lpthread"], check=True, capture_output=True,
-                       timeout=120)
-        os.replace(out, path)
-
-
 def load() -> ctypes.CDLL | None:
-    """The compiled kernel, compiling it on first use; ``None`` if that is impossible or disabled."""
+    """The compiled kernel, compiling it on first use (:func:`zoo.native.build`); ``None`` if that is
+    impossible or disabled."""
     global _lib, _tried
-    if os.environ.get("ZOO_DISABLE_KERNEL"):
+    if _tried:
+        return _lib
+    lib = native.build("wavenet", SOURCE, ("-fopenmp-simd",))
+    _tried = True
+    if lib is None:
         return None
-    with _lock:
-        if _tried:
-            return _lib
-        _tried = True
-        key = hashlib.sha256((SOURCE + _cpu_tag()).encode()).hexdigest()[:16]
-        path = _cache_dir() / f"wavenet_{key}.so"
-        try:
-            if not path.exists():
-                _compile(path)
-            lib = ctypes.CDLL(str(path))
-        except (OSError, RuntimeError, subprocess.SubprocessError):
-            return None
-        lib.zoo_wavenet_tile_width.restype = ctypes.c_int
-        if lib.zoo_wavenet_tile_width() != TILE:
-            return None
-        lib.zoo_wavenet_generate.restype = ctypes.c_int
-        lib.zoo_wavenet_work_size.restype = ctypes.c_long
-        lib.zoo_wavenet_work_size.argtypes = [ctypes.c_int] * 5
-        lib.zoo_wavenet_pre_size.restype = ctypes.c_long
-        lib.zoo_wavenet_pre_size.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p]
-        _lib = lib
-        return lib
+    lib.zoo_wavenet_tile_width.restype = ctypes.c_int
+    if lib.zoo_wavenet_tile_width() != TILE:
+        return None
+    lib.zoo_wavenet_generate.restype = ctypes.c_int
+    lib.zoo_wavenet_work_size.restype = ctypes.c_long
+    lib.zoo_wavenet_work_size.argtypes = [ctypes.c_int] * 5
+    lib.zoo_wavenet_pre_size.restype = ctypes.c_long
+    lib.zoo_wavenet_pre_size.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p]
+    _lib = lib
+    return lib
 
 
 TILE = 64  # TW of the C source
@@ -505,9 +459,4 @@ def tile_pack(w: torch.Tensor) -> torch.Tensor:
     return torch.cat(tiles, dim=1).contiguous().reshape(-1)
 
 
-def ptr(t: torch.Tensor | None) -> ctypes.c_void_p:
-    if t is None:
-        return ctypes.c_void_p(0)
-    if not t.is_contiguous():
-        raise ValueError("kernel arguments must be contiguous")
-    return ctypes.c_void_p(t.data_ptr())
+ptr = native.ptr

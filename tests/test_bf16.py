@@ -1,0 +1,215 @@
+"""zoo.bf16: bfloat16 x bfloat16 -> float32 convs on CPU, and HiFi-GAN's bfloat16 path built on them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo import bf16
+from zoo.timemajor import conv_taps, winograd_weights
+
+pytestmark = pytest.mark.skipif(not bf16.available(), reason="no C compiler for the bfloat16 conv kernel")
+
+
+def _exact(src: torch.Tensor, first: int, taps: torch.Tensor, d: int, rows: int, bias=None, init=None):
+    """The conv in float64 on the bfloat16 operands (what the kernel sums, without float32 rounding)."""
+    out = torch.zeros(rows, taps.shape[2], dtype=torch.float64) if init is None else init.double().clone()
+    conv_taps(out, src.double(), first, taps.to(torch.bfloat16).double(), d,
+              None if bias is None else bias.double(), accumulate=True)
+    return out
+
+
+@pytest.mark.parametrize("cin,cout,k,d", [(64, 64, 11, 1), (32, 48, 3, 5), (31, 24, 5, 2), (80, 512, 7, 1),
+                                          (1, 16, 3, 1), (7, 1, 7, 3), (128, 96, 1, 1)])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_conv_taps_sums_the_bfloat16_operands_in_float32(cin, cout, k, d, accumulate):
+    g = torch.Generator().manual_seed(cin * 1000 + cout + k)
+    rows, first = 97, 2
+    src = torch.randn(first + rows + (k - 1) * d + 3, cin, generator=g).bfloat16()
+    taps = torch.randn(k, cin, cout, generator=g) * 0.1
+    bias = torch.randn(cout, generator=g)
+    init = torch.randn(rows, cout, generator=g)
+    out = init.clone() if accumulate else torch.full((rows, cout), float("nan"))
+    bf16.conv_taps(out, src, first, bf16.pack(taps), d, bias, accumulate=accumulate)
+    want = _exact(src, first, taps, d, rows, bias, init if accumulate else None)
+    scale = want.abs().max().item()
+    assert (out.double() - want).abs().max().item() <= 2e-6 * max(scale, 1.0)
+
+
+def test_threads_split_rows_and_give_identical_bits():
+    g = torch.Generator().manual_seed(0)
+    src = torch.randn(1000, 64, generator=g).bfloat16()
+    packed = bf16.pack(torch.randn(3, 64, 64, generator=g))
+    u = bf16.pack(winograd_weights(torch.randn(3, 64, 64, generator=g)))
+    outs, wins = [], []
+    for n in (1, 2, 3):
+        outs.append(bf16.conv_taps(torch.empty(990, 64), src, 0, packed, 3, threads=n))
+        wins.append(bf16.winograd3(torch.empty(960, 64), src, 0, 3, 960, u, threads=n))
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+    assert all(torch.equal(wins[0], w) for w in wins[1:])
+
+
+def _winograd_emulated(src: torch.Tensor, first: int, d: int, rows: int, taps: torch.Tensor) -> torch.Tensor:
+    """F(4, 3) as the kernel computes it, in float64: transforms exact, ``v`` and ``u`` rounded to bfloat16."""
+    def r(t):
+        return t.float().bfloat16().double()
+
+    x = src.double()[first:]
+    u = r(winograd_weights(taps.double()))
+    out = torch.zeros(rows, taps.shape[2], dtype=torch.float64)
+    for t in range(rows // 4):
+        base = 4 * d * (t // d) + t % d
+        d0, d1, d2, d3, d4, d5 = (x[base + q * d] for q in range(6))
+        v = [4 * d0 - 5 * d2 + d4, d4 + d3 - 4 * (d1 + d2), d4 - d3 + 4 * (d1 - d2), d4 - d2 + 2 * (d3 - d1),
+             d4 - d2 - 2 * (d3 - d1), 4 * d1 - 5 * d3 + d5]
+        m0, m1, m2, m3, m4, m5 = (r(v[j]) @ u[j] for j in range(6))
+        ys = [m0 + m1 + m2 + m3 + m4, m1 - m2 + 2 * (m3 - m4), m1 + m2 + 4 * (m3 + m4), m1 - m2 + 8 * (m3 - m4) + m5]
+        for o in range(4):
+            out[base + o * d] = ys[o]
+    return out
+
+
+@pytest.mark.parametrize("cin,cout,d", [(64, 48, 3), (33, 16, 1), (16, 40, 2)])
+def test_winograd3_is_f43_with_bfloat16_products(cin, cout, d):
+    g = torch.Generator().manual_seed(cin + d)
+    first, rows = 1, 12 * 4 * d
+    src = torch.randn(first + rows + 2 * d, cin, generator=g).bfloat16()
+    taps = torch.randn(3, cin, cout, generator=g) * 0.2
+    bias = torch.randn(cout, generator=g)
+    out = torch.full((rows + 5, cout), 7.0)
+    bf16.winograd3(out, src, first, d, rows, bf16.pack(winograd_weights(taps)), bias)
+    want = _winograd_emulated(src, first, d, rows, taps) + bias.double()
+    assert (out[:rows].double() - want).abs().max().item() <= 1e-5 * want.abs().max().item()
+    assert torch.equal(out[rows:], torch.full((5, cout), 7.0))  # rows past the tiles are left alone
+    exact = _exact(src, first, taps.double(), d, rows, bias)  # and it is the conv, to bfloat16 accuracy
+    assert (out[:rows].double() - exact).abs().max().item() <= 0.03 * exact.abs().max().item()
+    acc = out[:rows].clone()
+    bf16.winograd3(acc, src, first, d, rows, bf16.pack(winograd_weights(taps)), bias, accumulate=True)
+    torch.testing.assert_close(acc, 2 * out[:rows], rtol=1e-6, atol=1e-5)
+
+
+def test_leaky_relu_rounds_like_torch():
+    x = torch.randn(300, 37) * 3
+    x[0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0])
+    x[1, :3] = torch.tensor([1.00390625, 1.01171875, -3.3e38])  # halfway cases, and past bfloat16's range * slope
+    out = torch.empty(300, 37, dtype=torch.bfloat16)
+    bf16.leaky_relu(x, 0.1, out)
+    want = F.leaky_relu(x, 0.1).bfloat16()
+    assert torch.equal(out.isnan(), want.isnan())
+    assert torch.equal(out[~want.isnan()], want[~want.isnan()])
+
+
+def test_bad_arguments_are_refused_with_what_was_expected():
+    src = torch.zeros(20, 8, dtype=torch.bfloat16)
+    packed = bf16.pack(torch.zeros(3, 8, 4))
+    with pytest.raises(ValueError, match="bfloat16"):
+        bf16.conv_taps(torch.zeros(10, 4), src.float(), 0, packed, 1)
+    with pytest.raises(ValueError, match="float32"):
+        bf16.conv_taps(torch.zeros(10, 4, dtype=torch.float64), src, 0, packed, 1)
+    with pytest.raises(ValueError, match="give 4 output"):
+        bf16.conv_taps(torch.zeros(10, 5), src, 0, packed, 1)
+    with pytest.raises(ValueError, match="need 23"):
+        bf16.conv_taps(torch.zeros(10, 4), src, 11, packed, 1)
+    with pytest.raises(ValueError, match="contiguous rows"):
+        bf16.conv_taps(torch.zeros(4, 10).t(), src, 0, packed, 1)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        bf16.winograd3(torch.zeros(10, 4), src, 0, 2, 6, bf16.pack(torch.zeros(6, 8, 4)))
+
+
+def test_the_plain_c_build_gives_the_same_sums(tmp_path):
+    """The kernel without AVX-512 BF16 (what CPUs without it run), built and checked in a fresh process."""
+    code = textwrap.dedent("""
+        import torch
+        from zoo import bf16
+        from zoo.timemajor import conv_taps, winograd_weights
+        assert bf16.available() and not bf16.native_bf16()
+        g = torch.Generator().manual_seed(0)
+        src = torch.randn(120, 33, generator=g).bfloat16()
+        taps = torch.randn(5, 33, 40, generator=g) * 0.1
+        bias = torch.randn(40, generator=g)
+        out = bf16.conv_taps(torch.empty(100, 40), src, 1, bf16.pack(taps), 3, bias)
+        want = conv_taps(torch.zeros(100, 40, dtype=torch.float64), src.double(), 1,
+                         taps.bfloat16().double(), 3, bias.double())
+        assert (out.double() - want).abs().max() < 1e-5 * want.abs().max(), "plain C conv"
+        w3 = bf16.winograd3(torch.empty(96, 40), src, 1, 3, 96, bf16.pack(winograd_weights(taps[:3])))
+        exact = conv_taps(torch.zeros(96, 40, dtype=torch.float64), src.double(), 1, taps[:3].double(), 3)
+        assert (w3.double() - exact).abs().max() < 0.03 * exact.abs().max(), "plain C winograd"
+    """)
+    env = {**os.environ, "ZOO_KERNEL_CFLAGS": "-mno-avx512bf16", "ZOO_KERNEL_CACHE": str(tmp_path)}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+# HiFi-GAN's bfloat16 path ---------------------------------------------------------------------------------
+
+def _tiny_hifigan(resblock: str = "1"):
+    from zoo_plugins.hifigan.model import HiFiGAN, HiFiGANConfig
+
+    cfg = HiFiGANConfig(upsample_rates=(4, 4), upsample_kernel_sizes=(8, 8), upsample_initial_channel=64,
+                        resblock=resblock, resblock_kernel_sizes=(3, 7), resblock_dilation_sizes=((1, 3), (1, 5)),
+                        mel=HiFiGANConfig.v1().mel.replace(hop_length=16, win_length=64, n_fft=64))
+    model = HiFiGAN(cfg).eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return model
+
+
+def _emulated(model_bf: nn.Module, mel: torch.Tensor) -> torch.Tensor:
+    """The bfloat16 path's arithmetic in float32 through ``generate``: the model's bfloat16 weights, every
+    conv's input rounded to bfloat16 (but the last conv's), outputs and residual stream in float32."""
+    import copy
+
+    ref = copy.deepcopy(model_bf).float()
+    for m in ref.modules():
+        if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)) and m is not ref.conv_post:
+            m.register_forward_pre_hook(lambda _m, args: (args[0].bfloat16().float(),))
+    return ref.generate(mel.bfloat16().float())
+
+
+@pytest.mark.parametrize("resblock", ["1", "2"])
+@pytest.mark.parametrize("winograd", [False, True], ids=["direct", "winograd"])
+def test_hifigan_bfloat16_path_sums_in_float32(resblock, winograd, monkeypatch):
+    import zoo_plugins.hifigan.model as hifigan_model
+
+    monkeypatch.setattr(hifigan_model, "WINOGRAD_MIN_CHANNELS_BF16", 0 if winograd else 10**9)
+    model = _tiny_hifigan(resblock)
+    mel = torch.randn(2, 80, 23, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        bf = model.to(torch.bfloat16)
+        full = bf.float().generate(mel.bfloat16().float())  # float32 throughout, on the bfloat16 weights
+        bf = bf.bfloat16()
+        got = bf.generate_time_major(mel.bfloat16())
+        assert got.dtype == torch.float32
+        all_bf16 = bf.generate(mel.bfloat16()).float()  # outputs rounded too, as torch's bfloat16 convs do
+        emulated = _emulated(bf, mel)
+    assert 0.05 < full.abs().max() < 0.999
+    # The same arithmetic as the emulation up to float32 summation order (and the odd input rounding that
+    # this flips); Winograd adds its transforms' bfloat16 rounding.
+    assert (got - emulated).abs().max().item() < (3e-3 if winograd else 5e-4)
+    err_fast, err_all = (got - full).abs().mean().item(), (all_bf16 - full).abs().mean().item()
+    assert err_fast < (0.8 if winograd else 0.6) * err_all, (err_fast, err_all)
+
+
+def test_bfloat16_hifigan_vocodes_through_the_kernel_and_returns_float32(monkeypatch):
+    model = _tiny_hifigan().to(torch.bfloat16)
+    mel = torch.randn(80, 19, generator=torch.Generator().manual_seed(2))
+    audio = model(mel)
+    assert audio.dtype == torch.float32 == model.audio_dtype
+    with torch.no_grad():
+        assert torch.equal(audio, model.generate_time_major(mel[None].bfloat16())[0])
+    monkeypatch.setattr(bf16, "_lib", None)  # no kernel: torch's bfloat16 convs, still float32 audio
+    monkeypatch.setattr(bf16, "_tried", True)
+    fallback = model(mel)
+    assert fallback.dtype == torch.float32
+    with torch.no_grad():
+        assert torch.equal(fallback, model.generate(mel[None].bfloat16())[0].float())
+    assert (fallback - audio).abs().max() < 0.05
