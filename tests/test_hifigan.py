@@ -75,10 +75,17 @@ def test_long_mels_are_vocoded_in_windows_equal_to_one_shot():
     _tiny("1").replace(upsample_kernel_sizes=(18, 12, 6, 4)),  # kernels that are not whole multiples of the rate
 ], ids=["v1-tiny", "v3-tiny", "odd-kernels"])
 @pytest.mark.parametrize("winograd", [False, True], ids=["direct", "winograd"])
-def test_time_major_inference_equals_generate(cfg, winograd, monkeypatch):
+@pytest.mark.parametrize("kernel", [False, True], ids=["torch", "kernel"])
+def test_time_major_inference_equals_generate(cfg, winograd, kernel, monkeypatch):
     import zoo_plugins.hifigan.model as hifigan_model
 
+    from zoo import tapconv
+
+    if kernel and not tapconv.native_f32():
+        pytest.skip("float32 products go through the compiled kernel only on CPUs with AVX-512")
+    monkeypatch.setattr(tapconv, "native_f32", lambda: kernel)
     monkeypatch.setattr(hifigan_model, "WINOGRAD_MIN_CHANNELS", 0 if winograd else 10**9)
+    monkeypatch.setattr(hifigan_model, "WINOGRAD_MIN_CHANNELS_KERNEL", 0 if winograd else 10**9)
     model = HiFiGAN(cfg).eval()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():

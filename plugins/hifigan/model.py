@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo import bf16
+from zoo import tapconv
 from zoo.config import VocoderConfig
 from zoo.gated import fast_inference
 from zoo.mel import MelConfig
@@ -37,8 +37,9 @@ LRELU_SLOPE = 0.1
 #: Residual-block convs at least this wide take their taps three at a time through Winograd F(4, 3) in
 #: :meth:`HiFiGAN.generate_time_major` (narrower ones: the transforms cost more than they save).
 WINOGRAD_MIN_CHANNELS = 128
-#: The same for the bfloat16 path (:mod:`zoo.bf16`), whose products run about twice as fast, so the
-#: transforms weigh more.
+#: The same for the compiled convs (:mod:`zoo.tapconv`), in float32 (with AVX-512) and bfloat16, whose
+#: Winograd transforms run fused on blocks in cache.
+WINOGRAD_MIN_CHANNELS_KERNEL = 64
 WINOGRAD_MIN_CHANNELS_BF16 = 128
 
 
@@ -177,12 +178,15 @@ class HiFiGAN(Vocoder):
         gives ``rate`` output rows (``ceil(kernel / rate)`` of them overlap-added), so the upsampled rows
         come out in time order without a scatter.
 
-        A bfloat16 model runs the same schedule on :mod:`zoo.bf16`'s kernel: conv inputs and weights in
+        A bfloat16 model runs the same schedule on :mod:`zoo.tapconv`'s kernel: conv inputs and weights in
         bfloat16, every conv's taps summed in float32, the residual stream in float32 (rounding the convs'
         outputs to bfloat16, as ``generate`` in bfloat16 does, costs 1.9% of the MR-STFT distance on
         LJSpeech; this costs none). It returns float32 audio.
         """
-        ops = _Bfloat16Ops(self) if mel.dtype == torch.bfloat16 else _Float32Ops()
+        if mel.dtype == torch.bfloat16 or tapconv.native_f32():
+            ops: _Float32Ops = _KernelOps(self, mel.dtype)
+        else:
+            ops = _Float32Ops()
         return torch.stack([self._generate_one(m, ops) for m in mel.unbind(0)])
 
     def _generate_one(self, mel: Tensor, ops: _Float32Ops) -> Tensor:
@@ -227,23 +231,26 @@ class HiFiGAN(Vocoder):
             h = acc.div_(self.num_kernels)
         return ops.conv_post(self.conv_post, h)
 
-    def _bf16_packed(self, layer: nn.Module, kind: str, taps: Tensor | None = None) -> Tensor:
-        """``layer``'s weights in :func:`zoo.bf16.pack`'s layout, made on first use and kept until the weights
-        change (``kind``: ``"taps"`` for a conv, ``"winograd"`` for its 3-tap groups' transformed filters
+    def _packed(self, layer: nn.Module, kind: str, dtype: torch.dtype, taps: Tensor | None = None) -> Tensor:
+        """``layer``'s weights in :func:`zoo.tapconv.pack`'s layout for ``dtype`` operands, made on first use
+        and kept until the weights
+        change (weights made under ``torch.inference_mode``, which keep no version counter, are packed on
+        every call) (``kind``: ``"taps"`` for a conv, ``"winograd"`` for its 3-tap groups' transformed filters
         ``[groups, 6, ...]``, ``"up"`` for a transposed conv's polyphase ``taps``)."""
-        cache: dict[tuple[int, str], tuple[tuple[Any, ...], Tensor]] = self.__dict__.setdefault("_bf16_cache", {})
+        cache: dict[tuple[Any, ...], tuple[tuple[Any, ...], Tensor]] = self.__dict__.setdefault("_packed_cache", {})
         w = layer.weight
-        stamp = (w.data_ptr(), w._version, w.dtype, w.shape)
-        hit = cache.get((id(layer), kind))
-        if hit is not None and hit[0] == stamp:
+        stamp = None if w.is_inference() else (w.data_ptr(), w._version, w.dtype, w.shape)
+        hit = cache.get((id(layer), kind, dtype))
+        if stamp is not None and hit is not None and hit[0] == stamp:
             return hit[1]
         with torch.no_grad():
             if kind == "winograd":
                 groups = winograd_group_weights(tap_weights(w).float())
-                packed = torch.stack([bf16.pack(u) for u in groups])
+                packed = torch.stack([tapconv.pack(u, dtype) for u in groups])
             else:
-                packed = bf16.pack(taps if kind == "up" else tap_weights(w))
-        cache[(id(layer), kind)] = (stamp, packed)
+                packed = tapconv.pack(taps if kind == "up" else tap_weights(w), dtype)
+        if stamp is not None:  # an inference tensor has no version counter to tell an in-place change: packed anew
+            cache[(id(layer), kind, dtype)] = (stamp, packed)
         return packed
 
     def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, **sampling: Any) -> Tensor:
@@ -251,7 +258,7 @@ class HiFiGAN(Vocoder):
             raise ValueError(f"hifigan takes no sampling options, got {sorted(sampling)}")
         ctx = self.context_frames()
         fast = fast_inference() and mel.device.type == "cpu" and (
-            mel.dtype == torch.float32 or (mel.dtype == torch.bfloat16 and bf16.available()))
+            mel.dtype == torch.float32 or (mel.dtype == torch.bfloat16 and tapconv.available()))
         gen = self.generate_time_major if fast else self.generate
         return in_windows(mel.shape[-1], self.config.chunk_frames, ctx, ctx,  # type: ignore[attr-defined]
                           self.hop_length, lambda lo, hi: gen(mel[..., lo:hi]))
@@ -354,28 +361,32 @@ class _Float32Ops:
         return torch.tanh_(y[:, 0])
 
 
-class _Bfloat16Ops(_Float32Ops):
-    """The same on :mod:`zoo.bf16`'s kernel: bfloat16 activations (conv inputs) and weights, float32 sums,
-    outputs and residual stream. Packed weights are kept on the model (:meth:`HiFiGAN._bf16_packed`)."""
+class _KernelOps(_Float32Ops):
+    """The same on :mod:`zoo.tapconv`'s compiled convs, operands in ``dtype`` (float32, or bfloat16: weights
+    and conv inputs rounded, sums, outputs and the residual stream in float32). Packed weights are kept on
+    the model (:meth:`HiFiGAN._packed`)."""
 
-    def __init__(self, model: HiFiGAN) -> None:
+    def __init__(self, model: HiFiGAN, dtype: torch.dtype) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.dtype = model, dtype
+        self.min_winograd = WINOGRAD_MIN_CHANNELS_BF16 if dtype == torch.bfloat16 else WINOGRAD_MIN_CHANNELS_KERNEL
 
-    @staticmethod
-    def act_buffer(h: Tensor, pad: int, t: int) -> Tensor:
-        return padded(h.new_empty(0, dtype=torch.bfloat16), pad, t, pad, h.shape[1])
+    def act_buffer(self, h: Tensor, pad: int, t: int) -> Tensor:  # type: ignore[override]
+        return padded(h.new_empty(0, dtype=self.dtype), pad, t, pad, h.shape[1])
 
-    @staticmethod
-    def inner_buffer(mid_act: Tensor, h: Tensor, pad: int, t: int) -> Tensor:
+    def inner_buffer(self, mid_act: Tensor, h: Tensor, pad: int, t: int) -> Tensor:  # type: ignore[override]
+        if self.dtype == torch.float32:
+            return mid_act[pad:pad + t]
         return h.new_empty(t, h.shape[1])
 
-    @staticmethod
-    def leaky(x: Tensor, slope: float, out: Tensor) -> None:
-        bf16.leaky_relu(x, slope, out)
+    def leaky(self, x: Tensor, slope: float, out: Tensor) -> None:  # type: ignore[override]
+        if out.dtype == torch.bfloat16:
+            tapconv.leaky_relu(x, slope, out)
+        else:
+            torch.ops.aten.leaky_relu.out(x, slope, out=out)
 
     def packs(self, layer: nn.Module, kind: str, taps: Tensor | None = None) -> Tensor:
-        return self.model._bf16_packed(layer, kind, taps)
+        return self.model._packed(layer, kind, self.dtype, taps)
 
     def up_taps(self, up: nn.ConvTranspose1d, taps: Tensor) -> Tensor:
         return self.packs(up, "up", taps)
@@ -383,7 +394,7 @@ class _Bfloat16Ops(_Float32Ops):
     def conv(self, out: Tensor, src: Tensor, first: int, layer: nn.Conv1d, *, accumulate: bool = False) -> None:
         k, d = layer.kernel_size[0], layer.dilation[0]
         bias = layer.bias
-        groups = k // 3 if k >= 3 and min(layer.in_channels, layer.out_channels) >= WINOGRAD_MIN_CHANNELS_BF16 else 0
+        groups = k // 3 if k >= 3 and min(layer.in_channels, layer.out_channels) >= self.min_winograd else 0
         t, span = out.shape[0], 4 * d
         add = accumulate
         if groups:
@@ -391,23 +402,23 @@ class _Bfloat16Ops(_Float32Ops):
             rows = span * max(0, min(t // span, (src.shape[0] - first - 3 * (groups - 1) * d - 2 * d) // span))
             for g in range(groups):
                 f = first + 3 * g * d
-                bf16.winograd3(out, src, f, d, rows, us[g], bias if g == 0 else None, accumulate=add)
+                tapconv.winograd3(out, src, f, d, rows, us[g], bias if g == 0 else None, accumulate=add)
                 add = True
             if rows < t:  # the rows past whole tiles: those taps directly
                 direct = self.packs(layer, "taps")
-                bf16.conv_taps(out[rows:], src, first + rows, direct[:3 * groups], d, bias, accumulate=accumulate)
+                tapconv.conv_taps(out[rows:], src, first + rows, direct[:3 * groups], d, bias, accumulate=accumulate)
         if k > 3 * groups:
             direct = self.packs(layer, "taps")
-            bf16.conv_taps(out, src, first + 3 * groups * d, direct[3 * groups:], d, None if groups else bias,
+            tapconv.conv_taps(out, src, first + 3 * groups * d, direct[3 * groups:], d, None if groups else bias,
                            accumulate=add)
 
     def conv_pre(self, conv: nn.Conv1d, mel: Tensor) -> Tensor:
         x = pad_rows(mel.t(), 3, 3)
         out = mel.new_empty(mel.shape[-1], conv.out_channels, dtype=torch.float32)
-        return bf16.conv_taps(out, x, 0, self.packs(conv, "taps"), 1, conv.bias)
+        return tapconv.conv_taps(out, x, 0, self.packs(conv, "taps"), 1, conv.bias)
 
     def taps_product(self, out: Tensor, src: Tensor, taps: Tensor, bias: Tensor | None) -> None:
-        bf16.conv_taps(out, src, 0, taps, 1, bias)
+        tapconv.conv_taps(out, src, 0, taps, 1, bias)
 
     def conv_post(self, conv: nn.Conv1d, h: Tensor) -> Tensor:
         # One output channel: too narrow for the kernel's column tiles, and 0.1% of the work.

@@ -1,4 +1,4 @@
-"""zoo.bf16: bfloat16 x bfloat16 -> float32 convs on CPU, and HiFi-GAN's bfloat16 path built on them."""
+"""zoo.tapconv: compiled float32 and bfloat16 x bfloat16 -> float32 convs, and HiFi-GAN's bfloat16 path."""
 
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo import bf16
+from zoo import tapconv
 from zoo.timemajor import conv_taps, winograd_weights
 
-pytestmark = pytest.mark.skipif(not bf16.available(), reason="no C compiler for the bfloat16 conv kernel")
+pytestmark = pytest.mark.skipif(not tapconv.available(), reason="no C compiler for the compiled conv kernel")
 
 
 def _exact(src: torch.Tensor, first: int, taps: torch.Tensor, d: int, rows: int, bias=None, init=None):
-    """The conv in float64 on the bfloat16 operands (what the kernel sums, without float32 rounding)."""
+    """The conv in float64 on the operands as given (what the kernel sums, without float32 rounding)."""
     out = torch.zeros(rows, taps.shape[2], dtype=torch.float64) if init is None else init.double().clone()
-    conv_taps(out, src.double(), first, taps.to(torch.bfloat16).double(), d,
+    conv_taps(out, src.double(), first, taps.double(), d,
               None if bias is None else bias.double(), accumulate=True)
     return out
 
@@ -29,15 +29,16 @@ def _exact(src: torch.Tensor, first: int, taps: torch.Tensor, d: int, rows: int,
 @pytest.mark.parametrize("cin,cout,k,d", [(64, 64, 11, 1), (32, 48, 3, 5), (31, 24, 5, 2), (80, 512, 7, 1),
                                           (1, 16, 3, 1), (7, 1, 7, 3), (128, 96, 1, 1)])
 @pytest.mark.parametrize("accumulate", [False, True])
-def test_conv_taps_sums_the_bfloat16_operands_in_float32(cin, cout, k, d, accumulate):
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_conv_taps_sums_the_operands_in_float32(cin, cout, k, d, accumulate, dtype):
     g = torch.Generator().manual_seed(cin * 1000 + cout + k)
     rows, first = 97, 2
-    src = torch.randn(first + rows + (k - 1) * d + 3, cin, generator=g).bfloat16()
-    taps = torch.randn(k, cin, cout, generator=g) * 0.1
+    src = torch.randn(first + rows + (k - 1) * d + 3, cin, generator=g).to(dtype)
+    taps = (torch.randn(k, cin, cout, generator=g) * 0.1).to(dtype).float()
     bias = torch.randn(cout, generator=g)
     init = torch.randn(rows, cout, generator=g)
     out = init.clone() if accumulate else torch.full((rows, cout), float("nan"))
-    bf16.conv_taps(out, src, first, bf16.pack(taps), d, bias, accumulate=accumulate)
+    tapconv.conv_taps(out, src, first, tapconv.pack(taps, dtype), d, bias, accumulate=accumulate)
     want = _exact(src, first, taps, d, rows, bias, init if accumulate else None)
     scale = want.abs().max().item()
     assert (out.double() - want).abs().max().item() <= 2e-6 * max(scale, 1.0)
@@ -46,12 +47,12 @@ def test_conv_taps_sums_the_bfloat16_operands_in_float32(cin, cout, k, d, accumu
 def test_threads_split_rows_and_give_identical_bits():
     g = torch.Generator().manual_seed(0)
     src = torch.randn(1000, 64, generator=g).bfloat16()
-    packed = bf16.pack(torch.randn(3, 64, 64, generator=g))
-    u = bf16.pack(winograd_weights(torch.randn(3, 64, 64, generator=g)))
+    packed = tapconv.pack(torch.randn(3, 64, 64, generator=g))
+    u = tapconv.pack(winograd_weights(torch.randn(3, 64, 64, generator=g)))
     outs, wins = [], []
     for n in (1, 2, 3):
-        outs.append(bf16.conv_taps(torch.empty(990, 64), src, 0, packed, 3, threads=n))
-        wins.append(bf16.winograd3(torch.empty(960, 64), src, 0, 3, 960, u, threads=n))
+        outs.append(tapconv.conv_taps(torch.empty(990, 64), src, 0, packed, 3, threads=n))
+        wins.append(tapconv.winograd3(torch.empty(960, 64), src, 0, 3, 960, u, threads=n))
     assert all(torch.equal(outs[0], o) for o in outs[1:])
     assert all(torch.equal(wins[0], w) for w in wins[1:])
 
@@ -84,15 +85,25 @@ def test_winograd3_is_f43_with_bfloat16_products(cin, cout, d):
     taps = torch.randn(3, cin, cout, generator=g) * 0.2
     bias = torch.randn(cout, generator=g)
     out = torch.full((rows + 5, cout), 7.0)
-    bf16.winograd3(out, src, first, d, rows, bf16.pack(winograd_weights(taps)), bias)
+    tapconv.winograd3(out, src, first, d, rows, tapconv.pack(winograd_weights(taps)), bias)
     want = _winograd_emulated(src, first, d, rows, taps) + bias.double()
     assert (out[:rows].double() - want).abs().max().item() <= 1e-5 * want.abs().max().item()
     assert torch.equal(out[rows:], torch.full((5, cout), 7.0))  # rows past the tiles are left alone
     exact = _exact(src, first, taps.double(), d, rows, bias)  # and it is the conv, to bfloat16 accuracy
     assert (out[:rows].double() - exact).abs().max().item() <= 0.03 * exact.abs().max().item()
     acc = out[:rows].clone()
-    bf16.winograd3(acc, src, first, d, rows, bf16.pack(winograd_weights(taps)), bias, accumulate=True)
+    tapconv.winograd3(acc, src, first, d, rows, tapconv.pack(winograd_weights(taps)), bias, accumulate=True)
     torch.testing.assert_close(acc, 2 * out[:rows], rtol=1e-6, atol=1e-5)
+
+
+def test_winograd3_in_float32_is_the_conv():
+    g = torch.Generator().manual_seed(5)
+    d, rows = 2, 40 * 8
+    src = torch.randn(rows + 3 * d, 48, generator=g)
+    taps = torch.randn(3, 48, 32, generator=g) * 0.2
+    out = tapconv.winograd3(torch.empty(rows, 32), src, 1, d, rows, tapconv.pack(winograd_weights(taps), torch.float32))
+    exact = _exact(src, 1, taps, d, rows)
+    assert (out.double() - exact).abs().max().item() <= 1e-5 * exact.abs().max().item()
 
 
 def test_leaky_relu_rounds_like_torch():
@@ -100,7 +111,7 @@ def test_leaky_relu_rounds_like_torch():
     x[0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0])
     x[1, :3] = torch.tensor([1.00390625, 1.01171875, -3.3e38])  # halfway cases, and past bfloat16's range * slope
     out = torch.empty(300, 37, dtype=torch.bfloat16)
-    bf16.leaky_relu(x, 0.1, out)
+    tapconv.leaky_relu(x, 0.1, out)
     want = F.leaky_relu(x, 0.1).bfloat16()
     assert torch.equal(out.isnan(), want.isnan())
     assert torch.equal(out[~want.isnan()], want[~want.isnan()])
@@ -108,41 +119,47 @@ def test_leaky_relu_rounds_like_torch():
 
 def test_bad_arguments_are_refused_with_what_was_expected():
     src = torch.zeros(20, 8, dtype=torch.bfloat16)
-    packed = bf16.pack(torch.zeros(3, 8, 4))
+    packed = tapconv.pack(torch.zeros(3, 8, 4))
     with pytest.raises(ValueError, match="bfloat16"):
-        bf16.conv_taps(torch.zeros(10, 4), src.float(), 0, packed, 1)
+        tapconv.conv_taps(torch.zeros(10, 4), src.float(), 0, packed, 1)
     with pytest.raises(ValueError, match="float32"):
-        bf16.conv_taps(torch.zeros(10, 4, dtype=torch.float64), src, 0, packed, 1)
+        tapconv.conv_taps(torch.zeros(10, 4, dtype=torch.float64), src, 0, packed, 1)
     with pytest.raises(ValueError, match="give 4 output"):
-        bf16.conv_taps(torch.zeros(10, 5), src, 0, packed, 1)
+        tapconv.conv_taps(torch.zeros(10, 5), src, 0, packed, 1)
     with pytest.raises(ValueError, match="need 23"):
-        bf16.conv_taps(torch.zeros(10, 4), src, 11, packed, 1)
+        tapconv.conv_taps(torch.zeros(10, 4), src, 11, packed, 1)
     with pytest.raises(ValueError, match="contiguous rows"):
-        bf16.conv_taps(torch.zeros(4, 10).t(), src, 0, packed, 1)
+        tapconv.conv_taps(torch.zeros(4, 10).t(), src, 0, packed, 1)
     with pytest.raises(ValueError, match="multiple of 8"):
-        bf16.winograd3(torch.zeros(10, 4), src, 0, 2, 6, bf16.pack(torch.zeros(6, 8, 4)))
+        tapconv.winograd3(torch.zeros(10, 4), src, 0, 2, 6, tapconv.pack(torch.zeros(6, 8, 4)))
 
 
 def test_the_plain_c_build_gives_the_same_sums(tmp_path):
-    """The kernel without AVX-512 BF16 (what CPUs without it run), built and checked in a fresh process."""
+    """The kernel without AVX-512 (what CPUs without it run), built and checked in a fresh process."""
     code = textwrap.dedent("""
         import torch
-        from zoo import bf16
+        from zoo import tapconv
         from zoo.timemajor import conv_taps, winograd_weights
-        assert bf16.available() and not bf16.native_bf16()
+        assert tapconv.available() and not tapconv.native_bf16() and not tapconv.native_f32()
         g = torch.Generator().manual_seed(0)
         src = torch.randn(120, 33, generator=g).bfloat16()
         taps = torch.randn(5, 33, 40, generator=g) * 0.1
         bias = torch.randn(40, generator=g)
-        out = bf16.conv_taps(torch.empty(100, 40), src, 1, bf16.pack(taps), 3, bias)
+        out = tapconv.conv_taps(torch.empty(100, 40), src, 1, tapconv.pack(taps), 3, bias)
         want = conv_taps(torch.zeros(100, 40, dtype=torch.float64), src.double(), 1,
                          taps.bfloat16().double(), 3, bias.double())
         assert (out.double() - want).abs().max() < 1e-5 * want.abs().max(), "plain C conv"
-        w3 = bf16.winograd3(torch.empty(96, 40), src, 1, 3, 96, bf16.pack(winograd_weights(taps[:3])))
+        w3 = tapconv.winograd3(torch.empty(96, 40), src, 1, 3, 96, tapconv.pack(winograd_weights(taps[:3])))
         exact = conv_taps(torch.zeros(96, 40, dtype=torch.float64), src.double(), 1, taps[:3].double(), 3)
         assert (w3.double() - exact).abs().max() < 0.03 * exact.abs().max(), "plain C winograd"
+        src32, taps32 = src.float(), taps.bfloat16().float()
+        out32 = tapconv.conv_taps(torch.empty(100, 40), src32, 1, tapconv.pack(taps32, torch.float32), 3, bias)
+        assert (out32.double() - want).abs().max() < 1e-5 * want.abs().max(), "plain C float32 conv"
+        w32 = tapconv.winograd3(torch.empty(96, 40), src32, 1, 3, 96,
+                                tapconv.pack(winograd_weights(taps[:3]), torch.float32))
+        assert (w32.double() - exact).abs().max() < 1e-5 * exact.abs().max(), "plain C float32 winograd"
     """)
-    env = {**os.environ, "ZOO_KERNEL_CFLAGS": "-mno-avx512bf16", "ZOO_KERNEL_CACHE": str(tmp_path)}
+    env = {**os.environ, "ZOO_KERNEL_CFLAGS": "-mno-avx512f", "ZOO_KERNEL_CACHE": str(tmp_path)}
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
 
@@ -206,10 +223,27 @@ def test_bfloat16_hifigan_vocodes_through_the_kernel_and_returns_float32(monkeyp
     assert audio.dtype == torch.float32 == model.audio_dtype
     with torch.no_grad():
         assert torch.equal(audio, model.generate_time_major(mel[None].bfloat16())[0])
-    monkeypatch.setattr(bf16, "_lib", None)  # no kernel: torch's bfloat16 convs, still float32 audio
-    monkeypatch.setattr(bf16, "_tried", True)
+    monkeypatch.setattr(tapconv, "_lib", None)  # no kernel: torch's bfloat16 convs, still float32 audio
+    monkeypatch.setattr(tapconv, "_tried", True)
     fallback = model(mel)
     assert fallback.dtype == torch.float32
     with torch.no_grad():
         assert torch.equal(fallback, model.generate(mel[None].bfloat16())[0].float())
     assert (fallback - audio).abs().max() < 0.05
+
+
+def test_packed_weights_follow_the_model_s_weights():
+    model = _tiny_hifigan().to(torch.bfloat16)
+    mel = torch.randn(80, 11, generator=torch.Generator().manual_seed(3))
+    first = model(mel)
+    other = _tiny_hifigan()
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(-0.5)
+    model.load_state_dict(other.to(torch.bfloat16).state_dict())  # in place: the packs must be made anew
+    assert torch.equal(model(mel), other(mel))
+    assert not torch.equal(model(mel), first)
+    with torch.inference_mode():  # a model made under inference mode (no version counters) still works
+        fresh = _tiny_hifigan().to(torch.bfloat16)
+        fresh.load_state_dict(other.state_dict())
+        assert torch.equal(fresh(mel), other(mel))
