@@ -12,7 +12,9 @@ Steps (each writes ``benchmarks/results/<step>.json``; ``--skip`` keeps an earli
 * ``memory``, ``memory_glibc``: ``memory.py`` (peak memory at 5 s and 60 s for every parallel model, with
   freed blocks returned to the OS and with glibc's default heap);
 * ``length`` / ``batch``: ``zoo bench`` sweeps of utterance length (1 to 60 s) and batch size, with the
-  PNG plot ``docs/performance_length.png`` of time and memory against length.
+  PNG plot ``docs/performance_length.png`` of time and memory against length;
+* ``quality_float32`` / ``quality_bfloat16``: ``quality.py`` on ``../shared/data/eval-lj`` for HiFi-GAN in
+  each dtype (the bfloat16 path must stay within 2% of float32's MR-STFT distance).
 
 ``--quick`` shortens everything (for checking the pipeline, not for publishing). The page records the
 machine, library versions, thread count, date and the load on the machine while it ran (other processes
@@ -34,7 +36,8 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 DOC = ROOT / "docs" / "performance.md"
 PLOT = ROOT / "docs" / "performance_length.png"
-STEPS = ("compare", "compare_threads2", "roofline", "wavenet", "memory", "memory_glibc", "length", "batch")
+STEPS = ("compare", "compare_threads2", "roofline", "wavenet", "memory", "memory_glibc", "length", "batch",
+         "quality_float32", "quality_bfloat16")
 SWEEP_MODELS = ["hifigan.universal", "griffinlim.hifigan", "waveglow", "flowavenet", "parallel_wavenet"]
 
 
@@ -70,6 +73,9 @@ def run_steps(args: argparse.Namespace) -> None:
         "length": [py, "-m", "zoo.cli", "bench", *SWEEP_MODELS, "--threads", t, "--runs", "1", "--warmup-seconds", "1",
                    *[a for s in length for a in ("--seconds", s)], "--json", str(RESULTS / "length.json"),
                    "--plot", str(PLOT)],
+        **{f"quality_{dt}": [py, str(HERE / "quality.py"), "--models", "hifigan.universal", "--dtype", dt,
+                             "--threads", t, *(["--limit", "2"] if q else []),
+                             "--json", str(RESULTS / f"quality_{dt}.json")] for dt in ("float32", "bfloat16")},
         "batch": [py, "-m", "zoo.cli", "bench", "hifigan.universal", "waveglow", "--threads", t,
                   "--runs", "1" if q else "3",
                   "--warmup-seconds", "1", "--seconds", "1" if q else "5",
@@ -177,22 +183,34 @@ NOTES = """## What the fast paths are
   equal WaveGlow times while its ratio to NVIDIA moved between 1.40x and 1.28x from run to run: the
   machine, not the code. The reference FloWaveNet's time varied the most (40.8-52.1 s for 5 s in one day's
   runs).
-- **HiFi-GAN** on CPU in float32 runs time-major without autograd (`HiFiGAN.generate_time_major`, taken by
-  `vocode`): every activation is a `[T, C]` buffer with zero rows for the padding, every conv one matrix
-  product per tap on shifted row ranges, the residual updates accumulate in place, the three blocks of a
-  stage share the LeakyReLU of their input, and the transposed convs are polyphase (one product per tap
-  gives `rate` output rows in time order). At these widths (32 to 512 channels, 3 to 11 taps) the
-  products run nearer the matmul peak than oneDNN's direct convolutions, which the reference (and our
-  autograd path, `generate`) use: in a 2 s A/B the reference took 2.49 s, our conv path 2.72 s (0.91x),
-  the time-major path 2.16 s (1.15x). From 128 channels (the first two stages of V1, most of its
-  arithmetic) the residual blocks' convs take their taps three at a time through Winograd F(4, 3)
-  (`zoo.timemajor.conv_taps_winograd`: a 7-tap conv is two 3-tap groups plus one direct tap, an 11-tap
-  one three groups plus two; 12 instead of 21 tap-products per set of blocks where they apply): about
-  1.07x in an in-process A/B (2 s, 8 interleaved rounds), output within 3e-7 of the direct taps; the
-  comparison with the reference then read 1.42-1.47x, on a machine whose convolutions (the reference's)
-  had slowed since the 1.14x run (5.98 -> 7.06 s). bfloat16 on this AVX2-only CPU (no native bfloat16 matmul) took
-  34.5 s per second of audio, about 27x float32, so its row was not run; bfloat16 and CUDA keep the conv
-  path.
+- **HiFi-GAN** on CPU runs time-major without autograd (`HiFiGAN.generate_time_major`, taken by `vocode`):
+  every activation is a `[T, C]` buffer with zero rows for the padding, the residual updates accumulate in
+  place, the three blocks of a stage share the LeakyReLU of their input, and the transposed convs are
+  polyphase (one product per tap gives `rate` output rows in time order). From 128 channels (the first two
+  stages of V1, most of its arithmetic) the residual blocks' convs take their taps three at a time through
+  Winograd F(4, 3) (a 7-tap conv is two 3-tap groups plus one direct tap, an 11-tap one three groups plus
+  two: 12 instead of 21 tap-products per set of blocks). On an AVX2 CPU every conv is one torch product
+  per tap on shifted row ranges (`zoo.timemajor`; 1.56x the reference there, whose oneDNN convolutions
+  ran below the matmul peak at these widths). On this AVX-512 machine oneDNN's convolutions run at the
+  float32 peak (about 90 GFLOP/s, every width), and the per-tap products, which write each conv's output
+  once per tap, tied with them (0.95-0.99x). So every conv now runs on `zoo.tapconv`, a small compiled
+  kernel (built with the system C compiler on first use): tiles of 6 rows x 64 columns (12 x 32 for
+  narrower outputs) keep all the taps' sums in registers and store once (or add once, for a residual
+  update); its Winograd F(4, 3) does the input transform, the six products and the output transform on
+  blocks of 48 tiles that stay in L2, where `zoo.timemajor` made a pass over memory for every transform
+  step. On 1 thread, 5 s in-process: 3.26 s with torch's products, 2.38 s on the kernel.
+- **bfloat16** (HiFi-GAN): rounding the convs' outputs to bfloat16 is what costs quality. HiFi-GAN V1 run
+  all in bfloat16 (`model.bfloat16()` through torch, or autocast on the reference) measured 1.117 against
+  1.096 MR-STFT on eval-lj (+1.9%); rounding only the convs' inputs and weights left it at 1.096, and
+  rounding the returned audio alone cost +1.3%. The bfloat16 path therefore keeps conv inputs and weights
+  in bfloat16, sums every conv in float32 (`vdpbf16ps`, about 216 GFLOP/s on one core against about 96 for
+  float32 products), keeps the residual stream in float32 and returns float32 audio (`Vocoder.audio_dtype`
+  is at least float32 for every model). torch has no bfloat16 x bfloat16 -> float32 product on CPU
+  (`mm.dtype` is CUDA-only; oneDNN's fused conv+sum refuses a float32 accumulator), hence the kernel. Its
+  Winograd transforms run in float32 and round `B^T d` and the transformed filters to bfloat16: 10x the
+  error of a direct bfloat16 conv per product, and still no measurable cost (MR-STFT below). Without AVX-512
+  BF16 the same kernel runs in plain C (correct, slow); without a compiler a bfloat16 model falls back to
+  torch's bfloat16 convs.
 - Not done: CUDA graphs and half precision for the autoregressive loop on GPU (no GPU was available to
   test them), `torch.compile` (measured on the gate: no gain over the one-sigmoid form on this CPU).
 """
@@ -207,7 +225,7 @@ def _threads(compare: dict) -> int | str:
 
 
 def _targets(compares: list[dict], memory: dict | None, roofline: dict | None = None,
-             memory_glibc: dict | None = None) -> list[str]:
+             memory_glibc: dict | None = None, quality: tuple[dict | None, dict | None] = (None, None)) -> list[str]:
     """The performance issue's targets, checked against the results (every comparison run: its thread count)."""
     rows = []
     ceiling = {r["model"]: r["ceiling"] for r in (roofline or {}).get("rows", []) if "ceiling" in r}
@@ -224,11 +242,22 @@ def _targets(compares: list[dict], memory: dict | None, roofline: dict | None = 
                 cap = f" (ceiling at the matmul peak: {ceiling[key]:.2f}x)" if key in ceiling and same else ""
                 rows.append(f"| {label}{th} | >= {need}x, diff <= 1e-4 | {r['speedup']:.2f}x, "
                             f"{r['max_abs_diff']:.1e}{cap} | {'met' if ok else '**not met**'} |")
+        r = by_model.get(("hifigan.universal", "bfloat16"))
+        if r:
+            ok = r["speedup"] >= 2.0
+            rows.append(f"| HiFi-GAN V1 bfloat16 vs jik876 float32{th} | >= 2.0x | {r['speedup']:.2f}x | "
+                        f"{'met' if ok else '**not met**'} |")
         for r in compare.get("rows", []):
             if r["model"].startswith("wavenet"):
                 ok = r["speedup"] >= 10 and r["max_abs_diff"] <= 1e-4
                 rows.append(f"| {r['model']} incremental vs r9y9, identical draws{th} | >= 10x | "
                             f"{r['speedup']:.1f}x, {r['max_abs_diff']:.1e} | {'met' if ok else '**not met**'} |")
+    q32, qbf = (q["results"][0] if q and q.get("results") else None for q in quality)
+    if q32 and qbf:
+        rel = qbf["mr_stft"] / q32["mr_stft"] - 1
+        rows.append(f"| HiFi-GAN V1 bfloat16 MR-STFT on eval-lj ({qbf['files']} clips) vs float32 | within 2% | "
+                    f"{qbf['mr_stft']:.4f} vs {q32['mr_stft']:.4f} ({rel:+.2%}) | "
+                    f"{'met' if abs(rel) <= 0.02 else '**not met**'} |")
     heap = {s["model"]: s["ratio"] for s in (memory_glibc or {}).get("summary", [])}
     for s in (memory or {}).get("summary", []):
         glibc = f"; {heap[s['model']]:.2f}x with glibc's default heap" if s["model"] in heap else ""
@@ -270,7 +299,8 @@ def render() -> str:
     if cond.get("quick"):
         out.append("- **quick run** (`--quick`: short inputs, single runs): a pipeline check, not published numbers")
     out.append("")
-    out += _targets(compares, memory, roofline, glibc)
+    quality = (_load("quality_float32"), _load("quality_bfloat16"))
+    out += _targets(compares, memory, roofline, glibc, quality)
     for compare in compares:
         when = compare.get("machine", {}).get("date", "?")
         out += [f"## Ours against the reference implementations, {_threads(compare)} thread(s) "

@@ -27,6 +27,18 @@ def winograd(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=[False, True], ids=["torch", "kernel"])
+def kernel(request, monkeypatch):
+    """Run the test with the dilated convs on torch's products, then on the compiled kernel
+    (:mod:`zoo.tapconv`; taken only on CPUs with AVX-512, so the second run needs one)."""
+    from zoo import tapconv
+
+    if request.param and not tapconv.native_f32():
+        pytest.skip("float32 convs go through the compiled kernel only on CPUs with AVX-512")
+    monkeypatch.setattr(tapconv, "native_f32", lambda: request.param)
+    return request.param
+
+
 def _randomise(module: torch.nn.Module, std: float = 0.1, seed: int = 0) -> None:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -35,7 +47,7 @@ def _randomise(module: torch.nn.Module, std: float = 0.1, seed: int = 0) -> None
 
 
 @pytest.mark.parametrize("layout", ["waveglow", "flowavenet"])
-def test_conditioner_infer_equals_forward(layout, winograd):
+def test_conditioner_infer_equals_forward(layout, winograd, kernel):
     if layout == "waveglow":
         kw = dict(front="conv1x1", head="linear_zero", residual_scale=1.0, last_layer_residual=False, num_layers=5)
     else:
@@ -55,7 +67,7 @@ def test_conditioner_infer_equals_forward(layout, winograd):
 @pytest.mark.parametrize("skip_mode", ["sum", "sum_sqrt_layers", "legacy_iterative"])
 @pytest.mark.parametrize("bias,cond", [(True, True), (False, True), (True, False)])
 @pytest.mark.parametrize("t", [29, 400])  # the tanh half doubled in h (short) or in the weights (long)
-def test_infer_layers_equals_stack_forward(causal, skip_mode, bias, cond, t, winograd):
+def test_infer_layers_equals_stack_forward(causal, skip_mode, bias, cond, t, winograd, kernel):
     stack = GatedResidualStack(8, 12, 5, 7 if cond else 0, 3, [1, 2, 4, 1], causal=causal,
                                residual_scale=math.sqrt(0.5), skip_mode=skip_mode, last_layer_residual=False,
                                bias=bias, cond_bias=bias).eval()
@@ -77,7 +89,7 @@ def test_infer_layers_equals_stack_forward(causal, skip_mode, bias, cond, t, win
     ([1, 7, 200], 230),  # the 200-dilation layer would waste too many rows: direct taps for it
     ([1, 2], 16),  # the shortest input the Winograd path takes
 ])
-def test_winograd_taps_equal_direct_taps(causal, dilations, t, monkeypatch):
+def test_winograd_taps_equal_direct_taps(causal, dilations, t, kernel, monkeypatch):
     monkeypatch.setattr(zoo.timemajor, "WINOGRAD_CHUNK_ROWS", 1024)
     stack = GatedResidualStack(6, 10, 4, 3, 3, dilations, causal=causal, residual_scale=math.sqrt(0.5)).eval()
     _randomise(stack, 0.3)

@@ -74,6 +74,11 @@ def test_invconv_cached_inverse_follows_weight_changes():
         mod.conv.weight.mul_(2.0)
         torch.testing.assert_close(mod.inverse(mod(x)[0]), x, atol=1e-5, rtol=0)
     assert torch.det(mod.weight.double()) != 0
+    with torch.inference_mode():  # weights made under inference mode keep no version: inverted every call
+        made = InvertibleConv1x1(3).eval()
+        made.inverse_weight()
+        made.conv.weight.mul_(2.0)
+        torch.testing.assert_close(made.inverse(made(x)[0]), x, atol=1e-5, rtol=0)
 
 
 def test_actnorm_data_dependent_init():

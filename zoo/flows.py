@@ -70,10 +70,11 @@ class InvertibleConv1x1(nn.Module):
         return z, logdet.expand(x.shape[0])
 
     def inverse_weight(self) -> Tensor:
-        """``W^-1`` as ``[C, C, 1]`` (float64 inversion, cached until the weight changes)."""
+        """``W^-1`` as ``[C, C, 1]`` (float64 inversion, cached until the weight changes; a weight made under
+        ``torch.inference_mode`` has no version counter to tell a change, so it is inverted on every call)."""
         w = self.conv.weight
-        key = (w._version, w.data_ptr(), w.device, w.dtype)
-        if self._inverse is None or self._inverse_key != key or torch.is_grad_enabled():
+        key = None if w.is_inference() else (w._version, w.data_ptr(), w.device, w.dtype)
+        if self._inverse is None or key is None or self._inverse_key != key or torch.is_grad_enabled():
             inv = torch.linalg.inv(w[..., 0].double()).to(torch.float32 if w.dtype in (torch.float16, torch.bfloat16)
                                                          else w.dtype)[..., None]
             if torch.is_grad_enabled():

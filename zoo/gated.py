@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo import tapconv
 from zoo.timemajor import (
     WINOGRAD_TILE,
     conv_taps,
@@ -333,7 +334,9 @@ def infer_layers(stack: GatedResidualStack, buf: Tensor, left: int, t: int, cond
     biases (dilated and conditioning, summed) written by the first product. A 3-tap conv of at least 64
     channels goes through Winograd F(4, 3) instead (:func:`zoo.timemajor.winograd_conv3`: 6 products of a
     quarter of the rows where the taps make 3 of all rows; the buffer's right padding, :func:`stack_pad`,
-    covers its whole tiles). ``tanh(a) sigmoid(b)`` is
+    covers its whole tiles). On CPUs with AVX-512 the dilated convs (taps and Winograd) run on
+    :mod:`zoo.tapconv`'s compiled kernel instead of torch's products: every tap summed in registers, the
+    Winograd transforms fused on blocks that stay in cache. ``tanh(a) sigmoid(b)`` is
     ``(2 sigmoid(2a) - 1) sigmoid(b)``: the tanh half's weights are doubled (exact in floating point; or
     that half of ``h`` when it is the smaller), one sigmoid pass, and two half-width passes leave
     ``-tanh(a) sigmoid(b)``, whose sign the skip and residual products absorb.
@@ -357,7 +360,9 @@ def infer_layers(stack: GatedResidualStack, buf: Tensor, left: int, t: int, cond
     rows_max = max([t, *wino])
     hbuf = first_h if first_h is not None and rows_max == t else buf.new_empty(rows_max, gate)
     work_v = work_m = None
-    if any(wino):
+    # With AVX-512 the dilated convs run on the compiled kernel (its Winograd transforms fused, in cache).
+    kernel = buf.dtype == torch.float32 and tapconv.native_f32()
+    if any(wino) and not kernel:
         n_max = max(min(r, winograd_chunk(layer.dilation))
                     for r, layer in zip(wino, stack.layers, strict=True) if r) // WINOGRAD_TILE
         work_v = buf.new_empty(7, n_max, stack.residual_channels)
@@ -393,9 +398,13 @@ def infer_layers(stack: GatedResidualStack, buf: Tensor, left: int, t: int, cond
             w = tap_weights(w)  # [k, R, gate]
             first = left - _tap_left(stack, layer)
             h = hbuf[:t]
-            if wino[i]:
+            if kernel and wino[i]:
+                tapconv.winograd3(hbuf, buf, first, d, wino[i], winograd_weights(w).contiguous(), bias)
+            elif wino[i]:
                 assert work_v is not None and work_m is not None
                 winograd_conv3(buf, first, d, wino[i], winograd_weights(w), bias, hbuf, work_v, work_m)
+            elif kernel:
+                tapconv.conv_taps(h, buf, first, w, d, bias)
             else:
                 conv_taps(h, buf, first, w, d, bias)
         if wc is not None:
