@@ -134,6 +134,15 @@ NOTES = """## What the fast paths are
   direct taps and the stack's forward, partial tiles and chunk edges included). In-process A/B runs on the
   converted reference weights (2 s): WaveGlow 13.2 -> 10.8 s, FloWaveNet 11.9 -> 10.3 s, the student
   9.2 -> 8.0 s.
+- **On AVX-512 CPUs** (this machine since 2026-12-04) the flows' dilated convs run on `zoo.tapconv`'s
+  compiled kernel (the same tiles as HiFi-GAN's, below): its Winograd does the input transform (AVX-512),
+  the six products and the output transform on blocks of 48 tiles in L2, where `zoo.timemajor` made one
+  pass over memory per transform step. WaveGlow 1.43x -> 1.61x the reference (5 s, 1 thread); 1.46x on
+  2 threads, where both sides run near the float32 peak (the roofline's ceiling is 1.10x at equal FLOPs:
+  the rest is the FLOPs we do not do). The bfloat16 rows of the flows cast the whole model (torch's
+  bfloat16 convs, outputs rounded): FloWaveNet's 8 x 6 flows amplify that to a max difference of 0.93
+  against float32 on the same noise, so those rows are speed only; HiFi-GAN is the model with a
+  float32-sum bfloat16 path and a measured quality.
 - **Long inputs** (`chunk_frames` in each config; one noise draw, output equal to one-shot): WaveGlow is
   inverted flow by flow, each coupling on windows of 512 frames plus its own receptive field (255 grouped
   steps each side, about 3% extra work) with the conditioning of each window upsampled from only the frames
@@ -170,7 +179,8 @@ NOTES = """## What the fast paths are
   Both cores together streamed a cyclic 48 MB of weights at 21-38 GB/s in a microbenchmark (it varied
   that much within minutes; non-temporal prefetch of part of it, to keep the rest in the 32 MB L3, made
   no difference), against the 21 GB/s the 2-thread loop reaches: 10x at 2 threads would need the
-  top of that range on every step.
+  top of that range on every step. On the AVX-512 machine of 2026-12-04 the same code (compiled with
+  `-march=native`) reached 389 samples/s on 1 thread (4.36x r9y9's 89) and 671 on 2 (8.72x r9y9's 77).
 - **Griffin-Lim** is not windowed: each iteration re-estimates the phase of the whole spectrogram, so a
   windowed run would not equal the one-shot output; its 60 s peak (about 160 MiB) is the spectrogram's.
 - **How far float32 can go**: WaveGlow at 256 channels does about 448 GFLOP per second of audio by the
@@ -319,6 +329,8 @@ def render() -> str:
                         f"({_fmt(r['ref_samples_per_s'], 0)} vs {_fmt(r['ours_samples_per_s'], 0)} samples/s)")
             elif "ours_samples_per_s" in r:
                 note = f"{_fmt(r['ref_samples_per_s'], 0)} vs {_fmt(r['ours_samples_per_s'], 0)} samples/s"
+            elif r["dtype"] == "bfloat16":
+                note = "our bfloat16 model vs the float32 reference (difference reported, not checked)"
             out.append(f"| {r['model']} | {r['dtype']} | {_fmt(r['reference_s'])} | {_fmt(r['ours_s'])} | "
                        f"{r['speedup']:.2f}x | {r['max_abs_diff']:.1e} | {note} |")
         out.append("")
