@@ -231,12 +231,12 @@ class HiFiGAN(Vocoder):
             h = acc.div_(self.num_kernels)
         return ops.conv_post(self.conv_post, h)
 
-    def _packed(self, layer: nn.Module, kind: str, dtype: torch.dtype, taps: Tensor | None = None) -> Tensor:
+    def _packed(self, layer: nn.Module, kind: str, dtype: torch.dtype) -> Tensor:
         """``layer``'s weights in :func:`zoo.tapconv.pack`'s layout for ``dtype`` operands, made on first use
-        and kept until the weights
-        change (weights made under ``torch.inference_mode``, which keep no version counter, are packed on
-        every call) (``kind``: ``"taps"`` for a conv, ``"winograd"`` for its 3-tap groups' transformed filters
-        ``[groups, 6, ...]``, ``"up"`` for a transposed conv's polyphase ``taps``)."""
+        and kept until the weights change (weights made under ``torch.inference_mode``, which keep no
+        version counter, are packed on every call). ``kind``: ``"taps"`` for a conv, ``"winograd"`` for its
+        3-tap groups' transformed filters ``[groups, 6, ...]``, ``"up"`` for a transposed conv's polyphase
+        taps (:func:`_polyphase_taps`)."""
         cache: dict[tuple[Any, ...], tuple[tuple[Any, ...], Tensor]] = self.__dict__.setdefault("_packed_cache", {})
         w = layer.weight
         stamp = None if w.is_inference() else (w.data_ptr(), w._version, w.dtype, w.shape)
@@ -248,8 +248,8 @@ class HiFiGAN(Vocoder):
                 groups = winograd_group_weights(tap_weights(w).float())
                 packed = torch.stack([tapconv.pack(u, dtype) for u in groups])
             else:
-                packed = tapconv.pack(taps if kind == "up" else tap_weights(w), dtype)
-        if stamp is not None:  # an inference tensor has no version counter to tell an in-place change: packed anew
+                packed = tapconv.pack(_polyphase_taps(layer) if kind == "up" else tap_weights(w), dtype)
+        if stamp is not None:
             cache[(id(layer), kind, dtype)] = (stamp, packed)
         return packed
 
@@ -324,12 +324,17 @@ class _Float32Ops:
         conv_taps_winograd(out, src, first, taps, winograd_group_weights(taps), d, layer.bias, self.work[key],
                            accumulate=accumulate)
 
+    def weights(self, layer: nn.Module, kind: str = "taps") -> Tensor:
+        """A conv's taps ``[k, C_in, C_out]`` (``kind="up"``: a transposed conv's polyphase taps)."""
+        return _polyphase_taps(layer) if kind == "up" else tap_weights(layer.weight)  # type: ignore[arg-type]
+
+    #: ``out (+)= bias + sum_j src[first + r + j d] @ taps[j]`` (:func:`zoo.timemajor.conv_taps`' arguments).
+    product = staticmethod(conv_taps)
+
     def conv_pre(self, conv: nn.Conv1d, mel: Tensor) -> Tensor:
         x = pad_rows(mel.t(), 3, 3)
-        return conv_taps(mel.new_empty(mel.shape[-1], conv.out_channels), x, 0, tap_weights(conv.weight), 1, conv.bias)
-
-    def taps_product(self, out: Tensor, src: Tensor, taps: Tensor, bias: Tensor | None) -> None:
-        conv_taps(out, src, 0, taps, 1, bias)
+        out = mel.new_empty(mel.shape[-1], conv.out_channels, dtype=torch.float32)
+        return self.product(out, x, 0, self.weights(conv), 1, conv.bias)
 
     def upsample(self, up: nn.ConvTranspose1d, x: Tensor) -> Tensor:
         """``up(leaky_relu(x))`` on a time-major ``x [T, C_in]`` -> ``[T * rate, C_out]`` (polyphase).
@@ -340,18 +345,18 @@ class _Float32Ops:
         the padding crops ``(kernel - rate) / 2`` rows from the front.
         """
         rate, pad, c_out = up.stride[0], up.padding[0], up.out_channels
-        taps, bias = _polyphase_taps(up)
+        taps = self.weights(up, "up")
+        bias = up.bias.repeat(rate) if up.bias is not None else None
         n, t = taps.shape[0], x.shape[0]
         xp = self.act_buffer(x, n - 1, t)
         self.leaky(x, LRELU_SLOPE, xp[n - 1:n - 1 + t])
         full = x.new_empty(t + n - 1, rate * c_out, dtype=torch.float32)
-        self.taps_product(full, xp, self.up_taps(up, taps), bias)
+        self.product(full, xp, 0, taps, 1, bias)
         return full.view(-1, c_out)[pad:pad + t * rate]
 
-    def up_taps(self, up: nn.ConvTranspose1d, taps: Tensor) -> Tensor:
-        return taps
-
     def conv_post(self, conv: nn.Conv1d, h: Tensor) -> Tensor:
+        """The 7-tap conv to one channel, its tanh: torch's float32 products in every op set (one output
+        column is too narrow for the kernel's tiles, and it is 0.1% of the work)."""
         t = h.shape[0]
         xp = padded(h, 3, t, 3, h.shape[1])
         torch.ops.aten.leaky_relu.out(h, 0.01, out=xp[3:3 + t])
@@ -385,11 +390,10 @@ class _KernelOps(_Float32Ops):
         else:
             torch.ops.aten.leaky_relu.out(x, slope, out=out)
 
-    def packs(self, layer: nn.Module, kind: str, taps: Tensor | None = None) -> Tensor:
-        return self.model._packed(layer, kind, self.dtype, taps)
+    def weights(self, layer: nn.Module, kind: str = "taps") -> Tensor:
+        return self.model._packed(layer, kind, self.dtype)
 
-    def up_taps(self, up: nn.ConvTranspose1d, taps: Tensor) -> Tensor:
-        return self.packs(up, "up", taps)
+    product = staticmethod(tapconv.conv_taps)
 
     def conv(self, out: Tensor, src: Tensor, first: int, layer: nn.Conv1d, *, accumulate: bool = False) -> None:
         k, d = layer.kernel_size[0], layer.dilation[0]
@@ -398,43 +402,28 @@ class _KernelOps(_Float32Ops):
         t, span = out.shape[0], 4 * d
         add = accumulate
         if groups:
-            us = self.packs(layer, "winograd")
+            us = self.weights(layer, "winograd")
             rows = span * max(0, min(t // span, (src.shape[0] - first - 3 * (groups - 1) * d - 2 * d) // span))
             for g in range(groups):
                 f = first + 3 * g * d
                 tapconv.winograd3(out, src, f, d, rows, us[g], bias if g == 0 else None, accumulate=add)
                 add = True
             if rows < t:  # the rows past whole tiles: those taps directly
-                direct = self.packs(layer, "taps")
+                direct = self.weights(layer)
                 tapconv.conv_taps(out[rows:], src, first + rows, direct[:3 * groups], d, bias, accumulate=accumulate)
         if k > 3 * groups:
-            direct = self.packs(layer, "taps")
+            direct = self.weights(layer)
             tapconv.conv_taps(out, src, first + 3 * groups * d, direct[3 * groups:], d, None if groups else bias,
-                           accumulate=add)
-
-    def conv_pre(self, conv: nn.Conv1d, mel: Tensor) -> Tensor:
-        x = pad_rows(mel.t(), 3, 3)
-        out = mel.new_empty(mel.shape[-1], conv.out_channels, dtype=torch.float32)
-        return tapconv.conv_taps(out, x, 0, self.packs(conv, "taps"), 1, conv.bias)
-
-    def taps_product(self, out: Tensor, src: Tensor, taps: Tensor, bias: Tensor | None) -> None:
-        tapconv.conv_taps(out, src, 0, taps, 1, bias)
-
-    def conv_post(self, conv: nn.Conv1d, h: Tensor) -> Tensor:
-        # One output channel: too narrow for the kernel's column tiles, and 0.1% of the work.
-        return super().conv_post(conv, h)
+                              accumulate=add)
 
 
-def _polyphase_taps(up: nn.ConvTranspose1d) -> tuple[Tensor, Tensor | None]:
+def _polyphase_taps(up: nn.ConvTranspose1d) -> Tensor:
     """A transposed conv's weights as ``n = ceil(kernel / rate)`` taps ``[n, C_in, rate * C_out]``, tap ``j``
-    for input step ``s - (n - 1 - j)`` (the order :func:`zoo.timemajor.conv_taps` reads rows), and its bias
-    repeated per phase."""
+    for input step ``s - (n - 1 - j)`` (the order :func:`zoo.timemajor.conv_taps` reads rows)."""
     rate, kernel = up.stride[0], up.kernel_size[0]
     c_in, c_out = up.in_channels, up.out_channels
     n = -(-kernel // rate)
     w = up.weight
     if n * rate != kernel:
         w = F.pad(w, (0, n * rate - kernel))
-    taps = w.view(c_in, c_out, n, rate).permute(2, 0, 3, 1).reshape(n, c_in, rate * c_out).flip(0).contiguous()
-    bias = up.bias.repeat(rate) if up.bias is not None else None
-    return taps, bias
+    return w.view(c_in, c_out, n, rate).permute(2, 0, 3, 1).reshape(n, c_in, rate * c_out).flip(0).contiguous()
