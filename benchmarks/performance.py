@@ -137,8 +137,9 @@ NOTES = """## What the fast paths are
 - **On AVX-512 CPUs** (this machine since 2026-12-04) the flows' dilated convs run on `zoo.tapconv`'s
   compiled kernel (the same tiles as HiFi-GAN's, below): its Winograd does the input transform (AVX-512),
   the six products and the output transform on blocks of 48 tiles in L2, where `zoo.timemajor` made one
-  pass over memory per transform step. WaveGlow 1.43x -> 1.61x the reference (5 s, 1 thread); 1.46x on
-  2 threads, where both sides run near the float32 peak (the roofline's ceiling is 1.10x at equal FLOPs:
+  pass over memory per transform step. WaveGlow 1.43x -> 1.61x the reference (5 s, 1 thread); 1.60x on
+  2 threads (1.46x in a run on a busier machine), where both sides run near the float32 peak
+  (the roofline's ceiling is 1.10x at equal FLOPs:
   the rest is the FLOPs we do not do). The bfloat16 rows of the flows cast the whole model (torch's
   bfloat16 convs, outputs rounded): FloWaveNet's 8 x 6 flows amplify that to a max difference of 0.93
   against float32 on the same noise, so those rows are speed only; HiFi-GAN is the model with a
@@ -180,7 +181,8 @@ NOTES = """## What the fast paths are
   that much within minutes; non-temporal prefetch of part of it, to keep the rest in the 32 MB L3, made
   no difference), against the 21 GB/s the 2-thread loop reaches: 10x at 2 threads would need the
   top of that range on every step. On the AVX-512 machine of 2026-12-04 the same code (compiled with
-  `-march=native`) reached 389 samples/s on 1 thread (4.36x r9y9's 89) and 671 on 2 (8.72x r9y9's 77).
+  `-march=native`) reached 389 samples/s on 1 thread (4.36x r9y9's 89) and 615-671 on 2
+  (8.59-8.72x r9y9's 72-77, in two runs).
 - **Griffin-Lim** is not windowed: each iteration re-estimates the phase of the whole spectrogram, so a
   windowed run would not equal the one-shot output; its 60 s peak (about 160 MiB) is the spectrogram's.
 - **How far float32 can go**: WaveGlow at 256 channels does about 448 GFLOP per second of audio by the
