@@ -312,3 +312,31 @@ def test_parallel_wavenet_chunked_synthesis_equals_one_shot():
     model.config = model.config.replace(chunk_frames=7)
     chunked = model.vocode(mel, generator=torch.Generator().manual_seed(0))[0]
     torch.testing.assert_close(chunked, one_shot, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_huge_page_copies_hold_the_same_values(monkeypatch, disabled):
+    """The compiled WaveNet loop streams its weights from copies in one huge-page mapping: same values,
+    shapes and dtypes, 64-byte aligned, independent of the originals, and alive as long as any copy is
+    (the mapping is released with the last view); ordinary clones where huge pages are turned off."""
+    import gc
+
+    from zoo import native
+
+    if disabled:
+        monkeypatch.setenv("ZOO_NO_HUGE_PAGES", "1")
+    g = torch.Generator().manual_seed(0)
+    originals = [torch.randn(300, 70, generator=g), torch.arange(5, dtype=torch.int64),
+                 torch.randint(0, 255, (33,), generator=g).to(torch.uint8), torch.randn(3, 4, 5, generator=g)[:, 1]]
+    copies = native.huge_page_copies(originals)
+    for t, c in zip(originals, copies, strict=True):
+        assert c.shape == t.shape and c.dtype == t.dtype and c.is_contiguous() and torch.equal(c, t)
+        assert c.data_ptr() % 64 == 0 and c.data_ptr() != t.data_ptr()
+    expected = [t.clone() for t in originals]
+    for t in originals:
+        t.zero_()
+    last = copies[-1]
+    del copies
+    gc.collect()
+    _ = [torch.randn(1 << 20) for _ in range(4)]  # reuse freed memory, were the mapping gone
+    assert torch.equal(last, expected[-1])

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import mmap
 import os
 import platform
 import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -92,3 +94,39 @@ def ptr(t: torch.Tensor | None) -> ctypes.c_void_p:
     if not t.is_contiguous():
         raise ValueError("kernel arguments must be contiguous")
     return ctypes.c_void_p(t.data_ptr())
+
+
+HUGE_PAGE = 2 << 20
+
+
+def huge_page_copies(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Contiguous CPU copies of ``tensors`` laid out in one anonymous mapping advised for transparent huge
+    pages (``madvise(MADV_HUGEPAGE)``, 2 MiB aligned, each copy 64-byte aligned), for weights that a kernel
+    streams from memory on every step: with 4 KiB pages, reading tens of MB per step misses the TLB on every
+    page. The copies hold the same values; where the mapping or the advice is unavailable (not Linux, THP
+    disabled, ``ZOO_NO_HUGE_PAGES=1``) they are ordinary ``contiguous()`` clones."""
+    if os.environ.get("ZOO_NO_HUGE_PAGES") or not hasattr(mmap, "MADV_HUGEPAGE") \
+            or any(t.device.type != "cpu" for t in tensors):
+        return [t.detach().contiguous().clone() for t in tensors]
+    offsets, total = [], 0
+    for t in tensors:
+        offsets.append(total)
+        total += -(-t.numel() * t.element_size() // 64) * 64
+    length = -(-(total + HUGE_PAGE) // HUGE_PAGE) * HUGE_PAGE
+    try:
+        region = mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except (OSError, ValueError):
+        return [t.detach().contiguous().clone() for t in tensors]
+    buf = torch.frombuffer(region, dtype=torch.uint8)  # keeps the mapping alive while any view lives
+    start = (-buf.data_ptr()) % HUGE_PAGE
+    try:
+        region.madvise(mmap.MADV_HUGEPAGE, start, length - start - (length - start) % HUGE_PAGE)
+    except OSError:
+        pass  # THP unavailable: ordinary pages, same values
+    out = []
+    for t, off in zip(tensors, offsets, strict=True):
+        n = t.numel() * t.element_size()
+        view = buf[start + off:start + off + n].view(t.dtype).view(t.shape)
+        view.copy_(t)
+        out.append(view)
+    return out
