@@ -120,6 +120,25 @@ def test_vocode_lengths_and_padding(toy_registry):
     assert not audio.requires_grad and audio.is_inference()
 
 
+def test_vocode_unpadded_batch_returns_synthesize_output(toy_registry, monkeypatch):
+    """Without padding, vocode hands over synthesize's audio: no second utterance-sized buffer (bounded-memory
+    synthesis of long inputs counts on it). A padded batch is still assembled and zero-filled."""
+    voc = Toy().eval()
+    made = []
+    real = voc.synthesize
+    monkeypatch.setattr(voc, "synthesize", lambda mel, **kw: made.append(real(mel, **kw)) or made[-1])
+    mel = torch.randn(2, 8, 6)
+    audio, _ = voc.vocode(mel)
+    assert audio.data_ptr() == made[-1].data_ptr() and audio.is_contiguous()
+    audio, _ = voc.vocode(mel, [6, 6])
+    assert audio.data_ptr() == made[-1].data_ptr()
+    audio, _ = voc.vocode(mel, [6, 2])
+    assert audio.data_ptr() != made[-1].data_ptr() and torch.all(audio[1, 32:] == 0)
+    monkeypatch.setattr(voc, "synthesize", lambda mel, **kw: torch.zeros(1, 5))
+    with pytest.raises(RuntimeError, match=r"returned shape \(1, 5\), expected \(2, 96\)"):
+        voc.vocode(mel)
+
+
 def test_vocode_moves_input_to_model_dtype(toy_registry):
     voc = Toy().eval().to(torch.float64)
     out = voc(torch.randn(1, 8, 4, dtype=torch.float32))

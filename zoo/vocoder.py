@@ -120,7 +120,9 @@ class Vocoder(nn.Module):
         """Audio ``[B, frames * hop]`` from mels ``[B, n_mels, frames]`` of one common length.
 
         Implemented by each architecture. Called by :meth:`vocode` under ``torch.inference_mode`` with
-        checked input already on the model's device and dtype.
+        checked input already on the model's device and dtype. ``mel`` may be the caller's own tensor, so it
+        must not be changed in place; the audio must be a new tensor, never a buffer kept between calls
+        (:meth:`vocode` hands it to the caller as it is when no item of the batch is padded).
         """
         raise NotImplementedError
 
@@ -158,21 +160,30 @@ class Vocoder(nn.Module):
                 raise ValueError(f"mel values exceed the range of {mel.dtype}, the model's dtype (largest magnitude "
                                  f"{torch.finfo(mel.dtype).max:g})")
             batch, _, frames = mel.shape
-            out = torch.zeros(batch, frames * hop, device=mel.device, dtype=self.audio_dtype)
-            for length in sorted(set(lengths_t.tolist()), reverse=True):
-                idx = (lengths_t == length).nonzero().flatten().tolist()
-                audio = self.synthesize(mel[idx, :, :length], generator=generator, **sampling)
-                expected = (len(idx), length * hop)
-                if tuple(audio.shape) != expected:
-                    raise RuntimeError(
-                        f"{type(self).__name__}.synthesize returned shape {tuple(audio.shape)}, "
-                        f"expected {expected}"
-                    )
-                out[idx, : length * hop] = audio.to(out.dtype)
+            groups = sorted(set(lengths_t.tolist()), reverse=True)
+            if groups == [frames]:
+                # No padding: synthesize's audio is the result (no second utterance-sized buffer, which
+                # would count against bounded-memory synthesis of long inputs).
+                out = self._synthesize_checked(mel, generator, sampling).to(self.audio_dtype).contiguous()
+            else:
+                out = torch.zeros(batch, frames * hop, device=mel.device, dtype=self.audio_dtype)
+                for length in groups:
+                    idx = (lengths_t == length).nonzero().flatten().tolist()
+                    audio = self._synthesize_checked(mel[idx, :, :length], generator, sampling)
+                    out[idx, : length * hop] = audio.to(out.dtype)
         audio_lengths = lengths_t * hop
         if unbatched:
             return out[0], audio_lengths[0]
         return out, audio_lengths
+
+    def _synthesize_checked(self, mel: Tensor, generator: torch.Generator | None, sampling: dict[str, Any]) -> Tensor:
+        """:meth:`synthesize` of a batch of one length, its output shape checked."""
+        audio = self.synthesize(mel, generator=generator, **sampling)
+        expected = (mel.shape[0], mel.shape[-1] * self.hop_length)
+        if tuple(audio.shape) != expected:
+            raise RuntimeError(f"{type(self).__name__}.synthesize returned shape {tuple(audio.shape)}, "
+                               f"expected {expected}")
+        return audio
 
     def forward(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
@@ -11,6 +12,7 @@ from torch import Tensor
 
 from zoo.config import VocoderConfig
 from zoo.mel import MelConfig, decompress
+from zoo.stream import in_windows
 from zoo.vocoder import Vocoder
 
 
@@ -21,19 +23,29 @@ class GriffinLimConfig(VocoderConfig):
     mel: MelConfig = dataclasses.field(default_factory=lambda: MelConfig.preset("hifigan"))
     n_iter: int = 32
     momentum: float = 0.99
+    #: Mels longer than one window (this many frames plus :meth:`GriffinLim.context_frames` on each side)
+    #: are run window by window, so peak memory does not grow with the utterance; the output equals the
+    #: one-shot output (0 = never chunk). The context is wide (106 frames each side at the defaults), so the
+    #: default keeps windows near 5 s and long inputs cost about 1.8x the one-shot arithmetic.
+    chunk_frames: int = 256
 
     def __post_init__(self) -> None:
         if self.n_iter < 1:
             raise ValueError(f"n_iter must be >= 1, got {self.n_iter}")
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}")
+        if self.chunk_frames < 0:
+            raise ValueError(f"chunk_frames must be >= 0, got {self.chunk_frames}")
 
 
 class GriffinLim(Vocoder):
     """Mel -> linear magnitude by non-negative least squares on the filterbank, then Griffin-Lim.
 
     Deterministic: the phase starts at zero (``rand_init=False``). Works with any mel convention the
-    front-end knows, since the features are decompressed with :func:`zoo.mel.decompress` first.
+    front-end knows, since the features are decompressed with :func:`zoo.mel.decompress` first. Long mels
+    run in windows of ``chunk_frames`` plus :meth:`context_frames` on each side (the magnitude spectrogram
+    too is made per window), so memory is bounded; since the zero initial phase makes every frame's result
+    depend only on the frames within the context, the windows reproduce the one-shot output.
     """
 
     architecture = "griffinlim"
@@ -65,6 +77,28 @@ class GriffinLim(Vocoder):
     def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, **sampling: Any) -> Tensor:
         if sampling:
             raise ValueError(f"griffinlim takes no sampling options, got {sorted(sampling)}")
+        cfg: GriffinLimConfig = self.config  # type: ignore[assignment]
+        ctx = self.context_frames()
+        frames = mel.shape[-1]
+        # A mel that fits in one window runs in one piece (windowing it would only add work).
+        chunk = 0 if frames <= cfg.chunk_frames + 2 * ctx else cfg.chunk_frames
+        return in_windows(frames, chunk, ctx, ctx, self.hop_length, lambda lo, hi: self._synthesize(mel[..., lo:hi]))
+
+    def context_frames(self) -> int:
+        """Mel frames on each side that can influence an output sample, from the STFT geometry.
+
+        Two frames share samples when their centres are less than ``n_fft`` apart, so each STFT / inverse
+        STFT round trip of an iteration spreads a change by ``r = ceil(n_fft / hop) - 1`` frames. The phase
+        starts at zero everywhere (no random draw), so a frame's final phase depends only on the frames within
+        ``n_iter * r`` of it; the first inverse STFT's edge, the last inverse STFT and the front-end's
+        alignment shift of at most ``n_fft / 2`` samples add at most ``2 r + ceil(n_fft / hop)`` more.
+        """
+        cfg: GriffinLimConfig = self.config  # type: ignore[assignment]
+        per_frame = math.ceil(self.mel_config.n_fft / self.hop_length)
+        return (cfg.n_iter + 2) * (per_frame - 1) + per_frame
+
+    def _synthesize(self, mel: Tensor) -> Tensor:
+        """One-shot Griffin-Lim of ``mel [B, n_mels, frames]``: audio ``[B, frames * hop]``."""
         m = self.mel_config
         frames, hop = mel.shape[-1], m.hop_length
         linear_mel = decompress(mel.float(), m)
