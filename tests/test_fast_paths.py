@@ -314,6 +314,41 @@ def test_parallel_wavenet_chunked_synthesis_equals_one_shot():
     torch.testing.assert_close(chunked, one_shot, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.skipif(wavenet_kernel.load() is None, reason="no C compiler for the compiled WaveNet loop")
+def test_compiled_wavenet_loop_plain_c_build(tmp_path):
+    """Built without AVX2/FMA (the portable C the intrinsics fall back to), the loop still samples what the
+    TorchScript step does: full 64-column tiles, past taps of 2 to 64 steps, batch 2, two threads."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import torch
+        from zoo_plugins.wavenet import WaveNet, WaveNetConfig, kernel
+        from zoo_plugins.wavenet.incremental import IncrementalSampler
+        assert kernel.load() is not None
+        cfg = WaveNetConfig.small("mol", layers=7, stacks=1, residual_channels=64, gate_channels=128,
+                                  skip_channels=64)
+        model = WaveNet(cfg).eval()
+        g = torch.Generator().manual_seed(6)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+            c_up = model.upsample_mel(torch.randn(2, 80, 2, generator=g))
+            out = []
+            for use in (False, True):
+                sampler = IncrementalSampler(model, 2)
+                sampler.use_kernel, sampler.threads = use, 2
+                out.append(sampler.run(c_up, generator=torch.Generator().manual_seed(0))[0])
+        assert out[0].std() > 0.01
+        torch.testing.assert_close(out[1], out[0], atol=1e-5, rtol=1e-5)
+    """)
+    env = {**os.environ, "ZOO_KERNEL_CFLAGS": "-mno-avx2 -mno-fma", "ZOO_KERNEL_CACHE": str(tmp_path)}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
 @pytest.mark.parametrize("disabled", [False, True])
 def test_huge_page_copies_hold_the_same_values(monkeypatch, disabled):
     """The compiled WaveNet loop streams its weights from copies in one huge-page mapping: same values,

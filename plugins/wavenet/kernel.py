@@ -31,6 +31,9 @@ from zoo import native
 SOURCE = r"""
 #include <math.h>
 #include <pthread.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -73,6 +76,68 @@ static inline void matvec_tile(int nb, int in, int n, const float *restrict x, l
     }
 }
 
+/* One full tile (TW columns) of ys[v] += xs[v] @ W for nv input vectors at once (a past tap's inputs
+   for its next steps).  With AVX2 FMA, three vectors share each 32-column half of a weight row while it is
+   in L1, twelve accumulators in registers (one vector at a time reads the 128 KB tile from L2 for every
+   vector, twice the L2 traffic the FMA units can take).  Every output still sums x[i] * W[i, :] over
+   i = 0..in-1 in order, with one fused multiply-add per term, as matvec_tile does: the same values. */
+static void matvec_tile_many(int nv, int in, const float *const *xs, const float *restrict wt, float *const *ys) {
+#if defined(__AVX2__) && defined(__FMA__)
+    for (int h = 0; h < TW; h += 32) {
+        const float *wh = wt + h;
+        int v = 0;
+        for (; v + 3 <= nv; v += 3) {
+            const float *x0 = xs[v], *x1 = xs[v + 1], *x2 = xs[v + 2];
+            float *y0 = ys[v] + h, *y1 = ys[v + 1] + h, *y2 = ys[v + 2] + h;
+            __m256 a0 = _mm256_loadu_ps(y0), a1 = _mm256_loadu_ps(y0 + 8), a2 = _mm256_loadu_ps(y0 + 16),
+                   a3 = _mm256_loadu_ps(y0 + 24);
+            __m256 b0 = _mm256_loadu_ps(y1), b1 = _mm256_loadu_ps(y1 + 8), b2 = _mm256_loadu_ps(y1 + 16),
+                   b3 = _mm256_loadu_ps(y1 + 24);
+            __m256 c0 = _mm256_loadu_ps(y2), c1 = _mm256_loadu_ps(y2 + 8), c2 = _mm256_loadu_ps(y2 + 16),
+                   c3 = _mm256_loadu_ps(y2 + 24);
+            for (int i = 0; i < in; ++i) {
+                const float *r = wh + (long)i * TW;
+                const __m256 w0 = _mm256_loadu_ps(r), w1 = _mm256_loadu_ps(r + 8), w2 = _mm256_loadu_ps(r + 16),
+                             w3 = _mm256_loadu_ps(r + 24);
+                __m256 u = _mm256_broadcast_ss(x0 + i);
+                a0 = _mm256_fmadd_ps(u, w0, a0); a1 = _mm256_fmadd_ps(u, w1, a1);
+                a2 = _mm256_fmadd_ps(u, w2, a2); a3 = _mm256_fmadd_ps(u, w3, a3);
+                u = _mm256_broadcast_ss(x1 + i);
+                b0 = _mm256_fmadd_ps(u, w0, b0); b1 = _mm256_fmadd_ps(u, w1, b1);
+                b2 = _mm256_fmadd_ps(u, w2, b2); b3 = _mm256_fmadd_ps(u, w3, b3);
+                u = _mm256_broadcast_ss(x2 + i);
+                c0 = _mm256_fmadd_ps(u, w0, c0); c1 = _mm256_fmadd_ps(u, w1, c1);
+                c2 = _mm256_fmadd_ps(u, w2, c2); c3 = _mm256_fmadd_ps(u, w3, c3);
+            }
+            _mm256_storeu_ps(y0, a0); _mm256_storeu_ps(y0 + 8, a1); _mm256_storeu_ps(y0 + 16, a2);
+            _mm256_storeu_ps(y0 + 24, a3);
+            _mm256_storeu_ps(y1, b0); _mm256_storeu_ps(y1 + 8, b1); _mm256_storeu_ps(y1 + 16, b2);
+            _mm256_storeu_ps(y1 + 24, b3);
+            _mm256_storeu_ps(y2, c0); _mm256_storeu_ps(y2 + 8, c1); _mm256_storeu_ps(y2 + 16, c2);
+            _mm256_storeu_ps(y2 + 24, c3);
+        }
+        for (; v < nv; ++v) {
+            const float *x0 = xs[v];
+            float *y0 = ys[v] + h;
+            __m256 a0 = _mm256_loadu_ps(y0), a1 = _mm256_loadu_ps(y0 + 8), a2 = _mm256_loadu_ps(y0 + 16),
+                   a3 = _mm256_loadu_ps(y0 + 24);
+            for (int i = 0; i < in; ++i) {
+                const float *r = wh + (long)i * TW;
+                const __m256 u = _mm256_broadcast_ss(x0 + i);
+                a0 = _mm256_fmadd_ps(u, _mm256_loadu_ps(r), a0);
+                a1 = _mm256_fmadd_ps(u, _mm256_loadu_ps(r + 8), a1);
+                a2 = _mm256_fmadd_ps(u, _mm256_loadu_ps(r + 16), a2);
+                a3 = _mm256_fmadd_ps(u, _mm256_loadu_ps(r + 24), a3);
+            }
+            _mm256_storeu_ps(y0, a0); _mm256_storeu_ps(y0 + 8, a1); _mm256_storeu_ps(y0 + 16, a2);
+            _mm256_storeu_ps(y0 + 24, a3);
+        }
+    }
+#else
+    for (int v = 0; v < nv; ++v) matvec_tile(1, in, TW, xs[v], 0, wt, ys[v], 0);
+#endif
+}
+
 static void matvec(int nb, int in, int out, const float *restrict x, long nx, const float *restrict w,
                    float *restrict y, long ny) {
     for (int o0 = 0; o0 < out; o0 += TW)
@@ -89,6 +154,7 @@ static void matvec(int nb, int in, int out, const float *restrict x, long nx, co
      samples [T, B], work: scratch of work_size() floats, pre: pre_size() floats of state kept between
      calls (zeros before the first step). */
 #define PRE_MAX 64
+#define PRE_GROUP 48 /* past-tap input vectors per matvec_tile_many call */
 
 /* Floats of the past-tap state ``pre``: min(offset, PRE_MAX) rows of [B, G] for every tap 2+ steps back. */
 long zoo_wavenet_pre_size(int B, int G, int L, int K, const int64_t *offsets) {
@@ -290,12 +356,24 @@ static void generate_share(zoo_job *c, int p) {
                                     memset(pk + (col * B + b) * G + g0, 0, sizeof(float) * (size_t)(g1 - g0));
                             for (int q0 = g0; q0 < g1; q0 += TW) {
                                 const int n = G - q0 < TW ? G - q0 : TW;
+                                /* one tile of the product for every (step, item) input, in groups of
+                                   PRE_GROUP vectors: the tile stays in cache */
+                                const float *xs[PRE_GROUP];
+                                float *ys[PRE_GROUP];
+                                int nv = 0;
                                 for (long col = 0; col < m; ++col) {
                                     long idx = (t + col - off) % Q;
                                     if (idx < 0) idx += Q;
-                                    /* one tile of the product, for every item (the tile stays in cache) */
-                                    matvec_tile(B, R, n, c->layer_buf + ((long)l * B * Q + idx) * R, (long)Q * R,
-                                                wk + (long)q0 * R, pk + col * B * G + q0, G);
+                                    for (int b = 0; b < B; ++b) {
+                                        xs[nv] = c->layer_buf + (((long)l * B + b) * Q + idx) * R;
+                                        ys[nv] = pk + (col * B + b) * G + q0;
+                                        if (++nv == PRE_GROUP || (col == m - 1 && b == B - 1)) {
+                                            if (n == TW) matvec_tile_many(nv, R, xs, wk + (long)q0 * R, ys);
+                                            else for (int v = 0; v < nv; ++v)
+                                                matvec_tile(1, R, n, xs[v], 0, wk + (long)q0 * R, ys[v], 0);
+                                            nv = 0;
+                                        }
+                                    }
                                 }
                             }
                         }
