@@ -19,6 +19,10 @@ both, interleaved (reference, ours, reference, ours ...), median of ``--runs`` a
   512/512/256). Both read the same uniforms (the reference's ``uniform_`` draws are replayed in the
   check run). The LJSpeech layout is far too slow on a CPU for 5 s (about 100 samples/s): both sides are
   timed on ``--wavenet-samples`` samples and the time for the full length is extrapolated (printed as such).
+  The LJSpeech row also records the weight bytes our loop reads per sample (56.7 MB; far more than the caches
+  hold) and this machine's read bandwidth (``roofline.read_bandwidth``, same threads, same run): their
+  quotient is the most samples per second a float32 loop that reads each weight once per sample can make,
+  and ``ceiling`` is that rate over the reference's, the largest speed-up such a loop could show here.
 
 Every parallel model also gets a ``bfloat16`` row (unless ``--no-bfloat16``): our model cast to bfloat16
 against the reference in float32, the difference reported but not checked. The WaveNets have none: their
@@ -50,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import reference_models as refs  # noqa: E402
+from roofline import read_bandwidth  # noqa: E402
 
 import zoo  # noqa: E402
 
@@ -244,6 +249,8 @@ def _wavenet_draws(model: Any, steps: int, seed: int) -> list[torch.Tensor]:
 
 def compare_wavenet(seconds: float, ref_dir: Path, config: str, samples: int | None) -> list[dict]:
     from zoo_plugins.wavenet.convert import convert
+    from zoo_plugins.wavenet.incremental import IncrementalSampler
+    from zoo_plugins.wavenet.kernel import weight_bytes_per_sample
 
     ref, mod = refs.r9y9(ref_dir, config)
     ours = _convert(convert, ref, {"stacks": 2} if config == "small" else None)
@@ -269,6 +276,12 @@ def compare_wavenet(seconds: float, ref_dir: Path, config: str, samples: int | N
     name = "wavenet r9y9 small (6L 16/32/16)" if config == "small" else "wavenet r9y9 LJSpeech (24L 512/512/256)"
     extra: dict[str, Any] = {"timed_samples": steps, "ref_samples_per_s": steps / t_ref,
                              "ours_samples_per_s": steps / t_ours}
+    if config != "small":  # the small config's weights stay in cache: no memory-bandwidth bound applies
+        per_sample = sum(weight_bytes_per_sample(IncrementalSampler(ours, 1)))
+        bandwidth = read_bandwidth()
+        extra.update(weight_mb_per_sample=per_sample / 1e6, read_gbs=bandwidth,
+                     ceiling_samples_per_s=bandwidth * 1e9 / per_sample,
+                     ceiling=bandwidth * 1e9 / per_sample / (steps / t_ref))
     if frames != full_frames:
         scale = full_frames / frames
         extra["extrapolated_from_samples"] = steps

@@ -263,8 +263,10 @@ def _targets(compares: list[dict], memory: dict | None, roofline: dict | None = 
         for r in compare.get("rows", []):
             if r["model"].startswith("wavenet"):
                 ok = r["speedup"] >= 10 and r["max_abs_diff"] <= 1e-4
+                cap = (f" (ceiling at the read bandwidth: {r['ceiling']:.1f}x, {r['read_gbs']:.1f} GB/s for "
+                       f"{r['weight_mb_per_sample']:.1f} MB per sample)" if "ceiling" in r else "")
                 rows.append(f"| {r['model']} incremental vs r9y9, identical draws{th} | >= 10x | "
-                            f"{r['speedup']:.1f}x, {r['max_abs_diff']:.1e} | {'met' if ok else '**not met**'} |")
+                            f"{r['speedup']:.1f}x, {r['max_abs_diff']:.1e}{cap} | {'met' if ok else '**not met**'} |")
     q32, qbf = (q["results"][0] if q and q.get("results") else None for q in quality)
     if q32 and qbf:
         rel = qbf["mr_stft"] / q32["mr_stft"] - 1

@@ -63,6 +63,19 @@ def matmul_peak(repeats: int = 7) -> dict[str, float]:
     return out
 
 
+def read_bandwidth(megabytes: int = 256, repeats: int = 7) -> float:
+    """GB/s at which this machine streams a float32 array from memory (``sum`` of ``megabytes``, far larger
+    than the caches, on torch's current threads; median of ``repeats`` after a warm-up)."""
+    a = torch.ones(megabytes * 2**20 // 4)
+    a.sum()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a.sum()
+        times.append(time.perf_counter() - t0)
+    return a.numel() * 4 / statistics.median(times) / 1e9
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1)

@@ -375,3 +375,26 @@ def test_huge_page_copies_hold_the_same_values(monkeypatch, disabled):
     gc.collect()
     _ = [torch.randn(1 << 20) for _ in range(4)]  # reuse freed memory, were the mapping gone
     assert torch.equal(last, expected[-1])
+
+
+def test_wavenet_weight_bytes_per_sample():
+    """The bytes the compiled loop reads per sample (the benchmarks' bandwidth ceiling), counted again from
+    the modules: each tap of a dilated conv once per min(offset, 64) steps (every step for offsets 0 and 1),
+    the residual (where a layer has one), skip and head 1x1s every step."""
+    from zoo_plugins.wavenet.kernel import PRE_MAX, weight_bytes_per_sample
+
+    model = WaveNet(WaveNetConfig.small("mol", layers=8, stacks=1, kernel_size=3))  # dilations 1 .. 128
+    every, amortised = 0, 0.0
+    for lay in model.stack.layers:
+        gate, res, k = lay.dilated.weight.shape
+        for j in range(k):
+            offset = (k - 1 - j) * lay.dilation
+            if offset < 2:
+                every += gate * res
+            else:
+                amortised += gate * res / min(offset, PRE_MAX)
+        every += lay.skip.weight.numel() + (lay.res.weight.numel() if lay.res is not None else 0)
+    every += model.head1.weight.numel() + model.head2.weight.numel()
+    got = weight_bytes_per_sample(IncrementalSampler(model, 1))
+    assert got[0] == 4 * every and got[1] == pytest.approx(4 * amortised)
+    assert PRE_MAX == int(wavenet_kernel.SOURCE.split("#define PRE_MAX ")[1].split()[0])

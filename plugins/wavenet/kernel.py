@@ -23,6 +23,7 @@ rounding.
 from __future__ import annotations
 
 import ctypes
+from typing import Any
 
 import torch
 
@@ -154,6 +155,7 @@ static void matvec(int nb, int in, int out, const float *restrict x, long nx, co
      samples [T, B], work: scratch of work_size() floats, pre: pre_size() floats of state kept between
      calls (zeros before the first step). */
 #define PRE_MAX 64
+int zoo_wavenet_pre_max(void) { return PRE_MAX; }
 #define PRE_GROUP 48 /* past-tap input vectors per matvec_tile_many call */
 
 /* Floats of the past-tap state ``pre``: min(offset, PRE_MAX) rows of [B, G] for every tap 2+ steps back. */
@@ -515,7 +517,8 @@ def load() -> ctypes.CDLL | None:
     if lib is None:
         return None
     lib.zoo_wavenet_tile_width.restype = ctypes.c_int
-    if lib.zoo_wavenet_tile_width() != TILE:
+    lib.zoo_wavenet_pre_max.restype = ctypes.c_int
+    if lib.zoo_wavenet_tile_width() != TILE or lib.zoo_wavenet_pre_max() != PRE_MAX:
         return None
     lib.zoo_wavenet_generate.restype = ctypes.c_int
     lib.zoo_wavenet_work_size.restype = ctypes.c_long
@@ -527,6 +530,7 @@ def load() -> ctypes.CDLL | None:
 
 
 TILE = 64  # TW of the C source
+PRE_MAX = 64  # PRE_MAX of the C source: past-tap products made at most this many steps ahead
 
 
 def tile_pack(w: torch.Tensor) -> torch.Tensor:
@@ -538,3 +542,20 @@ def tile_pack(w: torch.Tensor) -> torch.Tensor:
 
 
 ptr = native.ptr
+
+
+def weight_bytes_per_sample(sampler: Any) -> tuple[int, float]:
+    """``(every_step, amortised)``: bytes of float32 weights the compiled loop reads per sample at batch 1.
+
+    Every step reads the taps that reach 0 or 1 steps back, the residual and skip 1x1s and the head; a tap
+    reaching ``o >= 2`` steps back is read once per ``min(o, PRE_MAX)`` steps. At batch 1 every weight is
+    used once per read, so ``read bandwidth / (every_step + amortised)`` bounds the samples per second of
+    any float32 loop that reads its weights this way (the conditioning is projected per block, not per step).
+    """
+    r, gate = sampler.layer_buf.shape[-1], sampler.gate
+    half, skip = gate // 2, sampler.model.stack.skip_channels
+    offsets = sampler.offsets.flatten().tolist()
+    every = sum(r * gate for o in offsets if o < 2) + int(sampler.has_res.sum()) * half * r
+    every += sampler.n_layers * half * skip + skip * skip + skip * sampler.out_channels
+    amortised = sum(r * gate / min(o, PRE_MAX) for o in offsets if o >= 2)
+    return 4 * every, 4 * amortised
