@@ -397,12 +397,14 @@ static void generate_share(zoo_job *c, int p) {
                 for (int q = o0c; q < o1c; ++q) ob[q] = tanhf(ab[q]) * sigmoidf_(ab[half + q]);
             }
             barrier_wait(&c->bar, &phase); /* o complete */
+            /* the last layer's residual output is never read (the head takes the skips): not computed */
+            const int res_l = c->has_res[l] && l < L - 1;
             for (int b = 0; b < B; ++b) {
                 memcpy(s + (long)b * S + s0, c->bs + (long)l * S + s0, sizeof(float) * ns);
-                if (c->has_res[l]) memcpy(tmp + (long)b * R + r0, c->br + (long)l * R + r0, sizeof(float) * nr);
+                if (res_l) memcpy(tmp + (long)b * R + r0, c->br + (long)l * R + r0, sizeof(float) * nr);
             }
             matvec_cols(B, half, S, s0, s1, o, half, c->ws + (long)l * half * S, s, S);
-            if (c->has_res[l]) matvec_cols(B, half, R, r0, r1, o, half, c->wr + (long)l * half * R, tmp, R);
+            if (res_l) matvec_cols(B, half, R, r0, r1, o, half, c->wr + (long)l * half * R, tmp, R);
             for (int b = 0; b < B; ++b) {
                 float *skb = sk + (long)b * S;
                 const float *sb = s + (long)b * S;
@@ -411,7 +413,7 @@ static void generate_share(zoo_job *c, int p) {
                     for (int q = s0; q < s1; ++q) skb[q] = (skb[q] + sb[q]) * 0.7071067811865476f;
                 else
                     for (int q = s0; q < s1; ++q) skb[q] = skb[q] + sb[q];
-                if (c->has_res[l]) {
+                if (res_l) {
                     float *hb = h + (long)b * R;
                     const float *rb = tmp + (long)b * R;
                     for (int q = r0; q < r1; ++q) hb[q] = (hb[q] + rb[q]) * c->residual_scale;
@@ -547,7 +549,8 @@ ptr = native.ptr
 def weight_bytes_per_sample(sampler: Any) -> tuple[int, float]:
     """``(every_step, amortised)``: bytes of float32 weights the compiled loop reads per sample at batch 1.
 
-    Every step reads the taps that reach 0 or 1 steps back, the residual and skip 1x1s and the head; a tap
+    Every step reads the taps that reach 0 or 1 steps back, the residual (but the last layer's, whose output
+    nothing reads) and skip 1x1s and the head; a tap
     reaching ``o >= 2`` steps back is read once per ``min(o, PRE_MAX)`` steps. At batch 1 every weight is
     used once per read, so ``read bandwidth / (every_step + amortised)`` bounds the samples per second of
     any float32 loop that reads its weights this way (the conditioning is projected per block, not per step).
@@ -555,7 +558,7 @@ def weight_bytes_per_sample(sampler: Any) -> tuple[int, float]:
     r, gate = sampler.layer_buf.shape[-1], sampler.gate
     half, skip = gate // 2, sampler.model.stack.skip_channels
     offsets = sampler.offsets.flatten().tolist()
-    every = sum(r * gate for o in offsets if o < 2) + int(sampler.has_res.sum()) * half * r
+    every = sum(r * gate for o in offsets if o < 2) + int(sampler.has_res[:-1].sum()) * half * r
     every += sampler.n_layers * half * skip + skip * skip + skip * sampler.out_channels
     amortised = sum(r * gate / min(o, PRE_MAX) for o in offsets if o >= 2)
     return 4 * every, 4 * amortised
