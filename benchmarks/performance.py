@@ -8,6 +8,9 @@ Steps (each writes ``benchmarks/results/<step>.json``; ``--skip`` keeps an earli
 * ``compare_threads2``: the same on both cores of the machine (``--threads 2``, both sides), when
   ``--threads`` is not already 2 (no bfloat16 row: that one is in ``compare``);
 * ``wavenet``: ``wavenet_sampling.py`` (incremental vs naive sampling);
+* ``wavenet_ceiling``: ``compare_reference.py --only wavenet-ljspeech`` on 1 and on 2 threads, each row with
+  the weight bytes read per sample and the read bandwidth measured in the same run, hence the most samples
+  per second (and the largest speed-up over r9y9) a float32 loop reading every weight once per sample allows;
 * ``roofline``: ``roofline.py`` (FLOPs per second of audio, the matmul peak, the ceiling of each speed-up);
 * ``memory``, ``memory_glibc``: ``memory.py`` (peak memory at 5 s and 60 s for every parallel model, with
   freed blocks returned to the OS and with glibc's default heap);
@@ -36,8 +39,9 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 DOC = ROOT / "docs" / "performance.md"
 PLOT = ROOT / "docs" / "performance_length.png"
-STEPS = ("compare", "compare_threads2", "roofline", "wavenet", "memory", "memory_glibc", "length", "batch",
-         "quality_float32", "quality_bfloat16")
+STEPS = ("compare", "compare_threads2", "roofline", "wavenet", "wavenet_ceiling", "memory", "memory_glibc", "length",
+         "batch", "quality_float32", "quality_bfloat16")
+CEILING_THREADS = (1, 2)
 SWEEP_MODELS = ["hifigan.universal", "griffinlim.hifigan", "waveglow", "flowavenet", "parallel_wavenet"]
 
 
@@ -66,6 +70,10 @@ def run_steps(args: argparse.Namespace) -> None:
                      "--json", str(RESULTS / "roofline.json")],
         "wavenet": [py, str(HERE / "wavenet_sampling.py"), "--steps", "256" if q else "2048",
                     "--json", str(RESULTS / "wavenet.json")],
+        "wavenet_ceiling": [[py, str(HERE / "compare_reference.py"), "--ref-dir", str(args.ref_dir),
+                             "--threads", str(n), "--only", "wavenet-ljspeech",
+                             "--wavenet-samples", "256" if q else "2048",
+                             "--json", str(RESULTS / f"wavenet_ceiling_{n}.json")] for n in CEILING_THREADS],
         "memory": [py, str(HERE / "memory.py"), "--threads", t, "--seconds", "1" if q else "5", "5" if q else "60",
                    "--json", str(RESULTS / "memory.json")],
         "memory_glibc": [py, str(HERE / "memory.py"), "--threads", t, "--seconds", "1" if q else "5",
@@ -83,8 +91,8 @@ def run_steps(args: argparse.Namespace) -> None:
                   "--json", str(RESULTS / "batch.json")],
     }
     if args.ref_dir is None:
-        commands.pop("compare")
-        commands.pop("compare_threads2")
+        for step in ("compare", "compare_threads2", "wavenet_ceiling"):
+            commands.pop(step)
     if args.threads == 2:
         commands.pop("compare_threads2", None)
     conditions = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "load_average_start": os.getloadavg(),
@@ -92,8 +100,10 @@ def run_steps(args: argparse.Namespace) -> None:
     for step in STEPS:
         if step in args.skip or step not in commands:
             continue
-        print(f"== {step}: {' '.join(commands[step])}", flush=True)
-        subprocess.run(commands[step], check=not step.startswith("compare"), cwd=ROOT)
+        cmds = commands[step]
+        for cmd in cmds if isinstance(cmds[0], list) else [cmds]:
+            print(f"== {step}: {' '.join(cmd)}", flush=True)
+            subprocess.run(cmd, check=not step.startswith(("compare", "wavenet_ceiling")), cwd=ROOT)
     conditions["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     conditions["load_average_end"] = os.getloadavg()
     (RESULTS / "conditions.json").write_text(json.dumps(conditions, indent=2))
@@ -166,25 +176,42 @@ NOTES = """## What the fast paths are
   on both cores the LJSpeech config reads its weights at about 1.7-1.8x the one-core rate (in-process,
   same weights: 216-225 -> 370-388 samples/s; 530 in the comparison run, on a faster moment of the
   machine), while r9y9's loop gains nothing from the second core (60-83 samples/s at 2 threads against
-  65 at 1, varying with the machine), so the 2-thread ratio is 6.4x (1 thread: 3.3x). Register-blocked
-  products for the past taps' `m` steps (4 inputs x 16 outputs per pass) gave no gain: those products
-  are bound by reading their weights from memory, not by the multiply-adds.
+  65 at 1, varying with the machine), so the 2-thread ratio is 6.4x (1 thread: 3.3x). Since 2026-12-07 the
+  streamed matrices sit in transparent huge pages (`zoo.native.huge_page_copies`; with 4 KiB pages every
+  4 KiB of the 56 MB read per sample is a TLB miss), a past tap's products take three input vectors per
+  32-column half of each weight row (AVX2 FMA, twelve accumulators; one vector at a time read the 128 KB
+  tile from L2 once per vector), and the last layer's residual 1x1, whose output nothing reads, is skipped.
+  All three keep the sums and their order, so the samples are bit-identical. In-process A/Bs on the AVX2
+  EPYC of 2026-12-07, 1 thread: huge pages 252 -> 285 samples/s, blocked past taps 281 -> 293 (medians of
+  6-8 interleaved rounds; on 2 threads huge pages gave +4%). An earlier try at register blocking (4 inputs
+  x 16 outputs, on the AVX-512 machine) had shown no gain.
 - At batch 1 the published 24-layer LJSpeech WaveNet reads about 99 MB of float32 weights per sample in
-  r9y9's loop (every tap, the conditioning 1x1, residual and skip conv of 24 layers; about 6 GB/s at its
-  rate); ours reads the current taps, residual and skip convs and the head every step (48.5 MB) and the
-  past taps once per block (8.2 MB per sample amortised), about 12 GB/s at 210 samples/s against a
-  single-thread read bandwidth of 12-17 GB/s here (`a.sum()` on 200 MB). Both are bound by memory
-  bandwidth, so the ratio there is far below the small configuration's (bound by per-operation overhead in
-  r9y9's loop). 10x (about 610 samples/s) would mean about 10 MB per sample at the reference's
-  bandwidth, or 30 GB/s for the 48.5 MB that every step must read: not possible on one core in float32.
-  Both cores together streamed a cyclic 48 MB of weights at 21-38 GB/s in a microbenchmark (it varied
-  that much within minutes; non-temporal prefetch of part of it, to keep the rest in the 32 MB L3, made
-  no difference), against the 21 GB/s the 2-thread loop reaches: 10x at 2 threads would need the
-  top of that range on every step. On the AVX-512 machine of 2026-12-04 the same code (compiled with
-  `-march=native`) reached 389 samples/s on 1 thread (4.36x r9y9's 89) and 615-671 on 2
-  (8.59-8.72x r9y9's 72-77, in two runs).
-- **Griffin-Lim** is not windowed: each iteration re-estimates the phase of the whole spectrogram, so a
-  windowed run would not equal the one-shot output; its 60 s peak (about 160 MiB) is the spectrogram's.
+  r9y9's loop: every tap, the conditioning 1x1, and the residual and skip convs of 24 layers. Ours reads
+  48.0 MB every step (the taps reaching 0 or 1 steps back, the residual and skip convs, the head) and
+  8.2 MB of past taps per sample amortised (`zoo_plugins.wavenet.kernel.weight_bytes_per_sample`). That
+  is 56.2 MB per sample, more than the caches hold, so both loops are bound by memory bandwidth. Their
+  ratio is far below the small configuration's, where r9y9's loop is bound by per-operation overhead. The
+  bandwidth table above measures the consequence on one machine in one run. The read bandwidth divided by
+  56.2 MB bounds any float32 loop that reads each weight once per sample. On the AVX2 EPYC that bound is
+  4.3x r9y9 on 1 thread and 7.5x on 2 threads, and our loop reaches 79% and 72% of it (3.4x and 5.4x).
+  10x would need about 2.3x (1 thread) or 1.3x (2 threads) more bandwidth than the machine delivers.
+  Alternatively, it would need fewer bytes per sample: bfloat16 weights would halve them, but then the
+  samples would not be identical to the reference's.
+  A microbenchmark read a cyclic buffer at 55-60 GB/s up to 12 MB and at 21 GB/s for 48 MB. Reading part
+  of the weights with non-temporal prefetch, so that the rest would stay in the 32 MB L3, did not help (on
+  both machines). On the AVX-512 machine of 2026-12-04, the code before these changes reached 389
+  samples/s on 1 thread (4.36x r9y9's 89) and 615-671 on 2 (8.59-8.72x r9y9's 72-77, in two runs). Its
+  bandwidth was not recorded.
+- **Griffin-Lim** runs long mels in windows of 256 frames plus 106 frames of context on each side
+  (`GriffinLim.context_frames`). Each iteration's inverse STFT and STFT spread a change by at most
+  `ceil(n_fft / hop) - 1` frames, and the phase starts at zero rather than at random. So after 32
+  iterations a frame depends only on the frames within that reach, and the windows reproduce the one-shot
+  output bit for bit (tests check this and show that a shorter context differs). A mel of at most one
+  window (468 frames, 5.4 s) runs in one piece. Longer ones cost about 1.8x the one-shot arithmetic:
+  Griffin-Lim's state per frame (several complex spectra of 513 bins) is much larger than the mel's.
+  The window size is set so that the peak at 60 s, one window plus the 5.3 MiB of audio returned, stays
+  within 1.5x of a one-shot 5 s call. Before windowing, the 60 s peak was 158 MiB against 13 MiB at 5 s
+  (11.9x).
 - **How far float32 can go**: WaveGlow at 256 channels does about 448 GFLOP per second of audio by the
   reference's count; the roofline table divides that count by each side's time, so "ours GFLOP/s" above
   the matmul peak means fewer FLOPs, not faster kernels (ours: about 300 GFLOP, the `end` conv folded into
@@ -237,10 +264,22 @@ def _threads(compare: dict) -> int | str:
     return compare.get("machine", {}).get("threads", "?")
 
 
+def _ceiling_runs() -> list[tuple[dict, dict]]:
+    """``(run, row)`` of each ``wavenet_ceiling`` run found (1 and 2 threads)."""
+    runs = [_load(f"wavenet_ceiling_{n}") for n in CEILING_THREADS]
+    return [(run, row) for run in runs if run for row in run.get("rows", []) if "ceiling" in row]
+
+
 def _targets(compares: list[dict], memory: dict | None, roofline: dict | None = None,
              memory_glibc: dict | None = None, quality: tuple[dict | None, dict | None] = (None, None)) -> list[str]:
     """The performance issue's targets, checked against the results (every comparison run: its thread count)."""
     rows = []
+    for run, r in _ceiling_runs():
+        ok = r["speedup"] >= 10 and r["max_abs_diff"] <= 1e-4
+        rows.append(f"| {r['model']} incremental vs r9y9, identical draws, {_threads(run)} thread(s), bandwidth run "
+                    f"of {run['machine'].get('date', '?')[:10]} | >= 10x | {r['speedup']:.1f}x, "
+                    f"{r['max_abs_diff']:.1e} (ceiling at the read bandwidth: {r['ceiling']:.1f}x) | "
+                    f"{'met' if ok else '**not met**'} |")
     ceiling = {r["model"]: r["ceiling"] for r in (roofline or {}).get("rows", []) if "ceiling" in r}
     for compare in compares:
         th = f", {_threads(compare)} thread(s)" if len(compares) > 1 else ""
@@ -350,6 +389,28 @@ def render() -> str:
         for r in roofline["rows"]:
             out.append(f"| {r['model']} | {r['gflop_per_audio_s']:,.0f} | {_fmt(r.get('reference_gflops'), 1)} | "
                        f"{_fmt(r.get('ours_gflops'), 1)} | {_fmt(r.get('speedup'))}x | {_fmt(r.get('ceiling'))}x |")
+        out.append("")
+    ceiling_runs = _ceiling_runs()
+    if ceiling_runs:
+        m = ceiling_runs[0][0].get("machine", {})
+        out += ["## WaveNet LJSpeech sampling against the read bandwidth (`compare_reference.py --only "
+                "wavenet-ljspeech`)", "",
+                f"Batch 1, the published r9y9 LJSpeech size, {ceiling_runs[0][1].get('timed_samples', '?')} samples "
+                f"per side with identical draws, on {m.get('cpu', '?')} ({m.get('cpu_count', '?')} cores; "
+                f"{', '.join(m.get('simd', [])) or 'vector extensions not recorded'}), finished "
+                f"{m.get('date', '?')}. Our loop reads the float32 weights below once per sample (the past taps' "
+                "share amortised); the read bandwidth is measured in the same run on the same threads "
+                "(`roofline.read_bandwidth`: `sum` of 256 MB). Their quotient, the "
+                "ceiling, is the most samples per second any float32 loop that reads every weight once per "
+                "sample can make here; over the reference's rate it is the largest speed-up such a loop can "
+                "show.", "",
+                "| threads | reference samples/s | ours samples/s | speed-up | MB per sample | read GB/s | "
+                "ceiling samples/s | ceiling speed-up | ours / ceiling |", "|---|---|---|---|---|---|---|---|---|"]
+        for run, r in ceiling_runs:
+            out.append(f"| {_threads(run)} | {_fmt(r['ref_samples_per_s'], 0)} | {_fmt(r['ours_samples_per_s'], 0)} | "
+                       f"{r['speedup']:.2f}x | {r['weight_mb_per_sample']:.1f} | {r['read_gbs']:.1f} | "
+                       f"{_fmt(r['ceiling_samples_per_s'], 0)} | {r['ceiling']:.2f}x | "
+                       f"{r['ours_samples_per_s'] / r['ceiling_samples_per_s']:.0%} |")
         out.append("")
     if wavenet:
         out += ["## WaveNet incremental sampling (`benchmarks/wavenet_sampling.py`)", "",

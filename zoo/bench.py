@@ -72,7 +72,11 @@ class _RssSampler:
         self.peak = max(self.peak, self._rss())
 
 
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
+
+
 def machine_info() -> dict[str, Any]:
+    """The machine and library versions a benchmark ran on (recorded in every JSON result)."""
     info: dict[str, Any] = {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -84,8 +88,13 @@ def machine_info() -> dict[str, Any]:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith("model name") and "cpu" not in info:
                     info["cpu"] = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    # the vector extensions the compiled kernels and torch pick their code by ("AMD EPYC" alone
+                    # names CPUs with and without AVX-512)
+                    flags = set(line.split(":", 1)[1].split())
+                    info["simd"] = [f for f in SIMD_FLAGS if f in flags]
                     break
     except OSError:
         pass
