@@ -134,6 +134,13 @@ def test_vocode_unpadded_batch_returns_synthesize_output(toy_registry, monkeypat
     assert audio.data_ptr() == made[-1].data_ptr()
     audio, _ = voc.vocode(mel, [6, 2])
     assert audio.data_ptr() != made[-1].data_ptr() and torch.all(audio[1, 32:] == 0)
+    # synthesize returning a view of its input (hop = n_mels: the mel's own values): vocode copies it, so
+    # the audio handed back never aliases the caller's mel
+    viewer = Toy(ToyConfig(mel=MelConfig.from_dict({**_toy_mel().to_dict(), "hop_length": 8}))).eval()
+    monkeypatch.setattr(viewer, "synthesize", lambda mel, **kw: mel.reshape(mel.shape[0], -1))
+    audio, _ = viewer.vocode(mel)
+    assert torch.equal(audio, mel.reshape(2, -1))
+    assert audio.untyped_storage().data_ptr() != mel.untyped_storage().data_ptr()
     monkeypatch.setattr(voc, "synthesize", lambda mel, **kw: torch.zeros(1, 5))
     with pytest.raises(RuntimeError, match=r"returned shape \(1, 5\), expected \(2, 96\)"):
         voc.vocode(mel)

@@ -165,6 +165,8 @@ class Vocoder(nn.Module):
                 # No padding: synthesize's audio is the result (no second utterance-sized buffer, which
                 # would count against bounded-memory synthesis of long inputs).
                 out = self._synthesize_checked(mel, generator, sampling).to(self.audio_dtype).contiguous()
+                if out.untyped_storage().data_ptr() == mel.untyped_storage().data_ptr():
+                    out = out.clone()  # a view of the input (a trivial plugin): never hand back the caller's mel
             else:
                 out = torch.zeros(batch, frames * hop, device=mel.device, dtype=self.audio_dtype)
                 for length in groups:
