@@ -19,7 +19,7 @@ both, interleaved (reference, ours, reference, ours ...), median of ``--runs`` a
   512/512/256). Both read the same uniforms (the reference's ``uniform_`` draws are replayed in the
   check run). The LJSpeech layout is far too slow on a CPU for 5 s (about 100 samples/s): both sides are
   timed on ``--wavenet-samples`` samples and the time for the full length is extrapolated (printed as such).
-  The LJSpeech row also records the weight bytes our loop reads per sample (56.7 MB; far more than the caches
+  The LJSpeech row also records the weight bytes our loop reads per sample (56.2 MB; far more than the caches
   hold) and this machine's read bandwidth (``roofline.read_bandwidth``, same threads, same run): their
   quotient is the most samples per second a float32 loop that reads each weight once per sample can make,
   and ``ceiling`` is that rate over the reference's, the largest speed-up such a loop could show here.

@@ -15,10 +15,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -53,13 +55,7 @@ def matmul_peak(repeats: int = 7) -> dict[str, float]:
     for label, (m, k, n) in shapes.items():
         a, b = torch.randn(m, k), torch.randn(k, n)
         c = torch.empty(m, n)
-        torch.mm(a, b, out=c)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            torch.mm(a, b, out=c)
-            times.append(time.perf_counter() - t0)
-        out[label] = 2 * m * k * n / statistics.median(times) / 1e9
+        out[label] = 2 * m * k * n / _median_seconds(functools.partial(torch.mm, a, b, out=c), repeats) / 1e9
     return out
 
 
@@ -67,13 +63,18 @@ def read_bandwidth(megabytes: int = 256, repeats: int = 7) -> float:
     """GB/s at which this machine streams a float32 array from memory (``sum`` of ``megabytes``, far larger
     than the caches, on torch's current threads; median of ``repeats`` after a warm-up)."""
     a = torch.ones(megabytes * 2**20 // 4)
-    a.sum()
+    return a.numel() * 4 / _median_seconds(a.sum, repeats) / 1e9
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``repeats`` calls of ``fn`` after one warm-up call."""
+    fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        a.sum()
+        fn()
         times.append(time.perf_counter() - t0)
-    return a.numel() * 4 / statistics.median(times) / 1e9
+    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,11 +83,12 @@ static inline void matvec_tile(int nb, int in, int n, const float *restrict x, l
    vector, twice the L2 traffic the FMA units can take).  Every output still sums x[i] * W[i, :] over
    i = 0..in-1 in order, with one fused multiply-add per term, as matvec_tile does: the same values. */
 static void matvec_tile_many(int nv, int in, const float *const *xs, const float *restrict wt, float *const *ys) {
+    int n3 = 0; /* vectors taken three at a time; the rest one at a time by matvec_tile */
 #if defined(__AVX2__) && defined(__FMA__)
+    n3 = nv - nv % 3;
     for (int h = 0; h < TW; h += 32) {
         const float *wh = wt + h;
-        int v = 0;
-        for (; v + 3 <= nv; v += 3) {
+        for (int v = 0; v < n3; v += 3) {
             const float *x0 = xs[v], *x1 = xs[v + 1], *x2 = xs[v + 2];
             float *y0 = ys[v] + h, *y1 = ys[v + 1] + h, *y2 = ys[v + 2] + h;
             __m256 a0 = _mm256_loadu_ps(y0), a1 = _mm256_loadu_ps(y0 + 8), a2 = _mm256_loadu_ps(y0 + 16),
@@ -117,26 +118,9 @@ static void matvec_tile_many(int nv, int in, const float *const *xs, const float
             _mm256_storeu_ps(y2, c0); _mm256_storeu_ps(y2 + 8, c1); _mm256_storeu_ps(y2 + 16, c2);
             _mm256_storeu_ps(y2 + 24, c3);
         }
-        for (; v < nv; ++v) {
-            const float *x0 = xs[v];
-            float *y0 = ys[v] + h;
-            __m256 a0 = _mm256_loadu_ps(y0), a1 = _mm256_loadu_ps(y0 + 8), a2 = _mm256_loadu_ps(y0 + 16),
-                   a3 = _mm256_loadu_ps(y0 + 24);
-            for (int i = 0; i < in; ++i) {
-                const float *r = wh + (long)i * TW;
-                const __m256 u = _mm256_broadcast_ss(x0 + i);
-                a0 = _mm256_fmadd_ps(u, _mm256_loadu_ps(r), a0);
-                a1 = _mm256_fmadd_ps(u, _mm256_loadu_ps(r + 8), a1);
-                a2 = _mm256_fmadd_ps(u, _mm256_loadu_ps(r + 16), a2);
-                a3 = _mm256_fmadd_ps(u, _mm256_loadu_ps(r + 24), a3);
-            }
-            _mm256_storeu_ps(y0, a0); _mm256_storeu_ps(y0 + 8, a1); _mm256_storeu_ps(y0 + 16, a2);
-            _mm256_storeu_ps(y0 + 24, a3);
-        }
     }
-#else
-    for (int v = 0; v < nv; ++v) matvec_tile(1, in, TW, xs[v], 0, wt, ys[v], 0);
 #endif
+    for (int v = n3; v < nv; ++v) matvec_tile(1, in, TW, xs[v], 0, wt, ys[v], 0);
 }
 
 static void matvec(int nb, int in, int out, const float *restrict x, long nx, const float *restrict w,
@@ -550,8 +534,8 @@ def weight_bytes_per_sample(sampler: Any) -> tuple[int, float]:
     """``(every_step, amortised)``: bytes of float32 weights the compiled loop reads per sample at batch 1.
 
     Every step reads the taps that reach 0 or 1 steps back, the residual (but the last layer's, whose output
-    nothing reads) and skip 1x1s and the head; a tap
-    reaching ``o >= 2`` steps back is read once per ``min(o, PRE_MAX)`` steps. At batch 1 every weight is
+    nothing reads) and skip 1x1s and the head; a tap reaching ``o >= 2`` steps back is read once per
+    ``min(o, PRE_MAX)`` steps. At batch 1 every weight is
     used once per read, so ``read bandwidth / (every_step + amortised)`` bounds the samples per second of
     any float32 loop that reads its weights this way (the conditioning is projected per block, not per step).
     """
