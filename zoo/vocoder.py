@@ -17,7 +17,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -31,26 +31,35 @@ CARD_NAME = "README.md"
 FORMAT_VERSION = 1
 
 
-class Vocoder(nn.Module):
-    """Base class of every vocoder.
+ConfigT = TypeVar("ConfigT", bound=VocoderConfig)
+
+
+class Vocoder(nn.Module, Generic[ConfigT]):
+    """Base class of every vocoder, generic in its config type: ``class HiFiGAN(Vocoder[HiFiGANConfig])``
+    makes ``self.config`` a ``HiFiGANConfig`` for readers and type checkers.
 
     Class attributes a subclass sets:
 
-    * ``architecture``: the registered architecture name (``"hifigan"``).
-    * ``config_class``: a :class:`~zoo.config.VocoderConfig` subclass holding the hyperparameters.
+    * ``config_class``: the :class:`~zoo.config.VocoderConfig` subclass holding the hyperparameters (the
+      class's ``ConfigT``).
     * ``deterministic``: ``False`` when :meth:`synthesize` draws random numbers (flows, WaveNet).
     * ``parallel``: ``False`` for autoregressive models (sample by sample).
+
+    ``architecture``, the architecture name (``"hifigan"``), is set by the registry to the name the class is
+    registered under (``register("hifigan", HiFiGAN)`` in a plugin's ``zoo_register_architectures``); a
+    subclass need not set it. A subclass of a registered class registered under another name gets that name.
     """
 
     architecture: ClassVar[str] = ""
     config_class: ClassVar[type[VocoderConfig]] = VocoderConfig
+    config: ConfigT
     deterministic: ClassVar[bool] = True
     parallel: ClassVar[bool] = True
 
-    def __init__(self, config: VocoderConfig | None = None) -> None:
+    def __init__(self, config: ConfigT | None = None) -> None:
         super().__init__()
         if config is None:
-            config = self.config_class()
+            config = cast(ConfigT, self.config_class())
         if not isinstance(config, self.config_class):
             raise ValueError(
                 f"{type(self).__name__} expects a {self.config_class.__name__}, got {type(config).__name__}"

@@ -198,7 +198,7 @@ class IAFFlow(nn.Module):
         return torch.addmm(self.head2.bias, y, self.head2.weight[..., 0].t()).t()
 
 
-class ParallelWaveNet(Vocoder):
+class ParallelWaveNet(Vocoder[ParallelWaveNetConfig]):
     """Parallel WaveNet / ClariNet student: white noise -> audio in one parallel pass per flow.
 
     Sampling option ``temperature`` (default: the config's ``infer_temperature``, 1.0) scales the input
@@ -212,7 +212,7 @@ class ParallelWaveNet(Vocoder):
     parallel = True
     def __init__(self, config: ParallelWaveNetConfig | None = None) -> None:
         super().__init__(config)
-        cfg: ParallelWaveNetConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         if cfg.upsample == "stretch2d":
             self.upsample: nn.Module = Stretch2dUpsampler(cfg.mel.n_mels, cfg.upsample_scales, cfg.cin_pad)
         else:
@@ -264,7 +264,7 @@ class ParallelWaveNet(Vocoder):
 
         The ``stretch2d`` upsampler gets ``cin_pad`` replicated edge frames on each side, as in the teacher.
         """
-        cfg: ParallelWaveNetConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         if cfg.upsample == "stretch2d" and cfg.cin_pad:
             mel = F.pad(mel, (cfg.cin_pad, cfg.cin_pad), mode="replicate")
         return self.upsample(mel)
@@ -287,7 +287,7 @@ class ParallelWaveNet(Vocoder):
         return (z * temperature).to(device=device, dtype=dtype)
 
     def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, **sampling: Any) -> Tensor:
-        temperature = sampling.pop("temperature", self.config.infer_temperature)  # type: ignore[attr-defined]
+        temperature = sampling.pop("temperature", self.config.infer_temperature)
         if sampling:
             raise ValueError(
                 f"parallel_wavenet takes only the sampling option 'temperature', got {sorted(sampling)}"
@@ -305,7 +305,7 @@ class ParallelWaveNet(Vocoder):
         # Bounded memory: windows of chunk_frames with the receptive field as left context (the flows are
         # causal in z) and the upsampler's reach on both sides; one noise draw, so the output is unchanged.
         left, reach = self.context_frames()
-        chunk = self.config.chunk_frames  # type: ignore[attr-defined]
+        chunk = self.config.chunk_frames
         return in_windows(frames, chunk, left, reach, hop, lambda lo, hi: self.iaf(
             z[..., lo * hop: hi * hop], self.upsample_mel(mel[..., lo:hi]))[0][:, 0])
 
@@ -313,7 +313,7 @@ class ParallelWaveNet(Vocoder):
         """``(left, upsampler)`` frames of context a window needs: the flows' receptive field (plus the
         upsampler's reach, which the conditioning of those samples reads) on the left, the upsampler's reach
         (one frame per transposed-conv stage, ``cin_pad`` for the stretch upsampler) on the right."""
-        cfg: ParallelWaveNetConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         reach = (cfg.cin_pad if cfg.upsample == "stretch2d" else 0) + len(cfg.upsample_scales) + 1
         return math.ceil(self.receptive_field / self.hop_length) + 1 + reach, reach
 

@@ -130,7 +130,7 @@ class WaveNetConfig(VocoderConfig):
                    upsample_activation="relu")
 
 
-class WaveNet(Vocoder):
+class WaveNet(Vocoder[WaveNetConfig]):
     """Autoregressive WaveNet; sampling options ``temperature`` (default: the config's ``infer_temperature``,
     1.0) and ``progress`` (a tqdm bar)."""
 
@@ -141,7 +141,7 @@ class WaveNet(Vocoder):
 
     def __init__(self, config: WaveNetConfig | None = None) -> None:
         super().__init__(config)
-        c: WaveNetConfig = self.config  # type: ignore[assignment]
+        c = self.config
         self.distribution = self._make_distribution(c)
         in_ch = self.distribution.input_channels
         cycle = c.layers // c.stacks
@@ -173,7 +173,7 @@ class WaveNet(Vocoder):
     @property
     def receptive_field(self) -> int:
         """Past samples (the current input included) one output depends on."""
-        return self.stack.receptive_field + self.config.front_kernel_size - 1  # type: ignore[attr-defined]
+        return self.stack.receptive_field + self.config.front_kernel_size - 1
 
     @property
     def receptive_field_ms(self) -> float:
@@ -182,7 +182,7 @@ class WaveNet(Vocoder):
     # ------------------------------------------------------------------ conditioning
     def upsample_mel(self, mel: Tensor) -> Tensor:
         """``c_up [B, n_mels, frames * hop]``; the stretch2d upsampler gets ``cin_pad`` edge frames each side."""
-        c: WaveNetConfig = self.config  # type: ignore[assignment]
+        c = self.config
         if c.upsample == "stretch2d" and c.cin_pad:
             mel = F.pad(mel, (c.cin_pad, c.cin_pad), mode="replicate")
         return self.upsample(mel)
@@ -198,7 +198,7 @@ class WaveNet(Vocoder):
 
     # ------------------------------------------------------------------ teacher forcing
     def _front(self, x: Tensor) -> Tensor:
-        c: WaveNetConfig = self.config  # type: ignore[assignment]
+        c = self.config
         h = self.front(F.pad(x, (c.front_kernel_size - 1, 0)))
         return F.relu(h) if c.front_activation == "relu" else h
 
@@ -214,7 +214,7 @@ class WaveNet(Vocoder):
         c_up = self.upsample_mel(mel)[..., : audio.shape[-1]]
         audio = audio[..., : c_up.shape[-1]]
         dist = self.distribution
-        noise = self.config.train_input_noise if self.training else 0.0  # type: ignore[attr-defined]
+        noise = self.config.train_input_noise if self.training else 0.0
         noisy = audio if noise == 0.0 else audio + noise * torch.randn_like(audio)
         if isinstance(dist, MuLawSoftmax):
             target = dist.target_from_audio(audio)
@@ -233,7 +233,7 @@ class WaveNet(Vocoder):
         if sampling:
             raise ValueError(f"wavenet sampling options are temperature, progress, speaker; got {sorted(sampling)}")
         if temperature is None:
-            temperature = self.config.infer_temperature  # type: ignore[attr-defined]
+            temperature = self.config.infer_temperature
         temperature = sampling_scale("temperature", temperature)
         from zoo_plugins.wavenet.incremental import IncrementalSampler
 
