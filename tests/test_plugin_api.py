@@ -285,3 +285,71 @@ def test_each_builtin_vocoder_declares_its_config_type_once():
              for i, line in enumerate(p.read_text().splitlines(), 1)
              if re.search(r"self\.config\b.*# type: ignore", line)]
     assert not casts, casts
+
+
+# ---------------------------------------------------------------------- shared pieces for plugins
+def test_upsampler_config_is_shared():
+    from zoo_plugins.parallel_wavenet.model import ParallelWaveNetConfig
+    from zoo_plugins.wavenet.model import WaveNetConfig
+
+    from zoo.config import UPSAMPLER_FIELDS, UpsamplerConfig
+
+    for cls in (WaveNetConfig, ParallelWaveNetConfig):
+        assert issubclass(cls, UpsamplerConfig)
+        assert [f.name for f in dataclasses.fields(cls)][0] == "mel"
+        assert set(UPSAMPLER_FIELDS) <= {f.name for f in dataclasses.fields(cls)}
+        with pytest.raises(ValueError, match=r"the product of upsample_scales \(4, 4\) is 16 but the mel hop_length"):
+            cls(upsample_scales=(4, 4))
+        with pytest.raises(ValueError, match="upsample_activation must be one of"):
+            cls(upsample_activation="tanh")
+    student = ParallelWaveNetConfig()
+    assert (student.upsample, student.upsample_scales, student.upsample_activation) == \
+        ("transposed2d", (16, 16), "leaky_relu")  # ClariNet's defaults, redeclared in the student
+    teacher = WaveNetConfig.clarinet()
+    assert ParallelWaveNetConfig(**teacher.upsampler_settings()).upsampler_settings() == teacher.upsampler_settings()
+
+
+def test_converter_helper_reports_in_one_format(tmp_path):
+    from zoo.converting import key_mismatch, load_converted, map_checkpoint, read_checkpoint
+
+    assert key_mismatch({"a": (1,), "b": (2,)}, {"a": (1,), "b": (2,)}) == ""
+    assert key_mismatch({"a": (1,), "x": (3,)}, {"a": (2,), "b": (2,)}) == (
+        "missing keys that the model needs (b); unexpected keys that have no place in the model (x); "
+        "shape mismatches (a is (1,), expected (2,))")
+    many = key_mismatch({}, {f"k{i}": (1,) for i in range(9)})
+    assert many.endswith("k5 and 3 more)")
+    torch.save({"state_dict": {"module.w": torch.zeros(2)}}, tmp_path / "ckpt.pth")
+    assert set(read_checkpoint(tmp_path / "ckpt.pth", layout="toy", markers=["w"])) == {"w"}  # prefix stripped
+    with pytest.raises(ValueError, match=r"ckpt.pth: not a toy checkpoint \(its state dict has none of v\)"):
+        read_checkpoint(tmp_path / "ckpt.pth", layout="toy", markers=["v"])
+    state = {"w": torch.zeros(2), "extra": torch.zeros(1)}
+    with pytest.raises(ValueError, match=r"^src does not fit the converter's layout: unexpected keys that have no "
+                                         r"place in the converted model \(extra\)"):
+        map_checkpoint(state, lambda s: {"out": s["w"]}, "src")
+    with pytest.raises(ValueError, match=r"^src does not fit the converter's layout: missing keys that the model "
+                                         r"needs \(nope\)$"):
+        map_checkpoint(state, lambda s: {"out": s["nope"]}, "src")
+    model = zoo.create("griffinlim")
+    model.register_buffer("w", torch.zeros(2))
+    with pytest.raises(ValueError, match=r"^src does not fit GriffinLim\(.*\): shape mismatches \(w is \(3,\), "
+                                         r"expected \(2,\)\)$"):
+        load_converted(model, {"w": torch.zeros(3)}, "src")
+
+
+PARITY = REPO.parent / "shared" / "parity"
+
+
+@pytest.mark.parametrize("converter,ckpt,drop,config", [
+    ("wavenet", "wavenet/ckpt_mol.pth", "last_conv_layers.3.bias", None),
+    ("flowavenet", "flowavenet/ckpt_ksw.pth", "blocks.0.flows.0.actnorm.scale", None),
+    ("clarinet", "clarinet/ckpt_teacher.pth", "res_blocks.0.skip_conv.bias", {"num_layers": 3}),
+])
+def test_converters_share_the_missing_key_format(converter, ckpt, drop, config, tmp_path):
+    """A checkpoint missing a weight is named the same way by every converter (before: a raw KeyError from the
+    wavenet and flowavenet key maps)."""
+    raw = torch.load(PARITY / ckpt, weights_only=True)
+    state = {k.removeprefix("module."): v for k, v in raw.get("state_dict", raw).items()}
+    assert drop in state
+    torch.save({"state_dict": {k: v for k, v in state.items() if k != drop}}, tmp_path / "ckpt.pth")
+    with pytest.raises(ValueError, match=rf"does not fit .*missing keys that the model needs \({re.escape(drop)}"):
+        zoo.convert(converter, tmp_path / "ckpt.pth", config=config)

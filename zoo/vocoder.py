@@ -15,7 +15,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
@@ -351,21 +351,9 @@ class Vocoder(nn.Module, Generic[ConfigT]):
 
     def load_state_dict_checked(self, state: dict[str, Tensor], source: str = "state dict") -> None:
         own = self.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        bad = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-        if missing or unexpected or bad:
-            parts = []
-            if missing:
-                parts.append(f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-            if unexpected:
-                parts.append(f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
-            if bad:
-                parts.append(
-                    "shape mismatches "
-                    + ", ".join(f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in bad[:8])
-                )
-            raise ValueError(f"{source} does not fit {type(self).__name__}({self.config}): " + "; ".join(parts))
+        problem = key_mismatch({k: v.shape for k, v in state.items()}, {k: v.shape for k, v in own.items()})
+        if problem:
+            raise ValueError(f"{source} does not fit {type(self).__name__}({self.config}): {problem}")
         broken = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
         if broken:
             raise ValueError(f"{source} has NaN or Inf values in {broken[:8]}{' ...' if len(broken) > 8 else ''}")
@@ -386,6 +374,33 @@ class Vocoder(nn.Module, Generic[ConfigT]):
 
     def extra_repr(self) -> str:
         return f"architecture={self.architecture!r}"
+
+
+KEYS_SHOWN = 6
+"""How many keys a :func:`key_mismatch` message names per kind of mismatch (the rest are counted)."""
+
+
+def _some(keys: Sequence[str]) -> str:
+    more = f" and {len(keys) - KEYS_SHOWN} more" if len(keys) > KEYS_SHOWN else ""
+    return ", ".join(keys[:KEYS_SHOWN]) + more
+
+
+def key_mismatch(got: Mapping[str, Sequence[int]], expected: Mapping[str, Sequence[int]],
+                 model: str = "the model") -> str:
+    """What keeps a state dict with shapes ``got`` from fitting ``model``'s, with shapes ``expected``, in the one
+    format that model loading and the converters (``zoo.converting``) share; ``""`` when it fits."""
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    bad = sorted(k for k in set(got) & set(expected) if tuple(got[k]) != tuple(expected[k]))
+    parts = []
+    if missing:
+        parts.append(f"missing keys that {model} needs ({_some(missing)})")
+    if unexpected:
+        parts.append(f"unexpected keys that have no place in {model} ({_some(unexpected)})")
+    if bad:
+        shown = [f"{k} is {tuple(got[k])}, expected {tuple(expected[k])}" for k in bad]
+        parts.append(f"shape mismatches ({_some(shown)})")
+    return "; ".join(parts)
 
 
 def read_config(directory: Path) -> tuple[str, dict[str, Any]]:
