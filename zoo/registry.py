@@ -118,6 +118,7 @@ class Registry:
         self.commands: dict[str, PluginCommand] = {}
         self.failures: list[PluginFailure] = []
         self.plugins: dict[str, str] = {}  # plugin name -> distribution (or "builtin")
+        self.distributions: dict[str, str] = {}  # every entry point seen, loaded or not -> distribution
         self._registered: dict[tuple[str, str], int] = {}  # (plugin, hook) -> calls of register
         for name in self.disabled:
             self.pm.set_blocked(name)
@@ -125,7 +126,7 @@ class Registry:
         for name, plugin in extra_plugins:
             if name not in self.disabled:
                 self.pm.register(plugin, name=name)
-                self.plugins[name] = "(registered in code)"
+                self.plugins[name] = self.distributions[name] = "(registered in code)"
         self._check_hooks()
         self._collect()
         self._check_contributions()
@@ -154,13 +155,14 @@ class Registry:
                 clash = RegistryError(f"plugin name {ep.name!r} is used by both {other} and {dist}")
                 self._fail(ep.name, "load", clash)
                 continue
+            self.distributions[ep.name] = ep.dist.name if ep.dist else "?"
             try:
                 module = ep.load()
                 self.pm.register(module, name=ep.name)
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
                 self._fail(ep.name, "load", exc)
                 continue
-            self.plugins[ep.name] = ep.dist.name if ep.dist else "?"
+            self.plugins[ep.name] = self.distributions[ep.name]
 
     def _check_hooks(self) -> None:
         """Per plugin, what ``pm.check_pending()`` finds (a hook implementation that matches no hook: a
@@ -396,11 +398,12 @@ class Registry:
     def _unknown(self, what: str, name: str, known: list[str]) -> str:
         failed = self.failed_plugins()
         prefix = name.split(".", 1)[0].lower()
-        suspects = [p for p in failed if _same_name(p, prefix) or _same_name(self.plugins.get(p, ""), prefix)]
+        suspects = [p for p in failed if _same_name(p, prefix) or _same_name(self.distributions.get(p, ""), prefix)]
         if suspects and what in ("model", "architecture"):
             p = suspects[0]
-            return (f"{what} {name!r} is not available: zoo plugin {p!r} ({self.plugins.get(p, '?')}), which would "
-                    f"provide it, has a problem: {failed[p]} (see `zoo list -v`)")
+            dist = self.distributions.get(p, "?")
+            return (f"{what} {name!r} is not available: zoo plugin {p!r} ({dist}), which would provide it, has a "
+                    f"problem: {failed[p]} (see `zoo list -v`)")
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         note = ""
@@ -451,8 +454,8 @@ def plugin_report(registry: Registry | None = None) -> list[dict[str, Any]]:
         })
     for f in reg.failures:
         if f.plugin not in reg.plugins:
-            rows.append({"plugin": f.plugin, "distribution": "?", "architectures": [], "models": [],
-                         "converters": [], "commands": [], "failures": [f.error]})
+            rows.append({"plugin": f.plugin, "distribution": reg.distributions.get(f.plugin, "?"), "architectures": [],
+                         "models": [], "converters": [], "commands": [], "failures": [f.error]})
     for name in sorted(reg.disabled):
         rows.append({"plugin": name, "distribution": "(disabled)", "architectures": [], "models": [],
                      "converters": [], "commands": [], "failures": []})
