@@ -166,7 +166,8 @@ class Registry:
 
     def _check_hooks(self) -> None:
         """Per plugin, what ``pm.check_pending()`` finds (a hook implementation that matches no hook: a
-        misspelling), and ``zoo_*`` functions that lack the ``@hookimpl`` marker (pluggy ignores them)."""
+        misspelling; ``optionalhook=True`` ones excepted), and ``zoo_register*`` functions that lack the
+        ``@hookimpl`` marker (pluggy ignores them)."""
         for plugin_name in list(self.plugins):
             plugin = self.pm.get_plugin(plugin_name)
             if plugin is None:
@@ -174,13 +175,14 @@ class Registry:
             implemented = set()
             for caller in self.pm.get_hookcallers(plugin) or []:
                 implemented.add(caller.name)
-                if not caller.has_spec():
+                optional = all(i.optionalhook for i in caller.get_hookimpls() if i.plugin is plugin)
+                if not caller.has_spec() and not optional:  # what check_pending() raises for
                     close = difflib.get_close_matches(caller.name, _HOOKS, n=1, cutoff=0.6)
                     hint = f"did you mean {close[0]!r}? " if close else ""
                     self.report(plugin_name, "hooks", f"hook {caller.name!r} is not a zoo hook, so it never runs; "
                                 f"{hint}(zoo hooks: {', '.join(_HOOKS)})")
             for attr in dir(plugin):
-                if attr.startswith("zoo_") and attr not in implemented and callable(getattr(plugin, attr, None)):
+                if attr.startswith("zoo_register") and attr not in implemented and callable(getattr(plugin, attr)):
                     self.report(plugin_name, "hooks", f"function {attr!r} is not marked with @zoo.hookimpl, so "
                                 f"it never runs")
 
