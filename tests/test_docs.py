@@ -171,11 +171,28 @@ def test_page_examples_run(page, tmp_path):
 
 
 def test_plugin_guide_shows_the_whole_example_package():
-    listed = {path for b in blocks((DOCS / "guides" / "plugins.md").read_text()) for path in b.snippets}
+    """The guide is plain Markdown (no includes, no HTML comments): each file of the package is written out,
+    and must equal the file."""
+    text = (DOCS / "guides" / "plugins.md").read_text()
+    assert "--8<--" not in text and "<!--" not in text
+    listed = {b.listing: b.body for b in blocks(text) if b.listing}
     files = {p.relative_to(REPO).as_posix() for p in EXAMPLE.rglob("*")
              if p.is_file() and p.suffix in {".py", ".toml", ".md"} and "__pycache__" not in p.parts
              and "build" not in p.parts and not any(q.endswith(".egg-info") for q in p.parts)}
-    assert files and listed == files, f"shown {sorted(listed)}, package has {sorted(files)}"
+    assert files and set(listed) == files, f"shown {sorted(listed)}, package has {sorted(files)}"
+    for path, body in listed.items():
+        assert body == (REPO / path).read_text(), f"the plugin guide's copy of {path} differs from the file"
+
+
+def test_plugin_guide_names_every_hook_and_its_type():
+    from zoo import hookspecs
+
+    text = (DOCS / "guides" / "plugins.md").read_text()
+    hooks = [n for n in vars(hookspecs) if n.startswith("zoo_register_")]
+    assert len(hooks) == 4
+    for name in hooks:
+        hint = getattr(hookspecs, name).__annotations__["register"]
+        assert f"| `{name}` |" in text and f"`{hint}` |" in text, name
 
 
 def test_plugin_guide_examples_run(tmp_path):

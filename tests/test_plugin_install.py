@@ -73,4 +73,31 @@ def test_broken_plugin_is_reported_not_fatal(installed_plugin, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "griffinlim" in proc.stdout
     assert "noise" in proc.stdout and "FAILED" in proc.stdout and "missing native library" in proc.stdout
-    assert "missing native library" in proc.stderr  # the warning
+    # One clear line, without Python's "file:line: PluginWarning" header and the zoo's source line under it.
+    assert proc.stderr == ("zoo: warning: zoo plugin 'noise' failed to load: ImportError: missing native library "
+                           "(details: `zoo list -v`)\n")
+    # Loading its model points at the failed plugin instead of "unknown model".
+    proc = subprocess.run(
+        [sys.executable, "-m", "zoo.cli", "info", "noise.demo"], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(broken)},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == (
+        "zoo: error: model 'noise.demo' is not available: zoo plugin 'noise' (zoo-noise), which would provide it, "
+        "has a problem: failed to load: ImportError: missing native library (see `zoo list -v`)")
+
+
+def test_stale_sha256_pin_is_named_once(installed_plugin, tmp_path):
+    """An author who regenerated the weights but kept the card's old sha256 is told so, the source named once."""
+    site = tmp_path / "site"
+    shutil.copytree(installed_plugin, site)
+    card = site / "zoo_noise" / "noise.demo.md"
+    old = "f134b388f56100ff2844607df663b63808671e554ef028c430d3029b3996068e"
+    card.write_text(card.read_text().replace(old, "ab" * 32))
+    proc = _run("import zoo; zoo.load('noise')", site)
+    assert proc.returncode == 1
+    message = proc.stderr.split("SourceUnavailable: ", 1)[1]
+    assert message.count("zoo_noise/noise_demo.safetensors") == 2, message  # the source once, then the file path
+    assert message.count("package zoo-noise:zoo_noise/noise_demo.safetensors") == 1, message
+    assert f"sha256 mismatch: the card pins {'ab' * 32} but the file" in message and old in message
+    assert "the card's sha256 is stale: pin the new one" in message

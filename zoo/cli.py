@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -352,14 +353,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     for add in canonical._SUBCOMMANDS:
         add(sub)
+    _add_plugin_commands(sub)
     return parser
+
+
+def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
+    """The commands plugins contribute through the ``zoo_register_commands`` hook (``zoo distill``)."""
+    from zoo.registry import get_registry
+
+    reg = get_registry()
+    for name, entry in sorted(reg.commands.items()):
+        if name in sub.choices:
+            reg.report(entry.plugin, "register", f"command {name!r} is one of the zoo's own commands; dropped")
+            continue
+        p = sub.add_parser(name, help=f"{entry.command.help} (plugin {entry.plugin})")
+        entry.command.add_arguments(p)
+        p.set_defaults(func=entry.command.run)
+
+
+def _one_line_plugin_warnings(show: Callable[..., None]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints plugin problems as one ``zoo: warning: ...`` line (no source
+    line) and hands other warnings to ``show``."""
+    from zoo.registry import PluginWarning
+
+    def showwarning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, PluginWarning):
+            print(f"zoo: warning: {message}", file=file or sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
 
 
 def _load_extra_commands() -> None:
     """Import zoo modules that add subcommands (hub, bench, train ...), if present."""
     import importlib
 
-    for mod in ("zoo.cli_hub", "zoo.cli_train", "zoo.cli_distill", "zoo.cli_bench", "zoo.cli_tts"):
+    for mod in ("zoo.cli_hub", "zoo.cli_train", "zoo.cli_bench", "zoo.cli_tts"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
@@ -374,6 +405,12 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_plugin_warnings(warnings.showwarning)
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from zoo.hub import ChecksumError, SourceUnavailable

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, TypeVar
+import math
+from typing import Any, ClassVar, TypeVar
 
 from zoo.mel import MelConfig
 
@@ -94,3 +95,59 @@ class VocoderConfig:
             elif isinstance(mel, dict):
                 changes["mel"] = MelConfig.from_dict(mel)
         return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass
+class UpsamplerConfig:
+    """The mel-conditioning upsampler of the WaveNet family, as config fields shared by every architecture that
+    uses one (WaveNet, and the Parallel WaveNet student, which copies its teacher's). Mix it into the config
+    first, so that ``mel`` stays the first field: ``class WaveNetConfig(UpsamplerConfig, VocoderConfig)``;
+    override a default by redeclaring the field, and call :meth:`check_upsampler` in ``__post_init__``.
+    ``zoo.upsample.build_upsampler`` builds the module.
+
+    * ``upsample``: ``"stretch2d"`` (r9y9 HEAD: a stretch by each scale + a 2-D conv, ``cin_pad`` edge frames
+      on each side) or ``"transposed2d"`` (ClariNet/FloWaveNet/r9y9 2092a64: ``ConvTranspose2d(1, 1,
+      (upsample_freq_kernel, upsample_time_kernel or 2 s), stride (1, s))`` per scale).
+    * ``upsample_scales``: one per stage; their product is the mel hop.
+    * ``upsample_activation`` after each transposed conv: ``"none"``, ``"relu"`` or ``"leaky_relu"`` (with
+      ``upsample_negative_slope``).
+    """
+
+    UPSAMPLERS: ClassVar[tuple[str, ...]] = ("stretch2d", "transposed2d")
+    ACTIVATIONS: ClassVar[tuple[str, ...]] = ("none", "relu", "leaky_relu")
+
+    upsample: str = "stretch2d"
+    upsample_scales: tuple[int, ...] = (4, 4, 4, 4)
+    cin_pad: int = 2
+    upsample_freq_kernel: int = 3
+    upsample_time_kernel: int | None = None
+    upsample_activation: str = "none"
+    upsample_negative_slope: float = 0.4
+
+    def check_upsampler(self, hop_length: int) -> None:
+        """Raise ``ValueError`` naming the first upsampler field that is wrong (the scales must multiply to
+        ``hop_length``)."""
+        if self.upsample not in self.UPSAMPLERS:
+            raise ValueError(f"upsample must be one of {self.UPSAMPLERS}, got {self.upsample!r}")
+        if not self.upsample_scales or any(int(s) < 1 for s in self.upsample_scales):
+            raise ValueError(f"upsample_scales must be positive integers, got {self.upsample_scales}")
+        if math.prod(self.upsample_scales) != hop_length:
+            raise ValueError(f"the product of upsample_scales {tuple(self.upsample_scales)} is "
+                             f"{math.prod(self.upsample_scales)} but the mel hop_length is {hop_length}")
+        if int(self.upsample_freq_kernel) < 1 or int(self.cin_pad) < 0:
+            raise ValueError(f"upsample_freq_kernel must be >= 1 and cin_pad >= 0, got "
+                             f"{self.upsample_freq_kernel} and {self.cin_pad}")
+        if self.upsample_activation not in self.ACTIVATIONS:
+            raise ValueError(f"upsample_activation must be one of {self.ACTIVATIONS}, got "
+                             f"{self.upsample_activation!r}")
+
+    def upsampler_settings(self) -> dict[str, Any]:
+        """The upsampler fields as ``{name: value}`` (scales as a tuple of ints): what makes another config's
+        upsampler the same as this one's."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(UpsamplerConfig)}
+        out["upsample_scales"] = tuple(int(s) for s in out["upsample_scales"])
+        return out
+
+
+UPSAMPLER_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(UpsamplerConfig))
+"""The names of the :class:`UpsamplerConfig` fields."""

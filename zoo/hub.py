@@ -58,8 +58,9 @@ def verify(path: Path, expected: str, what: str) -> Path:
     actual = sha256_file(path)
     if actual != expected:
         raise ChecksumError(
-            f"{what}: sha256 mismatch: expected {expected}, got {actual} ({path}). The file is corrupt, "
-            f"truncated or was tampered with; it was not used"
+            f"{what}: sha256 mismatch: the card pins {expected} but the file ({path}) has {actual}. If "
+            f"these weights were regenerated, the card's sha256 is stale: pin the new one; otherwise the file "
+            f"is corrupt, truncated or was replaced. It was not used"
         )
     return path
 
@@ -176,7 +177,8 @@ def resolve_card(card: ModelCard, *, offline: bool | None = None) -> tuple[dict[
         try:
             path = fetch_source(source, offline=offline)
         except (OSError, ChecksumError, RuntimeError, ValueError) as exc:
-            errors.append(f"  - {source.describe()}: {exc}")
+            what, message = source.describe(), str(exc)  # most messages start with the source: name it once
+            errors.append(f"  - {message}" if message.startswith(what) else f"  - {what}: {message}")
             continue
         if source.format == "safetensors":
             return card.model_config(), path

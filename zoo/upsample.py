@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from zoo.config import UpsamplerConfig
 
 
 def _check(c: Tensor, channels: int | None = None) -> None:
@@ -159,3 +163,12 @@ class TransposedConv2dUpsampler(nn.Module):
             elif self.activation == "leaky_relu":
                 x = F.leaky_relu(x, self.negative_slope)
         return x.squeeze(1)
+
+
+def build_upsampler(config: UpsamplerConfig, n_mels: int) -> nn.Module:
+    """The upsampler a :class:`~zoo.config.UpsamplerConfig` describes, for ``n_mels`` bands."""
+    if config.upsample == "stretch2d":
+        return Stretch2dUpsampler(n_mels, config.upsample_scales, config.cin_pad)
+    return TransposedConv2dUpsampler(config.upsample_scales, config.upsample_freq_kernel, config.upsample_time_kernel,
+                                     activation=config.upsample_activation,
+                                     negative_slope=config.upsample_negative_slope)

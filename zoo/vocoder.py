@@ -15,9 +15,9 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -31,26 +31,35 @@ CARD_NAME = "README.md"
 FORMAT_VERSION = 1
 
 
-class Vocoder(nn.Module):
-    """Base class of every vocoder.
+ConfigT = TypeVar("ConfigT", bound=VocoderConfig)
+
+
+class Vocoder(nn.Module, Generic[ConfigT]):
+    """Base class of every vocoder, generic in its config type: ``class HiFiGAN(Vocoder[HiFiGANConfig])``
+    makes ``self.config`` a ``HiFiGANConfig`` for readers and type checkers.
 
     Class attributes a subclass sets:
 
-    * ``architecture``: the registered architecture name (``"hifigan"``).
-    * ``config_class``: a :class:`~zoo.config.VocoderConfig` subclass holding the hyperparameters.
+    * ``config_class``: the :class:`~zoo.config.VocoderConfig` subclass holding the hyperparameters (the
+      class's ``ConfigT``).
     * ``deterministic``: ``False`` when :meth:`synthesize` draws random numbers (flows, WaveNet).
     * ``parallel``: ``False`` for autoregressive models (sample by sample).
+
+    ``architecture``, the architecture name (``"hifigan"``), is set by the registry to the name the class is
+    registered under (``register("hifigan", HiFiGAN)`` in a plugin's ``zoo_register_architectures``); a
+    subclass need not set it. A subclass of a registered class registered under another name gets that name.
     """
 
     architecture: ClassVar[str] = ""
     config_class: ClassVar[type[VocoderConfig]] = VocoderConfig
+    config: ConfigT
     deterministic: ClassVar[bool] = True
     parallel: ClassVar[bool] = True
 
-    def __init__(self, config: VocoderConfig | None = None) -> None:
+    def __init__(self, config: ConfigT | None = None) -> None:
         super().__init__()
         if config is None:
-            config = self.config_class()
+            config = cast(ConfigT, self.config_class())
         if not isinstance(config, self.config_class):
             raise ValueError(
                 f"{type(self).__name__} expects a {self.config_class.__name__}, got {type(config).__name__}"
@@ -342,21 +351,9 @@ class Vocoder(nn.Module):
 
     def load_state_dict_checked(self, state: dict[str, Tensor], source: str = "state dict") -> None:
         own = self.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        bad = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-        if missing or unexpected or bad:
-            parts = []
-            if missing:
-                parts.append(f"missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-            if unexpected:
-                parts.append(f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
-            if bad:
-                parts.append(
-                    "shape mismatches "
-                    + ", ".join(f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in bad[:8])
-                )
-            raise ValueError(f"{source} does not fit {type(self).__name__}({self.config}): " + "; ".join(parts))
+        problem = key_mismatch({k: v.shape for k, v in state.items()}, {k: v.shape for k, v in own.items()})
+        if problem:
+            raise ValueError(f"{source} does not fit {type(self).__name__}({self.config}): {problem}")
         broken = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
         if broken:
             raise ValueError(f"{source} has NaN or Inf values in {broken[:8]}{' ...' if len(broken) > 8 else ''}")
@@ -377,6 +374,33 @@ class Vocoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"architecture={self.architecture!r}"
+
+
+KEYS_SHOWN = 6
+"""How many keys a :func:`key_mismatch` message names per kind of mismatch (the rest are counted)."""
+
+
+def _some(keys: Sequence[str]) -> str:
+    more = f" and {len(keys) - KEYS_SHOWN} more" if len(keys) > KEYS_SHOWN else ""
+    return ", ".join(keys[:KEYS_SHOWN]) + more
+
+
+def key_mismatch(got: Mapping[str, Sequence[int]], expected: Mapping[str, Sequence[int]],
+                 model: str = "the model") -> str:
+    """What keeps a state dict with shapes ``got`` from fitting ``model``'s, with shapes ``expected``, in the one
+    format that model loading and the converters (``zoo.converting``) share; ``""`` when it fits."""
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    bad = sorted(k for k in set(got) & set(expected) if tuple(got[k]) != tuple(expected[k]))
+    parts = []
+    if missing:
+        parts.append(f"missing keys that {model} needs ({_some(missing)})")
+    if unexpected:
+        parts.append(f"unexpected keys that have no place in {model} ({_some(unexpected)})")
+    if bad:
+        shown = [f"{k} is {tuple(got[k])}, expected {tuple(expected[k])}" for k in bad]
+        parts.append(f"shape mismatches ({_some(shown)})")
+    return "; ".join(parts)
 
 
 def read_config(directory: Path) -> tuple[str, dict[str, Any]]:

@@ -8,7 +8,6 @@ over every dimension except 0 (output channels of a Conv, input channels of a Co
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from torch import Tensor
 
@@ -46,27 +45,11 @@ def fold_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def map_all_keys(state: dict[str, Tensor], mapping: Callable[[dict[str, Tensor]], dict[str, Tensor]],
                  source: str) -> dict[str, Tensor]:
-    """``mapping(state)`` (a converter's reference-to-zoo key map), refusing a checkpoint with keys the map
-    never read: weights the converted model would silently drop (a config that disagrees with the
-    checkpoint, say, or a checkpoint of another layout)."""
-    read: set[str] = set()
+    """:func:`zoo.converting.map_checkpoint`, under its former name, for converters not yet moved to
+    ``zoo.converting`` (the waveglow converter)."""
+    from zoo.converting import map_checkpoint  # zoo.converting imports this module
 
-    class _Reads(dict):  # type: ignore[type-arg]
-        def __getitem__(self, key: str) -> Tensor:
-            read.add(key)
-            return super().__getitem__(key)
-
-        def get(self, key: str, default: Any = None) -> Any:
-            read.add(key)
-            return super().get(key, default)
-
-    out = mapping(_Reads(state))
-    unused = sorted(set(state) - read)
-    if unused:
-        raise ValueError(f"{source}: {len(unused)} checkpoint weights have no place in the converted model "
-                         f"({', '.join(unused[:6])}{' ...' if len(unused) > 6 else ''}); the config given does not "
-                         f"match the checkpoint, or it is not this converter's layout")
-    return out
+    return map_checkpoint(state, mapping, source)  # type: ignore[arg-type]
 
 
 def strip_prefix(state: dict[str, Tensor], prefix: str = "module.") -> dict[str, Tensor]:

@@ -16,16 +16,13 @@ import torch
 from torch import Tensor
 from zoo_plugins.flowavenet.model import FloWaveNet, FloWaveNetConfig
 
+from zoo.converting import convert_checkpoint, read_checkpoint
 from zoo.mel import MelConfig
-from zoo.safe_pickle import load_state_dict
-from zoo.weightnorm import fold_state_dict, map_all_keys
 
 
 def read_state(path: str | Path) -> dict[str, Tensor]:
-    state = load_state_dict(path)
-    if not any(k.startswith("blocks.0.flows.0.") for k in state):
-        raise ValueError(f"{path}: not a FloWaveNet state dict (no blocks.0.flows.0.*)")
-    return fold_state_dict(state)
+    """The folded state dict of a ksw0306 checkpoint (read safely, ``module.`` stripped)."""
+    return read_checkpoint(path, layout="ksw0306/FloWaveNet", markers=["blocks.0.flows.0.actnorm.loc"])
 
 
 def _ids(state: dict[str, Tensor], pattern: str) -> list[int]:
@@ -90,8 +87,5 @@ def map_keys(state: dict[str, Tensor], cfg: FloWaveNetConfig) -> dict[str, Tenso
 
 def convert(path: str | Path, config: dict[str, Any] | None = None) -> FloWaveNet:
     """A ready :class:`FloWaveNet` from a ksw0306 checkpoint; ``config`` may set ``mel``."""
-    state = read_state(path)
-    cfg = infer_config(state, config)
-    model = FloWaveNet(cfg)
-    model.load_state_dict_checked(map_all_keys(state, lambda s: map_keys(s, cfg), str(path)), source=str(path))
-    return model.prepare_for_inference()
+    return convert_checkpoint(path, config, read=read_state, infer_config=infer_config, model_class=FloWaveNet,
+                              map_keys=map_keys)

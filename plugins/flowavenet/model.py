@@ -125,7 +125,7 @@ class Block(nn.Module):
                                          last_layer_residual=True) if split else None)
 
 
-class FloWaveNet(Vocoder):
+class FloWaveNet(Vocoder[FloWaveNetConfig]):
     """FloWaveNet; sampling option ``temperature`` (default 0.8, the reference's synthesize.py)."""
 
     architecture = "flowavenet"
@@ -134,7 +134,7 @@ class FloWaveNet(Vocoder):
 
     def __init__(self, config: FloWaveNetConfig | None = None) -> None:
         super().__init__(config)
-        c: FloWaveNetConfig = self.config  # type: ignore[assignment]
+        c = self.config
         self.upsample = TransposedConv2dUpsampler(c.upsample_scales, 3, None, activation="leaky_relu",
                                                   negative_slope=0.4)
         self.blocks = nn.ModuleList()
@@ -184,7 +184,7 @@ class FloWaveNet(Vocoder):
         conditioning are read in place instead of being swapped after every flow (a parity bit says which
         half a flow reads).
         """
-        cfg: FloWaveNetConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         fast = fast_inference()
         x, c = z, c_up
         eps: list[Tensor] = []
@@ -211,7 +211,7 @@ class FloWaveNet(Vocoder):
                    **sampling: Any) -> Tensor:
         if sampling:
             raise ValueError(f"flowavenet sampling options are temperature; got {sorted(sampling)}")
-        cfg: FloWaveNetConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         temperature = sampling_scale("temperature", temperature)
         frames, hop = mel.shape[-1], cfg.mel.hop_length
         # Drawn in float32 and then cast, so that a seed gives the same noise in every model dtype.
@@ -226,7 +226,7 @@ class FloWaveNet(Vocoder):
         coupling net and prior (a kernel-3 front conv plus kernel-3 layers dilated ``2**i``) reaches
         ``1 + sum(2**i)`` steps at its block's time resolution (``2**(block + 1)`` samples per step), and each
         2-D transposed-conv stage of the upsampler mixes one frame on each side."""
-        cfg: FloWaveNetConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         samples = 0
         for i in range(cfg.n_block):
             per_net = 1 + (2**cfg.n_layer - 1)

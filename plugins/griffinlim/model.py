@@ -38,7 +38,7 @@ class GriffinLimConfig(VocoderConfig):
             raise ValueError(f"chunk_frames must be >= 0, got {self.chunk_frames}")
 
 
-class GriffinLim(Vocoder):
+class GriffinLim(Vocoder[GriffinLimConfig]):
     """Mel -> linear magnitude by non-negative least squares on the filterbank, then Griffin-Lim.
 
     Deterministic: the phase starts at zero (``rand_init=False``). Works with any mel convention the
@@ -77,7 +77,7 @@ class GriffinLim(Vocoder):
     def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, **sampling: Any) -> Tensor:
         if sampling:
             raise ValueError(f"griffinlim takes no sampling options, got {sorted(sampling)}")
-        cfg: GriffinLimConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         ctx = self.context_frames()
         frames = mel.shape[-1]
         # A mel that fits in one window runs in one piece (windowing it would only add work).
@@ -93,7 +93,7 @@ class GriffinLim(Vocoder):
         ``n_iter * r`` of it; the first inverse STFT's edge, the last inverse STFT and the front-end's
         alignment shift of at most ``n_fft / 2`` samples add at most ``2 r + ceil(n_fft / hop)`` more.
         """
-        cfg: GriffinLimConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         per_frame = math.ceil(self.mel_config.n_fft / self.hop_length)
         return (cfg.n_iter + 2) * (per_frame - 1) + per_frame
 
@@ -114,7 +114,7 @@ class GriffinLim(Vocoder):
     def _griffinlim(self, spec: Tensor, frames: int) -> Tensor:
         """Audio ``[B, frames * hop]`` for the magnitude spectrogram ``spec [B, bins, frames]``."""
         m = self.mel_config
-        cfg: GriffinLimConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         win = m.win_length or m.n_fft
         hop = m.hop_length
         # Frame t of the front-end is centred on sample t*hop + offset; torch's centred iSTFT puts it at t*hop.

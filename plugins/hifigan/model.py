@@ -132,7 +132,7 @@ class ResBlock2(nn.Module):
         return x
 
 
-class HiFiGAN(Vocoder):
+class HiFiGAN(Vocoder[HiFiGANConfig]):
     """The HiFi-GAN generator: deterministic, fully convolutional, parallel."""
 
     architecture = "hifigan"
@@ -140,7 +140,7 @@ class HiFiGAN(Vocoder):
 
     def __init__(self, config: HiFiGANConfig | None = None) -> None:
         super().__init__(config)
-        c: HiFiGANConfig = self.config  # type: ignore[assignment]
+        c = self.config
         ch = c.upsample_initial_channel
         self.conv_pre = nn.Conv1d(c.mel.n_mels, ch, 7, padding=3)
         self.ups = nn.ModuleList()
@@ -190,7 +190,7 @@ class HiFiGAN(Vocoder):
         return torch.stack([self._generate_one(m, ops) for m in mel.unbind(0)])
 
     def _generate_one(self, mel: Tensor, ops: _Float32Ops) -> Tensor:
-        c: HiFiGANConfig = self.config  # type: ignore[assignment]
+        c = self.config
         t = mel.shape[-1]
         h = ops.conv_pre(self.conv_pre, mel)
         for i, up in enumerate(self.ups):
@@ -260,7 +260,7 @@ class HiFiGAN(Vocoder):
         fast = fast_inference() and mel.device.type == "cpu" and (
             mel.dtype == torch.float32 or (mel.dtype == torch.bfloat16 and tapconv.available()))
         gen = self.generate_time_major if fast else self.generate
-        return in_windows(mel.shape[-1], self.config.chunk_frames, ctx, ctx,  # type: ignore[attr-defined]
+        return in_windows(mel.shape[-1], self.config.chunk_frames, ctx, ctx,
                           self.hop_length, lambda lo, hi: gen(mel[..., lo:hi]))
 
     def context_frames(self) -> int:
@@ -270,7 +270,7 @@ class HiFiGAN(Vocoder):
         transposed conv (``ceil(kernel / rate)`` input steps) and the widest residual block (``(k - 1) / 2``
         per dilation, plus the undilated second convs of ``ResBlock1``); the 7-tap output conv.
         """
-        c: HiFiGANConfig = self.config  # type: ignore[assignment]
+        c = self.config
         reach, rate = 3.0, 1
         for rate_i, kernel in zip(c.upsample_rates, c.upsample_kernel_sizes, strict=True):
             reach += math.ceil(kernel / rate_i) / rate

@@ -30,10 +30,10 @@ import torch
 from torch import Tensor
 from zoo_plugins.parallel_wavenet.model import ParallelWaveNet, ParallelWaveNetConfig
 
+from zoo.converting import check_keys, load_converted, read_checkpoint, shapes
 from zoo.mel import MelConfig
-from zoo.safe_pickle import weights_only_load
 from zoo.vocoder import Vocoder
-from zoo.weightnorm import fold_state_dict, strip_prefix
+from zoo.weightnorm import fold_state_dict
 
 Shapes = dict[str, tuple[int, ...]]
 
@@ -117,36 +117,16 @@ def reference_student_keys(
     return shapes
 
 
-def check_keys(state: dict[str, Tensor], expected: Shapes, what: str) -> None:
-    """Raise ``ValueError`` naming missing/unexpected keys and shape mismatches."""
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    missing = sorted(set(expected) - set(got))
-    unexpected = sorted(set(got) - set(expected))
-    bad = sorted(k for k in set(got) & set(expected) if got[k] != expected[k])
-    if missing or unexpected or bad:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:6]}{' ...' if len(missing) > 6 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:6]}{' ...' if len(unexpected) > 6 else ''}")
-        if bad:
-            parts.append("shapes " + ", ".join(f"{k}: {got[k]} (expected {expected[k]})" for k in bad[:6]))
-        raise ValueError(f"{what} does not have the ClariNet layout: " + "; ".join(parts))
+def check_layout(state: dict[str, Tensor], expected: Shapes, what: str) -> None:
+    """Raise ``ValueError`` naming missing and unexpected keys and shape mismatches (the shared converter
+    format, ``zoo.converting.key_mismatch``) when ``state`` is not the ClariNet layout ``expected``."""
+    check_keys(shapes(state), expected, what, "the ClariNet layout")
 
 
 # ---------------------------------------------------------------------- reading
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """``state_dict`` of a ClariNet checkpoint (``weights_only=True``), ``module.`` prefixes stripped."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    ckpt = weights_only_load(path)
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(
-            f"{path}: expected a dict with a 'state_dict' of tensors (ClariNet checkpoint layout)"
-        )
-    return strip_prefix(state, "module.")
+    """``state_dict`` of a ClariNet checkpoint (read safely), ``module.`` prefixes stripped, not folded."""
+    return read_checkpoint(path, layout="ClariNet", fold=False)
 
 
 def _count(state: dict[str, Tensor], pattern: str) -> int:
@@ -182,12 +162,14 @@ def upsample_scales(state: dict[str, Tensor]) -> tuple[int, ...]:
     return tuple(int(state[f"upsample_conv.{i}.weight_v"].shape[-1]) // 2 for i in convs)
 
 
-def _mel(config: dict[str, Any]) -> MelConfig:
+def config_mel(config: dict[str, Any]) -> MelConfig:
+    """The converter config's ``mel`` (a preset name or a dict; default ``flowavenet``)."""
     mel = config.get("mel", "flowavenet")
     return MelConfig.preset(mel) if isinstance(mel, str) else MelConfig.from_dict(dict(mel))
 
 
-def _num_layers(config: dict[str, Any]) -> int:
+def config_num_layers(config: dict[str, Any]) -> int:
+    """The converter config's ``num_layers``: ClariNet's layers per block, the dilation cycle (default 10)."""
     num_layers = int(config.get("num_layers", 10))
     if num_layers < 1:
         raise ValueError(f"num_layers must be >= 1, got {num_layers}")
@@ -244,11 +226,11 @@ def student_config(
     scales = upsample_scales(teacher_state)
     if not scales:
         raise ValueError("the teacher checkpoint has no 'upsample_conv.*' weights")
-    mel = _mel(config)
+    mel = config_mel(config)
     if mel.n_mels != hp["cin"]:
         mel = MelConfig.from_dict({**mel.to_dict(), "n_mels": hp["cin"]})
     flow_layers = tuple(b["layers"] for b in bodies)
-    num_layers = _num_layers(config)
+    num_layers = config_num_layers(config)
     freq_kernel = int(teacher_state["upsample_conv.0.weight_v"].shape[-2])
     cfg = ParallelWaveNetConfig(
         mel=mel,
@@ -278,7 +260,7 @@ def student_config(
     expected: Shapes = {}
     for k, n in enumerate(flow_layers):
         _wavenet_body_keys(f"iafs.{k}.", body, n, expected)
-    check_keys(state, expected, "the student checkpoint")
+    check_layout(state, expected, "the student checkpoint")
     return cfg
 
 
@@ -299,10 +281,7 @@ def convert_student(
             new[f"flows.{k}.{name}"] = value
     for name, value in upsampler_to_zoo(folded_teacher).items():
         new[f"upsample.{name}"] = value
-    model.load_state_dict_checked(
-        {k: v.float().contiguous() for k, v in new.items()}, source="converted ClariNet student"
-    )
-    return model.prepare_for_inference()
+    return load_converted(model, new, "converted ClariNet student")
 
 
 def find_teacher_checkpoint(student_path: Path) -> Path:
@@ -353,7 +332,7 @@ __all__ = [
     "read_state_dict",
     "reference_student_keys",
     "reference_teacher_keys",
-    "check_keys",
+    "check_layout",
     "infer_body",
     "body_to_zoo",
 ]

@@ -12,10 +12,10 @@ from typing import Any
 
 from torch import Tensor
 from zoo_plugins.parallel_wavenet.convert import (
-    _mel,
-    _num_layers,
     body_to_zoo,
-    check_keys,
+    check_layout,
+    config_mel,
+    config_num_layers,
     infer_body,
     reference_teacher_keys,
     upsample_scales,
@@ -23,6 +23,7 @@ from zoo_plugins.parallel_wavenet.convert import (
 )
 
 from zoo.config import VocoderConfig
+from zoo.converting import load_converted
 from zoo.mel import MelConfig
 from zoo.vocoder import Vocoder
 from zoo.weightnorm import fold_state_dict
@@ -67,7 +68,7 @@ def convert_teacher(state: dict[str, Tensor], config: dict[str, Any] | None = No
 
     config = dict(config or {})
     hp = infer_body(state)
-    num_layers = _num_layers(config)
+    num_layers = config_num_layers(config)
     if hp["layers"] % num_layers:
         raise ValueError(
             f"the teacher has {hp['layers']} layers, not whole blocks of num_layers={num_layers}; "
@@ -78,7 +79,7 @@ def convert_teacher(state: dict[str, Tensor], config: dict[str, Any] | None = No
             f"the ClariNet teacher outputs [mean, log_std] (2 channels), this one has {hp['out']}"
         )
     scales = upsample_scales(state)
-    check_keys(
+    check_layout(
         state,
         reference_teacher_keys(
             hp["layers"] // num_layers,
@@ -104,17 +105,14 @@ def convert_teacher(state: dict[str, Tensor], config: dict[str, Any] | None = No
         hp["front_kernel"],
         hp["cin"],
         scales,
-        _mel(config),
+        config_mel(config),
     )
     model = get_registry().architecture("wavenet").cls(cfg)
     folded = fold_state_dict(state)
     new = body_to_zoo(folded, "", hp["layers"])
     for name, value in upsampler_to_zoo(folded).items():
         new[f"upsample.{name}"] = value
-    model.load_state_dict_checked(
-        {k: v.float().contiguous() for k, v in new.items()}, source="converted ClariNet teacher"
-    )
-    return model.prepare_for_inference()
+    return load_converted(model, new, "converted ClariNet teacher")
 
 
 __all__ = ["convert_teacher"]

@@ -30,24 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.config import VocoderConfig
+from zoo.config import UPSAMPLER_FIELDS, UpsamplerConfig, VocoderConfig
 from zoo.gated import GatedResidualStack, fast_inference, infer_layers, require_inference, residual_buffer
 from zoo.mel import MelConfig
 from zoo.stream import in_windows
-from zoo.upsample import Stretch2dUpsampler, TransposedConv2dUpsampler
+from zoo.upsample import build_upsampler
 from zoo.vocoder import Vocoder, sampling_scale
-
-UPSAMPLERS = ("transposed2d", "stretch2d")
-#: The student config fields that describe its copy of the teacher's upsampler (``WaveNetConfig`` names).
-UPSAMPLER_FIELDS = (
-    "upsample",
-    "upsample_scales",
-    "cin_pad",
-    "upsample_freq_kernel",
-    "upsample_time_kernel",
-    "upsample_activation",
-    "upsample_negative_slope",
-)
 
 
 def _flowavenet_mel() -> MelConfig:
@@ -55,7 +43,7 @@ def _flowavenet_mel() -> MelConfig:
 
 
 @dataclasses.dataclass
-class ParallelWaveNetConfig(VocoderConfig):
+class ParallelWaveNetConfig(UpsamplerConfig, VocoderConfig):
     """Hyperparameters of the IAF student (defaults: the published ClariNet student).
 
     * ``flow_layers``: gated layers of each flow (ClariNet: six flows of 10; Parallel WaveNet:
@@ -80,13 +68,10 @@ class ParallelWaveNetConfig(VocoderConfig):
     gate_channels: int = 256
     skip_channels: int = 64
     kernel_size: int = 3
+    # The upsampler fields (UpsamplerConfig) with ClariNet's defaults.
     upsample: str = "transposed2d"
     upsample_scales: tuple[int, ...] = (16, 16)
-    cin_pad: int = 2
-    upsample_freq_kernel: int = 3
-    upsample_time_kernel: int | None = None
     upsample_activation: str = "leaky_relu"
-    upsample_negative_slope: float = 0.4
     #: Noise temperature used when ``vocode`` is not given one.
     infer_temperature: float = 1.0
     #: Longer mels are vocoded in windows of this many frames (plus ``context_frames()``), so peak memory
@@ -115,15 +100,7 @@ class ParallelWaveNetConfig(VocoderConfig):
             raise ValueError(
                 f"gate_channels must be even (tanh and sigmoid halves), got {self.gate_channels}"
             )
-        if self.upsample not in UPSAMPLERS:
-            raise ValueError(f"upsample must be one of {UPSAMPLERS}, got {self.upsample!r}")
-        if not self.upsample_scales or any(int(s) < 1 for s in self.upsample_scales):
-            raise ValueError(f"upsample_scales must be positive integers, got {self.upsample_scales}")
-        if math.prod(self.upsample_scales) != self.mel.hop_length:
-            raise ValueError(
-                f"the product of upsample_scales {tuple(self.upsample_scales)} is "
-                f"{math.prod(self.upsample_scales)} but the mel hop_length is {self.mel.hop_length}"
-            )
+        self.check_upsampler(self.mel.hop_length)
 
     @property
     def num_flows(self) -> int:
@@ -198,7 +175,7 @@ class IAFFlow(nn.Module):
         return torch.addmm(self.head2.bias, y, self.head2.weight[..., 0].t()).t()
 
 
-class ParallelWaveNet(Vocoder):
+class ParallelWaveNet(Vocoder[ParallelWaveNetConfig]):
     """Parallel WaveNet / ClariNet student: white noise -> audio in one parallel pass per flow.
 
     Sampling option ``temperature`` (default: the config's ``infer_temperature``, 1.0) scales the input
@@ -212,17 +189,8 @@ class ParallelWaveNet(Vocoder):
     parallel = True
     def __init__(self, config: ParallelWaveNetConfig | None = None) -> None:
         super().__init__(config)
-        cfg: ParallelWaveNetConfig = self.config  # type: ignore[assignment]
-        if cfg.upsample == "stretch2d":
-            self.upsample: nn.Module = Stretch2dUpsampler(cfg.mel.n_mels, cfg.upsample_scales, cfg.cin_pad)
-        else:
-            self.upsample = TransposedConv2dUpsampler(
-                cfg.upsample_scales,
-                cfg.upsample_freq_kernel,
-                cfg.upsample_time_kernel,
-                activation=cfg.upsample_activation,
-                negative_slope=cfg.upsample_negative_slope,
-            )
+        cfg = self.config
+        self.upsample = build_upsampler(cfg, cfg.mel.n_mels)
         self.flows = nn.ModuleList(IAFFlow(cfg, int(n)) for n in cfg.flow_layers)
 
     @property
@@ -264,7 +232,7 @@ class ParallelWaveNet(Vocoder):
 
         The ``stretch2d`` upsampler gets ``cin_pad`` replicated edge frames on each side, as in the teacher.
         """
-        cfg: ParallelWaveNetConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         if cfg.upsample == "stretch2d" and cfg.cin_pad:
             mel = F.pad(mel, (cfg.cin_pad, cfg.cin_pad), mode="replicate")
         return self.upsample(mel)
@@ -287,7 +255,7 @@ class ParallelWaveNet(Vocoder):
         return (z * temperature).to(device=device, dtype=dtype)
 
     def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, **sampling: Any) -> Tensor:
-        temperature = sampling.pop("temperature", self.config.infer_temperature)  # type: ignore[attr-defined]
+        temperature = sampling.pop("temperature", self.config.infer_temperature)
         if sampling:
             raise ValueError(
                 f"parallel_wavenet takes only the sampling option 'temperature', got {sorted(sampling)}"
@@ -305,7 +273,7 @@ class ParallelWaveNet(Vocoder):
         # Bounded memory: windows of chunk_frames with the receptive field as left context (the flows are
         # causal in z) and the upsampler's reach on both sides; one noise draw, so the output is unchanged.
         left, reach = self.context_frames()
-        chunk = self.config.chunk_frames  # type: ignore[attr-defined]
+        chunk = self.config.chunk_frames
         return in_windows(frames, chunk, left, reach, hop, lambda lo, hi: self.iaf(
             z[..., lo * hop: hi * hop], self.upsample_mel(mel[..., lo:hi]))[0][:, 0])
 
@@ -313,7 +281,7 @@ class ParallelWaveNet(Vocoder):
         """``(left, upsampler)`` frames of context a window needs: the flows' receptive field (plus the
         upsampler's reach, which the conditioning of those samples reads) on the left, the upsampler's reach
         (one frame per transposed-conv stage, ``cin_pad`` for the stretch upsampler) on the right."""
-        cfg: ParallelWaveNetConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         reach = (cfg.cin_pad if cfg.upsample == "stretch2d" else 0) + len(cfg.upsample_scales) + 1
         return math.ceil(self.receptive_field / self.hop_length) + 1 + reach, reach
 

@@ -69,12 +69,7 @@ class TeacherAdapter:
 
     def upsampler_config(self) -> dict[str, Any]:
         """The student config fields that make its upsampler a copy of the teacher's."""
-        from zoo_plugins.parallel_wavenet.model import UPSAMPLER_FIELDS
-
-        cfg = self.model.config
-        out = {name: getattr(cfg, name) for name in UPSAMPLER_FIELDS}
-        out["upsample_scales"] = tuple(int(s) for s in out["upsample_scales"])
-        return out
+        return self.model.config.upsampler_settings()
 
     def copy_upsampler_into(self, student: Vocoder) -> None:
         """Load the teacher's upsampler weights into ``student.upsample``."""

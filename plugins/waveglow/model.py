@@ -76,7 +76,7 @@ class WaveGlowConfig(VocoderConfig):
         return cls(**base)  # type: ignore[arg-type]
 
 
-class WaveGlow(Vocoder):
+class WaveGlow(Vocoder[WaveGlowConfig]):
     """WaveGlow; sampling option ``sigma`` (default: the config's ``infer_sigma``, 0.6 as NVIDIA's README)."""
 
     architecture = "waveglow"
@@ -85,7 +85,7 @@ class WaveGlow(Vocoder):
 
     def __init__(self, config: WaveGlowConfig | None = None) -> None:
         super().__init__(config)
-        c: WaveGlowConfig = self.config  # type: ignore[assignment]
+        c = self.config
         n_mel = c.mel.n_mels
         self.upsample = TransposedConvUpsampler(n_mel, c.mel.hop_length, c.upsample_kernel)
         self.convinv = nn.ModuleList()
@@ -109,7 +109,7 @@ class WaveGlow(Vocoder):
     # ------------------------------------------------------------------ conditioning
     def condition(self, mel: Tensor, num_samples: int | None = None) -> Tensor:
         """Upsampled, grouped mel ``[B, n_mels * n_group, T / n_group]`` (cut to ``num_samples``)."""
-        c: WaveGlowConfig = self.config  # type: ignore[assignment]
+        c = self.config
         up = self.upsample(mel)
         if num_samples is not None:
             up = up[..., :num_samples]
@@ -118,7 +118,7 @@ class WaveGlow(Vocoder):
     # ------------------------------------------------------------------ density direction
     def flow(self, audio: Tensor, mel: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """``(z [B, n_group, T/n_group], log_s per flow, log|det W| per flow [B])`` of ``audio`` ``[B, T]``."""
-        c: WaveGlowConfig = self.config  # type: ignore[assignment]
+        c = self.config
         spect = self.condition(mel, audio.shape[-1])
         x = squeeze(audio.unsqueeze(1), c.n_group)
         early: list[Tensor] = []
@@ -137,7 +137,7 @@ class WaveGlow(Vocoder):
 
     def nll(self, z: Tensor, log_s_list: list[Tensor], log_det_w: list[Tensor], sigma: float | None = None) -> Tensor:
         """WaveGlow's loss: ``(sum z^2 / 2 sigma^2 - sum log_s - sum log|det W|) / numel(z)``."""
-        sigma = self.config.sigma if sigma is None else sigma  # type: ignore[attr-defined]
+        sigma = self.config.sigma if sigma is None else sigma
         log_s_total = sum(ls.sum() for ls in log_s_list)
         log_det_total = sum(ld.sum() for ld in log_det_w)
         return (torch.sum(z * z) / (2 * sigma * sigma) - log_s_total - log_det_total) / z.numel()
@@ -146,14 +146,14 @@ class WaveGlow(Vocoder):
         z, log_s_list, log_det_w = self.flow(audio, mel)
         loss = self.nll(z, log_s_list, log_det_w)
         # Negative log-likelihood in nats per sample including the Gaussian constant, for reporting.
-        sigma = self.config.sigma  # type: ignore[attr-defined]
+        sigma = self.config.sigma
         nats = loss + 0.5 * math.log(2 * math.pi * sigma * sigma)
         return {"loss": loss, "nll_nats_per_sample": nats.detach()}
 
     # ------------------------------------------------------------------ sampling direction
     def reverse(self, z: Tensor, mel: Tensor) -> Tensor:
         """Audio ``[B, T]`` from ``z`` ``[B, n_group, T/n_group]`` (the layout :meth:`flow` returns)."""
-        c: WaveGlowConfig = self.config  # type: ignore[assignment]
+        c = self.config
         spect = self.condition(mel, z.shape[-1] * c.n_group)
         couplings = self.couplings
         return self._invert(z, lambda k, x: couplings[k].inverse(x, spect))
@@ -161,7 +161,7 @@ class WaveGlow(Vocoder):
     def _invert(self, z: Tensor, coupling_inverse: Callable[[int, Tensor], Tensor]) -> Tensor:
         """The flows from last to first on ``z``, ``coupling_inverse(k, x)`` inverting coupling ``k``; the
         channels emitted early in the density direction re-join where they left."""
-        c: WaveGlowConfig = self.config  # type: ignore[assignment]
+        c = self.config
         n_early = sum(1 for k in range(1, c.n_flows) if k % c.n_early_every == 0)
         x = z[:, n_early * c.n_early_size:]
         early_pos = n_early
@@ -176,7 +176,7 @@ class WaveGlow(Vocoder):
                    **sampling: Any) -> Tensor:
         if sampling:
             raise ValueError(f"waveglow sampling options are sigma; got {sorted(sampling)}")
-        c: WaveGlowConfig = self.config  # type: ignore[assignment]
+        c = self.config
         sigma = sampling_scale("sigma", c.infer_sigma if sigma is None else sigma)
         frames = mel.shape[-1]
         steps = frames * c.mel.hop_length // c.n_group
@@ -193,13 +193,13 @@ class WaveGlow(Vocoder):
         on each side, the ``n_flows`` couplings compose, and the transposed-conv upsampler mixes
         ``upsample_kernel / hop`` frames.
         """
-        c: WaveGlowConfig = self.config  # type: ignore[assignment]
+        c = self.config
         reach_steps = c.n_flows * self._coupling_reach()
         return math.ceil(reach_steps * c.n_group / c.mel.hop_length) + math.ceil(c.upsample_kernel / c.mel.hop_length)
 
     def _coupling_reach(self) -> int:
         """Grouped steps on each side that one coupling net sees: ``(kernel - 1) / 2 * sum(2**i)``."""
-        c: WaveGlowConfig = self.config  # type: ignore[assignment]
+        c = self.config
         return (c.kernel_size - 1) // 2 * sum(2**i for i in range(c.n_layers))
 
     def reverse_chunked(self, z: Tensor, mel: Tensor, chunk_frames: int) -> Tensor:
@@ -210,7 +210,7 @@ class WaveGlow(Vocoder):
         each window upsampled from only the frames it depends on. Only audio-sized tensors span the whole
         utterance; the coupling nets' wide activations exist for one window at a time.
         """
-        c: WaveGlowConfig = self.config  # type: ignore[assignment]
+        c = self.config
         steps = z.shape[-1]
         chunk = chunk_frames * (c.mel.hop_length // c.n_group)
         reach = self._coupling_reach()

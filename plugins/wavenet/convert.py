@@ -19,16 +19,13 @@ import torch
 from torch import Tensor
 from zoo_plugins.wavenet.model import WaveNet, WaveNetConfig
 
+from zoo.converting import convert_checkpoint, read_checkpoint
 from zoo.mel import MelConfig
-from zoo.safe_pickle import load_state_dict
-from zoo.weightnorm import fold_state_dict, map_all_keys
 
 
 def read_state(path: str | Path) -> dict[str, Tensor]:
-    state = load_state_dict(path)
-    if "first_conv.weight_v" not in state and "first_conv.weight" not in state:
-        raise ValueError(f"{path}: not an r9y9 wavenet_vocoder checkpoint (no first_conv in its state_dict)")
-    return fold_state_dict(state)
+    """The folded state dict of an r9y9 checkpoint (read safely, ``module.`` stripped)."""
+    return read_checkpoint(path, layout="r9y9 wavenet_vocoder", markers=["first_conv.weight_v", "first_conv.weight"])
 
 
 def _count(state: dict[str, Tensor], pattern: str) -> int:
@@ -114,8 +111,5 @@ def map_keys(state: dict[str, Tensor], cfg: WaveNetConfig) -> dict[str, Tensor]:
 
 def convert(path: str | Path, config: dict[str, Any] | None = None) -> WaveNet:
     """A ready :class:`WaveNet` from an r9y9 checkpoint (``config`` may give ``stacks``, ``mel``, ...)."""
-    state = read_state(path)
-    cfg = infer_config(state, config)
-    model = WaveNet(cfg)
-    model.load_state_dict_checked(map_all_keys(state, lambda s: map_keys(s, cfg), str(path)), source=str(path))
-    return model.prepare_for_inference()
+    return convert_checkpoint(path, config, read=read_state, infer_config=infer_config, model_class=WaveNet,
+                              map_keys=map_keys)

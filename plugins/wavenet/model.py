@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.config import VocoderConfig
+from zoo.config import UpsamplerConfig, VocoderConfig
 from zoo.distributions import DiscretizedMixLogistic, Gaussian, MuLawSoftmax, get_distribution
 from zoo.gated import GatedResidualStack
 from zoo.mel import MelConfig
-from zoo.upsample import Stretch2dUpsampler, TransposedConv2dUpsampler
+from zoo.upsample import build_upsampler
 from zoo.vocoder import Vocoder, sampling_scale
 
 
@@ -35,7 +35,7 @@ def _r9y9_mel() -> MelConfig:
 
 
 @dataclasses.dataclass
-class WaveNetConfig(VocoderConfig):
+class WaveNetConfig(UpsamplerConfig, VocoderConfig):
     """Hyperparameters (defaults: r9y9 HEAD ``mol`` recipe widths with the 2092a64 mel features).
 
     ``gate_channels`` is the dilated conv's total output (tanh half + sigmoid half). Dilations are
@@ -63,13 +63,6 @@ class WaveNetConfig(VocoderConfig):
     skip_mode: str = "sum_sqrt_layers"
     cond_bias: bool = False
     dropout: float = 0.0
-    upsample: str = "stretch2d"
-    upsample_scales: tuple[int, ...] = (4, 4, 4, 4)
-    cin_pad: int = 2
-    upsample_freq_kernel: int = 3
-    upsample_time_kernel: int | None = None
-    upsample_activation: str = "none"
-    upsample_negative_slope: float = 0.4
     n_speakers: int = 0
     gin_channels: int = 0
     #: Sampling temperature used when ``vocode`` is not given one (scales the output distribution's noise).
@@ -90,11 +83,7 @@ class WaveNetConfig(VocoderConfig):
             raise ValueError(f"layers and stacks must be >= 1, got {self.layers} and {self.stacks}")
         if self.layers % self.stacks:
             raise ValueError(f"layers ({self.layers}) must be a multiple of stacks ({self.stacks})")
-        if math.prod(self.upsample_scales) != self.mel.hop_length:
-            raise ValueError(f"prod(upsample_scales) = {math.prod(self.upsample_scales)} must equal the hop "
-                             f"{self.mel.hop_length}")
-        if self.upsample not in ("stretch2d", "transposed2d"):
-            raise ValueError(f"upsample must be 'stretch2d' or 'transposed2d', got {self.upsample!r}")
+        self.check_upsampler(self.mel.hop_length)
         if self.front_activation not in ("none", "relu"):
             raise ValueError("front_activation must be 'none' or 'relu'")
         if (self.n_speakers > 0) != (self.gin_channels > 0):
@@ -130,7 +119,7 @@ class WaveNetConfig(VocoderConfig):
                    upsample_activation="relu")
 
 
-class WaveNet(Vocoder):
+class WaveNet(Vocoder[WaveNetConfig]):
     """Autoregressive WaveNet; sampling options ``temperature`` (default: the config's ``infer_temperature``,
     1.0) and ``progress`` (a tqdm bar)."""
 
@@ -141,7 +130,7 @@ class WaveNet(Vocoder):
 
     def __init__(self, config: WaveNetConfig | None = None) -> None:
         super().__init__(config)
-        c: WaveNetConfig = self.config  # type: ignore[assignment]
+        c = self.config
         self.distribution = self._make_distribution(c)
         in_ch = self.distribution.input_channels
         cycle = c.layers // c.stacks
@@ -153,12 +142,7 @@ class WaveNet(Vocoder):
         )
         self.head1 = nn.Conv1d(c.skip_channels, c.skip_channels, 1)
         self.head2 = nn.Conv1d(c.skip_channels, self.distribution.out_channels, 1)
-        if c.upsample == "stretch2d":
-            self.upsample: nn.Module = Stretch2dUpsampler(c.mel.n_mels, c.upsample_scales, c.cin_pad)
-        else:
-            self.upsample = TransposedConv2dUpsampler(c.upsample_scales, c.upsample_freq_kernel,
-                                                      c.upsample_time_kernel, activation=c.upsample_activation,
-                                                      negative_slope=c.upsample_negative_slope)
+        self.upsample = build_upsampler(c, c.mel.n_mels)
         self.embed_speakers = nn.Embedding(c.n_speakers, c.gin_channels) if c.n_speakers else None
 
     @staticmethod
@@ -173,7 +157,7 @@ class WaveNet(Vocoder):
     @property
     def receptive_field(self) -> int:
         """Past samples (the current input included) one output depends on."""
-        return self.stack.receptive_field + self.config.front_kernel_size - 1  # type: ignore[attr-defined]
+        return self.stack.receptive_field + self.config.front_kernel_size - 1
 
     @property
     def receptive_field_ms(self) -> float:
@@ -182,7 +166,7 @@ class WaveNet(Vocoder):
     # ------------------------------------------------------------------ conditioning
     def upsample_mel(self, mel: Tensor) -> Tensor:
         """``c_up [B, n_mels, frames * hop]``; the stretch2d upsampler gets ``cin_pad`` edge frames each side."""
-        c: WaveNetConfig = self.config  # type: ignore[assignment]
+        c = self.config
         if c.upsample == "stretch2d" and c.cin_pad:
             mel = F.pad(mel, (c.cin_pad, c.cin_pad), mode="replicate")
         return self.upsample(mel)
@@ -198,7 +182,7 @@ class WaveNet(Vocoder):
 
     # ------------------------------------------------------------------ teacher forcing
     def _front(self, x: Tensor) -> Tensor:
-        c: WaveNetConfig = self.config  # type: ignore[assignment]
+        c = self.config
         h = self.front(F.pad(x, (c.front_kernel_size - 1, 0)))
         return F.relu(h) if c.front_activation == "relu" else h
 
@@ -214,7 +198,7 @@ class WaveNet(Vocoder):
         c_up = self.upsample_mel(mel)[..., : audio.shape[-1]]
         audio = audio[..., : c_up.shape[-1]]
         dist = self.distribution
-        noise = self.config.train_input_noise if self.training else 0.0  # type: ignore[attr-defined]
+        noise = self.config.train_input_noise if self.training else 0.0
         noisy = audio if noise == 0.0 else audio + noise * torch.randn_like(audio)
         if isinstance(dist, MuLawSoftmax):
             target = dist.target_from_audio(audio)
@@ -233,7 +217,7 @@ class WaveNet(Vocoder):
         if sampling:
             raise ValueError(f"wavenet sampling options are temperature, progress, speaker; got {sorted(sampling)}")
         if temperature is None:
-            temperature = self.config.infer_temperature  # type: ignore[attr-defined]
+            temperature = self.config.infer_temperature
         temperature = sampling_scale("temperature", temperature)
         from zoo_plugins.wavenet.incremental import IncrementalSampler
 

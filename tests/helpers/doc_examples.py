@@ -7,6 +7,8 @@ A page's fenced blocks are taken in document order:
 * ```` ```bash ```` blocks run line by line (``\\`` continues a line; ``#`` starts a comment).
 * A block whose body is only ``--8<-- "path"`` lines is a file listing (pymdownx.snippets includes the
   file when the site is built): it is not run, its paths are returned for the caller to check.
+* A block with a ``title="path"`` naming a file (``title="examples/plugin/pyproject.toml"``) is a copy of
+  that file written out on the page: it is not run; the caller checks that it equals the file.
 
 Two ways to run, chosen by the caller: :class:`InProcess` executes Python with ``exec`` and ``zoo ...``
 commands through ``zoo.cli.main`` in the test process (fast, for pages that need nothing installed), and
@@ -34,11 +36,21 @@ SNIPPET = re.compile(r'^--8<--\s+"([^"]+)"\s*$')
 SHELL_LANGS = {"bash", "sh", "shell", "console"}
 
 
+TITLE = re.compile(r'title="([\w./-]+/[\w.-]+\.\w+)"')
+
+
 @dataclasses.dataclass
 class Block:
     lang: str
     body: str
     line: int
+    attrs: str = ""
+
+    @property
+    def listing(self) -> str | None:
+        """The file the block is a copy of (its ``title="path"``), else ``None``."""
+        m = TITLE.search(self.attrs)
+        return m.group(1) if m else None
 
     @property
     def snippets(self) -> list[str]:
@@ -50,7 +62,7 @@ class Block:
 
 def blocks(markdown: str) -> list[Block]:
     """Every fenced block of ``markdown``, in order."""
-    return [Block(m.group("lang").lower(), m.group("body"), markdown.count("\n", 0, m.start()) + 1)
+    return [Block(m.group("lang").lower(), m.group("body"), markdown.count("\n", 0, m.start()) + 1, m.group("attrs"))
             for m in FENCE.finditer(markdown)]
 
 
@@ -93,7 +105,7 @@ class Runner:
     def run_page(self, markdown: str, page: str) -> list[Step]:
         script: list[Block] = []
         for block in blocks(markdown):
-            if block.snippets:
+            if block.snippets or block.listing:
                 continue
             if block.lang == "python":
                 script.append(block)

@@ -21,7 +21,7 @@ class NoiseConfig(VocoderConfig):
     init_gain: float = 1.0
 
 
-class NoiseVocoder(Vocoder):
+class NoiseVocoder(Vocoder[NoiseConfig]):
     """Least-squares inverse of the mel filterbank, random phase, inverse STFT, times a learned gain."""
 
     config_class = NoiseConfig

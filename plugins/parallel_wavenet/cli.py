@@ -1,7 +1,8 @@
 """``zoo distill``: distil a WaveNet teacher into a parallel (IAF) student on a folder of wavs.
 
-The distillation itself lives in the student architecture's plugin: the class registered as
-``--student`` (default ``parallel_wavenet``) provides ``distill(...)``; the core imports no plugin.
+A command the parallel_wavenet plugin contributes through the ``zoo_register_commands`` hook (see
+``zoo.hookspecs.Command``); the core imports no plugin. The distillation itself is
+:meth:`~zoo_plugins.parallel_wavenet.model.ParallelWaveNet.distill`.
 """
 
 from __future__ import annotations
@@ -9,14 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoo.cli import CliError, subcommand
+from zoo.hookspecs import Command
 
 
-@subcommand
-def _add_distill(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "distill", help="distil a WaveNet teacher into a parallel IAF student (Parallel WaveNet / ClariNet)"
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``zoo distill``."""
     p.add_argument("--teacher", required=True, help="teacher model: name or folder (a 'wavenet' model)")
     p.add_argument("--out", required=True, help="folder for the student model and metrics.csv")
     p.add_argument("--data", required=True, help="folder of wav files")
@@ -29,25 +27,19 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
         help="a student setting (flow_layers=[10,10,10,30], residual_channels=64 ...) or a "
         "distillation setting (kl_type=pq, kl=monte_carlo, batch_size=2, lr=1e-3 ...)",
     )
-    p.add_argument(
-        "--student", default="parallel_wavenet", help="student architecture (default parallel_wavenet)"
-    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true", help="do not print the loss terms")
-    p.set_defaults(func=_cmd_distill)
 
 
-def _cmd_distill(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run ``zoo distill``; prints the last loss terms and where the student is."""
     import torch
+    from zoo_plugins.parallel_wavenet.model import ParallelWaveNet
 
     import zoo
-    from zoo.registry import get_registry
+    from zoo.cli import CliError
     from zoo.train import parse_overrides
 
-    cls = get_registry().architecture(args.student).cls
-    distill = getattr(cls, "distill", None)
-    if distill is None:
-        raise CliError(f"architecture {args.student!r} cannot be distilled into (it has no distill())")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CliError("--device cuda requested but CUDA is not available")
     if not Path(args.data).is_dir():
@@ -58,7 +50,16 @@ def _cmd_distill(args: argparse.Namespace) -> int:
             raise CliError("--steps must be >= 1")
         settings["steps"] = args.steps
     teacher = zoo.load(args.teacher)
-    last = distill(teacher, args.data, args.out, settings, device=args.device, verbose=not args.quiet)
+    last = ParallelWaveNet.distill(teacher, args.data, args.out, settings, device=args.device,
+                                   verbose=not args.quiet)
     terms = ", ".join(f"{k} {v:.4f}" for k, v in last.items())
     print(f"done: {terms}; student in {args.out}")
     return 0
+
+
+DISTILL = Command(
+    name="distill",
+    help="distil a WaveNet teacher into a parallel IAF student (Parallel WaveNet / ClariNet)",
+    add_arguments=add_arguments,
+    run=run,
+)
