@@ -359,7 +359,8 @@ def _load_extra_commands() -> None:
     """Import zoo modules that add subcommands (hub, bench, train ...), if present."""
     import importlib
 
-    for mod in ("zoo.cli_hub", "zoo.cli_train", "zoo.cli_distill", "zoo.cli_bench", "zoo.cli_tts"):
+    for mod in ("zoo.cli_hub", "zoo.cli_train", "zoo.cli_distill", "zoo.cli_bench", "zoo.cli_tts",
+                "zoo.cli_compare"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
