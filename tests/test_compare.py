@@ -194,3 +194,20 @@ def test_compare_errors(tmp_path, eval_dir, capsys, monkeypatch):
     row = _rows(tmp_path / "r")[-1]
     assert row["stoi"] == "" and float(row["mr_stft"]) > 0
     assert json.dumps(row)
+
+
+def test_docs_example_report_is_whole():
+    """The example report under docs/ (linked from the README): every relative link resolves inside its
+    folder, nothing points elsewhere, and its metrics.csv has the columns zoo compare writes."""
+    import re
+
+    folder = Path(__file__).resolve().parents[1] / "docs" / "compare-example"
+    page = (folder / "index.html").read_text()
+    links = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert len([u for u in links if u.endswith(".wav")]) == 8 and len([u for u in links if u.endswith(".png")]) == 9
+    for link in links:
+        target = (folder / link).resolve()
+        assert target.is_relative_to(folder.resolve()) and target.is_file(), link
+    rows = _rows(folder)
+    assert list(rows[0]) == list(CSV_COLUMNS) and len(rows) == 8 and all(r["status"] == "ok" for r in rows)
+    assert sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) < 3 * 2**20
