@@ -93,10 +93,13 @@ def _yaml_str(text: str) -> str:
 
 
 def quality_block(res: dict, measured: str) -> str:
-    """The ``quality:`` front-matter block of a card for one result of :func:`evaluate`."""
+    """The ``quality:`` front-matter block of a card for one result of :func:`evaluate` (an ``rtf_measured``
+    entry says where an RTF kept from an earlier measurement comes from)."""
     lines = ["quality:", "  eval-lj:"]
     lines += [f"    {k}: {res[k]:.{DIGITS[k]}f}" for k in CARD_KEYS if k in res]
     lines.append(f"    measured: {_yaml_str(measured)}")
+    if "rtf_measured" in res:
+        lines.append(f"    rtf_measured: {_yaml_str(res['rtf_measured'])}")
     return "\n".join(lines) + "\n"
 
 
@@ -133,16 +136,26 @@ def rewrite_readme_table(text: str, results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def write_cards(results: list[dict], measured: str, cards_dir: Path, readme: Path) -> list[Path]:
-    """Rewrite the quality block of every card in ``cards_dir`` that was measured, and the README table."""
+def write_cards(results: list[dict], measured: str, cards_dir: Path, readme: Path, *,
+                keep_rtf: bool = False) -> list[Path]:
+    """Rewrite the quality block of every card in ``cards_dir`` that was measured, and the README table.
+    ``keep_rtf``: each card keeps its RTF and says where it was measured (``rtf_measured``), for a run on a
+    machine too loaded to time anything."""
     import zoo
 
-    by_name = {r["model"]: r for r in results}
+    by_name = {r["model"]: dict(r) for r in results}
     written = []
     for name, res in by_name.items():
         path = cards_dir / f"{name}.md"
         if not path.is_file() or zoo.card(name).name != name:
             continue
+        if keep_rtf:
+            old = zoo.card(name).quality.get("eval-lj", {})
+            if "rtf" in old:
+                res["rtf"] = float(old["rtf"])
+                res["rtf_measured"] = str(old.get("rtf_measured", old.get("measured", "earlier")))
+            else:
+                res.pop("rtf", None)
         path.write_text(rewrite_card(path.read_text(), quality_block(res, measured)))
         written.append(path)
     readme.write_text(rewrite_readme_table(readme.read_text(), by_name))
@@ -165,7 +178,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-perceptual", action="store_true", help="leave out STOI, PESQ and DNSMOS")
     p.add_argument("--write-cards", action="store_true",
                    help="rewrite the quality blocks of the measured cards in model_cards/ and the README table")
+    p.add_argument("--from-json", type=Path, metavar="PATH",
+                   help="with --write-cards: take the results of an earlier run's --json file instead of measuring")
+    p.add_argument("--keep-rtf", action="store_true",
+                   help="with --write-cards: keep each card's RTF (and say where it was measured), e.g. when this "
+                        "machine is shared with other jobs")
     args = p.parse_args(argv)
+    if args.from_json:
+        if not args.write_cards:
+            p.error("--from-json only makes sense with --write-cards")
+        run = json.loads(args.from_json.read_text())
+        measured = measured_text(run["command"], run["date"][:10], len(run["results"][0]["per_file"]),
+                                 Path(run["data"]).name, run["results"][0]["device"], run["results"][0]["dtype"],
+                                 run["results"][0]["threads"], run["machine"], run["versions"])
+        measured += f"; cards written by python benchmarks/quality.py {shlex.join(argv or sys.argv[1:])}"
+        for path in write_cards(run["results"], measured, REPO / "model_cards", REPO / "README.md",
+                                keep_rtf=args.keep_rtf):
+            print(f"rewrote {path.relative_to(REPO)}")
+        return 0
     perceptual = not args.no_perceptual
     if perceptual and not quality_available():
         print('STOI, PESQ and DNSMOS need the quality extra: pip install -e ".[quality]" (or pass --no-perceptual)',
@@ -210,15 +240,19 @@ def main(argv: list[str] | None = None) -> int:
             "data": str(args.data), "command": command.strip(), "date": started.isoformat(timespec="seconds"),
             "machine": machine, "versions": versions, "original": original, "results": results}, indent=2))
     if args.write_cards:
-        threads = torch.get_num_threads()
-        measured = (f"{command.strip()} ({started:%Y-%m-%d}): {len(files)} clips of {args.data.name}, "
-                    f"{args.device} {args.dtype}, {threads} thread{'s' if threads > 1 else ''}, "
-                    f"{machine.get('cpu', machine.get('processor'))}; "
-                    + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "onnxruntime")
-                    + f", onnxruntime {versions.get('onnxruntime')}")
-        for path in write_cards(results, measured, REPO / "model_cards", REPO / "README.md"):
+        measured = measured_text(command.strip(), f"{started:%Y-%m-%d}", len(files), args.data.name, args.device,
+                                 args.dtype, torch.get_num_threads(), machine, versions)
+        for path in write_cards(results, measured, REPO / "model_cards", REPO / "README.md", keep_rtf=args.keep_rtf):
             print(f"rewrote {path.relative_to(REPO)}")
     return 0
+
+
+def measured_text(command: str, date: str, n_files: int, data: str, device: str, dtype: str, threads: int,
+                  machine: dict, versions: dict) -> str:
+    """The ``measured`` line of a card: the command, date, clips, device, threads, CPU and package versions."""
+    return (f"{command} ({date}): {n_files} clips of {data}, {device} {dtype}, {threads} "
+            f"thread{'s' if threads > 1 else ''}, {machine.get('cpu', machine.get('processor'))}; "
+            + ", ".join(f"{k} {v}" for k, v in versions.items()))
 
 
 if __name__ == "__main__":

@@ -173,3 +173,21 @@ def test_card_and_readme_rewrite():
     assert table[3] == "| `m.x` | A | w | 0.978 | 3.60 | 3.10 | 3.89 | 0.988 | 0.203 | 0.351 | MIT |"
     assert table[4] == "| `other` | B | v |  |  |  |  | 2.0 | 0.5 | 0.6 | BSD |"
     assert table[5:] == ["", "after", ""]
+
+    # --keep-rtf: the card keeps its RTF and says where it was measured
+    import shutil
+    import tempfile
+
+    import zoo
+
+    name = "hifigan.ljspeech"
+    old = zoo.card(name).quality["eval-lj"]
+    with tempfile.TemporaryDirectory() as tmp:
+        cards = Path(tmp)
+        shutil.copy(Path(__file__).resolve().parents[1] / "model_cards" / f"{name}.md", cards)
+        (cards / "README.md").write_text(readme.replace("`m.x`", f"`{name}`"))
+        assert bench.write_cards([{**res, "model": name}], "new run", cards, cards / "README.md", keep_rtf=True)
+        front = yaml.safe_load((cards / f"{name}.md").read_text().split("---\n")[1])["quality"]["eval-lj"]
+        assert front["rtf"] == old["rtf"] and front["rtf_measured"] == old.get("rtf_measured", old["measured"])
+        assert front["stoi"] == 0.978 and front["measured"] == "new run"
+        assert f"| 0.988 | 0.203 | {old['rtf']:.3f} | MIT |" in (cards / "README.md").read_text()
