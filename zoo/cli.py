@@ -90,7 +90,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _quality_value(quality: dict[str, Any]) -> str:
     for key, val in quality.items():
         if isinstance(val, dict) and "mr_stft" in val:
-            return f"MR-STFT {val['mr_stft']} on {key}"
+            extra = "".join(f"{label} {val[k]}, " for k, label in (("stoi", "STOI"), ("pesq_wb", "PESQ-wb"))
+                            if k in val)
+            return f"{extra}MR-STFT {val['mr_stft']} on {key}"
     return ""
 
 
