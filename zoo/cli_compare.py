@@ -29,7 +29,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="vocode clips with several models into a listening report (index.html)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="*", metavar="MODEL",
-                   help="model names, architectures or folders (default: the default model)")
+                   help="model names, architectures or folders (default: hifigan)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", nargs="+", metavar="DIR_OR_FILES", help="wav files or folders of them (copy-synthesis)")
     src.add_argument("--mels", metavar="DIR", help="folder (or file) of mels [n_mels, frames] (.npy/.pt), e.g. from "
@@ -92,7 +92,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         import os
 
         os.environ["HF_HUB_OFFLINE"] = "1"
-    names = list(args.models) or [next(n for n in zoo.list_models() if zoo.card(n).default)]
+    names = list(args.models) or ["hifigan"]  # as zoo vocode: the hifigan architecture's default model
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise CliError(f"-o {out} is a file, not a folder")
