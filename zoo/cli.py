@@ -91,7 +91,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _quality_value(quality: dict[str, Any]) -> str:
     for key, val in quality.items():
         if isinstance(val, dict) and "mr_stft" in val:
-            return f"MR-STFT {val['mr_stft']} on {key}"
+            extra = "".join(f"{label} {val[k]}, " for k, label in (("stoi", "STOI"), ("pesq_wb", "PESQ-wb"))
+                            if k in val)
+            return f"{extra}MR-STFT {val['mr_stft']} on {key}"
     return ""
 
 
@@ -390,7 +392,7 @@ def _load_extra_commands() -> None:
     """Import zoo modules that add subcommands (hub, bench, train ...), if present."""
     import importlib
 
-    for mod in ("zoo.cli_hub", "zoo.cli_train", "zoo.cli_bench", "zoo.cli_tts"):
+    for mod in ("zoo.cli_hub", "zoo.cli_train", "zoo.cli_bench", "zoo.cli_tts", "zoo.cli_compare"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:

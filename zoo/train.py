@@ -175,6 +175,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cfg.precision == "fp16" and self.device.type == "cuda")
         self.step = 0
         self.progress = progress and self.dist.is_main
+        self.tb: Any = None  # zoo.tblog.TrainLogger while fit() runs with the tensorboard extra installed
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -320,6 +321,25 @@ class Trainer:
             for name, value in row["values"].items():
                 writer.writerow([row["step"], row["split"], name, f"{value:.6g}", f"{row['lr']:.3g}",
                                  f"{row.get('sps', 0):.1f}", f"{time.time():.1f}"])
+        if self.tb is not None:
+            train = row["split"] == "train"
+            self.tb.scalars(row["step"], row["split"], row["values"], lr=row["lr"] if train else None,
+                            samples_per_s=row.get("sps") if train else None)
+
+    def log_validation_clips(self) -> dict[str, float]:
+        """TensorBoard: copy-synthesis of the start of every validation file (audio, spectrogram beside the
+        original's, STOI/PESQ with the quality extra). Returns the quality numbers logged."""
+        if self.tb is None or self.val_set is None:
+            return {}
+        from zoo.tblog import copy_synthesis
+
+        hop = self.model.hop_length
+        frames = max(1, int(self.cfg.sample_seconds * self.model.sample_rate) // hop)
+        utts = self.val_set.utterances
+        gens = copy_synthesis(self.model, [u.mel[:, :frames].to(self.device) for u in utts])
+        out = self.tb.clips(self.step, self.model.sample_rate, gens, [u.audio[: frames * hop] for u in utts])
+        self.tb.flush()
+        return out
 
     def fit(self, steps: int | None = None) -> dict[str, float]:
         """Train until ``steps`` (default: the config's) and return the last training losses."""
@@ -327,7 +347,10 @@ class Trainer:
 
         target = steps if steps is not None else self.cfg.steps
         if self.dist.is_main:
+            from zoo.tblog import open_logger
+
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.tb = open_logger(self.run_dir, quiet=not self.progress)
             (self.run_dir / "run.json").write_text(json.dumps({
                 "architecture": self.model.architecture, "model_config": self.model.config.to_dict(),
                 "train_config": dataclasses.asdict(self.cfg), "world_size": self.dist.world_size,
@@ -350,9 +373,13 @@ class Trainer:
                     self._log({"step": self.step, "split": "val", "values": val,
                                "lr": self.scheduler.get_last_lr()[0]})
                     self.write_sample()
+                    self.log_validation_clips()
             if self.step % self.cfg.ckpt_every == 0 or self.step == target:
                 self.save_checkpoint()
         bar.close()
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
         if self.dist.is_main:
             self.model.save_pretrained(self.run_dir / "final")
         if self.dist.world_size > 1:

@@ -109,6 +109,9 @@ def model_rows() -> list[dict[str, Any]]:
             "architecture": card.architecture,
             "default": card.default,
             "license": card.license,
+            "stoi": quality.get("stoi"),
+            "pesq_wb": quality.get("pesq_wb"),
+            "dnsmos_p808": quality.get("dnsmos_p808"),
             "mr_stft": quality.get("mr_stft"),
             "log_mel_l1": quality.get("log_mel_l1"),
             "rtf": quality.get("rtf"),
@@ -144,13 +147,16 @@ def models_markdown() -> str:
 
     rows = model_rows()
     lines = [
-        "| model | architecture | eval-lj MR-STFT | log-mel L1 | RTF (CPU) | parameters | float32 size | license |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | architecture | STOI | PESQ-wb | DNSMOS P.808 | eval-lj MR-STFT | log-mel L1 | RTF (CPU) "
+        "| parameters | float32 size | license |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         name = f"[`{r['name']}`](#{r['name'].replace('.', '')})" + (" (default)" if r["default"] else "")
         size = f"{r['parameters'] * 4 / 2**20:.1f} MiB" if r["parameters"] else "no weights"
-        lines.append(f"| {name} | {r['architecture']} | {_num(r['mr_stft'], '.3f')} | {_num(r['log_mel_l1'], '.3f')} "
+        lines.append(f"| {name} | {r['architecture']} | {_num(r['stoi'], '.3f')} | {_num(r['pesq_wb'], '.2f')} "
+                     f"| {_num(r['dnsmos_p808'], '.2f')} | {_num(r['mr_stft'], '.3f')} "
+                     f"| {_num(r['log_mel_l1'], '.3f')} "
                      f"| {_num(r['rtf'], '.2f')} | {r['parameters']:,} | {size} | {_cell(r['license'])} |")
     lines.append("")
     for r in rows:

@@ -297,6 +297,10 @@ class Distiller:
         resumed = self.resume(out)
         if resumed and verbose:
             print(f"continuing from step {self.step} saved in {out}", file=sys.stderr)
+        from zoo.tblog import open_logger
+
+        tb = open_logger(out, quiet=not verbose)  # TensorBoard event files beside metrics.csv (optional extra)
+        first_step = self.step
         with open(out / "metrics.csv", "a" if resumed else "w", newline="") as fh:
             writer: csv.DictWriter | None = None
             header_written = resumed and fh.tell() > 0
@@ -307,6 +311,10 @@ class Distiller:
                     raise FloatingPointError(f"non-finite loss at step {self.step}: {last}")
                 if self.step % cfg.log_every == 0 or self.step == steps:
                     row = {"step": self.step, **last, "seconds": round(time.perf_counter() - start, 3)}
+                    if tb is not None:
+                        sps = (self.step - first_step) * cfg.batch_size * cfg.segment_length / max(row["seconds"], 1e-9)
+                        tb.scalars(self.step, "train", last, lr=self.optimizer.param_groups[0]["lr"],
+                                   samples_per_s=sps)
                     if writer is None:
                         writer = csv.DictWriter(fh, fieldnames=list(row))
                         if not header_written:
@@ -318,9 +326,28 @@ class Distiller:
                         print(f"step {self.step}: {terms}", file=sys.stderr)
                 if cfg.save_every and self.step % cfg.save_every == 0 and self.step < steps:
                     self.save(out)
+                    self._log_clips(tb, dataset)
         self.student.eval()
         self.save(out)
+        self._log_clips(tb, dataset)
+        if tb is not None:
+            tb.close()
         return last
+
+    def _log_clips(self, tb: Any, dataset: Any, n: int = 2, seconds: float = 1.0) -> None:
+        """TensorBoard at each save: the student's copy-synthesis of the first second of the first ``n``
+        files (distillation has no held-out split), spectrograms beside the originals', STOI/PESQ with the
+        quality extra."""
+        if tb is None:
+            return
+        from zoo.tblog import copy_synthesis
+
+        hop = self.student.hop_length
+        frames = max(1, int(seconds * self.student.sample_rate) // hop)
+        utts = dataset.utterances[:n]
+        gens = copy_synthesis(self.student, [u.mel[:, :frames].to(self.device, self.student.dtype) for u in utts])
+        tb.clips(self.step, self.student.sample_rate, gens, [u.audio[: frames * hop] for u in utts])
+        tb.flush()
 
 
 def student_for_teacher(teacher: Vocoder, **overrides: Any) -> ParallelWaveNet:
