@@ -50,11 +50,12 @@ def test_configs_and_lengths():
 
 @pytest.mark.parametrize("make", [HiFiGANConfig.v1, HiFiGANConfig.v2, HiFiGANConfig.v3], ids=["v1", "v2", "v3"])
 def test_context_frames_cover_the_measured_receptive_field(make):
-    from zoo.stream import context_frames
+    from zoo.stream import measure_context
 
+    torch.manual_seed(0)
     model = HiFiGAN(make().replace(upsample_initial_channel=16, chunk_frames=0)).eval()
-    measured = context_frames(model)
-    assert measured <= model.context_frames() <= measured + 3
+    measured = max(measure_context(model))  # by perturbing one frame: 12 or 13 frames, by the random weights
+    assert measured <= model.context_frames() <= measured + 4
 
 
 def test_long_mels_are_vocoded_in_windows_equal_to_one_shot():

@@ -93,6 +93,9 @@ def test_torchrun_two_processes_gloo(small_data, tmp_path):
     r0 = json.loads((report / "rank0.json").read_text())
     r1 = json.loads((report / "rank1.json").read_text())
     assert r0["world"] == r1["world"] == 2
+    # Each rank trains on its own shard, so equal weights at the end show the gradients were synchronised
+    # (without the all-reduce, ranks stepping on different batches drift apart).
+    assert r0["first_batch"] != r1["first_batch"], "the ranks must see different data (DistributedSampler)"
     assert r0["digest"] == r1["digest"], "both ranks must hold identical weights after DDP training"
     assert all(s is not None for s in r0["saved"]) and len(r0["saved"]) == 2
     assert r1["saved"] == [None, None], "only rank 0 writes checkpoints"

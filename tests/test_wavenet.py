@@ -15,7 +15,7 @@ from zoo_plugins.wavenet.incremental import IncrementalSampler
 import zoo
 from tests.conftest import parity_dir
 from zoo.cli import main as cli_main
-from zoo.testing import check_vocoder
+from zoo.testing import check_vocoder, make_mel_dependent
 
 P = parity_dir() / "wavenet"
 VARIANTS = sorted(json.loads((P / "reference.json").read_text())["variants"])
@@ -146,8 +146,11 @@ def test_train_input_noise_perturbs_only_the_training_inputs(dist):
 
 @pytest.mark.parametrize("dist", ["mulaw", "mol"])
 def test_wavenet_conforms(dist, tmp_path):
-    check_vocoder("wavenet", WaveNetConfig.small(dist, layers=2, stacks=1, residual_channels=4, gate_channels=8,
-                                                 skip_channels=4), tmp_path)
+    # Seed 2: with 4 skip channels, some random inits leave every ReLU of the head dead, and such a net
+    # ignores its mel (the conformance kit checks that the output depends on it).
+    torch.manual_seed(2)
+    cfg = WaveNetConfig.small(dist, layers=2, stacks=1, residual_channels=4, gate_channels=8, skip_channels=4)
+    check_vocoder(make_mel_dependent(WaveNet(cfg)), tmp_path=tmp_path)
 
 
 def test_receptive_field_numbers():

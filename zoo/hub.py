@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -124,14 +125,63 @@ def _fetch_hf(source: Source, offline: bool) -> Path:
         raise
 
 
+#: Tries of one Hub file when it fails transiently (HTTP 408/429/5xx, a connection reset or timeout, a body
+#: shorter than announced); a ``Retry-After`` answer is waited for, up to :data:`HF_RETRY_WAIT_MAX` seconds.
+HF_TRIES = 3
+HF_RETRY_WAIT_MAX = 10.0
+_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+_TRANSIENT_ERRORS = {"ReadError", "RemoteProtocolError", "ReadTimeout", "ConnectTimeout", "WriteTimeout",
+                     "PoolTimeout", "TimeoutException", "ConnectError", "ConnectionResetError", "TimeoutError",
+                     "IncompleteRead"}
+
+
 def hf_download(repo: str, filename: str, revision: str, *, offline: bool = False) -> Path:
     """``huggingface_hub.hf_hub_download`` with the endpoint and cache read from the environment now
-    (``HF_ENDPOINT``, ``HF_HUB_CACHE``), so a process can switch hubs or caches between calls."""
+    (``HF_ENDPOINT``, ``HF_HUB_CACHE``), so a process can switch hubs or caches between calls; transient
+    failures are retried (:data:`HF_TRIES`), anything else is raised as huggingface_hub raised it."""
     from huggingface_hub import hf_hub_download
 
-    return Path(hf_hub_download(repo_id=repo, filename=filename, revision=revision, local_files_only=offline,
-                                endpoint=os.environ.get("HF_ENDPOINT") or None,
-                                cache_dir=os.environ.get("HF_HUB_CACHE") or None))
+    for attempt in range(HF_TRIES):
+        try:
+            return Path(hf_hub_download(repo_id=repo, filename=filename, revision=revision,
+                                        local_files_only=offline, endpoint=os.environ.get("HF_ENDPOINT") or None,
+                                        cache_dir=os.environ.get("HF_HUB_CACHE") or None))
+        except Exception as exc:
+            wait = None if offline or attempt == HF_TRIES - 1 else _retry_wait(exc, attempt)
+            if wait is None:
+                raise
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _retry_wait(exc: BaseException, attempt: int) -> float | None:
+    """Seconds to wait before retrying after ``exc``, or ``None`` when it is not transient."""
+    backoff = 0.5 * 2**attempt
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    for err in chain:
+        response = getattr(err, "response", None)
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int):
+            if status not in _TRANSIENT_STATUS:
+                return None
+            try:
+                after = float(response.headers.get("Retry-After"))  # type: ignore[union-attr]
+            except (TypeError, ValueError):
+                return backoff
+            return min(max(after, 0.0), HF_RETRY_WAIT_MAX)
+        if type(err).__name__ in _TRANSIENT_ERRORS or "Consistency check failed" in str(err):
+            return backoff
+    return None
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (huggingface_hub adds help lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _evict_hf_file(path: Path) -> None:
@@ -188,30 +238,57 @@ def resolve_card(card: ModelCard, *, offline: bool | None = None) -> tuple[dict[
 
 def convert_cached(card: ModelCard, source: Source, path: Path) -> Path:
     """Convert a verified legacy checkpoint once; returns the cached ``model.safetensors``."""
+    from filelock import FileLock
+
     from zoo.registry import get_registry
 
     folder = cache_dir() / "converted" / f"{source.format}-{source.sha256[:16]}-{card.name}"
     weights = folder / WEIGHTS_NAME
-    stamp = folder / "conversion.json"
-    if weights.is_file() and stamp.is_file():
-        info = json.loads(stamp.read_text())
-        if info.get("source_sha256") == source.sha256 and sha256_file(weights) == info.get("weights_sha256"):
+    # One process converts at a time (others wait, then find the result); the lock dies with its process.
+    with FileLock(str(_ensure(folder.parent) / f".{folder.name}.lock")):
+        if _converted_ok(folder, source.sha256):
             return weights
-    converter = get_registry().converter(str(source.format))
-    model = converter.fn(path, config=card.model_config())
-    tmp = Path(tempfile.mkdtemp(dir=_ensure(folder.parent), prefix=".tmp-"))
+        for stale in folder.parent.glob(f".tmp-{folder.name}-*"):  # left by a killed conversion
+            shutil.rmtree(stale, ignore_errors=True)
+        converter = get_registry().converter(str(source.format))
+        model = converter.fn(path, config=card.model_config())
+        _write_converted(model, card, source, folder)
+    return weights
+
+
+def _converted_ok(folder: Path, source_sha256: str) -> bool:
+    stamp, weights = folder / "conversion.json", folder / WEIGHTS_NAME
+    if not (weights.is_file() and stamp.is_file()):
+        return False
     try:
-        model.save_pretrained(tmp)
-        info = {"source": source.to_dict(), "source_sha256": source.sha256, "converter": source.format,
-                "weights_sha256": sha256_file(tmp / WEIGHTS_NAME), "model": card.name}
-        (tmp / "conversion.json").write_text(json.dumps(info, indent=2))
+        info = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return False
+    return info.get("source_sha256") == source_sha256 and sha256_file(weights) == info.get("weights_sha256")
+
+
+def _write_converted(model: Any, card: ModelCard, source: Source, folder: Path) -> None:
+    """Save a converted model into ``folder`` through a temporary folder renamed into place, so no reader
+    ever sees half of it; a failed write (disk full ...) leaves nothing and says so in one line."""
+    from safetensors import SafetensorError
+
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".tmp-{folder.name}-"))
+    try:
+        try:
+            model.save_pretrained(tmp)
+            info = {"source": source.to_dict(), "source_sha256": source.sha256, "converter": source.format,
+                    "weights_sha256": sha256_file(tmp / WEIGHTS_NAME), "model": card.name}
+            (tmp / "conversion.json").write_text(json.dumps(info, indent=2))
+        except (OSError, SafetensorError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise OSError(f"could not write the converted {card.name!r} into the zoo cache ({reason}; disk "
+                          "full?); nothing was kept") from None
         if folder.exists():
             shutil.rmtree(folder)
         umask_mode(tmp)
         os.replace(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return weights
 
 
 def _ensure(path: Path) -> Path:
@@ -263,7 +340,7 @@ def fetch_hf_repo(repo: str, revision: str, *, offline: bool | None = None,
         weights_path = hf_download(repo, WEIGHTS_NAME, revision, offline=off)
     except Exception as exc:  # noqa: BLE001 - huggingface_hub raises many kinds; report one line
         hint = " (offline mode: only the cache was searched)" if off else ""
-        raise FileNotFoundError(f"{where}: cannot get {CONFIG_NAME}/{WEIGHTS_NAME}{hint}: {exc}") from None
+        raise FileNotFoundError(f"{where}: cannot get {CONFIG_NAME}/{WEIGHTS_NAME}{hint}: {one_line(exc)}") from None
     data = json.loads(Path(config_path).read_text())
     arch, config = str(data.get("architecture", "")), data.get("config")
     if not arch or not isinstance(config, dict):

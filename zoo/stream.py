@@ -1,11 +1,18 @@
-"""Streaming and bounded-memory synthesis for deterministic (parallel, non-autoregressive) vocoders.
+"""Streaming and bounded-memory synthesis for parallel (non-autoregressive) vocoders.
 
-A convolutional vocoder's output sample depends on a finite window of mel frames: its receptive field.
-:func:`context_frames` *measures* it on the model itself (the support of d audio / d mel for a probe
-input, by autograd), rather than trusting a formula. :func:`stream` then vocodes each stretch of frames
-together with that many frames of context on both sides and keeps only the middle: as long as the context
-covers the receptive field, every kept sample is the one-shot sample (up to float rounding), so no
+A convolutional or flow vocoder's output sample depends on a finite window of mel frames: its receptive
+field. :func:`context_window` takes it from the model's own ``context_frames()`` (computed from the layer
+geometry) or, for a model without one, *measures* it with :func:`measure_context`: vocode a probe mel twice,
+the second time with one frame changed, and see which samples move. That needs no autograd, so it works
+under ``torch.inference_mode()`` as well as ``no_grad`` and grad mode. :func:`stream` then vocodes each
+stretch of frames together with that much context on each side and keeps only the middle: as long as the
+context covers the receptive field, every kept sample is the one-shot sample (up to float rounding), so no
 crossfade is needed and the memory used depends on the chunk size, not on the utterance length.
+
+Stochastic vocoders (WaveGlow, FloWaveNet, the Parallel WaveNet student) stream too: they draw their noise
+by position (:mod:`zoo.noise`), :func:`stream` draws one seed from ``generator`` and vocodes every window
+with the noise of its own positions, so the streamed audio equals ``vocode(mel, generator=...)`` with a
+generator of the same seed. Autoregressive models (WaveNet) cannot be vocoded in windows and are refused.
 """
 
 from __future__ import annotations
@@ -14,56 +21,100 @@ import ctypes
 import ctypes.util
 import functools
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from zoo.noise import draw_seed, noise_at
 from zoo.vocoder import Vocoder
 
-_CONTEXT_CACHE: dict[int, int] = {}
+
+def _check_parallel(voc: Vocoder) -> None:
+    if not voc.parallel:
+        raise ValueError(f"{voc.architecture or type(voc).__name__} is autoregressive: each sample depends on "
+                         "every sample before it, so it cannot be vocoded in windows; streaming needs a "
+                         "parallel vocoder (use vocode)")
 
 
-def context_frames(voc: Vocoder, probe_frames: int = 96, threshold: float = 0.0) -> int:
-    """Frames on each side that influence an output sample, measured by autograd on a probe mel."""
-    if not voc.deterministic:
-        raise ValueError(f"{voc.architecture or type(voc).__name__} samples randomly: streaming needs a "
-                         "deterministic vocoder")
-    key = id(voc)
-    if key in _CONTEXT_CACHE:
-        return _CONTEXT_CACHE[key]
+def measure_context(voc: Vocoder, probe_frames: int = 64) -> tuple[int, int]:
+    """``(left, right)`` frames of context an output frame needs, measured on the model itself.
+
+    Vocodes a probe mel, then the same mel with its centre frame changed (the same noise both times, for a
+    stochastic model): output frames that move depend on the centre frame. Frames *before* the centre that
+    move need that much *right* context, frames after it need left context. Runs under any autograd mode.
+    """
+    _check_parallel(voc)
     m = voc.mel_config
     g = torch.Generator().manual_seed(0)
     mel = voc.mel(0.1 * torch.randn(probe_frames * m.hop_length, generator=g))[..., :probe_frames]
-    mel = mel.to(device=voc.device, dtype=torch.float32)[None].requires_grad_(True)
-    was_training = voc.training
-    voc.eval()
-    try:
-        with torch.enable_grad():
-            audio = voc.synthesize(mel.to(voc.dtype))
-            centre = probe_frames // 2
-            audio[0, centre * m.hop_length: (centre + 1) * m.hop_length].sum().backward()
-    finally:
-        voc.train(was_training)
-    grad = mel.grad[0].abs().sum(0)
-    support = (grad > threshold * grad.max()).nonzero().flatten()
-    reach = int(max(centre - support.min().item(), support.max().item() - centre))
-    if reach >= probe_frames // 2 - 1:
-        return context_frames(voc, probe_frames * 2, threshold)
-    _CONTEXT_CACHE[key] = reach + 1
-    return reach + 1
+    centre = probe_frames // 2
+    bumped = mel.clone()
+    bumped[:, centre] += 1.0
+    with torch.inference_mode(), noise_at(0, 0):
+        diff = (voc.vocode(mel)[0] - voc.vocode(bumped)[0]).abs().reshape(probe_frames, m.hop_length).amax(-1)
+    moved = (diff > 0).nonzero().flatten()
+    if not moved.numel():
+        return 0, 0
+    right, left = centre - int(moved.min()), int(moved.max()) - centre
+    if max(left, right) >= centre - 1:  # the probe was too short to see the whole receptive field
+        return measure_context(voc, probe_frames * 2)
+    return left + 1, right + 1
 
 
-def stream(voc: Vocoder, mel_chunks: Iterable[Tensor], *, context: int | None = None,
-           min_emit_frames: int = 1) -> Iterator[Tensor]:
+def context_window(voc: Vocoder) -> tuple[int, int]:
+    """``(left, right)`` frames of context :func:`stream` gives each window: the model's ``context_frames()``
+    (an int for both sides or a ``(left, right)`` pair) when it has one, else :func:`measure_context`."""
+    _check_parallel(voc)
+    own = getattr(voc, "context_frames", None)
+    if callable(own):
+        ctx = own()
+        left, right = (ctx, ctx) if isinstance(ctx, int) else ctx
+        return int(left), int(right)
+    return measure_context(voc)
+
+
+def context_frames(voc: Vocoder) -> int:
+    """Frames on each side that can influence an output sample (the larger of :func:`context_window`)."""
+    return max(context_window(voc))
+
+
+def _context_arg(context: int | tuple[int, int]) -> tuple[int, int]:
+    left, right = (context, context) if isinstance(context, int) else context
+    if isinstance(left, bool) or isinstance(right, bool) or not isinstance(left, int) \
+            or not isinstance(right, int) or left < 0 or right < 0:
+        raise ValueError(f"context must be frames >= 0 (an int or a (left, right) pair), got {context!r}")
+    return left, right
+
+
+def stream(voc: Vocoder, mel_chunks: Iterable[Tensor], *, context: int | tuple[int, int] | None = None,
+           min_emit_frames: int = 1, generator: torch.Generator | None = None, **sampling: Any) -> Iterator[Tensor]:
     """Yield audio as mel frames arrive (chunks ``[n_mels, frames]``); the concatenation equals one-shot.
 
-    Each yield covers the frames whose right context has arrived; the last yield flushes the rest.
+    Each yield covers the frames whose right context has arrived; the last yield flushes the rest. A
+    stochastic model draws its noise by position from one seed taken from ``generator``, so the audio equals
+    ``voc.vocode(whole_mel, generator=g)`` for a ``g`` seeded alike; ``sampling`` holds the architecture's
+    options (``sigma``, ``temperature``). Works under ``torch.inference_mode()``, ``no_grad`` and grad mode.
     """
-    ctx = context_frames(voc) if context is None else context
+    left, right = context_window(voc) if context is None else _context_arg(context)
+    if isinstance(min_emit_frames, bool) or not isinstance(min_emit_frames, int) or min_emit_frames < 1:
+        raise ValueError(f"min_emit_frames must be a whole number >= 1, got {min_emit_frames!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    seed = draw_seed(generator)
     hop = voc.hop_length
     buf: Tensor | None = None  # frames kept: [n_mels, kept]
     offset = 0  # absolute index of buf's first frame
     emitted = 0  # frames already turned into audio
+
+    def window(start: int, stop: int) -> Tensor:
+        assert buf is not None
+        lo = max(offset, start - left)
+        hi = min(offset + buf.shape[-1], stop + right)
+        with noise_at(seed, lo):
+            audio = voc.vocode(buf[:, lo - offset: hi - offset], **sampling)[0]
+        return audio[(start - lo) * hop: (stop - lo) * hop]
+
     with torch.inference_mode():
         for chunk in mel_chunks:
             chunk = voc._check_mel(chunk)
@@ -72,29 +123,26 @@ def stream(voc: Vocoder, mel_chunks: Iterable[Tensor], *, context: int | None = 
                                  f"frames]); got a batch of {chunk.shape[0]}")
             chunk = chunk[0]
             buf = chunk if buf is None else torch.cat([buf, chunk.to(buf)], -1)
-            available = offset + buf.shape[-1]
-            ready = available - ctx
+            ready = offset + buf.shape[-1] - right
             if ready - emitted >= min_emit_frames:
-                yield _window(voc, buf, offset, emitted, ready, ctx, hop)
+                yield window(emitted, ready)
                 emitted = ready
-                keep_from = max(0, emitted - ctx)
+                keep_from = max(0, emitted - left)
                 buf, offset = buf[:, keep_from - offset:], keep_from
         if buf is not None and offset + buf.shape[-1] > emitted:
-            yield _window(voc, buf, offset, emitted, offset + buf.shape[-1], ctx, hop)
+            yield window(emitted, offset + buf.shape[-1])
 
 
-def _window(voc: Vocoder, buf: Tensor, offset: int, start: int, stop: int, ctx: int, hop: int) -> Tensor:
-    lo = max(offset, start - ctx)
-    hi = min(offset + buf.shape[-1], stop + ctx)
-    mel = buf[:, lo - offset: hi - offset]
-    audio = voc.vocode(mel)[0]
-    return audio[(start - lo) * hop: (stop - lo) * hop]
-
-
-def vocode_long(voc: Vocoder, mel: Tensor, chunk_frames: int = 512) -> Tensor:
+def vocode_long(voc: Vocoder, mel: Tensor, chunk_frames: int = 512, *, generator: torch.Generator | None = None,
+                **sampling: Any) -> Tensor:
     """One-shot output of a long ``[n_mels, frames]`` mel with memory bounded by ``chunk_frames``."""
-    pieces = [mel[:, i: i + chunk_frames] for i in range(0, mel.shape[-1], chunk_frames)]
-    return torch.cat(list(stream(voc, pieces, min_emit_frames=1)), -1)
+    if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be a whole number >= 1, got {chunk_frames!r}")
+    mel = voc._check_mel(mel)
+    if mel.shape[0] != 1:
+        raise ValueError(f"vocode_long takes one utterance [n_mels, frames]; got a batch of {mel.shape[0]}")
+    pieces = [mel[0, :, i: i + chunk_frames] for i in range(0, mel.shape[-1], chunk_frames)]
+    return torch.cat(list(stream(voc, pieces, min_emit_frames=1, generator=generator, **sampling)), -1)
 
 
 def in_windows(frames: int, chunk_frames: int, left: int, right: int, hop: int,

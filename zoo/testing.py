@@ -23,7 +23,28 @@ from zoo.config import VocoderConfig
 from zoo.vocoder import Vocoder
 
 
-def _model(architecture: str | type[Vocoder], config: VocoderConfig | None) -> Vocoder:
+def make_mel_dependent(model: Vocoder, std: float = 0.05, seed: int = 0) -> Vocoder:
+    """Give every all-zero parameter small random values (``N(0, std^2)``), in place; returns ``model``.
+
+    Flow vocoders zero-initialise the last layer of each coupling net (WaveGlow's ``end``, FloWaveNet's
+    ``ZeroConv1d``) so that an untrained flow starts as the identity: such a model turns noise into audio
+    without looking at the mel, and a conformance check on it cannot tell a working conditioning path from a
+    broken one. Tests use this to build untrained models whose output does depend on the mel.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.is_floating_point() and p.numel() and not p.any():
+                p.copy_(std * torch.randn(p.shape, generator=g).to(p.dtype))
+    return model.prepare_for_inference()
+
+
+def _model(architecture: str | type[Vocoder] | Vocoder, config: VocoderConfig | None) -> Vocoder:
+    if isinstance(architecture, Vocoder):
+        if config is not None:
+            raise ValueError("pass either a built model or a config, not both")
+        architecture.eval()
+        return architecture.prepare_for_inference()
     if isinstance(architecture, str):
         from zoo.registry import get_registry
 
@@ -124,6 +145,22 @@ def check_generator_reproducible(model: Vocoder) -> None:
         assert not torch.equal(a, c), "a stochastic model gave identical audio for different seeds"
 
 
+def check_output_depends_on_mel(model: Vocoder) -> None:
+    """Two different mels (same length, same generator seed) give different audio; so does changing the mel
+    of one item of a batch for that item. A model that ignores its conditioning (an untrained flow with
+    zero-initialised end layers, a broken upsampler) fails here."""
+    a = _sample_mel(model, 1, 6, seed=0)
+    b = _sample_mel(model, 2, 6, seed=1)[1:]  # another chirp (f0 160 Hz against 120 Hz), other noise
+    assert not torch.equal(a, b)
+    out_a = model.vocode(a, generator=torch.Generator().manual_seed(0))[0]
+    out_b = model.vocode(b, generator=torch.Generator().manual_seed(0))[0]
+    diff = (out_a - out_b).abs().max().item()
+    scale = max(out_a.abs().max().item(), 1e-12)
+    assert diff > 1e-5 * scale, (f"the output does not depend on the mel: two different mels gave audio "
+                                 f"differing by only {diff:g} (peak {scale:g}); is the conditioning wired "
+                                 "in (or the end layers still zero-initialised)?")
+
+
 def check_save_load(model: Vocoder, tmp_path: Path) -> None:
     from zoo.api import load
 
@@ -186,22 +223,24 @@ def check_mel_frontend(model: Vocoder) -> None:
 
 
 def check_vocoder(
-    architecture: str | type[Vocoder],
+    architecture: str | type[Vocoder] | Vocoder,
     config: VocoderConfig | None = None,
     tmp_path: str | Path | None = None,
     *,
     batch_atol: float = 1e-4,
 ) -> Vocoder:
-    """Run every conformance check on a freshly built model of ``architecture``; returns the model.
+    """Run every conformance check on a freshly built model of ``architecture`` (a registered name or a
+    class, built from ``config``), or on a model already built; returns the model.
 
     Checks: config JSON round trip, output shapes and lengths, the caller's mel and lengths left as they
-    were, batch vs single (padding never leaks),
+    were, the output depending on the mel, batch vs single (padding never leaks),
     generator reproducibility, save/load, float64/bfloat16, the mel front-end, and clear ``ValueError``s
     for bad input (rank, n_mels, empty, NaN/Inf, dtype, lengths, sample rate).
     """
     model = _model(architecture, config)
     check_config_roundtrip(model)
     check_vocode_shapes(model)
+    check_output_depends_on_mel(model)
     check_batch_matches_single(model, atol=batch_atol)
     check_generator_reproducible(model)
     check_bad_inputs(model)
@@ -217,4 +256,4 @@ def check_vocoder(
 
 __all__ = ["check_vocoder", "check_config_roundtrip", "check_vocode_shapes", "check_batch_matches_single",
            "check_generator_reproducible", "check_save_load", "check_dtypes", "check_bad_inputs",
-           "check_mel_frontend"]
+           "check_mel_frontend", "check_output_depends_on_mel", "make_mel_dependent"]

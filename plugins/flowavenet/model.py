@@ -23,6 +23,7 @@ from zoo.config import VocoderConfig
 from zoo.flows import ActNorm, AffineCoupling, squeeze, unsqueeze
 from zoo.gated import WaveNetConditioner, fast_inference
 from zoo.mel import MelConfig
+from zoo.noise import position_noise
 from zoo.stream import in_windows
 from zoo.upsample import TransposedConv2dUpsampler
 from zoo.vocoder import Vocoder, sampling_scale
@@ -214,9 +215,9 @@ class FloWaveNet(Vocoder[FloWaveNetConfig]):
         cfg = self.config
         temperature = sampling_scale("temperature", temperature)
         frames, hop = mel.shape[-1], cfg.mel.hop_length
-        # Drawn in float32 and then cast, so that a seed gives the same noise in every model dtype.
-        z = temperature * torch.randn(mel.shape[0], 1, frames * hop, generator=generator,
-                                      device=mel.device).to(mel.dtype)
+        # Drawn by position (zoo.noise): streamed windows get the one-shot noise; same in every model dtype.
+        z = temperature * position_noise(generator, mel.shape[0], 1, frames * hop, frames, device=mel.device,
+                                         dtype=mel.dtype)
         ctx = self.context_frames()
         return in_windows(frames, cfg.chunk_frames, ctx, ctx, hop, lambda lo, hi: self.reverse(
             z[..., lo * hop: hi * hop], self.upsample(mel[..., lo:hi]))[:, 0])

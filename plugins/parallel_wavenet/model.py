@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from zoo.config import UPSAMPLER_FIELDS, UpsamplerConfig, VocoderConfig
 from zoo.gated import GatedResidualStack, fast_inference, infer_layers, require_inference, residual_buffer
 from zoo.mel import MelConfig
+from zoo.noise import position_noise
 from zoo.stream import in_windows
 from zoo.upsample import build_upsampler
 from zoo.vocoder import Vocoder, sampling_scale
@@ -262,14 +263,8 @@ class ParallelWaveNet(Vocoder[ParallelWaveNetConfig]):
             )
         temperature = sampling_scale("temperature", temperature)
         frames, hop = mel.shape[-1], self.hop_length
-        z = self.sample_noise(
-            mel.shape[0],
-            frames * hop,
-            generator=generator,
-            temperature=temperature,
-            device=mel.device,
-            dtype=mel.dtype,
-        )
+        # Drawn by position (zoo.noise): streamed windows get the one-shot noise; same in every model dtype.
+        z = (temperature * position_noise(generator, mel.shape[0], 1, frames * hop, frames)).to(mel.device, mel.dtype)
         # Bounded memory: windows of chunk_frames with the receptive field as left context (the flows are
         # causal in z) and the upsampler's reach on both sides; one noise draw, so the output is unchanged.
         left, reach = self.context_frames()

@@ -24,6 +24,7 @@ from zoo.config import VocoderConfig
 from zoo.flows import AffineCoupling, InvertibleConv1x1, squeeze, unsqueeze
 from zoo.gated import WaveNetConditioner
 from zoo.mel import MelConfig
+from zoo.noise import position_noise
 from zoo.stream import in_windows
 from zoo.upsample import TransposedConvUpsampler
 from zoo.vocoder import Vocoder, sampling_scale
@@ -180,8 +181,8 @@ class WaveGlow(Vocoder[WaveGlowConfig]):
         sigma = sampling_scale("sigma", c.infer_sigma if sigma is None else sigma)
         frames = mel.shape[-1]
         steps = frames * c.mel.hop_length // c.n_group
-        # Drawn in float32 and then cast, so that a seed gives the same noise in every model dtype.
-        z = torch.randn(mel.shape[0], c.n_group, steps, generator=generator, device=mel.device).to(mel.dtype)
+        # Drawn by position (zoo.noise): streamed windows get the one-shot noise; same in every model dtype.
+        z = position_noise(generator, mel.shape[0], c.n_group, steps, frames, device=mel.device, dtype=mel.dtype)
         if c.chunk_frames and frames > c.chunk_frames:
             return self.reverse_chunked(sigma * z, mel, c.chunk_frames)
         return self.reverse(sigma * z, mel)

@@ -36,7 +36,7 @@ def main() -> None:
     rank = trainer.dist.rank
     (report / f"rank{rank}.json").write_text(json.dumps({
         "rank": rank, "world": trainer.dist.world_size, "digest": digest, "saved": saved,
-        "first_batch_files": trainer.batcher.sampler.num_samples}))
+        "first_batch": hashlib.sha256(trainer.batcher.batch(0)[0].numpy().tobytes()).hexdigest()}))
 
 
 if __name__ == "__main__":
