@@ -100,3 +100,17 @@ def eval_dir() -> Path:
 def train_dir() -> Path:
     """The small training set (fails when missing)."""
     return _data_folder("train-pm", 2)
+
+
+@pytest.fixture()
+def hub(tmp_path, monkeypatch):
+    """The local Hub server (tests/hubserver.py) as ``HF_ENDPOINT``, with fresh Hub and zoo caches."""
+    from tests.hubserver import FakeHub
+
+    server = FakeHub().start()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "zoo-cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    yield server
+    server.stop()

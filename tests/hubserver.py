@@ -2,7 +2,9 @@
 
 ``HEAD``/``GET /{owner}/{repo}/resolve/{revision}/{filename}`` with the headers the client reads
 (``X-Repo-Commit``, ``ETag`` = the sha256 of the file, ``Content-Length``, ranges for resumed downloads).
-Revisions are 40-hex commit shas or branch names. Knobs for failure tests: ``tamper`` (serve altered
+Revisions are 40-hex commit shas (served exactly: an unknown sha is ``RevisionNotFound``, never a branch)
+or branch names. Spaces and datasets are served under ``/spaces/`` and ``/datasets/`` as on the Hub
+(``commit(..., repo_type="space")``). Knobs for failure tests: ``tamper`` (serve altered
 bytes under the original ETag), ``truncate_once`` (close the connection half-way through the next GET of
 a file), ``delay`` (seconds to wait before sending a body). Bound to 127.0.0.1 only.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -53,7 +56,10 @@ class FakeHub:
         self.server.shutdown()
         self.server.server_close()
 
-    def commit(self, repo: str, sha: str, files: dict[str, bytes], branch: str = "main") -> str:
+    def commit(self, repo: str, sha: str, files: dict[str, bytes], branch: str = "main",
+               repo_type: str = "model") -> str:
+        if repo_type != "model":
+            repo = f"{repo_type}s/{repo}"
         self.commits.setdefault(repo, {})[sha] = dict(files)
         self.branches.setdefault(repo, {})[branch] = sha
         return sha
@@ -69,18 +75,20 @@ class FakeHub:
         method = "GET" if body else "HEAD"
         with self.lock:
             self.requests[(method, h.path)] += 1
-        parts = h.path.split("?")[0].strip("/").split("/")
+        parts = [urllib.parse.unquote(p) for p in h.path.split("?")[0].strip("/").split("/")]
+        kind, parts = (parts[0], parts[1:]) if parts and parts[0] in ("spaces", "datasets") else ("", parts)
         if len(parts) < 5 or parts[2] != "resolve":
             h.send_error(404, "not found")
             return
-        repo, revision, filename = "/".join(parts[:2]), parts[3], "/".join(parts[4:])
+        repo, revision, filename = "/".join(([kind] if kind else []) + parts[:2]), parts[3], "/".join(parts[4:])
         commits = self.commits.get(repo)
         if commits is None:
             h.send_response(404)
             h.send_header("X-Error-Code", "RepoNotFound")
             h.end_headers()
             return
-        sha = revision if revision in commits else self.branches.get(repo, {}).get(revision)
+        exact = len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)
+        sha = revision if revision in commits else None if exact else self.branches.get(repo, {}).get(revision)
         if sha is None:
             h.send_response(404)
             h.send_header("X-Error-Code", "RevisionNotFound")

@@ -42,17 +42,6 @@ def _publish(hub: FakeHub, tmp: Path, repo: str, sha: str, seed: int) -> tuple[H
     return model, digest
 
 
-@pytest.fixture()
-def hub(tmp_path, monkeypatch):
-    server = FakeHub().start()
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "zoo-cache"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    yield server
-    server.stop()
-
-
 def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 

@@ -106,7 +106,7 @@ def test_griffinlim_vocodes_the_shortest_mels():
                                          ("parallel_wavenet", "temperature")])
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, "hot", None])
 def test_noise_scales_are_checked(name, option, value):
-    voc = zoo.load(name) if name in ("waveglow", "flowavenet") else zoo.create(name)
+    voc = zoo.load(f"{name}.trainpm") if name in ("waveglow", "flowavenet") else zoo.create(name)
     kwargs = {option: value} if value is not None else {option: torch.tensor([1.0, 2.0])}
     with pytest.raises(ValueError, match=f"{option} must be a"):
         voc(_mel(voc, 2), **kwargs)
@@ -364,8 +364,8 @@ def test_distill_never_writes_into_a_model_folder(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["waveglow", "flowavenet"])
 def test_a_seed_draws_the_same_noise_in_every_dtype(name):
     mel = torch.randn(80, 6) - 5
-    full = zoo.load(name)(mel, generator=torch.Generator().manual_seed(0))
-    half = zoo.load(name, dtype=torch.bfloat16)(mel, generator=torch.Generator().manual_seed(0)).float()
+    full = zoo.load(f"{name}.trainpm")(mel, generator=torch.Generator().manual_seed(0))
+    half = zoo.load(f"{name}.trainpm", dtype=torch.bfloat16)(mel, generator=torch.Generator().manual_seed(0)).float()
     assert (full - half).abs().max() < 0.25 * (full.abs().max())
 
 

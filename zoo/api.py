@@ -150,7 +150,7 @@ def load(
                                                   expected_sha256=expected)
             model = _build(arch, config, weights)
         else:
-            config, weights = resolve_card(card_, offline=offline)
+            config, weights = resolve_card(card_, offline=offline, requested=base)
             model = _build(card_.architecture, config, weights)
     model.prepare_for_inference()
     if expect_mel is not None:

@@ -9,13 +9,18 @@ without ``mel``), ``mel`` (the :class:`~zoo.mel.MelConfig` as a dict), ``trainin
 and ``sources``: an ordered list (empty for a model without weights, such as Griffin-Lim) of places
 the weights can come from, each pinned by ``sha256``:
 
-* ``{kind: hf, repo: owner/name, revision: <40-hex commit>, filename: model.safetensors, sha256: ...}``
+* ``{kind: hf, repo: owner/name, revision: <40-hex commit>, filename: model.safetensors, sha256: ...}``,
+  optionally ``repo_type: model | space | dataset`` (default ``model``) and ``size`` (bytes, told to the
+  user before a download and in ``zoo list``)
 * ``{kind: package, package: <distribution>, path: <file inside it>, sha256: ..., format: <converter>}``
 * ``{kind: path, path: <local file>, sha256: ...}``
 * ``{kind: url, url: https://..., sha256: ..., format: <converter>}``
 
 ``format`` is ``safetensors`` (zoo weights, the default) or the name of a registered converter that turns
 the original checkpoint into zoo weights.
+
+Other optional fields: ``sounds_like`` (one line: what the model's output sounds like, measured) and
+``offline_alternative`` (a shipped model named in the error when this one is not in the cache offline).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import yaml
 from zoo.mel import MelConfig
 
 SOURCE_KINDS = ("hf", "package", "path", "url")
+REPO_TYPES = ("model", "space", "dataset")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _REVISION = re.compile(r"^[0-9a-f]{40}$")
 _NAME = re.compile(r"^[a-z0-9_]+\.[a-z0-9_\-]+$")
@@ -56,10 +62,13 @@ class Source:
     package: str | None = None
     path: str | None = None
     url: str | None = None
+    repo_type: str | None = None
+    size: int | None = None
 
     def describe(self) -> str:
         if self.kind == "hf":
-            return f"hf://{self.repo}@{self.revision}/{self.filename}"
+            kind = f"{self.repo_type}s/" if self.repo_type and self.repo_type != "model" else ""
+            return f"hf://{kind}{self.repo}@{self.revision}/{self.filename}"
         if self.kind == "package":
             return f"package {self.package}:{self.path}"
         if self.kind == "path":
@@ -171,8 +180,15 @@ def _parse_source(raw: Any, origin: str, where: str) -> Source:
         raise CardError(origin, f"{where}.revision", "must be a full 40-hex commit sha (a pinned revision)")
     if kind == "url" and not str(raw["url"]).startswith("https://"):
         raise CardError(origin, f"{where}.url", "only https:// URLs are accepted")
-    fields = {k: (str(v) if v is not None else None) for k, v in raw.items()}
+    if "repo_type" in raw and (kind != "hf" or raw["repo_type"] not in REPO_TYPES):
+        raise CardError(origin, f"{where}.repo_type", f"a Hub source's repo_type is one of {REPO_TYPES}, "
+                                                      f"got {raw['repo_type']!r}")
+    size = raw.get("size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
+        raise CardError(origin, f"{where}.size", f"must be the file's size in bytes, got {size!r}")
+    fields = {k: (str(v) if v is not None else None) for k, v in raw.items() if k != "size"}
     fields["sha256"] = sha
+    fields["size"] = size
     return Source(**fields)  # type: ignore[arg-type]
 
 

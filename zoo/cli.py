@@ -52,14 +52,17 @@ def _add_list(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     import zoo
+    from zoo.hub import availability, format_size
     from zoo.registry import get_registry, plugin_report
 
     reg = get_registry()
     models = zoo.list_models(args.pattern)
+    status = {n: availability(reg.cards[n]) for n in models}  # shipped / cached / downloadable, and size
     if args.json:
         out = {
             "models": [{"name": n, "architecture": reg.cards[n].architecture, "default": reg.cards[n].default,
-                        "license": reg.cards[n].license, "quality": reg.cards[n].quality} for n in models],
+                        "license": reg.cards[n].license, "quality": reg.cards[n].quality,
+                        "status": status[n][0], "size": status[n][1]} for n in models],
             "architectures": zoo.list_architectures(),
         }
         if args.verbose:
@@ -70,7 +73,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for n in models:
         c = reg.cards[n]
         mr = _quality_value(c.quality)
-        print(f"  {n:<28} {'(default) ' if c.default else '':<10} {c.license:<14} {mr}")
+        where = f"{status[n][0]}{'' if status[n][1] is None else ', ' + format_size(status[n][1])}"
+        print(f"  {n:<28} {'(default) ' if c.default else '':<10} {c.license:<14} {where:<24} {mr}")
     print("architectures:")
     for a in zoo.list_architectures():
         arch = reg.architectures[a]

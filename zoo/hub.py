@@ -15,6 +15,8 @@ import importlib.metadata
 import json
 import os
 import shutil
+import struct
+import sys
 import tempfile
 import time
 import urllib.request
@@ -33,6 +35,11 @@ class ChecksumError(ValueError):
 
 class SourceUnavailable(RuntimeError):
     """None of a card's sources could provide the weights (each attempt is listed)."""
+
+
+class NotInCache(SourceUnavailable, FileNotFoundError):
+    """Offline, and the weights of a downloadable model are in neither cache (the message says what is
+    missing, its size, the command that fetches it and what works offline instead)."""
 
 
 def cache_dir() -> Path:
@@ -74,15 +81,13 @@ def fetch_source(source: Source, *, offline: bool | None = None) -> Path:
     if source.kind == "hf":
         return _fetch_hf(source, offline)
     if source.kind == "package":
-        try:
-            dist = importlib.metadata.distribution(str(source.package))
-        except importlib.metadata.PackageNotFoundError:
-            raise FileNotFoundError(f"{what}: package {source.package!r} is not installed") from None
-        path = Path(str(dist.locate_file(str(source.path))))
-        if not path.is_file():
-            path = _in_importable_package(str(source.path)) or path
-        if not path.is_file():
-            raise FileNotFoundError(f"{what}: {path} does not exist in the installed package")
+        path = _local_source_path(source)
+        if path is None:
+            try:
+                importlib.metadata.distribution(str(source.package))
+            except importlib.metadata.PackageNotFoundError:
+                raise FileNotFoundError(f"{what}: package {source.package!r} is not installed") from None
+            raise FileNotFoundError(f"{what}: {source.path} does not exist in the installed package")
         return verify(path, source.sha256, what)
     if source.kind == "path":
         path = Path(os.path.expanduser(str(source.path)))
@@ -109,15 +114,26 @@ def _in_importable_package(rel: str) -> Path | None:
 
 
 def _fetch_hf(source: Source, offline: bool) -> Path:
+    """A Hub file at its pinned commit, downloaded by ``huggingface_hub`` (its cache, lock and progress bar)
+    and verified before anything reads it; the user is told the size, source and cache before a download."""
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     what = source.describe()
+    args = (str(source.repo), str(source.filename), str(source.revision))
     try:
-        path = hf_download(str(source.repo), str(source.filename), str(source.revision), offline=offline)
+        path = hf_download(*args, offline=True, repo_type=source.repo_type)
     except LocalEntryNotFoundError as exc:
         if offline:
-            raise FileNotFoundError(f"{what}: not in the Hugging Face cache and offline mode is on") from exc
-        raise
+            raise FileNotFoundError(f"{what}: not in the Hugging Face cache ({hf_cache_root()}) and offline mode "
+                                    f"is on") from exc
+        announce(f"downloading {source.filename} ({format_size(source.size)}) from {what} into "
+                 f"{hf_cache_root()}; it is checked against the pinned sha256 before use")
+        try:
+            path = hf_download(*args, offline=False, repo_type=source.repo_type)
+        except Exception as exc:  # noqa: BLE001 - httpx, huggingface_hub and OS errors: one line each
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ConnectionError(f"{what}: download failed ({type(exc).__name__}{': ' if reason else ''}{reason}); "
+                                  f"nothing of it was kept, run the same command again to retry") from None
     try:
         return verify(path, source.sha256, what)
     except ChecksumError:
@@ -135,7 +151,32 @@ _TRANSIENT_ERRORS = {"ReadError", "RemoteProtocolError", "ReadTimeout", "Connect
                      "IncompleteRead"}
 
 
-def hf_download(repo: str, filename: str, revision: str, *, offline: bool = False) -> Path:
+def announce(message: str) -> None:
+    """Tell the user (standard error) what is about to happen, e.g. before a large download."""
+    print(f"vocoder-zoo: {message}", file=sys.stderr, flush=True)
+
+
+def format_size(size: int | None) -> str:
+    """``675788412`` -> ``'644.5 MiB'`` (``'size unknown'`` for ``None``)."""
+    if size is None:
+        return "size unknown"
+    value, unit = float(size), "B"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            break
+        value /= 1024
+    return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+
+
+def hf_cache_root() -> Path:
+    """The ``huggingface_hub`` cache folder this process uses (``HF_HUB_CACHE``, else the library's)."""
+    from huggingface_hub import constants
+
+    return Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
+
+
+def hf_download(repo: str, filename: str, revision: str, *, offline: bool = False,
+                repo_type: str | None = None) -> Path:
     """``huggingface_hub.hf_hub_download`` with the endpoint and cache read from the environment now
     (``HF_ENDPOINT``, ``HF_HUB_CACHE``), so a process can switch hubs or caches between calls; transient
     failures are retried (:data:`HF_TRIES`), anything else is raised as huggingface_hub raised it."""
@@ -144,7 +185,9 @@ def hf_download(repo: str, filename: str, revision: str, *, offline: bool = Fals
     for attempt in range(HF_TRIES):
         try:
             return Path(hf_hub_download(repo_id=repo, filename=filename, revision=revision,
-                                        local_files_only=offline, endpoint=os.environ.get("HF_ENDPOINT") or None,
+                                        local_files_only=offline,
+                                        repo_type=repo_type if repo_type != "model" else None,
+                                        endpoint=os.environ.get("HF_ENDPOINT") or None,
                                         cache_dir=os.environ.get("HF_HUB_CACHE") or None))
         except Exception as exc:
             wait = None if offline or attempt == HF_TRIES - 1 else _retry_wait(exc, attempt)
@@ -185,12 +228,17 @@ def one_line(exc: BaseException) -> str:
 
 
 def _evict_hf_file(path: Path) -> None:
-    """Remove a bad file from the huggingface_hub cache (the snapshot link and its blob)."""
+    """Remove a bad file from the huggingface_hub cache (the snapshot link, its blob, and the folders
+    that held only them), so that nothing of it is left behind."""
     with contextlib.suppress(OSError):
         blob = path.resolve()
         path.unlink()
         if blob != path and blob.exists():
             blob.unlink()
+        folder = path.parent
+        while "snapshots" in folder.parts and folder.name != "snapshots" and not any(folder.iterdir()):
+            folder.rmdir()  # the empty snapshots/<commit>/... folders the bad file was in
+            folder = folder.parent
 
 
 def _fetch_url(source: Source, offline: bool) -> Path:
@@ -212,16 +260,25 @@ def _fetch_url(source: Source, offline: bool) -> Path:
 
 
 # ---------------------------------------------------------------------- cards -> weights
-def resolve_card(card: ModelCard, *, offline: bool | None = None) -> tuple[dict[str, Any], Path | None]:
+def resolve_card(card: ModelCard, *, offline: bool | None = None,
+                 requested: str | None = None) -> tuple[dict[str, Any], Path | None]:
     """``(config dict, safetensors path)`` for a card, trying its sources in order.
 
     A card without sources describes a model without weights (the path is ``None``).
 
     Sources whose ``format`` names a converter are converted once into the zoo cache; the converted
-    folder records the source sha256 it came from and the sha256 of the weights it wrote.
+    folder records the source sha256 it came from and the sha256 of the weights it wrote, and a later load
+    uses it without touching the original (offline too). Offline, when no source is in any cache, a
+    :class:`NotInCache` error says what is missing, how big it is, ``zoo pull <requested>`` and what
+    works offline instead.
     """
     if not card.sources:
         return card.model_config(), None
+    for source in card.sources:
+        if source.format != "safetensors":
+            hit = converted_hit(card, source)
+            if hit is not None:
+                return card.model_config(), hit
     errors = []
     for source in card.sources:
         try:
@@ -233,38 +290,135 @@ def resolve_card(card: ModelCard, *, offline: bool | None = None) -> tuple[dict[
         if source.format == "safetensors":
             return card.model_config(), path
         return card.model_config(), convert_cached(card, source, path)
+    if is_offline(offline) and any(s.kind in ("hf", "url") for s in card.sources):
+        raise NotInCache(offline_message(card, requested or card.name))
     raise SourceUnavailable(f"could not get the weights of {card.name!r}; tried:\n" + "\n".join(errors))
 
 
+def offline_message(card: ModelCard, requested: str) -> str:
+    """The one error of an offline load whose weights were never downloaded (see :class:`NotInCache`)."""
+    remote = next(s for s in card.sources if s.kind in ("hf", "url"))
+    name = Path(str(remote.filename or remote.url)).name
+    text = (f"{card.name} is not in the cache and offline mode is on: it needs {name} ({format_size(remote.size)}) "
+            f"from {remote.describe()}, converted once into {cache_dir()}. Fetch it once with network access: "
+            f"`zoo pull {requested}`.")
+    alternative = card.extra.get("offline_alternative")
+    if alternative:
+        text += f" Works offline now: zoo.load({alternative!r}), shipped with its plugin{_summary(alternative)}."
+    return text
+
+
+def _summary(name: str) -> str:
+    """``': <sounds_like> (<eval-lj numbers>)'`` of a registered card, from the card itself."""
+    from zoo.registry import get_registry
+
+    card = get_registry().cards.get(name)
+    if card is None:
+        return ""
+    parts = [str(card.extra["sounds_like"]).rstrip(".")] if card.extra.get("sounds_like") else []
+    numbers = quality_line(card.quality)
+    if numbers:
+        parts.append(f"measured {numbers}")
+    return (": " + "; ".join(parts)) if parts else ""
+
+
+def quality_line(quality: dict[str, Any]) -> str:
+    """``'eval-lj STOI 0.36, PESQ 1.03'``-style summary of a card's ``quality`` block (known metrics only)."""
+    labels = {"stoi": "STOI", "pesq": "PESQ", "pesq_wb": "PESQ", "mr_stft": "MR-STFT", "log_mel_l1": "log-mel L1"}
+    out = []
+    for dataset, values in quality.items():
+        if isinstance(values, dict):
+            shown = [f"{label} {values[key]}" for key, label in labels.items()
+                     if isinstance(values.get(key), (int, float))]
+            if shown:
+                out.append(f"{dataset} {', '.join(shown)}")
+    return "; ".join(out)
+
+
+def availability(card: ModelCard) -> tuple[str, int | None]:
+    """``(status, size in bytes)`` of a card's weights without fetching or hashing anything.
+
+    ``shipped``: a file of an installed package (or a local path); ``cached``: downloaded (or converted)
+    into the caches, so it loads offline; ``downloadable``: it needs ``zoo pull`` (or a first online load);
+    ``no weights``: a model without parameters; ``missing``: no source is available.
+    """
+    if not card.sources:
+        return "no weights", None
+    for source in card.sources:
+        if source.kind in ("package", "path"):
+            path = _local_source_path(source)
+            if path is not None:
+                return "shipped", path.stat().st_size
+    for source in card.sources:
+        if source.kind not in ("hf", "url"):
+            continue
+        if source.format != "safetensors" and converted_hit(card, source) is not None:
+            return "cached", source.size
+        if source.kind == "hf":
+            with contextlib.suppress(Exception):
+                path = hf_download(str(source.repo), str(source.filename), str(source.revision), offline=True,
+                                   repo_type=source.repo_type)
+                return "cached", path.stat().st_size
+        elif (cache_dir() / "downloads" / source.sha256 / Path(str(source.url)).name).is_file():
+            return "cached", source.size
+    remote = [s for s in card.sources if s.kind in ("hf", "url")]
+    return ("downloadable", remote[0].size) if remote else ("missing", None)
+
+
+def _local_source_path(source: Source) -> Path | None:
+    if source.kind == "path":
+        path = Path(os.path.expanduser(str(source.path)))
+        return path if path.is_file() else None
+    try:
+        dist = importlib.metadata.distribution(str(source.package))
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    path = Path(str(dist.locate_file(str(source.path))))
+    if not path.is_file():
+        path = _in_importable_package(str(source.path)) or path
+    return path if path.is_file() else None
+
+
+def _converted_folder(card: ModelCard, source: Source) -> Path:
+    return cache_dir() / "converted" / f"{source.format}-{source.sha256[:16]}-{card.name}"
+
+
+def converted_hit(card: ModelCard, source: Source) -> Path | None:
+    """The cached conversion of ``source`` for ``card`` if present and intact, else ``None``."""
+    folder = _converted_folder(card, source)
+    weights, stamp = folder / WEIGHTS_NAME, folder / "conversion.json"
+    if weights.is_file() and stamp.is_file():
+        try:
+            info = json.loads(stamp.read_text())
+        except (OSError, ValueError):
+            return None
+        if info.get("source_sha256") == source.sha256 and sha256_file(weights) == info.get("weights_sha256"):
+            return weights
+    return None
+
+
 def convert_cached(card: ModelCard, source: Source, path: Path) -> Path:
-    """Convert a verified legacy checkpoint once; returns the cached ``model.safetensors``."""
+    """Convert a verified legacy checkpoint once; returns the cached ``model.safetensors``.
+
+    One process converts at a time (others wait on a file lock, then find the result; the lock dies with its
+    process). The weights are written in canonical form (:func:`canonical_safetensors`), so the same source
+    gives a byte-identical ``model.safetensors`` on every machine, which a lock file or a mirror can pin.
+    """
     from filelock import FileLock
 
     from zoo.registry import get_registry
 
-    folder = cache_dir() / "converted" / f"{source.format}-{source.sha256[:16]}-{card.name}"
-    weights = folder / WEIGHTS_NAME
-    # One process converts at a time (others wait, then find the result); the lock dies with its process.
+    folder = _converted_folder(card, source)
     with FileLock(str(_ensure(folder.parent) / f".{folder.name}.lock")):
-        if _converted_ok(folder, source.sha256):
-            return weights
+        hit = converted_hit(card, source)
+        if hit is not None:
+            return hit
         for stale in folder.parent.glob(f".tmp-{folder.name}-*"):  # left by a killed conversion
             shutil.rmtree(stale, ignore_errors=True)
         converter = get_registry().converter(str(source.format))
         model = converter.fn(path, config=card.model_config())
         _write_converted(model, card, source, folder)
-    return weights
-
-
-def _converted_ok(folder: Path, source_sha256: str) -> bool:
-    stamp, weights = folder / "conversion.json", folder / WEIGHTS_NAME
-    if not (weights.is_file() and stamp.is_file()):
-        return False
-    try:
-        info = json.loads(stamp.read_text())
-    except (OSError, ValueError):
-        return False
-    return info.get("source_sha256") == source_sha256 and sha256_file(weights) == info.get("weights_sha256")
+    return folder / WEIGHTS_NAME
 
 
 def _write_converted(model: Any, card: ModelCard, source: Source, folder: Path) -> None:
@@ -276,9 +430,11 @@ def _write_converted(model: Any, card: ModelCard, source: Source, folder: Path) 
     try:
         try:
             model.save_pretrained(tmp)
+            del model
+            canonical_safetensors(tmp / WEIGHTS_NAME)
             info = {"source": source.to_dict(), "source_sha256": source.sha256, "converter": source.format,
                     "weights_sha256": sha256_file(tmp / WEIGHTS_NAME), "model": card.name}
-            (tmp / "conversion.json").write_text(json.dumps(info, indent=2))
+            (tmp / "conversion.json").write_text(json.dumps(info, indent=2, sort_keys=True))
         except (OSError, SafetensorError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise OSError(f"could not write the converted {card.name!r} into the zoo cache ({reason}; disk "
@@ -289,6 +445,44 @@ def _write_converted(model: Any, card: ModelCard, source: Source, folder: Path) 
         os.replace(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def canonical_safetensors(path: Path) -> Path:
+    """Rewrite a safetensors file in canonical form, in place: header JSON with sorted metadata keys and
+    tensors sorted by name, without spaces, data in the same name order, padded to 8 bytes.
+
+    ``safetensors`` keeps the metadata in a hash map, so its order (and the file's sha256) changes from one
+    save to the next; the canonical form depends only on the tensors and the metadata. The data is copied
+    tensor by tensor (bounded memory), never parsed as numbers.
+    """
+    with open(path, "rb") as src:
+        (n,) = struct.unpack("<Q", src.read(8))
+        header = json.loads(src.read(n))
+        base = 8 + n
+        meta = header.pop("__metadata__", None)
+        entries, offset = {}, 0
+        for name in sorted(header):
+            begin, end = header[name]["data_offsets"]
+            entries[name] = {"dtype": header[name]["dtype"], "shape": header[name]["shape"],
+                             "data_offsets": [offset, offset + end - begin]}
+            offset += end - begin
+        head: dict[str, Any] = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
+        head.update(entries)
+        text = json.dumps(head, separators=(",", ":"), sort_keys=False).encode()
+        text += b" " * (-len(text) % 8)
+        with atomic_path(path, ".canon") as tmp, open(tmp, "wb") as out:
+            out.write(struct.pack("<Q", len(text)) + text)
+            for name in entries:
+                begin, end = header[name]["data_offsets"]
+                src.seek(base + begin)
+                remaining = end - begin
+                while remaining:
+                    block = src.read(min(remaining, 1 << 24))
+                    if not block:
+                        raise ValueError(f"{path}: truncated safetensors data for {name!r}")
+                    out.write(block)
+                    remaining -= len(block)
+    return path
 
 
 def _ensure(path: Path) -> Path:

@@ -6,7 +6,11 @@ Two formats, detected automatically:
   :mod:`zoo.safe_pickle` (the module becomes an inert record; NVIDIA's code is never imported and nothing
   in the pickle is executed), then its parameters are collected.
 * DeepLearningExamples / torch.hub: ``{'state_dict': {...'module.'-prefixed...}, 'config': {...}}``, read
-  with ``torch.load(weights_only=True)``.
+  the same way (its optimizer state is never materialised); the embedded ``config`` must agree with the
+  tensors and with the model card's config.
+
+Both torch serialization formats are read (the zip archive and the legacy pre-1.6 stream that NVIDIA's
+2019-2020 files use, with their ``('module', class, file, source)`` records).
 
 Older layouts are accepted too: per-layer ``cond_layers.i`` (DLE, NVIDIA before 2019-08) are concatenated
 into the fused conditioning conv, and separate ``res_layers``/``skip_layers`` (before 2018-11) are mapped
@@ -24,33 +28,78 @@ from torch import Tensor
 from zoo_plugins.waveglow.model import WaveGlow, WaveGlowConfig
 
 from zoo.mel import MelConfig
-from zoo.safe_pickle import ModuleStub, load_checkpoint, module_attributes, state_dict_of
+from zoo.safe_pickle import ModuleStub, load_checkpoint, module_attributes, state_dict_of, weights_only_load
 from zoo.weightnorm import fold_state_dict, map_all_keys, strip_prefix
 
 
 def read_reference_state(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """``(reference state dict with weight norm folded, hints)`` from either checkpoint format."""
+    """``(reference state dict with weight norm folded, hints)`` from either checkpoint format.
+
+    The file is read with the restricted unpickler (both torch serialization formats, tensors as views on a
+    memory map, so only the pages of the weights used are ever read); a file it cannot read is tried with
+    ``torch.load(weights_only=True)`` and, failing both, refused with the restricted reader's message.
+    Floating-point weights are taken as float32 (DeepLearningExamples' AMP checkpoints may hold float16).
+    """
     path = Path(path)
     hints: dict[str, Any] = {}
     try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - a pickled module: fall back to the restricted reader
         ckpt = load_checkpoint(path)
+    except ValueError as exc:
+        try:
+            ckpt = weights_only_load(path)
+        except ValueError:
+            raise exc from None
     if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), ModuleStub):
         module = ckpt["model"]
         state = state_dict_of(module)
         hints.update(module_attributes(module))
+        hints.update(_wn_attributes(module))
     elif isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict):
         state = strip_prefix(strip_prefix(ckpt["state_dict"], "module.1."), "module.")
         cfg = ckpt.get("config")
         if isinstance(cfg, dict):
             hints.update(cfg)
             hints.update(cfg.get("WN_config", {}) or {})
-    elif isinstance(ckpt, dict) and all(isinstance(v, Tensor) for v in ckpt.values()):
+    elif isinstance(ckpt, dict) and ckpt and all(isinstance(v, Tensor) for v in ckpt.values()):
         state = strip_prefix(ckpt)
     else:
         raise ValueError(f"{path}: not a WaveGlow checkpoint ({{'model': WaveGlow}} or {{'state_dict': ...}})")
+    if not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{path}: the state dict holds values that are not tensors")
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     return fold_state_dict(state), hints
+
+
+def _wn_attributes(module: ModuleStub) -> dict[str, Any]:
+    """``n_layers`` / ``n_channels`` recorded on the first ``glow.WN`` of a pickled NVIDIA module."""
+    try:
+        first = module.__dict__["state"]["_modules"]["WN"].__dict__["state"]["_modules"]["0"]
+        return {k: v for k, v in module_attributes(first).items() if k in ("n_layers", "n_channels")}
+    except (KeyError, TypeError, AttributeError):
+        return {}
+
+
+CHECKED_FIELDS = ("n_flows", "n_group", "n_early_every", "n_early_size", "n_layers", "n_channels", "kernel_size",
+                  "upsample_kernel")
+
+
+def check_config(cfg: WaveGlowConfig, hints: dict[str, Any], base: dict[str, Any] | None, source: str) -> None:
+    """Refuse a checkpoint whose tensors, embedded config (DLE ``config``, NVIDIA's module attributes) and
+    the card's config (``base``) do not all describe the same WaveGlow; the message lists every field."""
+    problems = []
+    mine = {f: getattr(cfg, f) for f in CHECKED_FIELDS} | {"n_mel_channels": cfg.mel.n_mels}
+    for field, value in mine.items():
+        if field in hints and isinstance(hints[field], (int, float)) and int(hints[field]) != value:
+            problems.append(f"{field}: the checkpoint's own config says {hints[field]}, its tensors {value}")
+    if base:
+        card = {f: base[f] for f in CHECKED_FIELDS if f in base}
+        if isinstance(base.get("mel"), dict) and "n_mels" in base["mel"]:
+            card["n_mel_channels"] = base["mel"]["n_mels"]
+        for field, value in card.items():
+            if value != mine[field]:
+                problems.append(f"{field}: the card says {value}, the checkpoint has {mine[field]}")
+    if problems:
+        raise ValueError(f"{source}: the checkpoint does not match the model card: " + "; ".join(problems))
 
 
 def infer_config(state: dict[str, Tensor], hints: dict[str, Any], base: dict[str, Any] | None = None) -> WaveGlowConfig:
@@ -66,7 +115,7 @@ def infer_config(state: dict[str, Tensor], hints: dict[str, Any], base: dict[str
     mel = MelConfig.preset("tacotron2")
     if base and "mel" in base:
         mel = MelConfig.from_dict(base["mel"]) if isinstance(base["mel"], dict) else MelConfig.preset(base["mel"])
-    if mel.n_mels != n_mel:
+    if mel.n_mels != n_mel and not (base and "mel" in base):
         mel = mel.replace(n_mels=n_mel)
     cfg = dict(n_flows=n_flows, n_group=sizes[0], n_early_every=n_early_every, n_early_size=n_early_size,
                n_layers=n_layers, n_channels=state["WN.0.start.weight"].shape[0],
@@ -123,6 +172,7 @@ def convert(path: str | Path, config: dict[str, Any] | None = None) -> WaveGlow:
     state, hints = read_reference_state(path)
     reference_keys_ok(state)
     cfg = infer_config(state, hints, config)
+    check_config(cfg, hints, config, str(path))
     model = WaveGlow(cfg)
     model.load_state_dict_checked(map_all_keys(state, lambda s: map_keys(s, cfg), str(path)), source=str(path))
     return model.prepare_for_inference()
