@@ -207,8 +207,9 @@ def test_legacy_pickle_converts_to_exactly_the_tensors_of_the_zip_pickle(ckpts, 
         za, zb = zoo.convert("waveglow", pa, tmp_path / f"out-{a}"), zoo.convert("waveglow", pb, tmp_path / f"out-{b}")
         assert za.state_dict().keys() == zb.state_dict().keys()
         assert all(torch.equal(x, y) for x, y in zip(za.state_dict().values(), zb.state_dict().values(), strict=True))
-        canon = [canonical_safetensors(tmp_path / f"out-{n}" / "model.safetensors").read_bytes() for n in (a, b)]
-        assert canon[0] == canon[1], f"{a} and {b} convert to different bytes"
+        files = [(tmp_path / f"out-{n}" / "model.safetensors").read_bytes() for n in (a, b)]
+        assert files[0] == files[1], f"{a} and {b} convert to different bytes"
+        assert canonical_safetensors(tmp_path / f"out-{a}" / "model.safetensors").read_bytes() == files[0]
 
 
 def test_two_conversions_in_two_fresh_caches_give_the_same_sha256(hub, ckpts, tmp_path, monkeypatch):
