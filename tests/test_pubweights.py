@@ -292,7 +292,7 @@ def test_zoo_list_says_shipped_cached_or_downloadable_with_sizes(hub, ckpts, tmp
     assert before["waveglow.nvidia"]["status"] == "downloadable"
     assert before["waveglow.nvidia"]["size"] == 675788412
     assert before["waveglow.nvtiny"]["status"] == "downloadable"
-    zoo.load("waveglow.nvtiny")
+    assert cli_main(["pull", "waveglow.nvtiny"]) == 0
     assert rows()["waveglow.nvtiny"]["status"] == "cached"
     assert cli_main(["list"]) == 0
     text = capsys.readouterr().out
