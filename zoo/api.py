@@ -171,7 +171,8 @@ def check_mel_compatible(vocoder_mel: MelConfig, tts_mel: MelConfig) -> None:
 
 def convert(source: str, checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None,
             config: dict[str, Any] | None = None) -> Vocoder:
-    """Convert an original checkpoint with the converter ``source``; saved to ``out_dir`` if given."""
+    """Convert an original checkpoint with the converter ``source``; saved to ``out_dir`` if given, with the
+    weights in canonical form (the same checkpoint always gives the same ``model.safetensors`` bytes)."""
     converter = get_registry().converter(source)
     if config is not None and not isinstance(config, dict):
         raise ValueError(f"config must be a dict of hyperparameters, got {type(config).__name__}")
@@ -188,7 +189,10 @@ def convert(source: str, checkpoint: str | os.PathLike[str], out_dir: str | os.P
         raise ValueError(f"{checkpoint}: the {source!r} converter cannot convert it "
                          f"({type(exc).__name__}{': ' + reason if reason else ''})") from None
     if out_dir is not None:
-        model.save_pretrained(out_dir)
+        from zoo.hub import canonical_safetensors
+        from zoo.vocoder import WEIGHTS_NAME
+
+        canonical_safetensors(model.save_pretrained(out_dir) / WEIGHTS_NAME)  # same source, same bytes
     return model
 
 

@@ -74,7 +74,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         c = reg.cards[n]
         mr = _quality_value(c.quality)
         where = f"{status[n][0]}{'' if status[n][1] is None else ', ' + format_size(status[n][1])}"
-        print(f"  {n:<28} {'(default) ' if c.default else '':<10} {c.license:<14} {where:<24} {mr}")
+        print(f"  {n:<28} {'(default) ' if c.default else '':<10} {c.license:<14} {where:<26} {mr}")
     print("architectures:")
     for a in zoo.list_architectures():
         arch = reg.architectures[a]

@@ -304,7 +304,7 @@ def offline_message(card: ModelCard, requested: str) -> str:
             f"`zoo pull {requested}`.")
     alternative = card.extra.get("offline_alternative")
     if alternative:
-        text += f" Works offline now: zoo.load({alternative!r}), shipped with its plugin{_summary(alternative)}."
+        text += f" Works offline now: zoo.load({alternative!r}), shipped with the package{_summary(alternative)}."
     return text
 
 

@@ -161,6 +161,10 @@ class _Mapped:
             size = f.seek(0, 2)
             self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size else None
         self.size = size
+        if self.mm is not None and hasattr(mmap, "MADV_RANDOM"):
+            # No read-ahead: the pages of tensors never used (optimizer state, NVIDIA's cached weight-norm
+            # products) stay out of memory, even when they sit between the weights.
+            self.mm.madvise(mmap.MADV_RANDOM)
 
     def tensor(self, offset: int, dtype: torch.dtype, numel: int, what: str) -> torch.Tensor:
         nbytes = numel * _element_size(dtype)

@@ -67,7 +67,10 @@ def read_reference_state(path: str | Path) -> tuple[dict[str, Tensor], dict[str,
     if not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{path}: the state dict holds values that are not tensors")
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
-    return fold_state_dict(state), hints
+    folded = fold_state_dict(state)
+    # Weights that were not weight-normed are still views on the file's memory map: copy them, so the
+    # mapping (and the pages it read) is released with the checkpoint before the model is built.
+    return {k: (v if f"{k}_g" in state else v.clone()) for k, v in folded.items()}, hints
 
 
 def _wn_attributes(module: ModuleStub) -> dict[str, Any]:

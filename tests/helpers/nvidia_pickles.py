@@ -183,3 +183,59 @@ def dle_checkpoint(state: dict[str, torch.Tensor], config: dict[str, Any] = SMAL
             out["module." + key] = value.clone()
     return {"state_dict": out, "config": dict(config), "epoch": 1000,
             "random_rng_state": torch.random.get_rng_state(), "optimizer": {"state": {}, "param_groups": []}}
+
+
+def write_synthetic(path: Path, n_channels: int, n_layers: int = 8, legacy: bool = True, seed: int = 0) -> Path:
+    """A random WaveGlow of the published shape (12 flows, n_group 8, 80 mels) with ``n_channels``, saved
+    whole as NVIDIA's train.py saves it: the size of the published file at 256 channels (about 676 MB:
+    the weight-norm products NVIDIA's pickles carry double the weight-normed convs)."""
+    torch.manual_seed(seed)
+    config = {"n_mel_channels": 80, "n_flows": 12, "n_group": 8, "n_early_every": 4, "n_early_size": 2,
+              "WN_config": {"n_layers": n_layers, "n_channels": n_channels, "kernel_size": 3}}
+    with glow_module(path.parent / f".glow-{path.stem}") as glow, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = glow.WaveGlow(**config)
+        state = model.state_dict()
+        del model
+        ckpt = nvidia_checkpoint(glow, state, config=config)
+        del state
+        ckpt["optimizer"] = {"state": {}, "param_groups": []}
+        return save(ckpt, path, legacy=legacy)
+
+
+PEAK_SCRIPT = """
+import json, os, sys, threading, time
+import zoo
+from zoo.registry import get_registry
+get_registry()  # plugins imported and cards read before the baseline
+CKPT = os.path.realpath(sys.argv[1])
+def usage():
+    out, where = {'rss': 0, 'anon': 0, 'ckpt': 0}, ''
+    with open('/proc/self/smaps') as f:
+        for line in f:
+            parts = line.split()
+            if parts and not parts[0].endswith(':'):
+                where = parts[5] if len(parts) > 5 else ''
+            elif parts[0] == 'Rss:':
+                out['rss'] += int(parts[1]) * 1024
+                out['ckpt'] += int(parts[1]) * 1024 if where == CKPT else 0
+            elif parts[0] == 'Anonymous:':
+                out['anon'] += int(parts[1]) * 1024
+    return out
+base, stop = usage(), []
+peak = dict(base)
+def sample():
+    while not stop:
+        for key, value in usage().items():
+            peak[key] = max(peak[key], value)
+        time.sleep(0.005)
+thread = threading.Thread(target=sample)
+thread.start()
+zoo.convert('waveglow', sys.argv[1], sys.argv[2])
+stop.append(1)
+thread.join()
+print(json.dumps({key: peak[key] - base[key] for key in base}))
+"""
+"""Run in a fresh interpreter: the peak increase, while ``zoo convert`` reads a file, of the resident memory
+(``rss``), of its anonymous part (``anon``) and of the pages of the checkpoint file mapped (``ckpt``), sampled
+from /proc/self/smaps every 5 ms."""
