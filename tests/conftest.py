@@ -71,7 +71,17 @@ def parity_dir() -> Path:
 
 
 def shared_dir() -> Path:
-    return REPO.parent / "shared"
+    """``$ZOO_SHARED_DIR`` or ``<repo>/../shared`` (the evaluation and training data live under it)."""
+    return Path(os.environ.get("ZOO_SHARED_DIR", REPO.parent / "shared"))
+
+
+def full_key_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """``{key: shape}`` from a parity ``full_keys*.json`` file (a list of {name, shape, dtype} records)."""
+    import json
+
+    data = json.loads(path.read_text())
+    records = next(v for v in data.values() if isinstance(v, list) and v and isinstance(v[0], dict))
+    return {r["name"]: tuple(r["shape"]) for r in records}
 
 
 @pytest.fixture(scope="session")

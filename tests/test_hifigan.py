@@ -135,17 +135,25 @@ def test_parity_hifigan_reference_generator(checkpoint, eval_dir):
 
 
 def test_converter_refuses_non_weights_pickles(tmp_path):
+    """A checkpoint whose pickle calls a function when loaded (here: creating a file) is refused, and the
+    function never runs (the marker file does not exist afterwards; plain pickle.load does create it)."""
     import pickle
+
+    marker = tmp_path / "pwned"
 
     class Evil:
         def __reduce__(self):
-            return (print, ("this must never run",))
+            return (open, (str(marker), "w"))
 
     bad = tmp_path / "evil.pt"
     with bad.open("wb") as f:
         pickle.dump({"generator": Evil()}, f)
     with pytest.raises(ValueError, match="refusing to unpickle"):
         convert(bad)
+    assert not marker.exists(), "the checkpoint's payload ran"
+    with bad.open("rb") as f:
+        pickle.load(f)["generator"].close()  # noqa: S301 - the control: unrestricted unpickling runs it
+    assert marker.exists()
 
 
 def test_load_default_is_universal_and_cached(monkeypatch, tmp_path):

@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 
 import zoo
+from tests.conftest import parity_dir
 from zoo.cli import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -192,7 +193,7 @@ def test_export_makes_the_output_folder(tmp_path):
 
 
 # ---------------------------------------------------------------------- zoo convert: untrusted files, safe outputs
-PARITY = Path(__file__).resolve().parents[2] / "shared" / "parity"
+PARITY = parity_dir()
 
 
 def _truncated(src: Path, dst: Path, keep: int = 2000) -> Path:

@@ -20,10 +20,11 @@ from zoo_plugins.parallel_wavenet.losses import gaussian_kl_loss, monte_carlo_kl
 from zoo_plugins.parallel_wavenet.teacher import TeacherAdapter
 
 import zoo
+from tests.conftest import shared_dir
 
 torch.set_num_threads(1)
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train-pm"
+DATA = shared_dir() / "data" / "train-pm"
 STUDENT = dict(
     flow_layers=(3, 3),
     dilation_cycle=3,

@@ -16,7 +16,7 @@ from torch.autograd.functional import jacobian
 from zoo_plugins.waveglow import WaveGlow, WaveGlowConfig, convert
 
 import zoo
-from tests.conftest import parity_dir
+from tests.conftest import full_key_shapes, parity_dir
 from zoo.cli import main as cli_main
 from zoo.testing import check_vocoder, make_mel_dependent
 
@@ -62,6 +62,21 @@ def test_parity_waveglow_forward(converted):
 
 
 @pytest.mark.parity
+def test_parity_waveglow_recorded_noise_order(converted):
+    """NVIDIA's infer() draws the last 4 channels first, then the early outputs of flow 4, then of flow 2;
+    packed in z's channel layout [early k=2, early k=4, final] they are ``infer_noise``, and reversing
+    them reproduces ``infer_audio``: our reverse pass puts each draw where the reference does."""
+    _, io = _reference()
+    z = torch.cat([io["infer_noise_early_2"], io["infer_noise_early_4"], io["infer_noise_initial"]], 1)
+    assert torch.equal(z, io["infer_noise"])
+    with torch.no_grad():
+        audio = converted.reverse(0.6 * z, io["mel"])
+        swapped = converted.reverse(0.6 * z[:, [2, 3, 0, 1, 4, 5, 6, 7]], io["mel"])
+    torch.testing.assert_close(audio, io["infer_audio"], atol=1e-5, rtol=1e-5)
+    assert (swapped - io["infer_audio"]).abs().max() > 1e-3, "the draw order must matter"
+
+
+@pytest.mark.parity
 def test_parity_waveglow_inference_with_recorded_noise(converted):
     _, io = _reference()
     sigma = 0.6
@@ -78,7 +93,7 @@ def test_parity_waveglow_full_keys_layout():
     from zoo.weightnorm import fold_state_dict
 
     for name in ("full_keys.json", "full_keys_legacy_cond_layers.json"):
-        shapes = _full_key_shapes(P / name)
+        shapes = full_key_shapes(P / name)
         state = {k: (torch.ones(s) if k.endswith("weight_g") else torch.zeros(s)) for k, s in shapes.items()}
         folded = fold_state_dict(state)
         cfg = infer_config(folded, {})
@@ -87,13 +102,6 @@ def test_parity_waveglow_full_keys_layout():
         mapped = map_keys(folded, cfg)
         assert set(mapped) == set(own), name
         assert all(tuple(mapped[k].shape) == tuple(own[k].shape) for k in own), name
-
-
-def _full_key_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """``{key: shape}`` from a full_keys*.json file (a list of {name, shape, dtype} records)."""
-    data = json.loads(path.read_text())
-    records = next(v for v in data.values() if isinstance(v, list) and v and isinstance(v[0], dict))
-    return {r["name"]: tuple(r["shape"]) for r in records}
 
 
 def test_convert_cli_both_formats(tmp_path, capsys):

@@ -212,9 +212,14 @@ def parse_card(text: str, origin: str = "<string>") -> ModelCard:
         mel = MelConfig.from_dict(data["mel"]) if isinstance(data["mel"], dict) else MelConfig.preset(data["mel"])
     except (ValueError, TypeError, KeyError) as exc:
         raise CardError(origin, "mel", str(exc)) from None
+    if "sample_rate" in data and (isinstance(data["sample_rate"], bool) or not isinstance(data["sample_rate"], int)):
+        raise CardError(origin, "sample_rate", f"must be a whole number of Hz, got {data['sample_rate']!r}")
     if "sample_rate" in data and int(data["sample_rate"]) != mel.sample_rate:
         raise CardError(origin, "sample_rate",
                         f"{data['sample_rate']} disagrees with mel.sample_rate {mel.sample_rate}")
+    for key in ("training_data", "library_name", "mel_fingerprint"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise CardError(origin, key, f"must be a string, got {type(data[key]).__name__}")
     raw_sources = data["sources"]
     if not isinstance(raw_sources, list):
         raise CardError(origin, "sources", "must be a list (empty only for a model without weights)")

@@ -61,6 +61,15 @@ def read_lock(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise LockError(f"lock file {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("models"), dict):
         raise LockError(f"{path} is not a vocoder-zoo lock file")
+    if data.get("version") != 1:
+        raise LockError(f"lock file {path} has version {data.get('version')!r}; this vocoder-zoo reads version 1 "
+                        "(upgrade vocoder-zoo, or write the lock again with `zoo lock`)")
+    bad = sorted(str(k) for k, v in data["models"].items() if not isinstance(v, dict)
+                 or not isinstance(v.get("sources", []), list)
+                 or not all(isinstance(s, dict) for s in v.get("sources", [])))
+    if bad:
+        raise LockError(f"lock file {path} is malformed: the entries {bad[:8]} are not objects with a list of "
+                        "source objects")
     return data
 
 

@@ -131,7 +131,21 @@ class MelConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"MelConfig: unknown keys {unknown}; known: {sorted(known)}")
+        from zoo.config import field_type_problem
+
         kwargs = dict(data)
+        for f in dataclasses.fields(cls):
+            if f.name not in kwargs:
+                continue
+            value = kwargs[f.name]
+            if f.name in ("mean", "std"):
+                ok = value is None or isinstance(value, (list, tuple)) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+                problem = None if ok else "a list of numbers or null"
+            else:
+                problem = field_type_problem(value, f.default, str(f.type))
+            if problem is not None:
+                raise ValueError(f"MelConfig: {f.name} must be {problem}, got {value!r}")
         for name in ("mean", "std"):
             if kwargs.get(name) is not None:
                 kwargs[name] = tuple(float(v) for v in kwargs[name])

@@ -218,7 +218,8 @@ class Vocoder(nn.Module, Generic[ConfigT]):
         return torch.promote_types(self.dtype, torch.float32)
 
     def stream(self, mel_chunks: Any, **kwargs: Any) -> Any:
-        """Yield audio while mel chunks ``[n_mels, frames]`` arrive (deterministic vocoders; see zoo.stream)."""
+        """Yield audio while mel chunks ``[n_mels, frames]`` arrive; equal to one-shot :meth:`vocode` (with a
+        generator of the same seed for a stochastic model). Parallel vocoders only; see :mod:`zoo.stream`."""
         from zoo.stream import stream
 
         return stream(self, mel_chunks, **kwargs)
