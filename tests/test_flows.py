@@ -6,7 +6,15 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from zoo.flows import ActNorm, AffineCoupling, InvertibleConv1x1, squeeze, unsqueeze
+from zoo.flows import (
+    ActNorm,
+    AffineCoupling,
+    FloWaveNetCoupling,
+    InvertibleConv1x1,
+    WaveGlowCoupling,
+    squeeze,
+    unsqueeze,
+)
 from zoo.gated import WaveNetConditioner
 
 
@@ -15,13 +23,35 @@ def _brute_logdet(fn, x: torch.Tensor) -> float:
     return torch.linalg.slogdet(jac)[1].item()
 
 
-def _coupling(convention: str) -> AffineCoupling:
+def _coupling(paper: str) -> AffineCoupling:
     torch.manual_seed(0)
-    front, head = ("conv1x1", "linear_zero") if convention == "waveglow" else ("conv3_relu", "relu_conv_relu_zeroconv")
+    front, head = ("conv1x1", "linear_zero") if paper == "waveglow" else ("conv3_relu", "relu_conv_relu_zeroconv")
     net = WaveNetConditioner(2, 4, 3, channels=6, num_layers=2, front=front, head=head).double()
     for p in net.parameters():  # leave the zero initialisation, or the test checks nothing
         p.data.normal_(0, 0.3)
-    return AffineCoupling(net, convention)
+    return WaveGlowCoupling(net) if paper == "waveglow" else FloWaveNetCoupling(net)
+
+
+@pytest.mark.parametrize("paper", ["waveglow", "flowavenet"])
+def test_coupling_is_the_papers_map(paper):
+    """Each coupling, written out from its reference: which half of the net's output is the shift, which the
+    log-scale, and which way the map runs (WaveGlow: ``exp(log_s) x_b + t``; FloWaveNet: ``(x_b - t) exp(-log_s)``)."""
+    mod = _coupling(paper)
+    torch.manual_seed(2)
+    x, c = torch.randn(1, 4, 6, dtype=torch.float64), torch.randn(1, 3, 6, dtype=torch.float64)
+    out = mod.net(x[:, :2], c)
+    if paper == "waveglow":  # NVIDIA glow.py: b = output[:, :n_half], log_s = output[:, n_half:]
+        b, log_s = out[:, :2], out[:, 2:]
+        z_b, logdet = torch.exp(log_s) * x[:, 2:] + b, log_s.sum()
+    else:  # ksw0306 FloWaveNet: log_s, t = net(in_a, c).chunk(2, 1)
+        log_s, t = out.chunk(2, 1)
+        z_b, logdet = (x[:, 2:] - t) * torch.exp(-log_s), -log_s.sum()
+    z, ld, got_log_s = mod(x, c)
+    torch.testing.assert_close(z, torch.cat([x[:, :2], z_b], 1), atol=1e-12, rtol=0)
+    torch.testing.assert_close(ld, logdet.reshape(1), atol=1e-12, rtol=0)
+    torch.testing.assert_close(got_log_s, log_s, atol=0, rtol=0)
+    with torch.no_grad():  # the inference fast path (net.infer) inverts the same map
+        torch.testing.assert_close(mod.inverse(z, c), x, atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("layer", ["invconv", "actnorm", "coupling-waveglow", "coupling-flowavenet"])

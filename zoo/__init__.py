@@ -5,6 +5,7 @@
 >>> audio = voc(voc.mel(waveform))                 # doctest: +SKIP
 """
 
+from zoo import versions  # noqa: F401  (first: checks the torch/torchaudio pair before torchaudio loads)
 from zoo.adapt import adapt, check_mel
 from zoo.api import (
     MelMismatchError,

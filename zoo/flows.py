@@ -6,9 +6,9 @@ log-determinant ``[B]`` (summed over channels and time), and ``inverse(z, ...) -
 * :class:`InvertibleConv1x1` (Glow/WaveGlow): ``z = W x`` per time step; ``logdet = T log|det W|``. The
   inverse is computed once in float64 and cached for inference.
 * :class:`ActNorm` (Glow/FloWaveNet): ``z = scale * (x + loc)`` per channel, data-dependent initialisation.
-* :class:`AffineCoupling`: half of the channels conditions an affine map of the other half; WaveGlow's
-  convention (shift first, ``z_b = exp(log_s) x_b + b``) or FloWaveNet's (log-scale first,
-  ``z_b = (x_b - t) exp(-log_s)``).
+* :class:`WaveGlowCoupling` and :class:`FloWaveNetCoupling` (both :class:`AffineCoupling`): half of the
+  channels conditions an affine map of the other half; WaveGlow's (shift first, ``z_b = exp(log_s) x_b + t``)
+  and FloWaveNet's (log-scale first, ``z_b = (x_b - t) exp(-log_s)``).
 * :func:`squeeze` / :func:`unsqueeze`: ``[B, C, T] <-> [B, C f, T / f]`` with channel ``c f + j`` holding
   ``x[c, t f + j]`` (WaveGlow's grouping of audio and mel; FloWaveNet's squeeze).
 """
@@ -124,47 +124,69 @@ class ActNorm(nn.Module):
 
 
 class AffineCoupling(nn.Module):
-    """Affine coupling on the channel halves ``x_a, x_b`` with ``net(x_a, c) -> 2 * n_b`` channels.
+    """An affine coupling layer: the channel halves ``x = (x_a, x_b)``; a network ``net(x_a, c)`` gives a
+    log-scale and a shift for ``x_b``, and ``x_a`` passes unchanged, so the inverse needs only ``z_a = x_a``.
 
-    ``convention="waveglow"``: ``b, log_s = split(out)`` (shift first), ``z_b = exp(log_s) * x_b + b``,
-    ``logdet = sum(log_s)``. ``convention="flowavenet"``: ``log_s, t = split(out)`` (log-scale first),
-    ``z_b = (x_b - t) * exp(-log_s)``, ``logdet = -sum(log_s)``. ``x_a`` passes unchanged.
+    The base holds the network and evaluates it (its inference fast path ``net.infer`` under
+    :func:`~zoo.gated.fast_inference`); :class:`WaveGlowCoupling` and :class:`FloWaveNetCoupling` write
+    each paper's map and its inverse. ``forward(x, c) -> (z, logdet [B], log_s)``, ``inverse(z, c) -> x``.
     """
 
-    def __init__(self, net: nn.Module, convention: str = "waveglow") -> None:
+    def __init__(self, net: nn.Module) -> None:
         super().__init__()
-        if convention not in ("waveglow", "flowavenet"):
-            raise ValueError(f"convention must be 'waveglow' or 'flowavenet', got {convention!r}")
         self.net = net
-        self.convention = convention
 
-    def _params(self, x_a: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor]:
+    def net_halves(self, x_a: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The network's output on ``x_a`` (conditioned on ``c``), split into its first and second halves."""
         infer = getattr(self.net, "infer", None)
         out = self.net(x_a, c) if infer is None or not fast_inference() else infer(x_a, c)
         n = out.shape[1] // 2
-        if self.convention == "waveglow":
-            return out[:, n:], out[:, :n]  # log_s, shift
         return out[:, :n], out[:, n:]
+
+
+def _halves(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(x_a, x_b)``: the first ``C // 2`` channels and the rest."""
+    n_a = x.shape[1] // 2
+    return x[:, :n_a], x[:, n_a:]
+
+
+class WaveGlowCoupling(AffineCoupling):
+    """WaveGlow's affine coupling (Prenger et al. 2018, section 2.2).
+
+    ``(t, log s) = WN(x_a, mel)`` (NVIDIA's ``WN`` puts the shift first), ``z_b = s * x_b + t``,
+    ``logdet = sum(log s)``; inverse ``x_b = (z_b - t) / s``.
+    """
 
     def forward(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
         """``(z, logdet [B], log_s)``."""
-        n_a = x.shape[1] // 2
-        x_a, x_b = x[:, :n_a], x[:, n_a:]
-        log_s, shift = self._params(x_a, c)
-        if self.convention == "waveglow":
-            z_b = torch.exp(log_s) * x_b + shift
-            logdet = log_s.flatten(1).sum(1)
-        else:
-            z_b = (x_b - shift) * torch.exp(-log_s)
-            logdet = -log_s.flatten(1).sum(1)
-        return torch.cat([x_a, z_b], 1), logdet, log_s
+        x_a, x_b = _halves(x)
+        shift, log_s = self.net_halves(x_a, c)
+        z_b = torch.exp(log_s) * x_b + shift
+        return torch.cat([x_a, z_b], 1), log_s.flatten(1).sum(1), log_s
 
     def inverse(self, z: Tensor, c: Tensor | None = None) -> Tensor:
-        n_a = z.shape[1] // 2
-        z_a, z_b = z[:, :n_a], z[:, n_a:]
-        log_s, shift = self._params(z_a, c)
-        if self.convention == "waveglow":
-            x_b = (z_b - shift) / torch.exp(log_s)
-        else:
-            x_b = z_b * torch.exp(log_s) + shift
+        z_a, z_b = _halves(z)
+        shift, log_s = self.net_halves(z_a, c)
+        x_b = (z_b - shift) / torch.exp(log_s)
+        return torch.cat([z_a, x_b], 1)
+
+
+class FloWaveNetCoupling(AffineCoupling):
+    """FloWaveNet's affine coupling (Kim et al. 2019; the reference code's ``AffineCoupling``).
+
+    ``(log s, t) = net(x_a, c)`` (log-scale first), ``z_b = (x_b - t) / s``, ``logdet = -sum(log s)``;
+    inverse ``x_b = z_b * s + t``.
+    """
+
+    def forward(self, x: Tensor, c: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
+        """``(z, logdet [B], log_s)``."""
+        x_a, x_b = _halves(x)
+        log_s, shift = self.net_halves(x_a, c)
+        z_b = (x_b - shift) * torch.exp(-log_s)
+        return torch.cat([x_a, z_b], 1), -log_s.flatten(1).sum(1), log_s
+
+    def inverse(self, z: Tensor, c: Tensor | None = None) -> Tensor:
+        z_a, z_b = _halves(z)
+        log_s, shift = self.net_halves(z_a, c)
+        x_b = z_b * torch.exp(log_s) + shift
         return torch.cat([z_a, x_b], 1)

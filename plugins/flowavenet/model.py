@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.config import VocoderConfig
-from zoo.flows import ActNorm, AffineCoupling, squeeze, unsqueeze
+from zoo.flows import ActNorm, FloWaveNetCoupling, squeeze, unsqueeze
 from zoo.gated import WaveNetConditioner, fast_inference
 from zoo.mel import MelConfig
 from zoo.noise import position_noise
@@ -77,7 +77,7 @@ class Flow(nn.Module):
                                  gate_channels=2 * filter_size, skip_channels=filter_size, num_layers=n_layer,
                                  front="conv3_relu", head="relu_conv_relu_zeroconv", residual_scale=math.sqrt(0.5),
                                  last_layer_residual=True)
-        self.coupling = AffineCoupling(net, "flowavenet")
+        self.coupling = FloWaveNetCoupling(net)
 
     def forward(self, x: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # type: ignore[override]
         """``(out, c swapped, actnorm logdet [B], coupling logdet [B])``."""

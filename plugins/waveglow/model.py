@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from zoo.config import VocoderConfig
-from zoo.flows import AffineCoupling, InvertibleConv1x1, squeeze, unsqueeze
+from zoo.flows import InvertibleConv1x1, WaveGlowCoupling, squeeze, unsqueeze
 from zoo.gated import WaveNetConditioner
 from zoo.mel import MelConfig
 from zoo.noise import position_noise
@@ -61,12 +60,13 @@ class WaveGlowConfig(VocoderConfig):
     def __post_init__(self) -> None:
         if self.mel.hop_length % self.n_group:
             raise ValueError(f"the hop ({self.mel.hop_length}) must be a multiple of n_group ({self.n_group})")
-        remaining = self.n_group
-        for k in range(self.n_flows):
-            if k % self.n_early_every == 0 and k > 0:
-                remaining -= self.n_early_size
+        remaining = self.n_group - self.n_early_size * sum(map(self.leaves_early, range(self.n_flows)))
         if remaining < 2:
             raise ValueError("n_flows, n_early_every and n_early_size leave fewer than 2 channels")
+
+    def leaves_early(self, k: int) -> bool:
+        """Whether ``n_early_size`` channels leave as part of ``z`` before flow ``k`` (density direction)."""
+        return k > 0 and k % self.n_early_every == 0
 
     @classmethod
     def small(cls, **kw: Any) -> WaveGlowConfig:
@@ -94,7 +94,7 @@ class WaveGlow(Vocoder[WaveGlowConfig]):
         channels = c.n_group
         self.flow_channels: list[int] = []
         for k in range(c.n_flows):
-            if k % c.n_early_every == 0 and k > 0:
+            if c.leaves_early(k):
                 channels -= c.n_early_size
             self.flow_channels.append(channels)
             n_half = channels // 2
@@ -104,7 +104,7 @@ class WaveGlow(Vocoder[WaveGlowConfig]):
                                               kernel_size=c.kernel_size, front="conv1x1", head="linear_zero",
                                               residual_scale=1.0, last_layer_residual=False))
         # Plain list: the coupling nets are registered once, under the reference's names WN.k.
-        self.couplings = [AffineCoupling(net, "waveglow") for net in self.WN]
+        self.couplings = [WaveGlowCoupling(net) for net in self.WN]
         self.n_remaining_channels = channels
 
     # ------------------------------------------------------------------ conditioning
@@ -126,7 +126,7 @@ class WaveGlow(Vocoder[WaveGlowConfig]):
         log_s_list: list[Tensor] = []
         log_det_w: list[Tensor] = []
         for k, (inv, coupling) in enumerate(zip(self.convinv, self.couplings, strict=True)):
-            if k % c.n_early_every == 0 and k > 0:
+            if c.leaves_early(k):
                 early.append(x[:, : c.n_early_size])
                 x = x[:, c.n_early_size:]
             x, ld = inv(x)
@@ -152,25 +152,24 @@ class WaveGlow(Vocoder[WaveGlowConfig]):
         return {"loss": loss, "nll_nats_per_sample": nats.detach()}
 
     # ------------------------------------------------------------------ sampling direction
-    def reverse(self, z: Tensor, mel: Tensor) -> Tensor:
-        """Audio ``[B, T]`` from ``z`` ``[B, n_group, T/n_group]`` (the layout :meth:`flow` returns)."""
+    def reverse(self, z: Tensor, mel: Tensor, chunk_frames: int = 0) -> Tensor:
+        """Audio ``[B, T]`` from ``z`` ``[B, n_group, T/n_group]`` (the layout :meth:`flow` returns): the flows
+        from last to first, each the inverse coupling and then the inverse 1x1 conv, and the channels that left
+        early in the density direction re-join where they left. With ``chunk_frames`` each coupling runs in
+        windows (:meth:`reverse_chunked`)."""
         c = self.config
-        spect = self.condition(mel, z.shape[-1] * c.n_group)
-        couplings = self.couplings
-        return self._invert(z, lambda k, x: couplings[k].inverse(x, spect))
-
-    def _invert(self, z: Tensor, coupling_inverse: Callable[[int, Tensor], Tensor]) -> Tensor:
-        """The flows from last to first on ``z``, ``coupling_inverse(k, x)`` inverting coupling ``k``; the
-        channels emitted early in the density direction re-join where they left."""
-        c = self.config
-        n_early = sum(1 for k in range(1, c.n_flows) if k % c.n_early_every == 0)
+        spect = None if chunk_frames else self.condition(mel, z.shape[-1] * c.n_group)
+        n_early = sum(map(c.leaves_early, range(c.n_flows)))
+        early = list(z[:, :n_early * c.n_early_size].split(c.n_early_size, 1))
         x = z[:, n_early * c.n_early_size:]
-        early_pos = n_early
         for k in reversed(range(c.n_flows)):
-            x = self.convinv[k].inverse(coupling_inverse(k, x))
-            if k % c.n_early_every == 0 and k > 0:
-                early_pos -= 1
-                x = torch.cat([z[:, early_pos * c.n_early_size:(early_pos + 1) * c.n_early_size], x], 1)
+            if spect is None:
+                x = self._inverse_coupling_in_windows(k, x, mel, chunk_frames)
+            else:
+                x = self.couplings[k].inverse(x, spect)
+            x = self.convinv[k].inverse(x)
+            if c.leaves_early(k):
+                x = torch.cat([early.pop(), x], 1)
         return unsqueeze(x, c.n_group)[:, 0]
 
     def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, sigma: float | None = None,
@@ -209,22 +208,21 @@ class WaveGlow(Vocoder[WaveGlowConfig]):
         Flow by flow, each coupling runs on windows of ``chunk_frames`` frames of grouped steps plus its own
         receptive field (``(kernel - 1) / 2 * sum(dilations)`` steps) on each side, with the conditioning of
         each window upsampled from only the frames it depends on. Only audio-sized tensors span the whole
-        utterance; the coupling nets' wide activations exist for one window at a time.
+        utterance; the coupling nets' wide activations exist for one window at a time. ``chunk_frames`` 0 is
+        the one-shot :meth:`reverse`.
         """
+        return self.reverse(z, mel, chunk_frames)
+
+    def _inverse_coupling_in_windows(self, k: int, x: Tensor, mel: Tensor, chunk_frames: int) -> Tensor:
+        """Coupling ``k`` inverted on ``x`` in windows of ``chunk_frames`` frames plus its reach on each side."""
         c = self.config
-        steps = z.shape[-1]
-        chunk = chunk_frames * (c.mel.hop_length // c.n_group)
-        reach = self._coupling_reach()
+        coupling, g, reach = self.couplings[k], c.n_group, self._coupling_reach()
 
-        def spect(lo: int, hi: int) -> Tensor:
-            return squeeze(self.upsample.window(mel, lo * c.n_group, hi * c.n_group), c.n_group)
+        def window(lo: int, hi: int) -> Tensor:
+            spect = squeeze(self.upsample.window(mel, lo * g, hi * g), g)
+            return coupling.inverse(x[..., lo:hi], spect)
 
-        def windowed(k: int, x: Tensor) -> Tensor:
-            coupling = self.couplings[k]
-            return in_windows(steps, chunk, reach, reach, 1, lambda lo, hi: coupling.inverse(x[..., lo:hi],
-                                                                                         spect(lo, hi)))
-
-        return self._invert(z, windowed)
+        return in_windows(x.shape[-1], chunk_frames * (c.mel.hop_length // g), reach, reach, 1, window)
 
     def prepare_for_inference(self) -> WaveGlow:
         super().prepare_for_inference()
