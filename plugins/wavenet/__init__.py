@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from zoo_plugins.wavenet import kernel  # noqa: F401 - registers the compiled loop with zoo.native
 from zoo_plugins.wavenet.model import WaveNet, WaveNetConfig
 
 from zoo import hookimpl
