@@ -163,7 +163,7 @@ NOTES = """## What the fast paths are
 - **WaveNet sampling**: the conditioning of every layer projected once per block of 2048 steps (bias
   folded in), ring buffers preallocated, random draws pre-drawn from the `torch.Generator`, and the whole
   loop (front conv, layers, head, sampling) compiled C on CPU float32 (`zoo_plugins.wavenet.kernel`,
-  built with the system compiler on first use; a TorchScript step otherwise and on GPU). In the compiled
+  built at install, dispatched on the CPU's features; a TorchScript step otherwise and on GPU). In the compiled
   loop a dilated tap that reaches `o >= 2` steps back already has its inputs for the next `m = min(o, 64)`
   steps in the ring buffer, so its products for those steps are made in one pass over its weights: they
   are read from memory once per `m` steps instead of every step. The weights are packed in column tiles
@@ -233,7 +233,7 @@ NOTES = """## What the fast paths are
   ran below the matmul peak at these widths). On this AVX-512 machine oneDNN's convolutions run at the
   float32 peak (about 90 GFLOP/s, every width), and the per-tap products, which write each conv's output
   once per tap, tied with them (0.95-0.99x). So every conv now runs on `zoo.tapconv`, a small compiled
-  kernel (built with the system C compiler on first use): tiles of 6 rows x 64 columns (12 x 32 for
+  kernel (built at install for each ISA level, `zoo info --kernels`): tiles of 6 rows x 64 columns (12 x 32 for
   narrower outputs) keep all the taps' sums in registers and store once (or add once, for a residual
   update); its Winograd F(4, 3) does the input transform, the six products and the output transform on
   blocks of 48 tiles that stay in L2, where `zoo.timemajor` made a pass over memory for every transform

@@ -4,6 +4,7 @@ is measured by ``benchmarks/``, never asserted here."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -11,12 +12,25 @@ import torch
 from zoo_plugins.flowavenet import FloWaveNet, FloWaveNetConfig
 from zoo_plugins.waveglow import WaveGlow, WaveGlowConfig
 from zoo_plugins.wavenet import WaveNet, WaveNetConfig
-from zoo_plugins.wavenet import kernel as wavenet_kernel
 from zoo_plugins.wavenet.incremental import IncrementalSampler
 
 import zoo.gated
 import zoo.timemajor
+from tests.helpers import kernels
 from zoo.gated import GatedResidualStack, WaveNetConditioner, infer_layers, stack_pad
+
+
+@pytest.fixture
+def wavenet_loop():
+    """The compiled WaveNet loop: a failure, not a skip, when it was not built although it could be."""
+    return kernels.require("wavenet")
+
+
+@pytest.fixture(params=kernels.LEVELS["wavenet"])
+def wavenet_isa(request):
+    """The test on each ISA variant of the compiled WaveNet loop that this CPU runs."""
+    with kernels.variant("wavenet", request.param):
+        yield request.param
 
 
 @pytest.fixture(params=[False, True], ids=["direct", "winograd"])
@@ -33,8 +47,11 @@ def kernel(request, monkeypatch):
     (:mod:`zoo.tapconv`; taken only on CPUs with AVX-512, so the second run needs one)."""
     from zoo import tapconv
 
+    if request.param:
+        with kernels.variant("tapconv", "avx512"):  # a failure if it did not build, a skip without AVX-512
+            pass
     if request.param and not tapconv.native_f32():
-        pytest.skip("float32 convs go through the compiled kernel only on CPUs with AVX-512")
+        pytest.skip("not run on this CPU: float32 convs go through the compiled kernel only with AVX-512")
     monkeypatch.setattr(tapconv, "native_f32", lambda: request.param)
     return request.param
 
@@ -219,7 +236,7 @@ def _torchscript_and_compiled(model: WaveNet, mel: torch.Tensor) -> tuple[torch.
     return c_up, out
 
 
-@pytest.mark.skipif(wavenet_kernel.load() is None, reason="no C compiler for the compiled WaveNet loop")
+@pytest.mark.usefixtures("wavenet_loop")
 @pytest.mark.parametrize("dist", ["mol", "gaussian", "mulaw"])
 @pytest.mark.parametrize("front", [1, 4])
 def test_compiled_wavenet_loop_equals_torchscript_step(dist, front):
@@ -235,7 +252,7 @@ def test_compiled_wavenet_loop_equals_torchscript_step(dist, front):
         torch.testing.assert_close(out[1], out[0], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(wavenet_kernel.load() is None, reason="no C compiler for the compiled WaveNet loop")
+@pytest.mark.usefixtures("wavenet_loop")
 @pytest.mark.parametrize("kernel_size", [2, 3])
 def test_compiled_wavenet_loop_long_dilations_across_blocks(monkeypatch, kernel_size):
     """Taps up to 256 steps back (past the compiled loop's 64-step blocks of precomputed past-tap products),
@@ -252,7 +269,7 @@ def test_compiled_wavenet_loop_long_dilations_across_blocks(monkeypatch, kernel_
     torch.testing.assert_close(out[1], out[0], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(wavenet_kernel.load() is None, reason="no C compiler for the compiled WaveNet loop")
+@pytest.mark.usefixtures("wavenet_loop")
 def test_compiled_wavenet_loop_full_and_partial_tiles():
     """Channel counts past the compiled loop's 64-column weight tiles (full tiles plus a narrower last one)
     in every product, batch 3, against the TorchScript step."""
@@ -274,7 +291,7 @@ def test_compiled_wavenet_loop_full_and_partial_tiles():
     torch.testing.assert_close(out[1], out[0], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(wavenet_kernel.load() is None, reason="no C compiler for the compiled WaveNet loop")
+@pytest.mark.usefixtures("wavenet_loop")
 @pytest.mark.parametrize("channels", [(128, 256, 128), (72, 200, 80)])
 def test_compiled_wavenet_loop_threads_give_the_same_samples(monkeypatch, channels):
     """The compiled loop splits every product's column tiles among its threads; each output is still made
@@ -314,39 +331,42 @@ def test_parallel_wavenet_chunked_synthesis_equals_one_shot():
     torch.testing.assert_close(chunked, one_shot, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(wavenet_kernel.load() is None, reason="no C compiler for the compiled WaveNet loop")
-def test_compiled_wavenet_loop_plain_c_build(tmp_path):
-    """Built without AVX2/FMA (the portable C the intrinsics fall back to), the loop still samples what the
-    TorchScript step does: full 64-column tiles, past taps of 2 to 64 steps, batch 2, two threads."""
-    import os
-    import subprocess
-    import sys
-    import textwrap
-
-    code = textwrap.dedent("""
-        import torch
-        from zoo_plugins.wavenet import WaveNet, WaveNetConfig, kernel
-        from zoo_plugins.wavenet.incremental import IncrementalSampler
-        assert kernel.load() is not None
-        cfg = WaveNetConfig.small("mol", layers=7, stacks=1, residual_channels=64, gate_channels=128,
-                                  skip_channels=64)
+@functools.cache
+def _variant_cases() -> list[tuple[str, WaveNet, torch.Tensor, torch.Tensor]]:
+    """``(dist, model, c_up, TorchScript samples)`` for the per-variant test: full 64-column tiles, past taps
+    of 2 to 64 steps, batch 2 (the TorchScript reference is made once for every variant)."""
+    cases = []
+    for seed, (dist, front) in enumerate([("mol", 1), ("gaussian", 4), ("mulaw", 4)]):
+        cfg = WaveNetConfig.small(dist, layers=7, stacks=1, residual_channels=64, gate_channels=128,
+                                  skip_channels=64, front_kernel_size=front,
+                                  front_activation="relu" if front > 1 else "none")
         model = WaveNet(cfg).eval()
-        g = torch.Generator().manual_seed(6)
+        _randomise(model, 0.05, seed=6 + seed)
         with torch.no_grad():
-            for p in model.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-            c_up = model.upsample_mel(torch.randn(2, 80, 2, generator=g))
-            out = []
-            for use in (False, True):
-                sampler = IncrementalSampler(model, 2)
-                sampler.use_kernel, sampler.threads = use, 2
-                out.append(sampler.run(c_up, generator=torch.Generator().manual_seed(0))[0])
-        assert out[0].std() > 0.01
-        torch.testing.assert_close(out[1], out[0], atol=1e-5, rtol=1e-5)
-    """)
-    env = {**os.environ, "ZOO_KERNEL_CFLAGS": "-mno-avx2 -mno-fma", "ZOO_KERNEL_CACHE": str(tmp_path)}
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
+            c_up = model.upsample_mel(torch.randn(2, 80, 1, generator=torch.Generator().manual_seed(6)))
+            sampler = IncrementalSampler(model, 2)
+            sampler.use_kernel = False
+            ref = sampler.run(c_up, generator=torch.Generator().manual_seed(0), temperature=0.9)[0]
+        cases.append((dist, model, c_up, ref))
+    return cases
+
+
+def test_compiled_wavenet_loop_every_variant(wavenet_isa):
+    """Each ISA variant of the loop (the portable C the intrinsics fall back to, AVX2 + FMA, AVX-512) samples
+    what the TorchScript step does, for each output distribution, with two threads."""
+    from zoo_plugins.wavenet import kernel
+
+    assert kernel.load().isa == wavenet_isa
+    for dist, model, c_up, ref in _variant_cases():
+        with torch.no_grad():
+            sampler = IncrementalSampler(model, 2)
+            sampler.threads = 2
+            got = sampler.run(c_up, generator=torch.Generator().manual_seed(0), temperature=0.9)[0]
+        assert ref.float().std() > 0.01
+        if dist == "mulaw":
+            assert torch.equal(got, ref)
+        else:
+            torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("disabled", [False, True])
@@ -398,4 +418,9 @@ def test_wavenet_weight_bytes_per_sample():
     every += model.head1.weight.numel() + model.head2.weight.numel()
     got = weight_bytes_per_sample(IncrementalSampler(model, 1))
     assert got[0] == 4 * every and got[1] == pytest.approx(4 * amortised)
-    assert PRE_MAX == int(wavenet_kernel.SOURCE.split("#define PRE_MAX ")[1].split()[0])
+    from pathlib import Path
+
+    from zoo_plugins.wavenet import kernel
+
+    header = (Path(kernel.__file__).parent / "csrc" / "wavenet.h").read_text()
+    assert PRE_MAX == int(header.split("#define PRE_MAX ")[1].split()[0])

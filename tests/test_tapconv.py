@@ -1,21 +1,38 @@
-"""zoo.tapconv: compiled float32 and bfloat16 x bfloat16 -> float32 convs, and HiFi-GAN's bfloat16 path."""
+"""zoo.tapconv: compiled float32 and bfloat16 x bfloat16 -> float32 convs, and HiFi-GAN's bfloat16 path.
+
+Every test needs the kernel (built at install): it fails when a C compiler was there but the kernel did not
+build or load (tests/helpers/kernels.py). The kernel's tests run on each ISA variant (``isa``), compared
+with torch; a variant this CPU cannot run is skipped as "not run on this CPU"."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.helpers import kernels
 from zoo import tapconv
 from zoo.timemajor import conv_taps, winograd_weights
 
-pytestmark = pytest.mark.skipif(not tapconv.available(), reason="no C compiler for the compiled conv kernel")
+
+@pytest.fixture(autouse=True)
+def _kernel():
+    """Every test here needs the kernel: a failure, not a skip, when it was not built although it could be."""
+    kernels.require("tapconv")
+
+
+@pytest.fixture(params=kernels.LEVELS["tapconv"])
+def isa(request):
+    """The test on each ISA variant of the kernel that this CPU runs."""
+    with kernels.variant("tapconv", request.param):
+        yield request.param
+
+
+def test_each_variant_has_its_tiles(isa):
+    assert tapconv.load().isa == isa
+    assert tapconv.native_f32() == (isa in ("avx512", "avx512bf16"))
+    assert tapconv.native_bf16() == (isa == "avx512bf16")
 
 
 def _exact(src: torch.Tensor, first: int, taps: torch.Tensor, d: int, rows: int, bias=None, init=None):
@@ -30,7 +47,7 @@ def _exact(src: torch.Tensor, first: int, taps: torch.Tensor, d: int, rows: int,
                                           (1, 16, 3, 1), (7, 1, 7, 3), (128, 96, 1, 1)])
 @pytest.mark.parametrize("accumulate", [False, True])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-def test_conv_taps_sums_the_operands_in_float32(cin, cout, k, d, accumulate, dtype):
+def test_conv_taps_sums_the_operands_in_float32(cin, cout, k, d, accumulate, dtype, isa):
     g = torch.Generator().manual_seed(cin * 1000 + cout + k)
     rows, first = 97, 2
     src = torch.randn(first + rows + (k - 1) * d + 3, cin, generator=g).to(dtype)
@@ -44,7 +61,7 @@ def test_conv_taps_sums_the_operands_in_float32(cin, cout, k, d, accumulate, dty
     assert (out.double() - want).abs().max().item() <= 2e-6 * max(scale, 1.0)
 
 
-def test_threads_split_rows_and_give_identical_bits():
+def test_threads_split_rows_and_give_identical_bits(isa):
     g = torch.Generator().manual_seed(0)
     src = torch.randn(1000, 64, generator=g).bfloat16()
     packed = tapconv.pack(torch.randn(3, 64, 64, generator=g))
@@ -78,7 +95,7 @@ def _winograd_emulated(src: torch.Tensor, first: int, d: int, rows: int, taps: t
 
 
 @pytest.mark.parametrize("cin,cout,d", [(64, 48, 3), (33, 16, 1), (16, 40, 2)])
-def test_winograd3_is_f43_with_bfloat16_products(cin, cout, d):
+def test_winograd3_is_f43_with_bfloat16_products(cin, cout, d, isa):
     g = torch.Generator().manual_seed(cin + d)
     first, rows = 1, 12 * 4 * d
     src = torch.randn(first + rows + 2 * d, cin, generator=g).bfloat16()
@@ -96,7 +113,7 @@ def test_winograd3_is_f43_with_bfloat16_products(cin, cout, d):
     torch.testing.assert_close(acc, 2 * out[:rows], rtol=1e-6, atol=1e-5)
 
 
-def test_winograd3_in_float32_is_the_conv():
+def test_winograd3_in_float32_is_the_conv(isa):
     g = torch.Generator().manual_seed(5)
     d, rows = 2, 40 * 8
     src = torch.randn(rows + 3 * d, 48, generator=g)
@@ -106,7 +123,7 @@ def test_winograd3_in_float32_is_the_conv():
     assert (out.double() - exact).abs().max().item() <= 1e-5 * exact.abs().max().item()
 
 
-def test_leaky_relu_rounds_like_torch():
+def test_leaky_relu_rounds_like_torch(isa):
     x = torch.randn(300, 37) * 3
     x[0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0])
     x[1, :3] = torch.tensor([1.00390625, 1.01171875, -3.3e38])  # halfway cases, and past bfloat16's range * slope
@@ -132,36 +149,6 @@ def test_bad_arguments_are_refused_with_what_was_expected():
         tapconv.conv_taps(torch.zeros(4, 10).t(), src, 0, packed, 1)
     with pytest.raises(ValueError, match="multiple of 8"):
         tapconv.winograd3(torch.zeros(10, 4), src, 0, 2, 6, tapconv.pack(torch.zeros(6, 8, 4)))
-
-
-def test_the_plain_c_build_gives_the_same_sums(tmp_path):
-    """The kernel without AVX-512 (what CPUs without it run), built and checked in a fresh process."""
-    code = textwrap.dedent("""
-        import torch
-        from zoo import tapconv
-        from zoo.timemajor import conv_taps, winograd_weights
-        assert tapconv.available() and not tapconv.native_bf16() and not tapconv.native_f32()
-        g = torch.Generator().manual_seed(0)
-        src = torch.randn(120, 33, generator=g).bfloat16()
-        taps = torch.randn(5, 33, 40, generator=g) * 0.1
-        bias = torch.randn(40, generator=g)
-        out = tapconv.conv_taps(torch.empty(100, 40), src, 1, tapconv.pack(taps), 3, bias)
-        want = conv_taps(torch.zeros(100, 40, dtype=torch.float64), src.double(), 1,
-                         taps.bfloat16().double(), 3, bias.double())
-        assert (out.double() - want).abs().max() < 1e-5 * want.abs().max(), "plain C conv"
-        w3 = tapconv.winograd3(torch.empty(96, 40), src, 1, 3, 96, tapconv.pack(winograd_weights(taps[:3])))
-        exact = conv_taps(torch.zeros(96, 40, dtype=torch.float64), src.double(), 1, taps[:3].double(), 3)
-        assert (w3.double() - exact).abs().max() < 0.03 * exact.abs().max(), "plain C winograd"
-        src32, taps32 = src.float(), taps.bfloat16().float()
-        out32 = tapconv.conv_taps(torch.empty(100, 40), src32, 1, tapconv.pack(taps32, torch.float32), 3, bias)
-        assert (out32.double() - want).abs().max() < 1e-5 * want.abs().max(), "plain C float32 conv"
-        w32 = tapconv.winograd3(torch.empty(96, 40), src32, 1, 3, 96,
-                                tapconv.pack(winograd_weights(taps[:3]), torch.float32))
-        assert (w32.double() - exact).abs().max() < 1e-5 * exact.abs().max(), "plain C float32 winograd"
-    """)
-    env = {**os.environ, "ZOO_KERNEL_CFLAGS": "-mno-avx512f", "ZOO_KERNEL_CACHE": str(tmp_path)}
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
 
 
 # HiFi-GAN's bfloat16 path ---------------------------------------------------------------------------------
@@ -194,7 +181,7 @@ def _emulated(model_bf: nn.Module, mel: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("resblock", ["1", "2"])
 @pytest.mark.parametrize("winograd", [False, True], ids=["direct", "winograd"])
-def test_hifigan_bfloat16_path_sums_in_float32(resblock, winograd, monkeypatch):
+def test_hifigan_bfloat16_path_sums_in_float32(resblock, winograd, monkeypatch, isa):
     import zoo_plugins.hifigan.model as hifigan_model
 
     monkeypatch.setattr(hifigan_model, "WINOGRAD_MIN_CHANNELS_BF16", 0 if winograd else 10**9)
@@ -223,8 +210,7 @@ def test_bfloat16_hifigan_vocodes_through_the_kernel_and_returns_float32(monkeyp
     assert audio.dtype == torch.float32 == model.audio_dtype
     with torch.no_grad():
         assert torch.equal(audio, model.generate_time_major(mel[None].bfloat16())[0])
-    monkeypatch.setattr(tapconv, "_lib", None)  # no kernel: torch's bfloat16 convs, still float32 audio
-    monkeypatch.setattr(tapconv, "_tried", True)
+    monkeypatch.setattr(tapconv, "load", lambda: None)  # no kernel: torch's bfloat16 convs, still float32 audio
     fallback = model(mel)
     assert fallback.dtype == torch.float32
     with torch.no_grad():

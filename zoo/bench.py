@@ -33,6 +33,8 @@ class BenchResult:
     peak_mem_mb: float
     runs: int
     threads: int
+    #: The compiled kernel path this model/dtype took (ISA variant) or the torch fallback and why.
+    kernels: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -109,6 +111,9 @@ def machine_info() -> dict[str, Any]:
     from zoo import __version__
 
     info["vocoder_zoo"] = __version__
+    from zoo import native
+
+    info["kernels"] = {k.name: k.summary() for k in native.statuses()}
     info["date"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     try:
         info["load_average"] = [round(x, 2) for x in os.getloadavg()]
@@ -172,8 +177,17 @@ def bench_model(model: Vocoder, *, name: str, seconds: float = 5.0, batch: int =
         model=name, device=str(device), dtype=str(model.dtype).replace("torch.", ""), batch=batch,
         seconds=frames * m.hop_length / m.sample_rate, rtf=elapsed / audio_seconds,
         samples_per_s=batch * frames * m.hop_length / elapsed, peak_mem_mb=peak, runs=runs,
-        threads=torch.get_num_threads(),
+        threads=torch.get_num_threads(), kernels=_kernel_path(model),
     )
+
+
+def _kernel_path(model: Vocoder) -> str:
+    """:func:`zoo.native.model_path` of a CPU model; on other devices no compiled kernel runs."""
+    from zoo import native
+
+    if model.device.type != "cpu":
+        return f"no compiled kernel on {model.device.type}"
+    return native.model_path(model.architecture, str(model.dtype).replace("torch.", ""))
 
 
 def plot_sweep(results: list[dict[str, Any]], path: str) -> None:

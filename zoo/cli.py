@@ -104,14 +104,20 @@ def _quality_value(quality: dict[str, Any]) -> str:
 @subcommand
 def _add_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show a model card or an architecture")
-    p.add_argument("name")
+    p.add_argument("name", nargs="?")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--kernels", action="store_true",
+                   help="say which compiled kernels are in use on this machine (ISA variant) or why not")
     p.set_defaults(func=_cmd_info)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
     import zoo
 
+    if args.kernels:
+        return _print_kernels(args.json)
+    if args.name is None:
+        raise CliError("zoo info needs a model or architecture name (or --kernels)")
     data = zoo.info(args.name)
     if args.json:
         print(json.dumps(data, indent=2, default=str))
@@ -121,6 +127,28 @@ def _cmd_info(args: argparse.Namespace) -> int:
     else:
         for key, val in data.items():
             print(f"{key}: {json.dumps(val, default=str) if isinstance(val, (dict, list)) else val}")
+    return 0
+
+
+def _print_kernels(as_json: bool) -> int:
+    """``zoo info --kernels``: each compiled kernel's state, and the path each model/dtype takes on CPU."""
+    import zoo
+    from zoo import native
+
+    zoo.list_architectures()  # load the plugins: their kernels register with zoo.native
+    kernels, paths = native.statuses(), native.model_paths()
+    if as_json:
+        models = [{"architecture": a, "dtype": d, "path": p} for (a, d), p in sorted(paths.items())]
+        print(json.dumps({"kernels": [k.to_dict() for k in kernels], "models": models}, indent=2))
+        return 0
+    for k in kernels:
+        print(f"{k.name}: {k.summary()}")
+        print(f"  library: {k.library}")
+        if k.cpu:
+            print(f"  this CPU runs: {', '.join(k.cpu)}")
+    print("models (CPU):")
+    for (arch, dtype), path in sorted(paths.items()):
+        print(f"  {arch} {dtype}: {path}")
     return 0
 
 

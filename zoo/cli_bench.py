@@ -69,6 +69,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                     results.append(r.to_dict())
                     print(f"{name:<26}{r.dtype:<10}{batch:>6}{r.seconds:>7.1f}{r.rtf:>9.4f}"
                           f"{r.samples_per_s:>13,.0f}{r.peak_mem_mb:>10.1f}")
+            if results and results[-1]["model"] == name:
+                print(f"{'':<26}kernels: {results[-1]['kernels']}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"machine": machine_info(), "results": results}, indent=2))
     if args.plot:

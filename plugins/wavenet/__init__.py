@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from zoo_model_cards import shipped_cards
+from zoo_plugins.wavenet import kernel  # noqa: F401 - registers the compiled loop with zoo.native
 from zoo_plugins.wavenet.model import WaveNet, WaveNetConfig
 
 from zoo import hookimpl

@@ -1,0 +1,433 @@
+/* The compiled WaveNet sampling loop (see plugins/wavenet/kernel.py), one ISA level's build: setup.py
+   compiles this file once per level with that level's flags and -DZOO_ISA=<level> (the AVX2 + FMA
+   intrinsics exist in the levels whose flags enable them, plain C vectorised by the compiler elsewhere);
+   wavenet_dispatch.c picks a level at run time. */
+
+#include "wavenet.h"
+#include "zoo_dispatch.h"
+
+#include <math.h>
+#include <pthread.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+static inline void axpy(int n, float a, const float *restrict w, float *restrict y) {
+#pragma omp simd
+    for (int o = 0; o < n; ++o) y[o] += a * w[o];
+}
+
+static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* Matrices are tile-packed: [in, out] stored as ceil(out / TW) column tiles, tile j holding rows 0..in-1
+   of columns j*TW .. j*TW+w-1 contiguously ([in][w], w = min(TW, out - j*TW)), so a product streams each
+   tile once while TW outputs stay in registers.  The sum over inputs runs in order 0..in-1 for every
+   output, exactly as a row-by-row axpy would.  For a batch, each tile is applied to all nb items before
+   the next (it stays in L2).  y[b] += x[b] @ W, items nx (x) and ny (y) floats apart. */
+
+/* One tile (n <= TW columns) of y[b] += x[b] @ W: wt is the tile, y points at its first column. */
+static inline void matvec_tile(int nb, int in, int n, const float *restrict x, long nx,
+                               const float *restrict wt, float *restrict y, long ny) {
+    for (int b = 0; b < nb; ++b) {
+        const float *xb = x + b * nx;
+        float *yb = y + b * ny;
+        if (n == TW) {
+            float acc[TW];
+            for (int q = 0; q < TW; ++q) acc[q] = yb[q];
+            for (int i = 0; i < in; ++i) {
+                const float v = xb[i];
+                const float *r = wt + (long)i * TW;
+#pragma omp simd
+                for (int q = 0; q < TW; ++q) acc[q] += v * r[q];
+            }
+            for (int q = 0; q < TW; ++q) yb[q] = acc[q];
+        } else {
+            for (int i = 0; i < in; ++i) axpy(n, xb[i], wt + (long)i * n, yb);
+        }
+    }
+}
+
+/* One full tile (TW columns) of ys[v] += xs[v] @ W for nv input vectors at once (a past tap's inputs
+   for its next steps).  With AVX2 FMA, three vectors share each 32-column half of a weight row while it is
+   in L1, twelve accumulators in registers (one vector at a time reads the 128 KB tile from L2 for every
+   vector, twice the L2 traffic the FMA units can take).  Every output still sums x[i] * W[i, :] over
+   i = 0..in-1 in order, with one fused multiply-add per term, as matvec_tile does: the same values. */
+static void matvec_tile_many(int nv, int in, const float *const *xs, const float *restrict wt, float *const *ys) {
+    int n3 = 0; /* vectors taken three at a time; the rest one at a time by matvec_tile */
+#if defined(__AVX2__) && defined(__FMA__)
+    n3 = nv - nv % 3;
+    for (int h = 0; h < TW; h += 32) {
+        const float *wh = wt + h;
+        for (int v = 0; v < n3; v += 3) {
+            const float *x0 = xs[v], *x1 = xs[v + 1], *x2 = xs[v + 2];
+            float *y0 = ys[v] + h, *y1 = ys[v + 1] + h, *y2 = ys[v + 2] + h;
+            __m256 a0 = _mm256_loadu_ps(y0), a1 = _mm256_loadu_ps(y0 + 8), a2 = _mm256_loadu_ps(y0 + 16),
+                   a3 = _mm256_loadu_ps(y0 + 24);
+            __m256 b0 = _mm256_loadu_ps(y1), b1 = _mm256_loadu_ps(y1 + 8), b2 = _mm256_loadu_ps(y1 + 16),
+                   b3 = _mm256_loadu_ps(y1 + 24);
+            __m256 c0 = _mm256_loadu_ps(y2), c1 = _mm256_loadu_ps(y2 + 8), c2 = _mm256_loadu_ps(y2 + 16),
+                   c3 = _mm256_loadu_ps(y2 + 24);
+            for (int i = 0; i < in; ++i) {
+                const float *r = wh + (long)i * TW;
+                const __m256 w0 = _mm256_loadu_ps(r), w1 = _mm256_loadu_ps(r + 8), w2 = _mm256_loadu_ps(r + 16),
+                             w3 = _mm256_loadu_ps(r + 24);
+                __m256 u = _mm256_broadcast_ss(x0 + i);
+                a0 = _mm256_fmadd_ps(u, w0, a0); a1 = _mm256_fmadd_ps(u, w1, a1);
+                a2 = _mm256_fmadd_ps(u, w2, a2); a3 = _mm256_fmadd_ps(u, w3, a3);
+                u = _mm256_broadcast_ss(x1 + i);
+                b0 = _mm256_fmadd_ps(u, w0, b0); b1 = _mm256_fmadd_ps(u, w1, b1);
+                b2 = _mm256_fmadd_ps(u, w2, b2); b3 = _mm256_fmadd_ps(u, w3, b3);
+                u = _mm256_broadcast_ss(x2 + i);
+                c0 = _mm256_fmadd_ps(u, w0, c0); c1 = _mm256_fmadd_ps(u, w1, c1);
+                c2 = _mm256_fmadd_ps(u, w2, c2); c3 = _mm256_fmadd_ps(u, w3, c3);
+            }
+            _mm256_storeu_ps(y0, a0); _mm256_storeu_ps(y0 + 8, a1); _mm256_storeu_ps(y0 + 16, a2);
+            _mm256_storeu_ps(y0 + 24, a3);
+            _mm256_storeu_ps(y1, b0); _mm256_storeu_ps(y1 + 8, b1); _mm256_storeu_ps(y1 + 16, b2);
+            _mm256_storeu_ps(y1 + 24, b3);
+            _mm256_storeu_ps(y2, c0); _mm256_storeu_ps(y2 + 8, c1); _mm256_storeu_ps(y2 + 16, c2);
+            _mm256_storeu_ps(y2 + 24, c3);
+        }
+    }
+#endif
+    for (int v = n3; v < nv; ++v) matvec_tile(1, in, TW, xs[v], 0, wt, ys[v], 0);
+}
+
+static void matvec(int nb, int in, int out, const float *restrict x, long nx, const float *restrict w,
+                   float *restrict y, long ny) {
+    for (int o0 = 0; o0 < out; o0 += TW)
+        matvec_tile(nb, in, out - o0 < TW ? out - o0 : TW, x, nx, w + (long)o0 * in, y + o0, ny);
+}
+
+#define PRE_GROUP 48 /* past-tap input vectors per matvec_tile_many call */
+
+/* Work sharing: with nth threads, thread p owns a contiguous run of the column tiles of every product
+   (tiles p * n / nth .. (p + 1) * n / nth - 1) and the elementwise work on those columns, so each output is
+   made by one thread with the same sums as with one thread (the samples do not depend on nth).  The
+   threads meet at a barrier whenever a full vector is needed as the next product's input. */
+typedef struct {
+    atomic_int count;
+    atomic_int phase;
+    int n;
+} zoo_barrier;
+
+static void barrier_wait(zoo_barrier *bar, int *phase) {
+    const int next = *phase + 1;
+    *phase = next;
+    if (bar->n == 1) return;
+    if (atomic_fetch_add(&bar->count, 1) == bar->n - 1) {
+        atomic_store(&bar->count, 0);
+        atomic_store(&bar->phase, next);
+        return;
+    }
+    for (int spins = 0; atomic_load_explicit(&bar->phase, memory_order_acquire) != next; ++spins) {
+        if (spins < 4000) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        } else {
+            sched_yield(); /* the other thread is not running: do not burn its core */
+        }
+    }
+}
+
+/* Columns [*lo, *hi) of thread p's share of an ``out``-column product (whole tiles, possibly empty). */
+static inline void share(int out, int p, int nth, int *lo, int *hi) {
+    const int n = (out + TW - 1) / TW;
+    *lo = (int)((long)p * n / nth) * TW;
+    *hi = (int)((long)(p + 1) * n / nth) * TW;
+    if (*lo > out) *lo = out;
+    if (*hi > out) *hi = out;
+}
+
+/* Like share() but elementwise (any boundaries). */
+static inline void share_cols(int n, int p, int nth, int *lo, int *hi) {
+    *lo = (int)((long)p * n / nth);
+    *hi = (int)((long)(p + 1) * n / nth);
+}
+
+/* y[b, lo:hi] += x[b] @ W[:, lo:hi] for a tile-packed W (lo a multiple of TW). */
+static void matvec_cols(int nb, int in, int out, int lo, int hi, const float *restrict x, long nx,
+                        const float *restrict w, float *restrict y, long ny) {
+    for (int o0 = lo; o0 < hi; o0 += TW)
+        matvec_tile(nb, in, out - o0 < TW ? out - o0 : TW, x, nx, w + (long)o0 * in, y + o0, ny);
+}
+
+typedef struct {
+    int B, T, L, R, G, S, K, Q, FK, CIN, OUT, front_relu, skip_mode, dist, n_mix, nth;
+    long t0;
+    const float *front_w, *front_b, *wd, *wr, *br, *ws, *bs, *h1w, *h1b, *h2w, *h2b, *cond, *draws1, *draws2;
+    const uint8_t *has_res;
+    const int64_t *offsets;
+    float residual_scale, log_min, temperature;
+    float *layer_buf, *front_buf, *x_in, *samples, *work, *pre;
+    zoo_barrier bar;
+} zoo_job;
+
+/* Append the current input to the front conv's window of the last FK inputs. */
+static void push_input(const zoo_job *c) {
+    for (int b = 0; b < c->B; ++b) {
+        float *fb = c->front_buf + (long)b * c->FK * c->CIN;
+        if (c->FK > 1) memmove(fb, fb + c->CIN, sizeof(float) * (size_t)(c->FK - 1) * c->CIN);
+        memcpy(fb + (long)(c->FK - 1) * c->CIN, c->x_in + (long)b * c->CIN, sizeof(float) * c->CIN);
+    }
+}
+
+/* Draw step j's next input from the head's output y (thread 0). */
+static void sample_next(const zoo_job *c, int j, const float *y) {
+    const int B = c->B, CIN = c->CIN, OUT = c->OUT, n_mix = c->n_mix;
+    for (int b = 0; b < B; ++b) {
+        const float *yb = y + (long)b * OUT;
+        float *xb = c->x_in + (long)b * CIN;
+        if (c->dist == 0) {
+            const float *u = c->draws1 + ((long)j * B + b) * n_mix;
+            int best = 0;
+            float best_v = -INFINITY;
+            for (int m = 0; m < n_mix; ++m) {
+                const float v = yb[m] - logf(-logf(u[m]));
+                if (v > best_v) { best_v = v; best = m; }
+            }
+            float ls = yb[2 * n_mix + best];
+            if (ls < c->log_min) ls = c->log_min;
+            const float ul = c->draws2[(long)j * B + b];
+            float x = yb[n_mix + best] + c->temperature * expf(ls) * (logf(ul) - logf(1.0f - ul));
+            x = x < -1.0f ? -1.0f : (x > 1.0f ? 1.0f : x);
+            c->samples[(long)j * B + b] = x;
+            xb[0] = x;
+        } else if (c->dist == 1) {
+            float ls = yb[1];
+            if (ls < c->log_min) ls = c->log_min;
+            const float x = yb[0] + c->temperature * expf(ls) * c->draws1[(long)j * B + b];
+            c->samples[(long)j * B + b] = x;
+            xb[0] = x;
+        } else {
+            const float *u = c->draws1 + ((long)j * B + b) * CIN;
+            int best = 0;
+            float best_v = -INFINITY;
+            for (int m = 0; m < OUT; ++m) {
+                const float v = c->temperature <= 0.0f ? yb[m] : yb[m] / c->temperature - logf(-logf(u[m]));
+                if (v > best_v) { best_v = v; best = m; }
+            }
+            c->samples[(long)j * B + b] = (float)best;
+            memset(xb, 0, sizeof(float) * CIN);
+            xb[best] = 1.0f;
+        }
+    }
+}
+
+static void generate_share(zoo_job *c, int p) {
+    const int B = c->B, L = c->L, R = c->R, G = c->G, S = c->S, K = c->K, Q = c->Q, FK = c->FK, CIN = c->CIN;
+    const int OUT = c->OUT, nth = c->nth, half = G / 2;
+    float *h = c->work;              /* [B, R] residual stream */
+    float *tmp = h + (long)B * R;    /* [B, R] */
+    float *a = tmp + (long)B * R;    /* [B, G] */
+    float *o = a + (long)B * G;      /* [B, half] */
+    float *sk = o + (long)B * half;  /* [B, S] skips */
+    float *s = sk + (long)B * S;     /* [B, S] one layer's skip */
+    float *y1 = s + (long)B * S;     /* [B, S] */
+    float *y = y1 + (long)B * S;     /* [B, OUT] */
+    int r0, r1, o0c, o1c, s0, s1;
+    share(R, p, nth, &r0, &r1);
+    share(S, p, nth, &s0, &s1);
+    /* The dilated conv's columns: with whole tiles per gate half, a thread takes the same tiles of both
+       halves (columns c and half + c, which its gate pairs); otherwise a run of tiles of G, and the gate,
+       split on its own, waits for all of them. */
+    const int paired = half % TW == 0;
+    int ga[2][2], nga = paired ? 2 : 1;
+    if (paired) {
+        share(half, p, nth, &o0c, &o1c);
+        ga[0][0] = o0c, ga[0][1] = o1c, ga[1][0] = half + o0c, ga[1][1] = half + o1c;
+    } else {
+        share(G, p, nth, &ga[0][0], &ga[0][1]);
+        share_cols(half, p, nth, &o0c, &o1c);
+    }
+    const int nr = r1 - r0, ns = s1 - s0;
+    const float inv_sqrt_l = sqrtf(1.0f / (float)L);
+    int phase = 0;
+    for (int j = 0; j < c->T; ++j) {
+        const long t = c->t0 + j;
+        /* front conv over the last FK inputs (the window already holds this step's input) */
+        for (int b = 0; b < B; ++b) memcpy(h + (long)b * R + r0, c->front_b + r0, sizeof(float) * nr);
+        for (int i = 0; i < FK * CIN; ++i) {
+            const float *row = c->front_w + (long)i * R + r0;
+            for (int b = 0; b < B; ++b) {
+                const float v = c->front_buf[(long)b * FK * CIN + i];
+                if (v != 0.0f) axpy(nr, v, row, h + (long)b * R + r0);
+            }
+        }
+        if (c->front_relu)
+            for (int b = 0; b < B; ++b)
+                for (float *hb = h + (long)b * R, *he = hb + r1, *hq = hb + r0; hq < he; ++hq)
+                    *hq = *hq > 0.0f ? *hq : 0.0f;
+        const int pos = (int)(t % Q);
+        float *pre_l = c->pre;
+        for (int l = 0; l < L; ++l) {
+            const float *wdl = c->wd + (long)l * K * R * G;
+            for (int b = 0; b < B; ++b) {
+                memcpy(c->layer_buf + (((long)l * B + b) * Q + pos) * R + r0, h + (long)b * R + r0, sizeof(float) * nr);
+                for (int u = 0; u < nga; ++u)
+                    memcpy(a + (long)b * G + ga[u][0], c->cond + (((long)j * B + b) * L + l) * G + ga[u][0],
+                           sizeof(float) * (size_t)(ga[u][1] - ga[u][0]));
+            }
+            barrier_wait(&c->bar, &phase); /* the layer's input is complete */
+            for (int k = 0; k < K; ++k) {
+                const long off = c->offsets[(long)l * K + k];
+                const float *wk = wdl + (long)k * R * G;
+                if (off >= 2) {
+                    /* A past tap: its input for the next m = min(off, PRE_MAX) steps is already in the ring,
+                       so its products for those steps are made in one pass over its weights (read once
+                       per m steps instead of every step) into pre [m, B, G], and step t reads row t % m. */
+                    const long m = off < PRE_MAX ? off : PRE_MAX;
+                    float *pk = pre_l;
+                    pre_l += m * B * G;
+                    const float *pr = pk + (t % m) * B * G;
+                    for (int u = 0; u < nga; ++u) {
+                        const int g0 = ga[u][0], g1 = ga[u][1];
+                        if (t % m == 0) {
+                            for (long col = 0; col < m; ++col)
+                                for (int b = 0; b < B; ++b)
+                                    memset(pk + (col * B + b) * G + g0, 0, sizeof(float) * (size_t)(g1 - g0));
+                            for (int q0 = g0; q0 < g1; q0 += TW) {
+                                const int n = G - q0 < TW ? G - q0 : TW;
+                                /* one tile of the product for every (step, item) input, in groups of
+                                   PRE_GROUP vectors: the tile stays in cache */
+                                const float *xs[PRE_GROUP];
+                                float *ys[PRE_GROUP];
+                                int nv = 0;
+                                for (long col = 0; col < m; ++col) {
+                                    long idx = (t + col - off) % Q;
+                                    if (idx < 0) idx += Q;
+                                    for (int b = 0; b < B; ++b) {
+                                        xs[nv] = c->layer_buf + (((long)l * B + b) * Q + idx) * R;
+                                        ys[nv] = pk + (col * B + b) * G + q0;
+                                        if (++nv == PRE_GROUP || (col == m - 1 && b == B - 1)) {
+                                            if (n == TW) matvec_tile_many(nv, R, xs, wk + (long)q0 * R, ys);
+                                            else for (int v = 0; v < nv; ++v)
+                                                matvec_tile(1, R, n, xs[v], 0, wk + (long)q0 * R, ys[v], 0);
+                                            nv = 0;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        for (int b = 0; b < B; ++b)
+                            for (int q = g0; q < g1; ++q) a[(long)b * G + q] += pr[(long)b * G + q];
+                    }
+                    continue;
+                }
+                long idx = (t - off) % Q;
+                if (idx < 0) idx += Q;
+                for (int u = 0; u < nga; ++u)
+                    matvec_cols(B, R, G, ga[u][0], ga[u][1], c->layer_buf + ((long)l * B * Q + idx) * R, (long)Q * R,
+                                wk, a, G);
+            }
+            if (nth > 1 && !paired) barrier_wait(&c->bar, &phase); /* a complete (the gate's columns straddle) */
+            for (int b = 0; b < B; ++b) {
+                const float *ab = a + (long)b * G;
+                float *ob = o + (long)b * half;
+                for (int q = o0c; q < o1c; ++q) ob[q] = tanhf(ab[q]) * sigmoidf_(ab[half + q]);
+            }
+            barrier_wait(&c->bar, &phase); /* o complete */
+            /* the last layer's residual output is never read (the head takes the skips): not computed */
+            const int res_l = c->has_res[l] && l < L - 1;
+            for (int b = 0; b < B; ++b) {
+                memcpy(s + (long)b * S + s0, c->bs + (long)l * S + s0, sizeof(float) * ns);
+                if (res_l) memcpy(tmp + (long)b * R + r0, c->br + (long)l * R + r0, sizeof(float) * nr);
+            }
+            matvec_cols(B, half, S, s0, s1, o, half, c->ws + (long)l * half * S, s, S);
+            if (res_l) matvec_cols(B, half, R, r0, r1, o, half, c->wr + (long)l * half * R, tmp, R);
+            for (int b = 0; b < B; ++b) {
+                float *skb = sk + (long)b * S;
+                const float *sb = s + (long)b * S;
+                if (l == 0) memcpy(skb + s0, sb + s0, sizeof(float) * ns);
+                else if (c->skip_mode == 2)
+                    for (int q = s0; q < s1; ++q) skb[q] = (skb[q] + sb[q]) * 0.7071067811865476f;
+                else
+                    for (int q = s0; q < s1; ++q) skb[q] = skb[q] + sb[q];
+                if (res_l) {
+                    float *hb = h + (long)b * R;
+                    const float *rb = tmp + (long)b * R;
+                    for (int q = r0; q < r1; ++q) hb[q] = (hb[q] + rb[q]) * c->residual_scale;
+                }
+            }
+        }
+        /* head: relu -> 1x1 -> relu -> 1x1 */
+        for (int b = 0; b < B; ++b) {
+            float *skb = sk + (long)b * S;
+            for (int q = s0; q < s1; ++q) {
+                float v = c->skip_mode == 1 ? skb[q] * inv_sqrt_l : skb[q];
+                skb[q] = v > 0.0f ? v : 0.0f;
+            }
+            memcpy(y1 + (long)b * S + s0, c->h1b + s0, sizeof(float) * ns);
+        }
+        barrier_wait(&c->bar, &phase); /* skips complete */
+        matvec_cols(B, S, S, s0, s1, sk, S, c->h1w, y1, S);
+        for (int b = 0; b < B; ++b)
+            for (int q = s0; q < s1; ++q) y1[(long)b * S + q] = y1[(long)b * S + q] > 0.0f ? y1[(long)b * S + q] : 0.0f;
+        barrier_wait(&c->bar, &phase); /* y1 complete */
+        if (p == 0) {
+            for (int b = 0; b < B; ++b) memcpy(y + (long)b * OUT, c->h2b, sizeof(float) * OUT);
+            matvec(B, S, OUT, y1, S, c->h2w, y, OUT);
+            sample_next(c, j, y);
+            if (j + 1 < c->T) push_input(c);
+        }
+        barrier_wait(&c->bar, &phase); /* the next input is in the window */
+    }
+}
+
+typedef struct {
+    zoo_job *job;
+    int p;
+    atomic_int *go;
+} zoo_share;
+
+static void *generate_worker(void *arg) {
+    zoo_share *sh = (zoo_share *)arg;
+    int v;
+    while ((v = atomic_load(sh->go)) == 0) sched_yield();
+    if (v > 0) generate_share(sh->job, sh->p);
+    return NULL;
+}
+
+#define MAX_THREADS 64
+
+static int generate(WAVENET_GENERATE_PARAMS) {
+    zoo_job c = {B, T, L, R, G, S, K, Q, FK, CIN, OUT, front_relu, skip_mode, dist, n_mix, 1, t0,
+                 front_w, front_b, wd, wr, br, ws, bs, h1w, h1b, h2w, h2b, cond, draws1, draws2, has_res,
+                 offsets, residual_scale, log_min, temperature, layer_buf, front_buf, x_in, samples, work, pre};
+    if (T <= 0) return 0;
+    int nth = nthreads < 1 ? 1 : nthreads;
+    const int g_tiles = (G / 2) % TW == 0 ? G / 2 / TW : (G + TW - 1) / TW;
+    if (nth > g_tiles) nth = g_tiles; /* more threads than tiles to share would idle */
+    if (nth > MAX_THREADS) nth = MAX_THREADS;
+    pthread_t threads[MAX_THREADS];
+    zoo_share shares[MAX_THREADS];
+    atomic_int go;
+    atomic_init(&go, 0);
+    int started = 1;
+    for (int p = 1; p < nth; ++p) {
+        shares[p] = (zoo_share){&c, p, &go};
+        if (pthread_create(&threads[p], NULL, generate_worker, &shares[p]) != 0) break;
+        ++started;
+    }
+    if (started < nth) { /* could not start them all: run alone (the same samples) */
+        atomic_store(&go, -1);
+        for (int p = 1; p < started; ++p) pthread_join(threads[p], NULL);
+        nth = started = 1;
+    }
+    c.nth = nth;
+    c.bar.n = nth;
+    atomic_init(&c.bar.count, 0);
+    atomic_init(&c.bar.phase, 0);
+    push_input(&c);
+    atomic_store(&go, 1);
+    generate_share(&c, 0);
+    for (int p = 1; p < started; ++p) pthread_join(threads[p], NULL);
+    return 0;
+}
+
+const wavenet_ops ZOO_OPS(zoo_wavenet_ops_) = {generate};

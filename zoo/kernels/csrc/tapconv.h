@@ -1,0 +1,42 @@
+/* zoo.tapconv's compiled convolutions: the argument structs (mirrored by ctypes in zoo/tapconv.py and
+   checked there against zoo_tapconv_layout()) and the table of one ISA level's functions. */
+
+#ifndef ZOO_TAPCONV_H
+#define ZOO_TAPCONV_H
+
+#include <stdint.h>
+
+/* out[r, n] (+)= bias[n] + sum_j sum_c src[(r + j dil) lds + c] W_j[c, n] for rows r of [0, rows):
+   src bfloat16, w packed [taps][ceil(cin / 2)][cout][2] (an odd cin's last pair has a zero second
+   weight, and its second input is never read), out float32 (row stride ldo); with f32, src and w are
+   float32 (w [taps][cin][cout]), the same tiles multiplying with vfmadd. */
+typedef struct {
+    long rows;
+    int cin, cout, taps;
+    long dil;
+    const void *src;  /* bf16, or float when f32 */
+    long lds;
+    const void *w;    /* bf16 pairs [taps][ceil(cin / 2)][cout][2], or float [taps][cin][cout] when f32 */
+    const float *bias;
+    float *out;
+    long ldo;
+    int accumulate;
+    int f32;
+} prod_t;
+
+/* out[r, c] = bfloat16(leaky_relu(x[r, c])) for r < rows, c < cols. */
+typedef struct { const float *x; long ldx; uint16_t *out; long ldo; int cols; float slope; } leaky_t;
+
+/* One ISA level's build of tapconv.c. */
+typedef struct {
+    void (*tap_conv)(const prod_t *p, int nth);
+    void (*winograd3)(const prod_t *w, int nth);
+    void (*leaky_relu)(const leaky_t *l, long rows, int nth);
+    int (*bf16_native)(void); /* bfloat16 products by AVX-512 BF16 tiles (else plain C) */
+    int (*f32_native)(void);  /* float32 products by AVX-512 tiles (else plain C) */
+} tapconv_ops;
+
+extern const tapconv_ops zoo_tapconv_ops_generic, zoo_tapconv_ops_avx2, zoo_tapconv_ops_avx512,
+    zoo_tapconv_ops_avx512bf16;
+
+#endif
