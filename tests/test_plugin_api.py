@@ -41,8 +41,6 @@ class HumConfig(VocoderConfig):
 class Hum(Vocoder[HumConfig]):
     """A sine at ``freq`` Hz (enough of a vocoder for the registry)."""
 
-    config_class = HumConfig
-
     def synthesize(self, mel, *, generator=None, **sampling):
         t = torch.arange(mel.shape[-1] * self.hop_length, dtype=mel.dtype) / self.sample_rate
         return torch.sin(2 * torch.pi * self.config.freq * t).expand(mel.shape[0], -1).clone()
@@ -274,8 +272,21 @@ def test_hooks_are_typed():
     assert hints["zoo_register_commands"]["register"] is hookspecs.CommandRegister
 
 
+def test_config_class_comes_from_the_generic_parameter():
+    assert Hum.config_class is HumConfig and isinstance(Hum().config, HumConfig)
+
+    class LouderHum(Hum):
+        pass
+
+    assert LouderHum.config_class is HumConfig
+    with pytest.raises(TypeError, match=r"is a Vocoder\[HumConfig\] but sets config_class = VocoderConfig: "
+                                        r"declare the config type once"):
+        class Confused(Vocoder[HumConfig]):
+            config_class = VocoderConfig
+
+
 def test_each_builtin_vocoder_declares_its_config_type_once():
-    """``class X(Vocoder[XConfig])`` with ``config_class = XConfig``: no per-method casts of ``self.config``."""
+    """``class X(Vocoder[XConfig])`` gives ``config_class``: no per-method casts of ``self.config``."""
     reg = registry.get_registry()
     for arch in reg.architectures.values():
         (base,) = [b for b in arch.cls.__orig_bases__ if typing.get_origin(b) is Vocoder]

@@ -17,7 +17,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
 import torch
 from torch import Tensor, nn
@@ -40,8 +40,8 @@ class Vocoder(nn.Module, Generic[ConfigT]):
 
     Class attributes a subclass sets:
 
-    * ``config_class``: the :class:`~zoo.config.VocoderConfig` subclass holding the hyperparameters (the
-      class's ``ConfigT``).
+    * ``config_class``: the :class:`~zoo.config.VocoderConfig` subclass holding the hyperparameters. Taken
+      from ``Vocoder[XConfig]`` when the class does not set it (a class that sets both must set the same).
     * ``deterministic``: ``False`` when :meth:`synthesize` draws random numbers (flows, WaveNet).
     * ``parallel``: ``False`` for autoregressive models (sample by sample).
 
@@ -55,6 +55,20 @@ class Vocoder(nn.Module, Generic[ConfigT]):
     config: ConfigT
     deterministic: ClassVar[bool] = True
     parallel: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """``class X(Vocoder[XConfig])`` declares the config type once: ``config_class`` is taken from it."""
+        super().__init_subclass__(**kwargs)
+        declared = [arg for base in cls.__dict__.get("__orig_bases__", ()) if get_origin(base) is Vocoder
+                    for arg in get_args(base) if isinstance(arg, type)]
+        if not declared:
+            return
+        own = cls.__dict__.get("config_class")
+        if own is None:
+            cls.config_class = declared[0]
+        elif own is not declared[0]:
+            raise TypeError(f"{cls.__name__} is a Vocoder[{declared[0].__name__}] but sets config_class = "
+                            f"{own.__name__}: declare the config type once, as Vocoder[...]")
 
     def __init__(self, config: ConfigT | None = None) -> None:
         super().__init__()

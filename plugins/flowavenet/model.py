@@ -130,7 +130,6 @@ class FloWaveNet(Vocoder[FloWaveNetConfig]):
     """FloWaveNet; sampling option ``temperature`` (default 0.8, the reference's synthesize.py)."""
 
     architecture = "flowavenet"
-    config_class = FloWaveNetConfig
     deterministic = False
 
     def __init__(self, config: FloWaveNetConfig | None = None) -> None:

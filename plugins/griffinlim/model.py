@@ -49,7 +49,6 @@ class GriffinLim(Vocoder[GriffinLimConfig]):
     """
 
     architecture = "griffinlim"
-    config_class = GriffinLimConfig
 
     def __init__(self, config: GriffinLimConfig | None = None) -> None:
         super().__init__(config)

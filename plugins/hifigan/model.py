@@ -136,7 +136,6 @@ class HiFiGAN(Vocoder[HiFiGANConfig]):
     """The HiFi-GAN generator: deterministic, fully convolutional, parallel."""
 
     architecture = "hifigan"
-    config_class = HiFiGANConfig
 
     def __init__(self, config: HiFiGANConfig | None = None) -> None:
         super().__init__(config)

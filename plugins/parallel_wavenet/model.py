@@ -185,7 +185,6 @@ class ParallelWaveNet(Vocoder[ParallelWaveNetConfig]):
     """
 
     architecture = "parallel_wavenet"
-    config_class = ParallelWaveNetConfig
     deterministic = False
     parallel = True
     def __init__(self, config: ParallelWaveNetConfig | None = None) -> None:

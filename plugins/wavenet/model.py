@@ -124,7 +124,6 @@ class WaveNet(Vocoder[WaveNetConfig]):
     1.0) and ``progress`` (a tqdm bar)."""
 
     architecture = "wavenet"
-    config_class = WaveNetConfig
     deterministic = False
     parallel = False
 

@@ -24,7 +24,6 @@ class NoiseConfig(VocoderConfig):
 class NoiseVocoder(Vocoder[NoiseConfig]):
     """Least-squares inverse of the mel filterbank, random phase, inverse STFT, times a learned gain."""
 
-    config_class = NoiseConfig
     deterministic = False  # it draws random phases: vocode() takes a torch.Generator
 
     def __init__(self, config: NoiseConfig | None = None) -> None:
