@@ -16,6 +16,9 @@ os.environ.setdefault("ZOO_CACHE", str(_TMP / "zoo-cache"))
 os.environ.setdefault("HF_HOME", str(_TMP / "hf-home"))
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
+# huggingface_hub reads HF_HUB_OFFLINE once, when its constants module is first imported (its package
+# import is lazy): import it now, so that a test setting HF_HUB_OFFLINE cannot switch later tests offline.
+import huggingface_hub.constants  # noqa: E402, F401
 
 
 def parity_dir() -> Path:
