@@ -31,6 +31,9 @@ ISOLATED_ENV = {
 os.environ.update(ISOLATED_ENV)
 for _name in ("HF_HUB_OFFLINE", "HF_TOKEN", "ZOO_LOCK"):
     os.environ.pop(_name, None)
+# huggingface_hub reads HF_HUB_OFFLINE once, when its constants module is first imported (its package
+# import is lazy): import it now, so that a test setting HF_HUB_OFFLINE cannot switch later tests offline.
+import huggingface_hub.constants  # noqa: E402, F401
 
 
 def _loopback_only(address: object) -> bool:

@@ -20,7 +20,6 @@ import time
 import types
 from pathlib import Path
 
-import huggingface_hub  # noqa: F401 - imported before any test sets HF_HUB_OFFLINE (read once, at import)
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -292,7 +291,8 @@ def test_zoo_list_says_shipped_cached_or_downloadable_with_sizes(hub, ckpts, tmp
     assert before["waveglow.nvidia"]["status"] == "downloadable"
     assert before["waveglow.nvidia"]["size"] == 675788412
     assert before["waveglow.nvtiny"]["status"] == "downloadable"
-    assert cli_main(["pull", "waveglow.nvtiny"]) == 0
+    assert cli_main(["pull", "waveglow.nvtiny"]) == 0, capsys.readouterr().err
+    assert "waveglow.nvtiny: ready" in capsys.readouterr().out
     assert rows()["waveglow.nvtiny"]["status"] == "cached"
     assert cli_main(["list"]) == 0
     text = capsys.readouterr().out
