@@ -42,7 +42,7 @@ PLOT = ROOT / "docs" / "performance_length.png"
 STEPS = ("compare", "compare_threads2", "roofline", "wavenet", "wavenet_ceiling", "memory", "memory_glibc", "length",
          "batch", "quality_float32", "quality_bfloat16")
 CEILING_THREADS = (1, 2)
-SWEEP_MODELS = ["hifigan.universal", "griffinlim.hifigan", "waveglow", "flowavenet", "parallel_wavenet"]
+SWEEP_MODELS = ["hifigan.universal", "griffinlim.hifigan", "waveglow.trainpm", "flowavenet", "parallel_wavenet"]
 
 
 def _busy() -> list[str]:
@@ -84,7 +84,7 @@ def run_steps(args: argparse.Namespace) -> None:
         **{f"quality_{dt}": [py, str(HERE / "quality.py"), "--models", "hifigan.universal", "--dtype", dt,
                              "--threads", t, *(["--limit", "2"] if q else []),
                              "--json", str(RESULTS / f"quality_{dt}.json")] for dt in ("float32", "bfloat16")},
-        "batch": [py, "-m", "zoo.cli", "bench", "hifigan.universal", "waveglow", "--threads", t,
+        "batch": [py, "-m", "zoo.cli", "bench", "hifigan.universal", "waveglow.trainpm", "--threads", t,
                   "--runs", "1" if q else "3",
                   "--warmup-seconds", "1", "--seconds", "1" if q else "5",
                   *[a for b in (["1", "2"] if q else ["1", "2", "4", "8"]) for a in ("--batch", b)],
