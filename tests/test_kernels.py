@@ -150,8 +150,8 @@ def test_a_missing_or_failed_build_fails_the_tests_that_need_it(tmp_path):
     for name, folder in [("failed-build", failed), ("never-built", tmp_path)]:
         native.register(native.KernelSpec(name, lambda folder=folder: folder, "_k", "zoo_x"))
         assert native.kernel(name) is None
-        if name == "never-built" and not shutil.which("cc"):
-            continue
+        if name == "never-built" and not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")):
+            continue  # no record and no compiler on this machine: the helper skips, saying so
         with pytest.raises(pytest.fail.Exception, match="did not build or load although a C compiler"):
             kernels.require(name)
     assert native.status("failed-build").reason == "its build failed at install: tapconv.c:12: error: expected ';'"
@@ -183,6 +183,7 @@ def test_zoo_info_kernels_reports_the_fallback_when_disabled():
     assert "wavenet float32: wavenet: TorchScript sampling step (disabled by ZOO_DISABLE_KERNEL)" in res.stdout
 
 
+@pytest.mark.filterwarnings("ignore:At least one mel filterbank has all zero values")
 def test_bench_records_the_kernel_path():
     from zoo_plugins.hifigan.model import HiFiGAN, HiFiGANConfig
 
