@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import mmap
 import pickle
+import re
 import struct
 import sys
 import zipfile
@@ -313,6 +314,8 @@ def load_checkpoint(path: str | Path) -> Any:
     except Exception as exc:  # noqa: BLE001 - any failure of the restricted reader is a bad input file
         text = str(exc)
         reason = _short(text.splitlines()[0], 200) if text.strip() else type(exc).__name__
+        # pickle's "invalid load key, '\xbc'." shows raw bytes; say what it means instead
+        reason = re.sub(r"invalid load key, '.*?'\.?", "not a pickle stream (invalid first byte)", reason)
         if reason.startswith(f"{path}: "):
             reason = reason[len(f"{path}: "):]
         raise ValueError(f"{path}: not a readable torch checkpoint ({reason})") from None
