@@ -24,6 +24,7 @@ import torchaudio.functional as AF
 from torch import Tensor
 
 from zoo.mel import MelConfig, compress, decompress
+from zoo.vocoder import as_float_tensor
 
 # Fields whose difference changes only the value mapping (exactly invertible).
 EXACT_FIELDS = {"log", "log_floor", "ref_level_db", "normalize", "min_level_db", "mean", "std", "magnitude_eps"}
@@ -63,7 +64,8 @@ class MelReport:
         return "\n".join(lines)
 
 
-def _config_of(x: Any) -> MelConfig:
+def as_mel_config(x: Any) -> MelConfig:
+    """A :class:`~zoo.mel.MelConfig` from a MelConfig, a preset name, a dict or a vocoder (its ``mel_config``)."""
     if isinstance(x, MelConfig):
         return x
     if isinstance(x, str):
@@ -78,7 +80,7 @@ def _config_of(x: Any) -> MelConfig:
 
 def check_mel(vocoder: Any, other: Any) -> MelReport:
     """Compare the vocoder's mel contract with ``other`` (a MelConfig, preset name, dict or vocoder)."""
-    mine, theirs = _config_of(vocoder), _config_of(other)
+    mine, theirs = as_mel_config(vocoder), as_mel_config(other)
     diff = mine.diff(theirs)
     exact, approx, impossible = [], [], []
     for name in diff:
@@ -144,12 +146,10 @@ def adapt(mel: Tensor, src: Any, dst: Any) -> Tensor:
     ``mel`` is ``[n_mels, frames]`` or ``[B, n_mels, frames]``. Raises ``ValueError`` when a difference
     cannot be bridged (the destination needs frequencies above the source's Nyquist frequency).
     """
-    from zoo.vocoder import _as_tensor
-
-    mel = _as_tensor(mel, "mel")
+    mel = as_float_tensor(mel, "mel")
     if mel.dim() not in (2, 3):
         raise ValueError(f"mel must be [n_mels, frames] or [batch, n_mels, frames]; got shape {tuple(mel.shape)}")
-    src_c, dst_c = _config_of(src), _config_of(dst)
+    src_c, dst_c = as_mel_config(src), as_mel_config(dst)
     report = check_mel(dst_c, src_c)
     if report.impossible:
         raise ValueError(f"cannot adapt mel features: {', '.join(report.impossible)} differ in a way no adapter "

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from zoo.adapt import as_mel_config
 from zoo.cards import ModelCard, Source
 from zoo.config import VocoderConfig
 from zoo.hub import read_folder, resolve_card
@@ -118,11 +119,9 @@ def load(
     dtype_ = _dtype(dtype)
     device_ = _device(device)
     if expect_mel is not None:
-        from zoo.adapt import _config_of
-
-        expect_mel = _config_of(expect_mel)
+        expect_mel = as_mel_config(expect_mel)
     locked = active_lock(lock)
-    if isinstance(name, os.PathLike) or (isinstance(name, str) and _looks_like_path(name)):
+    if isinstance(name, os.PathLike) or (isinstance(name, str) and looks_like_path(name)):
         arch, config, weights = read_folder(Path(name))
         if locked:
             check_folder(locked, str(name), arch, config, sha256_file(weights))
@@ -204,7 +203,8 @@ def hub_source(card: ModelCard) -> Source:
     raise RegistryError(f"{card.name!r} has no Hub source, so it has no revisions to choose from")
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
+    """Whether a model name given to :func:`load` means a local folder (a path, or an existing folder)."""
     if name.startswith("hf://"):
         return False
     return name.startswith((".", "/", "~")) or os.sep in name or Path(name).is_dir()

@@ -8,6 +8,7 @@ peak resident set size above the pre-run baseline, sampled from ``/proc/self/sta
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import os
 import platform
 import statistics
@@ -108,9 +109,7 @@ def machine_info() -> dict[str, Any]:
         info["torchaudio"] = torchaudio.__version__
     except ImportError:
         pass
-    from zoo import __version__
-
-    info["vocoder_zoo"] = __version__
+    info["vocoder_zoo"] = importlib.metadata.version("vocoder-zoo")  # the installed package's version
     from zoo import native
 
     info["kernels"] = {k.name: k.summary() for k in native.statuses()}

@@ -18,20 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from zoo import cli_bench, cli_compare, cli_hub, cli_train, cli_tts
+from zoo.cli_common import CliError, registered, subcommand
+from zoo.files import write_wav_atomic
+
 EXIT_USAGE = 2
 
 Command = Callable[[argparse.Namespace], int]
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
-
-class CliError(Exception):
-    """An error reported as one line, without a traceback."""
-
-
-def subcommand(fn: Callable[[argparse._SubParsersAction], None]) -> Callable[[argparse._SubParsersAction], None]:
-    """Register a function that adds a subparser (used by this module and by zoo's other CLI modules)."""
-    _SUBCOMMANDS.append(fn)
-    return fn
+#: The command modules besides this one, in the order ``zoo --help`` lists their commands.
+COMMAND_MODULES = (cli_hub, cli_train, cli_bench, cli_tts, cli_compare)
 
 
 def _progress(iterable: Any, **kw: Any) -> Any:
@@ -225,17 +221,6 @@ def _read_json(path: Path, what: str) -> Any:
         raise CliError(f"{what} {path} is not valid JSON: {exc}") from None
 
 
-def write_wav_atomic(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Write a 16-bit wav via a temporary file, so a failure never leaves a partial file."""
-    import soundfile as sf
-
-    from zoo.vocoder import atomic_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, ".wav.part") as tmp:
-        sf.write(str(tmp), np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-
-
 def _cmd_vocode(args: argparse.Namespace) -> int:
     import torch
 
@@ -284,7 +269,7 @@ def _cmd_vocode(args: argparse.Namespace) -> int:
                     from zoo.adapt import adapt
 
                     mel = adapt(mel.float(), src_mel, voc.mel_config)
-                mel = voc._check_mel(mel)
+                mel = voc.checked_mel(mel)
                 if mel.shape[0] != 1:
                     raise ValueError(f"holds a batch of {mel.shape[0]} mels; save one mel [n_mels, frames] per "
                                      f"file (or [1, n_mels, frames])")
@@ -350,7 +335,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     import shutil
 
     import zoo
-    from zoo.vocoder import umask_mode
+    from zoo.files import umask_mode
 
     ckpt = Path(args.checkpoint)
     if not ckpt.is_file():
@@ -381,12 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    _load_extra_commands()
-    # Extra command modules register into the importable ``zoo.cli`` (also when this file runs as __main__).
-    from zoo import cli as canonical
-
-    for add in canonical._SUBCOMMANDS:
-        add(sub)
+    for module in (__name__, *(m.__name__ for m in COMMAND_MODULES)):
+        for add in registered(module):
+            add(sub)
     _add_plugin_commands(sub)
     return parser
 
@@ -418,18 +400,6 @@ def _one_line_plugin_warnings(show: Callable[..., None]) -> Callable[..., None]:
             show(message, category, filename, lineno, file, line)
 
     return showwarning
-
-
-def _load_extra_commands() -> None:
-    """Import zoo modules that add subcommands (hub, bench, train ...), if present."""
-    import importlib
-
-    for mod in ("zoo.cli_hub", "zoo.cli_train", "zoo.cli_bench", "zoo.cli_tts", "zoo.cli_compare"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
 
 
 def _version() -> str:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from zoo.cli import CliError, subcommand
+from zoo.cli_common import CliError, subcommand
 
 
 @subcommand

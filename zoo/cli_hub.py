@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from zoo.cli import CliError, subcommand
+from zoo.cli_common import CliError, subcommand
 
 
 @subcommand
@@ -23,7 +23,7 @@ def _add_lock(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_lock(args: argparse.Namespace) -> int:
-    from zoo.api import _looks_like_path, hub_source
+    from zoo.api import hub_source, looks_like_path
     from zoo.hub import fetch_hf_repo, parse_hf_name, read_folder, sha256_file
     from zoo.lock import card_entry, folder_entry, hub_entry, make_lock
     from zoo.registry import get_registry
@@ -36,7 +36,7 @@ def _cmd_lock(args: argparse.Namespace) -> int:
     for name in args.names:
         if name.startswith("hf://"):
             entries[name] = pinned(*parse_hf_name(name))
-        elif _looks_like_path(name):
+        elif looks_like_path(name):
             arch, config, weights = read_folder(Path(name))
             entries[name] = folder_entry(arch, config, sha256_file(weights))
         elif "@" in name:

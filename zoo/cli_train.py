@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from zoo.cli import CliError, subcommand
+from zoo.cli_common import CliError, subcommand
 
 
 @subcommand

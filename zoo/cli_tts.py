@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from zoo.cli import subcommand
+from zoo.cli_common import subcommand
 
 
 @subcommand

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from zoo.files import atomic_path
 from zoo.mel import MelConfig, mel_spectrogram
-from zoo.vocoder import atomic_path
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 

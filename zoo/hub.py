@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from zoo.cards import ModelCard, Source
-from zoo.vocoder import CONFIG_NAME, WEIGHTS_NAME, atomic_path, umask_mode
+from zoo.files import atomic_path, umask_mode
+from zoo.vocoder import CONFIG_NAME, WEIGHTS_NAME
 
 CACHE_ENV = "ZOO_CACHE"
 

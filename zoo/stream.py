@@ -21,13 +21,15 @@ import ctypes
 import ctypes.util
 import functools
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from zoo.noise import draw_seed, noise_at
-from zoo.vocoder import Vocoder
+
+if TYPE_CHECKING:  # annotations only: zoo.vocoder imports this module (Vocoder.stream)
+    from zoo.vocoder import Vocoder
 
 
 def _check_parallel(voc: Vocoder) -> None:
@@ -117,7 +119,7 @@ def stream(voc: Vocoder, mel_chunks: Iterable[Tensor], *, context: int | tuple[i
 
     with torch.inference_mode():
         for chunk in mel_chunks:
-            chunk = voc._check_mel(chunk)
+            chunk = voc.checked_mel(chunk)
             if chunk.shape[0] != 1:
                 raise ValueError(f"stream takes one utterance: mel chunks [n_mels, frames] (or [1, n_mels, "
                                  f"frames]); got a batch of {chunk.shape[0]}")
@@ -138,7 +140,7 @@ def vocode_long(voc: Vocoder, mel: Tensor, chunk_frames: int = 512, *, generator
     """One-shot output of a long ``[n_mels, frames]`` mel with memory bounded by ``chunk_frames``."""
     if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
         raise ValueError(f"chunk_frames must be a whole number >= 1, got {chunk_frames!r}")
-    mel = voc._check_mel(mel)
+    mel = voc.checked_mel(mel)
     if mel.shape[0] != 1:
         raise ValueError(f"vocode_long takes one utterance [n_mels, frames]; got a batch of {mel.shape[0]}")
     pieces = [mel[0, :, i: i + chunk_frames] for i in range(0, mel.shape[-1], chunk_frames)]

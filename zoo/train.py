@@ -22,7 +22,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from zoo.config import VocoderConfig, check_field_types, check_known_keys
-from zoo.vocoder import Vocoder, atomic_path
+from zoo.files import atomic_path, write_wav_atomic
+from zoo.vocoder import Vocoder
 
 if TYPE_CHECKING:
     from zoo.data import SegmentDataset
@@ -296,8 +297,6 @@ class Trainer:
         """Copy-synthesis of the start of the first validation file into ``samples/``."""
         if not self.dist.is_main or self.val_set is None:
             return None
-        from zoo.cli import write_wav_atomic
-
         utt = self.val_set.utterances[0]
         frames = max(1, int(self.cfg.sample_seconds * self.model.sample_rate) // self.model.hop_length)
         self.model.eval()

@@ -10,12 +10,10 @@ mel front-end, and ``save_pretrained`` / ``from_pretrained``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
@@ -23,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.config import VocoderConfig
+from zoo.files import atomic_path, atomic_write
 from zoo.mel import MelConfig, mel_spectrogram
 
 CONFIG_NAME = "config.json"
@@ -119,7 +118,7 @@ class Vocoder(nn.Module, Generic[ConfigT]):
         ``sample_rate`` is checked against the model's; with ``resample=True`` a different rate is
         resampled (torchaudio) instead of refused.
         """
-        audio = _as_tensor(audio, "audio")
+        audio = as_float_tensor(audio, "audio")
         peak = float(audio.abs().max()) if audio.numel() else 0.0
         if math.isfinite(peak) and peak > MAX_AUDIO_PEAK:  # NaN / Inf are refused by the mel front-end
             raise ValueError(f"audio peaks at {peak:g}, but floats in [-1, 1] are expected "
@@ -168,9 +167,9 @@ class Vocoder(nn.Module, Generic[ConfigT]):
         ``torch.Generator``) makes stochastic sampling reproducible; ``sampling`` holds architecture options
         (``sigma``, ``temperature`` ...).
         """
-        mel = _as_tensor(mel, "mel")
+        mel = as_float_tensor(mel, "mel")
         unbatched = mel.dim() == 2
-        mel = self._check_mel(mel)
+        mel = self.checked_mel(mel)
         lengths_t = self._check_lengths(lengths, mel)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise ValueError(f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)), "
@@ -244,8 +243,10 @@ class Vocoder(nn.Module, Generic[ConfigT]):
         return self
 
     # ------------------------------------------------------------------ input checks
-    def _check_mel(self, mel: Any) -> Tensor:
-        mel = _as_tensor(mel, "mel")
+    def checked_mel(self, mel: Any) -> Tensor:
+        """``mel`` as a batch ``[B, n_mels, frames]`` of this model's ``n_mels``, or a ``ValueError`` saying what
+        is wrong (shape, channel count, empty, NaN/Inf)."""
+        mel = as_float_tensor(mel, "mel")
         n_mels = self.mel_config.n_mels
         if mel.dim() == 2:
             mel = mel.unsqueeze(0)
@@ -324,12 +325,12 @@ class Vocoder(nn.Module, Generic[ConfigT]):
             "mel_fingerprint": mel_print,
             "mel_reference_hash": mel_ref,
         }
-        _atomic_write(directory / CONFIG_NAME, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
+        atomic_write(directory / CONFIG_NAME, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
         with atomic_path(directory / WEIGHTS_NAME, ".tmp") as tmp:
             save_file(state, str(tmp), metadata=metadata)
         if card is not None:
             text = card if isinstance(card, str) else card.to_markdown()
-            _atomic_write(directory / CARD_NAME, text.encode())
+            atomic_write(directory / CARD_NAME, text.encode())
         return directory
 
     @classmethod
@@ -448,7 +449,9 @@ def sampling_scale(name: str, value: Any) -> float:
     return scale
 
 
-def _as_tensor(x: Any, what: str) -> Tensor:
+def as_float_tensor(x: Any, what: str) -> Tensor:
+    """``x`` (a tensor, a numpy array or anything ``torch.as_tensor`` takes) as a floating-point tensor, or a
+    ``ValueError`` naming ``what`` and the type or dtype found."""
     if not isinstance(x, Tensor):
         try:
             import numpy as np
@@ -462,35 +465,6 @@ def _as_tensor(x: Any, what: str) -> Tensor:
     if not x.is_floating_point():
         raise ValueError(f"{what} must be a floating-point tensor, got dtype {x.dtype}")
     return x
-
-
-def umask_mode(path: str | os.PathLike[str]) -> None:
-    """Give a file or folder made by ``tempfile`` (always private: 0600 / 0700) the mode a plain ``open`` or
-    ``mkdir`` would, under the process umask, before it is moved into place."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
-
-
-@contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str], suffix: str = ".part") -> Iterator[Path]:
-    """A temporary path beside ``target`` to write to; when the block ends without an error it is given
-    the umask's mode and renamed onto ``target`` (so no reader ever sees half a file), else removed."""
-    target = Path(target)
-    fd, name = tempfile.mkstemp(dir=target.parent, suffix=suffix)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        umask_mode(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    with atomic_path(path, ".tmp") as tmp:
-        tmp.write_bytes(data)
 
 
 def receptive_field_ms(samples: int, sample_rate: int) -> float:

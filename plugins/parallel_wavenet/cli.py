@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from zoo.cli_common import CliError
 from zoo.hookspecs import Command
 
 
@@ -37,7 +38,6 @@ def run(args: argparse.Namespace) -> int:
     from zoo_plugins.parallel_wavenet.model import ParallelWaveNet
 
     import zoo
-    from zoo.cli import CliError
     from zoo.train import parse_overrides
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
