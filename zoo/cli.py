@@ -16,10 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from zoo import cli_bench, cli_compare, cli_hub, cli_train, cli_tts
-from zoo.cli_common import CliError, registered, subcommand
+from zoo.cli_common import AUDIO_EXT, MEL_EXT, CliError, progress, read_audio, read_mel, registered, subcommand
 from zoo.files import write_wav_atomic
 
 EXIT_USAGE = 2
@@ -28,12 +26,6 @@ Command = Callable[[argparse.Namespace], int]
 
 #: The command modules besides this one, in the order ``zoo --help`` lists their commands.
 COMMAND_MODULES = (cli_hub, cli_train, cli_bench, cli_tts, cli_compare)
-
-
-def _progress(iterable: Any, **kw: Any) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, disable=kw.pop("disable", None), dynamic_ncols=True, **kw)
 
 
 # ---------------------------------------------------------------------- list / info
@@ -149,8 +141,6 @@ def _print_kernels(as_json: bool) -> int:
 
 
 # ---------------------------------------------------------------------- vocode
-AUDIO_EXT = {".wav", ".flac", ".ogg"}
-MEL_EXT = {".npy", ".pt"}
 
 
 @subcommand
@@ -186,32 +176,6 @@ def _expand_inputs(items: Sequence[str]) -> list[Path]:
         else:
             paths.append(p)
     return paths
-
-
-def read_audio(path: Path) -> tuple[np.ndarray, int]:
-    """Mono float32 audio and its sample rate (:func:`zoo.data.read_mono`), errors as one CLI line."""
-    from zoo.data import read_mono
-
-    try:
-        return read_mono(path)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-
-
-def read_mel(path: Path) -> Any:
-    """A saved mel as a float tensor (``.npy`` via numpy without pickles, ``.pt`` with weights_only)."""
-    import torch
-
-    try:
-        if path.suffix.lower() == ".npy":
-            arr = np.load(str(path), allow_pickle=False)
-            return torch.from_numpy(np.ascontiguousarray(arr))
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise CliError(f"{path}: cannot read mel ({exc})") from None
-    if not isinstance(obj, torch.Tensor):
-        raise CliError(f"{path}: expected a tensor, found {type(obj).__name__}")
-    return obj
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -291,7 +255,7 @@ def _cmd_vocode(args: argparse.Namespace) -> int:
         from zoo.denoiser import Denoiser
 
         denoiser = Denoiser(voc, **({"sigma": 0.0} if voc.architecture == "waveglow" else {}))
-    for path, mel, target in _progress(jobs, desc="vocoding", unit="file", disable=len(jobs) < 2 or None):
+    for path, mel, target in progress(jobs, desc="vocoding", unit="file", disable=len(jobs) < 2 or None):
         try:
             audio = voc.vocode(mel, generator=gen)[0]
         except ValueError as exc:

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from zoo.cli import AUDIO_EXT, MEL_EXT, CliError, _progress, read_mel, subcommand, write_wav_atomic
+from zoo.cli_common import AUDIO_EXT, MEL_EXT, CliError, progress, read_mel, subcommand
+from zoo.files import write_wav_atomic
 
 
 @subcommand
@@ -131,7 +132,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             cell.metrics = score(torch.from_numpy(audio), None, sr)
         cells.append(cell)
 
-    bar = _progress(None, total=len(clips) * len(names), desc="compare", unit="clip")
+    bar = progress(None, total=len(clips) * len(names), desc="compare", unit="clip")
     try:
         for index, model_name in enumerate(names):
             summary = report.ModelSummary(model=model_name)
