@@ -118,21 +118,3 @@ def test_denoiser_removes_bias_and_is_identity_at_zero():
     assert cleaned.pow(2).mean() < 0.5 * audio.pow(2).mean()
     with pytest.raises(ValueError, match="strength"):
         den(audio, strength=-1.0)
-
-
-def test_context_cache_entry_dies_with_its_model():
-    """The measured context is cached per live model and dropped with it: an entry keyed by ``id(voc)``
-    would outlive the model and be handed to whatever model Python later builds at the same address."""
-    import gc
-    import weakref
-
-    from zoo import stream as streaming
-
-    voc = _tiny()
-    alive, before = weakref.ref(voc), len(streaming._CONTEXT_CACHE)
-    assert context_frames(voc) == context_frames(voc)
-    assert len(streaming._CONTEXT_CACHE) == before + 1
-    del voc
-    gc.collect()
-    assert alive() is None, "the context cache kept the model alive"
-    assert len(streaming._CONTEXT_CACHE) == before
