@@ -3,7 +3,7 @@
 The package itself is declared in ``pyproject.toml``; this file only adds the C kernels, each a shared
 library loaded with ``ctypes`` (not a Python extension module):
 
-* ``zoo/kernels/_tapconv.so`` from ``zoo/kernels/csrc/`` (time-major convolutions, :mod:`zoo.tapconv`);
+* ``zoo/kernels/_tapconv.so`` from ``zoo/kernels/csrc/`` (time-major convolutions, :mod:`zoo.kernels.tapconv`);
 * ``plugins/wavenet/_kernel.so`` from ``plugins/wavenet/csrc/`` (the WaveNet sampling loop).
 
 A kernel's body is compiled once per ISA level with that level's flags (never ``-march=native``, so one

@@ -111,7 +111,7 @@ def reference_hifigan():
 
 
 def compare_hifigan(seconds: float, ref_dir: Path | None = None, bfloat16: bool = True) -> list[dict]:
-    from zoo.data import load_audio
+    from zoo.train.data import load_audio
 
     clip = load_audio(Path(__file__).resolve().parents[1] / "examples" / "LJ001-0001.wav", 22050)
     reps = int(seconds * 22050 // clip.numel()) + 1
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             if r["dtype"] == "float32" and not r["max_abs_diff"] <= args.atol:
                 failures.append(f"{r['model']}: max abs difference {r['max_abs_diff']:.2e} > {args.atol:g}")
     if args.json:
-        from zoo.bench import machine_info
+        from zoo.runtime.bench import machine_info
 
         args.json.write_text(json.dumps({"machine": machine_info(), "seconds": args.seconds,
                                          "clock": args.clock, "runs": args.runs, "rows": rows}, indent=2))

@@ -7,12 +7,12 @@ Each (model, length) runs in a fresh process: the model is built at its publishe
 Griffin-Lim load their cards; WaveGlow, FloWaveNet and the ClariNet-size Parallel WaveNet student are built
 from their default configs, random weights: memory does not depend on the values), vocodes a 1 s mel as
 warm-up, then one mel of the given length while a thread samples the resident set size
-(``zoo.bench._RssSampler``). Reported: peak RSS above the pre-call baseline, and the ratio of the longest
+(``zoo.runtime.bench._RssSampler``). Reported: peak RSS above the pre-call baseline, and the ratio of the longest
 to the shortest length (the target is at most 1.5x from 5 s to 60 s).
 
 RSS depends on the allocator as much as on the model: glibc's adaptive mmap threshold serves large tensors
 from its heap after the first few are freed, and keeps that heap, so RSS also counts blocks that are free.
-The windowed synthesis paths hand freed pages back between windows (``zoo.stream.release_freed_memory``),
+The windowed synthesis paths hand freed pages back between windows (``zoo.core.stream.release_freed_memory``),
 and the baseline is taken after doing the same for the warm-up. ``--malloc returning`` (the default) also
 fixes the threshold at 64 KiB so that RSS follows the memory actually held; ``--malloc default`` measures
 glibc as it comes.
@@ -44,8 +44,8 @@ def _build(name: str):
 def measure(name: str, seconds: float, threads: int) -> dict:
     import torch
 
-    from zoo.bench import _RssSampler
-    from zoo.stream import release_freed_memory
+    from zoo.core.stream import release_freed_memory
+    from zoo.runtime.bench import _RssSampler
 
     torch.set_num_threads(threads)
     voc = _build(name).eval()
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<18} {mine[-1]['seconds']:.0f} s / {mine[0]['seconds']:.0f} s peak memory: {ratio:.2f}x"
                   f" ({'flat' if ratio <= 1.5 else 'NOT flat'})")
     if args.json:
-        from zoo.bench import machine_info
+        from zoo.runtime.bench import machine_info
 
         args.json.write_text(json.dumps({"machine": machine_info(), "rows": rows, "summary": summary}, indent=2))
     return 0

@@ -122,16 +122,16 @@ NOTES = """## What the fast paths are
 
 - **Flows (WaveGlow, FloWaveNet, the Parallel WaveNet student's upsampler)**: weight norm folded at conversion;
   the 1x1-conv inverses computed once in float64 and cached; ActNorm inverted in place. Without autograd
-  the coupling WaveNets run time-major (`zoo.gated.WaveNetConditioner.infer`): each conv is matrix products
+  the coupling WaveNets run time-major (`zoo.nn.gated.WaveNetConditioner.infer`): each conv is matrix products
   on the parameters' own memory (no weight copies), the dilated taps read as shifted row ranges of one
   zero-padded residual buffer, the conditioning through a transposed view (FloWaveNet's halves of the
   conditioning are never swapped or copied), `tanh(a) sigmoid(b)` as one sigmoid pass, WaveGlow's `end`
   folded into every layer's skip conv and its `start` into the first dilated conv. The same layer loop
-  (`zoo.gated.infer_layers`, causal or not) runs the Parallel WaveNet student's flows: one `[T, gate]`
+  (`zoo.nn.gated.infer_layers`, causal or not) runs the Parallel WaveNet student's flows: one `[T, gate]`
   buffer reused by every layer (a fresh one per layer was page-faulted in each time, costing as much as a
   product), and no `[B, layers * gate, T]` conditioning tensor (each layer adds its own product).
 - **Winograd F(4, 3)** for the 3-tap dilated convs of stacks at least 64 channels wide (WaveGlow,
-  FloWaveNet, the student; `zoo.timemajor.winograd_conv3`): the outputs are tiled in fours `d` steps
+  FloWaveNet, the student; `zoo.kernels.timemajor.winograd_conv3`): the outputs are tiled in fours `d` steps
   apart, each tile reads six input rows (points 0, 1, -1, 2, -2, infinity), the inputs are transformed
   with additions, multiplied by the transformed filters in 6 products of a quarter of the rows (the
   direct taps make 3 products of all the rows, 12 per tile), and combined with additions: half the
@@ -144,9 +144,9 @@ NOTES = """## What the fast paths are
   direct taps and the stack's forward, partial tiles and chunk edges included). In-process A/B runs on the
   converted reference weights (2 s): WaveGlow 13.2 -> 10.8 s, FloWaveNet 11.9 -> 10.3 s, the student
   9.2 -> 8.0 s.
-- **On AVX-512 CPUs** (this machine since 2026-12-04) the flows' dilated convs run on `zoo.tapconv`'s
+- **On AVX-512 CPUs** (this machine since 2026-12-04) the flows' dilated convs run on `zoo.kernels.tapconv`'s
   compiled kernel (the same tiles as HiFi-GAN's, below): its Winograd does the input transform (AVX-512),
-  the six products and the output transform on blocks of 48 tiles in L2, where `zoo.timemajor` made one
+  the six products and the output transform on blocks of 48 tiles in L2, where `zoo.kernels.timemajor` made one
   pass over memory per transform step. WaveGlow 1.43x -> 1.61x the reference (5 s, 1 thread); 1.60x on
   2 threads (1.46x in a run on a busier machine), where both sides run near the float32 peak
   (the roofline's ceiling is 1.10x at equal FLOPs:
@@ -177,7 +177,7 @@ NOTES = """## What the fast paths are
   same weights: 216-225 -> 370-388 samples/s; 530 in the comparison run, on a faster moment of the
   machine), while r9y9's loop gains nothing from the second core (60-83 samples/s at 2 threads against
   65 at 1, varying with the machine), so the 2-thread ratio is 6.4x (1 thread: 3.3x). Since 2026-12-07 the
-  streamed matrices sit in transparent huge pages (`zoo.native.huge_page_copies`; with 4 KiB pages every
+  streamed matrices sit in transparent huge pages (`zoo.kernels.native.huge_page_copies`; with 4 KiB pages every
   4 KiB of the 56 MB read per sample is a TLB miss), a past tap's products take three input vectors per
   32-column half of each weight row (AVX2 FMA, twelve accumulators; one vector at a time read the 128 KB
   tile from L2 once per vector), and the last layer's residual 1x1, whose output nothing reads, is skipped.
@@ -229,14 +229,14 @@ NOTES = """## What the fast paths are
   stages of V1, most of its arithmetic) the residual blocks' convs take their taps three at a time through
   Winograd F(4, 3) (a 7-tap conv is two 3-tap groups plus one direct tap, an 11-tap one three groups plus
   two: 12 instead of 21 tap-products per set of blocks). On an AVX2 CPU every conv is one torch product
-  per tap on shifted row ranges (`zoo.timemajor`; 1.56x the reference there, whose oneDNN convolutions
+  per tap on shifted row ranges (`zoo.kernels.timemajor`; 1.56x the reference there, whose oneDNN convolutions
   ran below the matmul peak at these widths). On this AVX-512 machine oneDNN's convolutions run at the
   float32 peak (about 90 GFLOP/s, every width), and the per-tap products, which write each conv's output
-  once per tap, tied with them (0.95-0.99x). So every conv now runs on `zoo.tapconv`, a small compiled
+  once per tap, tied with them (0.95-0.99x). So every conv now runs on `zoo.kernels.tapconv`, a small compiled
   kernel (built at install for each ISA level, `zoo info --kernels`): tiles of 6 rows x 64 columns (12 x 32 for
   narrower outputs) keep all the taps' sums in registers and store once (or add once, for a residual
   update); its Winograd F(4, 3) does the input transform, the six products and the output transform on
-  blocks of 48 tiles that stay in L2, where `zoo.timemajor` made a pass over memory for every transform
+  blocks of 48 tiles that stay in L2, where `zoo.kernels.timemajor` made a pass over memory for every transform
   step. On 1 thread, 5 s in-process: 3.26 s with torch's products, 2.38 s on the kernel.
 - **bfloat16** (HiFi-GAN): rounding the convs' outputs to bfloat16 is what costs quality. HiFi-GAN V1 run
   all in bfloat16 (`model.bfloat16()` through torch, or autocast on the reference) measured 1.117 against
@@ -430,7 +430,7 @@ def render() -> str:
                 "\"returned\" runs with `MALLOC_MMAP_THRESHOLD_=65536`, so that RSS follows the tensors "
                 "actually held; \"glibc default\" keeps glibc's adaptive threshold, under which the heap "
                 "keeps freed blocks and RSS counts them too. Windowed synthesis hands freed pages back between "
-                "windows (`zoo.stream.release_freed_memory`), but within one call the heap still fragments, so "
+                "windows (`zoo.core.stream.release_freed_memory`), but within one call the heap still fragments, so "
                 "in that mode even a one-shot 5 s call reads well above its \"returned\" figure and the ratio "
                 "measures the allocator as much as the model.", "",
                 "| model | length (s) | peak, returned (MiB) | peak, glibc default (MiB) |", "|---|---|---|---|"]

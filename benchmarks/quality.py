@@ -29,15 +29,15 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "eval-lj"
-#: The means reported for each model (``zoo.metrics.METRIC_COLUMNS`` plus DNSMOS's two other heads).
+#: The means reported for each model (``zoo.audio.metrics.METRIC_COLUMNS`` plus DNSMOS's two other heads).
 MEANS = ("stoi", "pesq_wb", "dnsmos_ovrl", "dnsmos_p808", "dnsmos_sig", "dnsmos_bak", "mr_stft", "log_mel_l1")
 
 
 def evaluate(name: str, files: list[Path], *, device: str = "cpu", dtype: str = "float32", seed: int = 0,
              sampling: dict | None = None, perceptual: bool = True) -> dict:
     import zoo
-    from zoo.data import load_audio
-    from zoo.metrics import score
+    from zoo.audio.metrics import score
+    from zoo.train.data import load_audio
 
     voc = zoo.load(name, device=device, dtype=dtype)
     sampling = sampling or {}
@@ -69,8 +69,8 @@ def evaluate(name: str, files: list[Path], *, device: str = "cpu", dtype: str = 
 
 def original_scores(files: list[Path], perceptual: bool) -> dict:
     """DNSMOS of the recordings themselves (the ceiling the vocoded clips are read against)."""
-    from zoo.data import read_mono
-    from zoo.metrics import dnsmos
+    from zoo.audio.metrics import dnsmos
+    from zoo.train.data import read_mono
 
     if not perceptual:
         return {}
@@ -164,8 +164,8 @@ def write_cards(results: list[dict], measured: str, cards_dir: Path, readme: Pat
 
 def main(argv: list[str] | None = None) -> int:
     import zoo
-    from zoo.bench import machine_info
-    from zoo.metrics import MissingExtraError, metric_versions, quality_available
+    from zoo.audio.metrics import MissingExtraError, metric_versions, quality_available
+    from zoo.runtime.bench import machine_info
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)

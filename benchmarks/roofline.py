@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(row))
     result = {"threads": args.threads, "matmul_gflops": peaks, "peak_gflops": peak, "rows": rows}
     if args.json:
-        from zoo.bench import machine_info
+        from zoo.runtime.bench import machine_info
 
         args.json.write_text(json.dumps({"machine": machine_info(), **result}, indent=2))
     return 0

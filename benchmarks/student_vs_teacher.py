@@ -22,7 +22,7 @@ import time
 import torch
 
 import zoo
-from zoo.registry import get_registry
+from zoo.registry.plugins import get_registry
 
 
 def build_models(args: argparse.Namespace) -> tuple[zoo.Vocoder, zoo.Vocoder]:

@@ -1,6 +1,6 @@
 """Every public entry point under ``torch.inference_mode()``, ``torch.no_grad()`` and grad mode, on every
 architecture (one parametrized matrix), and streaming of the stochastic models: streamed chunks equal
-one-shot vocoding with the same seed, because the noise is drawn by position (zoo.noise)."""
+one-shot vocoding with the same seed, because the noise is drawn by position (zoo.core.noise)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ from zoo_plugins.waveglow import WaveGlow, WaveGlowConfig
 from zoo_plugins.wavenet import WaveNet, WaveNetConfig
 
 import zoo
-from zoo.denoiser import Denoiser
-from zoo.export import export
-from zoo.stream import context_window, measure_context, stream, vocode_long
+from zoo.audio.denoiser import Denoiser
+from zoo.core.stream import context_window, measure_context, stream, vocode_long
+from zoo.core.vocoder import Vocoder
+from zoo.runtime.export import export
 from zoo.testing import make_mel_dependent
-from zoo.vocoder import Vocoder
 
 ARCHS = ["griffinlim", "hifigan", "waveglow", "flowavenet", "parallel_wavenet", "wavenet"]
 STOCHASTIC = ["waveglow", "flowavenet", "parallel_wavenet"]
@@ -180,7 +180,7 @@ def test_context_from_geometry_covers_the_measured_one(arch):
 
 
 def test_noise_depends_only_on_seed_and_position():
-    from zoo.noise import BLOCK, noise_blocks
+    from zoo.core.noise import BLOCK, noise_blocks
 
     whole = noise_blocks(5, 2, 3, 0, 2 * BLOCK + 100)
     for start, length in [(0, 1), (BLOCK - 3, 9), (BLOCK, BLOCK), (2 * BLOCK + 50, 50), (17, 0)]:

@@ -13,11 +13,11 @@ import soundfile as sf
 import torch
 
 import zoo
-from zoo.cards import CardError, parse_card
-from zoo.cli import main as cli_main
-from zoo.lock import LockError, make_lock, read_lock
-from zoo.registry import get_registry
-from zoo.stream import stream, vocode_long
+from zoo.cli.app import main as cli_main
+from zoo.core.stream import stream, vocode_long
+from zoo.hub.lock import LockError, make_lock, read_lock
+from zoo.registry.cards import CardError, parse_card
+from zoo.registry.plugins import get_registry
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +165,7 @@ _WRONG = {  # a value of the wrong type for each field of a card's front matter
 def test_card_field_of_the_wrong_type(field):
     import yaml
 
-    from zoo.cards import _KNOWN, split_front_matter
+    from zoo.registry.cards import _KNOWN, split_front_matter
 
     assert set(_WRONG) == _KNOWN, "every known card field has a wrong-type case"
     data, body = split_front_matter(_CARD, "card.md")
@@ -180,7 +180,7 @@ def test_card_field_of_the_wrong_type(field):
 def test_source_field_of_the_wrong_type():
     import yaml
 
-    from zoo.cards import split_front_matter
+    from zoo.registry.cards import split_front_matter
 
     data, body = split_front_matter(_CARD, "card.md")
     good = dict(data["sources"][0])

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from zoo.cli import main
+from zoo.cli.app import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def test_output_cut_by_the_reader_is_not_an_error():
     import subprocess
     import sys
 
-    code = "import sys; from zoo.cli import main; sys.exit(main(['info', 'hifigan.universal']))"
+    code = "import sys; from zoo.cli.app import main; sys.exit(main(['info', 'hifigan.universal']))"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     proc.stdout.close()  # the reader is gone before anything is written (`| head` that already exited)
@@ -122,7 +122,7 @@ def test_vocode_cuda_unavailable_is_clear(tmp_path, capsys):
 
 
 def test_vocode_adapts_saved_mels_with_mel_config(tmp_path, capsys):
-    from zoo.mel import MelConfig, mel_spectrogram
+    from zoo.core.mel import MelConfig, mel_spectrogram
 
     other = MelConfig.preset("hifigan").replace(log="log10")
     t = torch.arange(22050) / 22050
@@ -145,7 +145,7 @@ def json_file(folder: Path, cfg) -> str:
 
 def test_saved_models_carry_the_mel_contract(tmp_path):
     import zoo
-    from zoo.mel import reference_hash
+    from zoo.core.mel import reference_hash
 
     voc = zoo.load("griffinlim")
     voc.save_pretrained(tmp_path / "g")

@@ -7,7 +7,7 @@ import json
 import torch
 
 import zoo
-from zoo.cli import main as cli_main
+from zoo.cli.app import main as cli_main
 
 
 def test_zoo_train_cli_and_resume(train_dir, tmp_path):

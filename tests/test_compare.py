@@ -15,8 +15,8 @@ import torch
 
 import zoo
 from tests.helpers.browser import Browser, file_url, find_chromium
-from zoo.cli import main
-from zoo.report import CSV_COLUMNS
+from zoo.audio.report import CSV_COLUMNS
+from zoo.cli.app import main
 
 CLIPS = ("LJ001-0002.wav", "LJ001-0004.wav")
 MAX_SECONDS = 1.5
@@ -183,9 +183,9 @@ def test_compare_errors(tmp_path, eval_dir, capsys, monkeypatch):
     assert main(["compare", "griffinlim", "--data", str(eval_dir / CLIPS[0]), "-o", str(tmp_path / "r"),
                  "--max-seconds", "0"]) == 2
     assert "--max-seconds must be > 0" in capsys.readouterr().err
-    import zoo.metrics
+    import zoo.audio.metrics
 
-    monkeypatch.setattr(zoo.metrics, "quality_available", lambda: False)
+    monkeypatch.setattr(zoo.audio.metrics, "quality_available", lambda: False)
     assert main(["compare", "griffinlim", "--data", str(eval_dir / CLIPS[0]), "-o", str(tmp_path / "r")]) == 2
     assert 'pip install "vocoder-zoo[quality]"' in capsys.readouterr().err
     # without the extra, --no-perceptual still writes a report

@@ -11,12 +11,13 @@ import torch
 from torch import nn
 
 import zoo
-from zoo import hookimpl, registry
-from zoo.config import VocoderConfig
-from zoo.mel import MelConfig
-from zoo.registry import PluginWarning, Registry, RegistryError
+from zoo import hookimpl
+from zoo.core.config import VocoderConfig
+from zoo.core.mel import MelConfig
+from zoo.core.vocoder import Vocoder
+from zoo.registry import plugins as registry
+from zoo.registry.plugins import PluginWarning, Registry, RegistryError
 from zoo.testing import check_vocoder
-from zoo.vocoder import Vocoder
 
 
 def _toy_mel() -> MelConfig:

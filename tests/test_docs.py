@@ -113,7 +113,7 @@ def test_model_list_is_the_registry():
 
 
 def test_cli_reference_is_the_parser():
-    from zoo.cli import build_parser
+    from zoo.cli.app import build_parser
 
     text = _hooks().cli_markdown()
     parser = build_parser()
@@ -133,8 +133,8 @@ def test_data_placeholders_and_sources_resolve():
     assert hooks.expand("{{ data flowavenet_vs_waveglow.json waveglow.parameters ,d }}") == "2,818,588"
     with pytest.raises(ValueError, match="no key"):
         hooks.expand("{{ data flowavenet_vs_waveglow.json waveglow.nope }}")
-    code = hooks.expand("<!-- zoo:source zoo.hookspecs:zoo_register_architectures -->")
-    assert code.startswith('```python title="zoo/hookspecs.py: zoo_register_architectures"')
+    code = hooks.expand("<!-- zoo:source zoo.registry.hookspecs:zoo_register_architectures -->")
+    assert code.startswith('```python title="zoo/registry/hookspecs.py: zoo_register_architectures"')
     assert "def zoo_register_architectures(register" in code
 
 
@@ -148,7 +148,7 @@ def _editable_install_is_active(args: list[str]) -> None:
 
 @pytest.mark.parametrize("page", RUN_IN_PROCESS)
 def test_page_examples_run(page, tmp_path):
-    from zoo.registry import get_registry
+    from zoo.registry.plugins import get_registry
 
     get_registry(reload=True)
     work = _workdir(tmp_path)
@@ -185,7 +185,7 @@ def test_plugin_guide_shows_the_whole_example_package():
 
 
 def test_plugin_guide_names_every_hook_and_its_type():
-    from zoo import hookspecs
+    from zoo.registry import hookspecs
 
     text = (DOCS / "guides" / "plugins.md").read_text()
     hooks = [n for n in vars(hookspecs) if n.startswith("zoo_register_")]

@@ -10,8 +10,8 @@ from zoo_plugins.hifigan import HiFiGAN, HiFiGANConfig
 from zoo_plugins.parallel_wavenet import ParallelWaveNet, ParallelWaveNetConfig
 from zoo_plugins.waveglow import WaveGlow, WaveGlowConfig
 
-from zoo.cli import main as cli_main
-from zoo.export import export, export_module
+from zoo.cli.app import main as cli_main
+from zoo.runtime.export import export, export_module
 from zoo.testing import make_mel_dependent
 
 
@@ -33,7 +33,7 @@ def _noise_scale(model) -> float:
 
 
 def _run(fmt: str, path, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """The exported file run by its own runtime, independently of zoo.export."""
+    """The exported file run by its own runtime, independently of zoo.runtime.export."""
     if fmt == "torchscript":
         return torch.jit.load(str(path))(*inputs)
     import onnxruntime as ort
@@ -47,9 +47,9 @@ def _run(fmt: str, path, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
 @pytest.mark.parametrize("name,model", list(_models()), ids=[n for n, _ in _models()])
 def test_export_round_trip(name, model, fmt, tmp_path):
     """The exported graph, run on a batch and length other than the exported example's, gives what
-    ``vocode`` gives: the stochastic models fed the noise ``vocode`` draws (zoo.noise, seed 3) scaled by their
+    ``vocode`` gives: the stochastic models fed the noise ``vocode`` draws (zoo.core.noise, seed 3) scaled by their
     default sigma / temperature; and it follows the mel (another mel gives other audio)."""
-    from zoo.noise import noise_at, noise_blocks
+    from zoo.core.noise import noise_at, noise_blocks
 
     model = model.eval().prepare_for_inference()
     path = export(model, fmt, tmp_path / f"{name}.{'onnx' if fmt == 'onnx' else 'pt'}")

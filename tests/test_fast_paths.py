@@ -14,10 +14,10 @@ from zoo_plugins.waveglow import WaveGlow, WaveGlowConfig
 from zoo_plugins.wavenet import WaveNet, WaveNetConfig
 from zoo_plugins.wavenet.incremental import IncrementalSampler
 
-import zoo.gated
-import zoo.timemajor
+import zoo.kernels.timemajor
+import zoo.nn.gated
 from tests.helpers import kernels
-from zoo.gated import GatedResidualStack, WaveNetConditioner, infer_layers, stack_pad
+from zoo.nn.gated import GatedResidualStack, WaveNetConditioner, infer_layers, stack_pad
 
 
 @pytest.fixture
@@ -37,15 +37,15 @@ def wavenet_isa(request):
 def winograd(request, monkeypatch):
     """Run the test with the 3-tap convs direct, then by Winograd F(4, 3) at every width (its default
     threshold, 64 channels, is above the tiny test sizes)."""
-    monkeypatch.setattr(zoo.gated, "_WINO_MIN_CHANNELS", 0 if request.param else 10**9)
+    monkeypatch.setattr(zoo.nn.gated, "_WINO_MIN_CHANNELS", 0 if request.param else 10**9)
     return request.param
 
 
 @pytest.fixture(params=[False, True], ids=["torch", "kernel"])
 def kernel(request, monkeypatch):
     """Run the test with the dilated convs on torch's products, then on the compiled kernel
-    (:mod:`zoo.tapconv`; taken only on CPUs with AVX-512, so the second run needs one)."""
-    from zoo import tapconv
+    (:mod:`zoo.kernels.tapconv`; taken only on CPUs with AVX-512, so the second run needs one)."""
+    from zoo.kernels import tapconv
 
     if request.param:
         with kernels.variant("tapconv", "avx512"):  # a failure if it did not build, a skip without AVX-512
@@ -96,7 +96,7 @@ def test_infer_layers_equals_stack_forward(causal, skip_mode, bias, cond, t, win
         left, right = stack_pad(stack)
         buf = torch.cat([torch.zeros(left, 8), x.t(), torch.zeros(right, 8)])
         got = infer_layers(stack, buf, left, t, c)
-    assert any(zoo.gated._winograd_rows(stack, layer, t) for layer in stack.layers) == winograd
+    assert any(zoo.nn.gated._winograd_rows(stack, layer, t) for layer in stack.layers) == winograd
     torch.testing.assert_close(got.t(), expected, atol=1e-5, rtol=1e-5)
 
 
@@ -107,7 +107,7 @@ def test_infer_layers_equals_stack_forward(causal, skip_mode, bias, cond, t, win
     ([1, 2], 16),  # the shortest input the Winograd path takes
 ])
 def test_winograd_taps_equal_direct_taps(causal, dilations, t, kernel, monkeypatch):
-    monkeypatch.setattr(zoo.timemajor, "WINOGRAD_CHUNK_ROWS", 1024)
+    monkeypatch.setattr(zoo.kernels.timemajor, "WINOGRAD_CHUNK_ROWS", 1024)
     stack = GatedResidualStack(6, 10, 4, 3, 3, dilations, causal=causal, residual_scale=math.sqrt(0.5)).eval()
     _randomise(stack, 0.3)
     x, c = torch.randn(6, t), torch.randn(3, t).t()
@@ -117,9 +117,9 @@ def test_winograd_taps_equal_direct_taps(causal, dilations, t, kernel, monkeypat
     with torch.no_grad():
         expected = stack(x[None], c.t()[None])[0].t()
         for use in (False, True):
-            monkeypatch.setattr(zoo.gated, "_WINO_MIN_CHANNELS", 0 if use else 10**9)
+            monkeypatch.setattr(zoo.nn.gated, "_WINO_MIN_CHANNELS", 0 if use else 10**9)
             got[use] = infer_layers(stack, buf.clone(), left, t, c)
-    used = [bool(zoo.gated._winograd_rows(stack, layer, t)) for layer in stack.layers]
+    used = [bool(zoo.nn.gated._winograd_rows(stack, layer, t)) for layer in stack.layers]
     assert any(used) and (all(used) or dilations[-1] == 200)
     torch.testing.assert_close(got[True], got[False], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got[True], expected, atol=1e-5, rtol=1e-5)
@@ -134,15 +134,9 @@ def test_winograd_taps_equal_direct_taps(causal, dilations, t, kernel, monkeypat
 ])
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_conv_taps_winograd_equals_conv_taps(k, d, t, accumulate, monkeypatch):
-    from zoo.timemajor import (
-        conv_taps,
-        conv_taps_winograd,
-        tap_weights,
-        winograd_group_weights,
-        winograd_work,
-    )
+    from zoo.kernels.timemajor import conv_taps, conv_taps_winograd, tap_weights, winograd_group_weights, winograd_work
 
-    monkeypatch.setattr(zoo.timemajor, "WINOGRAD_CHUNK_ROWS", 1024)
+    monkeypatch.setattr(zoo.kernels.timemajor, "WINOGRAD_CHUNK_ROWS", 1024)
     torch.manual_seed(k * d)
     conv = torch.nn.Conv1d(6, 5, k, dilation=d, padding=(k - 1) * d // 2)
     x = torch.randn(1, 6, t)
@@ -160,19 +154,19 @@ def test_conv_taps_winograd_equals_conv_taps(k, d, t, accumulate, monkeypatch):
 
 
 def test_winograd_conv3_takes_only_the_rows_its_scratch_holds(monkeypatch):
-    """Scratch sized for smaller calls than :data:`zoo.timemajor.WINOGRAD_CHUNK_ROWS` now asks for (the
+    """Scratch sized for smaller calls than :data:`zoo.kernels.timemajor.WINOGRAD_CHUNK_ROWS` now asks for (the
     setting changed after it was made): the calls shrink to what fits, the result is unchanged."""
-    from zoo.timemajor import conv_taps, conv_taps_winograd, tap_weights, winograd_group_weights, winograd_work
+    from zoo.kernels.timemajor import conv_taps, conv_taps_winograd, tap_weights, winograd_group_weights, winograd_work
 
     torch.manual_seed(0)
     conv = torch.nn.Conv1d(6, 5, 3, dilation=2, padding=2)
     x = torch.randn(1, 6, 700)
     src = torch.cat([torch.zeros(2, 6), x[0].t(), torch.zeros(2, 6)])
     taps = tap_weights(conv.weight.detach())
-    monkeypatch.setattr(zoo.timemajor, "WINOGRAD_CHUNK_ROWS", 96)
+    monkeypatch.setattr(zoo.kernels.timemajor, "WINOGRAD_CHUNK_ROWS", 96)
     work = winograd_work(src, 2, 6, 5)
     assert work[0].shape[1] == 96 // 4
-    monkeypatch.setattr(zoo.timemajor, "WINOGRAD_CHUNK_ROWS", 4096)
+    monkeypatch.setattr(zoo.kernels.timemajor, "WINOGRAD_CHUNK_ROWS", 4096)
     with torch.no_grad():
         direct = conv_taps(torch.empty(700, 5), src, 0, taps, 2, conv.bias)
         wino = conv_taps_winograd(torch.empty(700, 5), src, 0, taps, winograd_group_weights(taps), 2, conv.bias, work)
@@ -376,7 +370,7 @@ def test_huge_page_copies_hold_the_same_values(monkeypatch, disabled):
     (the mapping is released with the last view); ordinary clones where huge pages are turned off."""
     import gc
 
-    from zoo import native
+    from zoo.kernels import native
 
     if disabled:
         monkeypatch.setenv("ZOO_NO_HUGE_PAGES", "1")

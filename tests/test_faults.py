@@ -87,7 +87,7 @@ def _one_line(exc: BaseException) -> str:
 ], ids=["500", "503", "503-retry-after", "500-head", "503-retry-after-head", "reset-mid-file", "stall",
         "content-length-too-long", "content-length-too-short"])
 def test_transient_fault_is_retried_or_refused_cleanly(hub, tmp_path, fault, method):
-    """One faulty answer: the load retries (zoo.hub.hf_download, or huggingface_hub's own resume) and
+    """One faulty answer: the load retries (zoo.hub.sources.hf_download, or huggingface_hub's own resume) and
     gives the published weights, and the cache holds no partial or wrong file."""
     model = _publish(hub, tmp_path)
     hub.inject("model.safetensors", fault, method=method)
@@ -176,7 +176,7 @@ _SLOW_SAVE = """
 import os, sys, time
 from pathlib import Path
 import zoo
-from zoo.vocoder import Vocoder
+from zoo.core.vocoder import Vocoder
 marks = Path(sys.argv[1])
 real = Vocoder.save_pretrained
 def save(self, directory, *a, **k):

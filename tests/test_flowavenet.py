@@ -14,7 +14,7 @@ from zoo_plugins.flowavenet.convert import convert
 
 import zoo
 from tests.conftest import parity_dir
-from zoo.cli import main as cli_main
+from zoo.cli.app import main as cli_main
 from zoo.testing import check_vocoder, make_mel_dependent
 
 P = parity_dir() / "flowavenet"
@@ -62,7 +62,7 @@ def test_parity_flowavenet_full_layout():
     """Every key of the published README config maps onto the zoo model with the right shape."""
     from zoo_plugins.flowavenet.convert import infer_config, map_keys
 
-    from zoo.weightnorm import fold_state_dict
+    from zoo.hub.weightnorm import fold_state_dict
 
     data = json.loads((P / "full_keys.json").read_text())
     records = next(v for v in data.values() if isinstance(v, list) and v and isinstance(v[0], dict))
@@ -115,7 +115,7 @@ def test_round_trip_random_weights():
 def _full_z(model: FloWaveNet, x: torch.Tensor, c_up: torch.Tensor) -> torch.Tensor:
     """The standard-normal noise that maps to ``x``: the final z and the prior-whitened split halves,
     unsqueezed back to ``[B, 1, T]`` in the order :meth:`FloWaveNet.reverse` reads them."""
-    from zoo.flows import squeeze, unsqueeze
+    from zoo.nn.flows import squeeze, unsqueeze
 
     cfg = model.config
     out, c = x, c_up
@@ -152,7 +152,7 @@ def test_whole_model_logdet_matches_jacobian():
     out = model.flow(x, c_up)
     analytic = out["logdet"] * 8
     # the prior whitening (z - mean) / exp(log_sd) adds -sum(log_sd) of the split halves
-    from zoo.flows import squeeze
+    from zoo.nn.flows import squeeze
 
     o, c = squeeze(x, 2), squeeze(c_up, 2)
     for flow in model.blocks[0].flows:

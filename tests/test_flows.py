@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from zoo.flows import (
+from zoo.nn.flows import (
     ActNorm,
     AffineCoupling,
     FloWaveNetCoupling,
@@ -15,7 +15,7 @@ from zoo.flows import (
     squeeze,
     unsqueeze,
 )
-from zoo.gated import WaveNetConditioner
+from zoo.nn.gated import WaveNetConditioner
 
 
 def _brute_logdet(fn, x: torch.Tensor) -> float:

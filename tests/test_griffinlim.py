@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.mel import MelConfig
+from zoo.core.mel import MelConfig
 
 
 def _mel(voc, batch: int, frames: int) -> torch.Tensor:

@@ -18,8 +18,8 @@ import torch
 from zoo_plugins.hifigan import HiFiGAN, HiFiGANConfig, convert
 
 import zoo
-from zoo.cards import Source
-from zoo.hub import ChecksumError, SourceUnavailable, resolve_card
+from zoo.hub.sources import ChecksumError, SourceUnavailable, resolve_card
+from zoo.registry.cards import Source
 from zoo.testing import check_vocoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def test_configs_and_lengths():
 
 @pytest.mark.parametrize("make", [HiFiGANConfig.v1, HiFiGANConfig.v2, HiFiGANConfig.v3], ids=["v1", "v2", "v3"])
 def test_context_frames_cover_the_measured_receptive_field(make):
-    from zoo.stream import measure_context
+    from zoo.core.stream import measure_context
 
     torch.manual_seed(0)
     model = HiFiGAN(make().replace(upsample_initial_channel=16, chunk_frames=0)).eval()
@@ -80,7 +80,7 @@ def test_long_mels_are_vocoded_in_windows_equal_to_one_shot():
 def test_time_major_inference_equals_generate(cfg, winograd, kernel, monkeypatch):
     import zoo_plugins.hifigan.model as hifigan_model
 
-    from zoo import tapconv
+    from zoo.kernels import tapconv
 
     if kernel and not tapconv.native_f32():
         pytest.skip("float32 products go through the compiled kernel only on CPUs with AVX-512")
@@ -188,7 +188,7 @@ def test_tampered_weights_are_refused(tmp_path, monkeypatch):
         resolve_card(tampered)
     assert not (tmp_path / "cache" / "converted").exists(), "nothing may be converted from a bad file"
     with pytest.raises(ChecksumError):
-        from zoo.hub import fetch_source
+        from zoo.hub.sources import fetch_source
 
         fetch_source(tampered.sources[0])
 
@@ -203,6 +203,6 @@ def test_readme_first_command(tmp_path):
     audio, sr = sf.read(str(out))
     ref, _ = sf.read(str(REPO / "examples" / "LJ001-0001.wav"))
     assert sr == 22050 and abs(len(audio) - len(ref)) < 256
-    from zoo.metrics import mr_stft_distance
+    from zoo.audio.metrics import mr_stft_distance
 
     assert mr_stft_distance(torch.from_numpy(audio).float(), torch.from_numpy(ref).float()) < 1.3

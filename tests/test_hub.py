@@ -18,10 +18,10 @@ from zoo_plugins.hifigan import HiFiGAN, HiFiGANConfig
 
 import zoo
 from tests.hubserver import FakeHub
-from zoo.cards import CardError, ModelCard, Source, load_card, parse_card
-from zoo.cli import main as cli_main
-from zoo.hub import ChecksumError
-from zoo.registry import Registry
+from zoo.cli.app import main as cli_main
+from zoo.hub.sources import ChecksumError
+from zoo.registry.cards import CardError, ModelCard, Source, load_card, parse_card
+from zoo.registry.plugins import Registry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHA_A = "a" * 39 + "1"
@@ -200,7 +200,7 @@ def test_card_with_an_unknown_converter_is_reported_not_registered():
 
 def test_card_at_another_revision_and_expect_mel(hub, tmp_path, monkeypatch):
     """`name@<sha>` loads a registered card's Hub repo at another commit; expect_mel guards the features."""
-    from zoo import registry
+    from zoo.registry import plugins as registry
 
     model_a, digest_a = _publish(hub, tmp_path, "zoo/tiny", SHA_A, 0)
     model_b, _ = _publish(hub, tmp_path, "zoo/tiny", SHA_B, 1)
@@ -317,8 +317,8 @@ def test_push_uploads_only_the_model_files_and_prints_the_pin(tmp_path, monkeypa
     up = calls["upload_folder"]
     assert up["repo_id"] == "me/tiny" and Path(up["folder_path"]) == folder
     assert sorted(up["allow_patterns"]) == ["README.md", "config.json", "model.safetensors"]
-    from zoo.cli_hub import PUSHED_FILES
-    from zoo.vocoder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+    from zoo.cli.hub import PUSHED_FILES
+    from zoo.core.vocoder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 
     assert set(PUSHED_FILES) == {CONFIG_NAME, WEIGHTS_NAME, CARD_NAME}  # save_pretrained's files
 

@@ -14,7 +14,7 @@ import torch
 
 import zoo
 from tests.conftest import parity_dir
-from zoo.cli import main
+from zoo.cli.app import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLIP = REPO_ROOT / "examples" / "LJ001-0001.wav"
@@ -186,7 +186,7 @@ def test_adapt_checks_its_input_like_vocode(hifigan):
 
 
 def test_export_makes_the_output_folder(tmp_path):
-    from zoo.export import export
+    from zoo.runtime.export import export
 
     path = export(zoo.create("hifigan", upsample_initial_channel=16), "torchscript", tmp_path / "new" / "e.pt")
     assert path.is_file()

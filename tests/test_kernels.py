@@ -1,4 +1,4 @@
-"""The compiled kernels' build and loader (setup.py, zoo.native): layout checks, stale builds, ISA selection,
+"""The compiled kernels' build and loader (setup.py, zoo.kernels.native): layout checks, stale builds, ISA selection,
 the no-compiler install, and the reports of ``zoo info --kernels`` and ``zoo bench``.
 
 The kernels' numbers are tested per ISA variant in tests/test_tapconv.py and tests/test_fast_paths.py."""
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from tests.helpers import kernels
-from zoo import native, tapconv
+from zoo.kernels import native, tapconv
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -158,7 +158,7 @@ def test_a_missing_or_failed_build_fails_the_tests_that_need_it(tmp_path):
 
 
 def test_zoo_info_kernels_reports_the_variant_per_kernel_and_model(capsys):
-    from zoo.cli import main as cli_main
+    from zoo.cli.app import main as cli_main
 
     libs = {name: kernels.require(name) for name in kernels.LEVELS}
     assert cli_main(["info", "--kernels"]) == 0
@@ -187,7 +187,7 @@ def test_zoo_info_kernels_reports_the_fallback_when_disabled():
 def test_bench_records_the_kernel_path():
     from zoo_plugins.hifigan.model import HiFiGAN, HiFiGANConfig
 
-    from zoo.bench import bench_model, machine_info
+    from zoo.runtime.bench import bench_model, machine_info
 
     lib = kernels.require("tapconv")
     cfg = HiFiGANConfig(upsample_rates=(4, 4), upsample_kernel_sizes=(8, 8), upsample_initial_channel=32,

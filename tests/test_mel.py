@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from zoo.mel import PRESETS, MelConfig, MelSpectrogram, compress, decompress, mel_spectrogram, reference_hash
+from zoo.core.mel import PRESETS, MelConfig, MelSpectrogram, compress, decompress, mel_spectrogram, reference_hash
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from zoo import metrics
-from zoo.metrics import dnsmos, log_mel_l1, mr_stft_distance, pesq_wb, score, stoi
+from zoo.audio import metrics
+from zoo.audio.metrics import dnsmos, log_mel_l1, mr_stft_distance, pesq_wb, score, stoi
 
 
 def _signal(n=22050, seed=0):

@@ -63,7 +63,7 @@ def tiny_teacher(distribution: str = "gaussian", seed: int = 0):
 
 
 def teacher_factory(**overrides):
-    from zoo.registry import get_registry
+    from zoo.registry.plugins import get_registry
 
     cls = get_registry().architecture("wavenet").cls
     return cls(cls.config_class.clarinet(**overrides))
@@ -87,7 +87,7 @@ def _eval_kl(student, teacher, audio, mel, z) -> float:
 
 def r9y9_head_teacher():
     """A small r9y9-HEAD-layout MoL teacher: stretch2d upsampler with cin_pad, r9y9 mel features."""
-    from zoo.registry import get_registry
+    from zoo.registry.plugins import get_registry
 
     cls = get_registry().architecture("wavenet").cls
     torch.manual_seed(0)
@@ -187,7 +187,7 @@ def test_distillation_resumes_exactly(data_dir, tmp_path):
 
 
 def _batch(data_dir: Path, student, cfg: DistillConfig):
-    from zoo.data import SegmentDataset, StepBatcher, list_audio
+    from zoo.train.data import SegmentDataset, StepBatcher, list_audio
 
     ds = SegmentDataset(list_audio(data_dir), student.mel_config, cfg.segment_length)
     return StepBatcher(ds, cfg.batch_size, seed=99).batch(0)
@@ -248,7 +248,7 @@ def test_distill_rejects_bad_teachers_and_settings():
 
 
 def test_cli_distill(data_dir, tmp_path):
-    from zoo.cli import main
+    from zoo.cli.app import main
 
     teacher = tiny_teacher()
     teacher.save_pretrained(tmp_path / "teacher")

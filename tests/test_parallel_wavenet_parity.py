@@ -314,7 +314,7 @@ def test_parity_clarinet_convert_rejects_bad_checkpoints(tmp_path):
 
 
 def test_parity_clarinet_cli_convert(tmp_path):
-    from zoo.cli import main
+    from zoo.cli.app import main
 
     config = tmp_path / "cfg.json"
     config.write_text(

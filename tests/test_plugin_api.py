@@ -20,14 +20,16 @@ import pytest
 import torch
 
 import zoo
-from zoo import hookimpl, hookspecs, registry
-from zoo.cards import Source
-from zoo.config import VocoderConfig
-from zoo.hookspecs import Command
-from zoo.hub import ChecksumError, SourceUnavailable, resolve_card, sha256_file
-from zoo.mel import MelConfig
-from zoo.registry import PluginWarning, Registry, RegistryError
-from zoo.vocoder import Vocoder
+from zoo import hookimpl
+from zoo.core.config import VocoderConfig
+from zoo.core.mel import MelConfig
+from zoo.core.vocoder import Vocoder
+from zoo.hub.sources import ChecksumError, SourceUnavailable, resolve_card, sha256_file
+from zoo.registry import hookspecs
+from zoo.registry import plugins as registry
+from zoo.registry.cards import Source
+from zoo.registry.hookspecs import Command
+from zoo.registry.plugins import PluginWarning, Registry, RegistryError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -131,7 +133,7 @@ def test_subclass_registered_under_a_new_name_gets_that_name():
     assert not _errors(reg, "hum")
     assert reg.architectures["humtwo"].cls is HumTwo
     assert HumTwo.architecture == "humtwo" and HumOne.architecture == "humone"
-    # Rebuilding the registry (zoo.registry.get_registry(reload=True)) keeps both.
+    # Rebuilding the registry (zoo.registry.plugins.get_registry(reload=True)) keeps both.
     reg, _ = _registry(("hum", types.SimpleNamespace(zoo_register_architectures=hookimpl(archs))))
     assert not _errors(reg, "hum") and set(reg.architectures) >= {"humone", "humtwo"}
 
@@ -206,7 +208,7 @@ def test_wrong_sha256_names_the_source_once_and_suggests_a_stale_pin(tmp_path):
     assert f"the card pins {'0' * 64} but the file ({weights}) has {sha256_file(weights)}" in message
     assert "If these weights were regenerated, the card's sha256 is stale: pin the new one" in message
     with pytest.raises(ChecksumError, match="stale"):
-        zoo.hub.fetch_source(source)
+        zoo.hub.sources.fetch_source(source)
 
 
 # ---------------------------------------------------------------------- commands
@@ -223,7 +225,7 @@ def _hello(register):
 
 
 def test_plugin_command_runs_and_a_core_name_is_refused(monkeypatch, capsys):
-    from zoo.cli import main
+    from zoo.cli.app import main
 
     reg, _ = _registry(("greeter", types.SimpleNamespace(zoo_register_commands=hookimpl(_hello))))
     monkeypatch.setattr(registry, "_registry", reg)
@@ -236,7 +238,7 @@ def test_plugin_command_runs_and_a_core_name_is_refused(monkeypatch, capsys):
 
 
 def test_distill_is_the_parallel_wavenet_plugins_command():
-    from zoo.cli import build_parser
+    from zoo.cli.app import build_parser
 
     reg = registry.get_registry()
     assert reg.commands["distill"].plugin == "parallel_wavenet"
@@ -247,7 +249,7 @@ def test_distill_is_the_parallel_wavenet_plugins_command():
 def test_bad_command_is_refused():
     plugin = types.SimpleNamespace(zoo_register_commands=hookimpl(lambda register: register("hello")))
     reg, _ = _registry(("greeter", plugin))
-    assert not reg.commands.get("hello") and any("must be a zoo.hookspecs.Command" in e
+    assert not reg.commands.get("hello") and any("must be a zoo.registry.hookspecs.Command" in e
                                                   for e in _errors(reg, "greeter"))
 
 
@@ -302,7 +304,7 @@ def test_upsampler_config_is_shared():
     from zoo_plugins.parallel_wavenet.model import ParallelWaveNetConfig
     from zoo_plugins.wavenet.model import WaveNetConfig
 
-    from zoo.config import UPSAMPLER_FIELDS, UpsamplerConfig
+    from zoo.core.config import UPSAMPLER_FIELDS, UpsamplerConfig
 
     for cls in (WaveNetConfig, ParallelWaveNetConfig):
         assert issubclass(cls, UpsamplerConfig)
@@ -320,7 +322,7 @@ def test_upsampler_config_is_shared():
 
 
 def test_converter_helper_reports_in_one_format(tmp_path):
-    from zoo.converting import key_mismatch, load_converted, map_checkpoint, read_checkpoint
+    from zoo.hub.converting import key_mismatch, load_converted, map_checkpoint, read_checkpoint
 
     assert key_mismatch({"a": (1,), "b": (2,)}, {"a": (1,), "b": (2,)}) == ""
     assert key_mismatch({"a": (1,), "x": (3,)}, {"a": (2,), "b": (2,)}) == (

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import zoo
-from zoo.cards import CardError, ModelCard, parse_card, split_front_matter
-from zoo.lock import LockError, check_card, locked_hf_sha, read_lock
-from zoo.mel import MelConfig
-from zoo.registry import get_registry
+from zoo.core.mel import MelConfig
+from zoo.hub.lock import LockError, check_card, locked_hf_sha, read_lock
+from zoo.registry.cards import CardError, ModelCard, parse_card, split_front_matter
+from zoo.registry.plugins import get_registry
 
 FEW = settings(max_examples=40, deadline=None, database=None,
                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

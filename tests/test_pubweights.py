@@ -28,12 +28,12 @@ import zoo
 from tests.conftest import parity_dir
 from tests.helpers import nvidia_pickles as nv
 from tests.hubserver import FakeHub
-from zoo import registry
-from zoo.cards import Source
-from zoo.cli import main as cli_main
-from zoo.hub import NotInCache, canonical_safetensors
-from zoo.registry import Registry
-from zoo.safe_pickle import load_checkpoint, state_dict_of
+from zoo.cli.app import main as cli_main
+from zoo.hub.safe_pickle import load_checkpoint, state_dict_of
+from zoo.hub.sources import NotInCache, canonical_safetensors
+from zoo.registry import plugins as registry
+from zoo.registry.cards import Source
+from zoo.registry.plugins import Registry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHA = "62d9d15ba93acffd7009bd922c733aab45aa54ac"  # the shape of a full commit pin (any 40-hex works)
@@ -147,7 +147,7 @@ def test_tampered_file_refused_before_parsing_and_nothing_cached(hub, ckpts, tmp
     real_load = wg_convert.load_checkpoint
     monkeypatch.setattr(wg_convert, "load_checkpoint", lambda p: parsed.append(p) or real_load(p))
     hub.tamper.add(filename)
-    with pytest.raises(zoo.hub.SourceUnavailable, match="sha256 mismatch"):
+    with pytest.raises(zoo.hub.sources.SourceUnavailable, match="sha256 mismatch"):
         zoo.load("waveglow.nvtiny")
     assert parsed == [], "a file whose bytes differ from the pin must never reach the unpickler"
     assert _leftovers(tmp_path / "hf-cache") == [] and _leftovers(tmp_path / "zoo-cache") == []
@@ -172,8 +172,8 @@ def test_download_cut_off_leaves_nothing_and_the_next_try_succeeds(hub, ckpts, t
         return real_get(*args, **{**kwargs, "_nb_retries": 0})
 
     monkeypatch.setattr(fd, "http_get", no_resume_once)
-    monkeypatch.setattr(zoo.hub, "HF_TRIES", 1)  # the zoo's own retries are tested in test_faults.py
-    with pytest.raises(zoo.hub.SourceUnavailable, match="download failed"):
+    monkeypatch.setattr(zoo.hub.sources, "HF_TRIES", 1)  # the zoo's own retries are tested in test_faults.py
+    with pytest.raises(zoo.hub.sources.SourceUnavailable, match="download failed"):
         zoo.load("waveglow.nvtiny")
     assert hub.count("GET", filename) == 1
     assert _leftovers(tmp_path / "hf-cache") == [] and _leftovers(tmp_path / "zoo-cache") == []
@@ -339,7 +339,7 @@ def _convert_error(path: Path) -> str:
 def test_legacy_module_pickle_imports_and_runs_nothing(ckpts, tmp_path):
     path = tmp_path / "nvidia.pt"
     path.write_bytes(ckpts["nvidia-legacy-gpu"])
-    code = ("import sys; from zoo.safe_pickle import load_checkpoint, state_dict_of; "
+    code = ("import sys; from zoo.hub.safe_pickle import load_checkpoint, state_dict_of; "
             "c = load_checkpoint(sys.argv[1]); n = len(state_dict_of(c['model'])); "
             "print(n, 'glow' in sys.modules, type(c['model']).qualified_name)")
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300,
@@ -367,7 +367,7 @@ def test_converting_a_large_legacy_pickle_needs_under_twice_its_size(tmp_path):
 def test_hifigan_universal_without_its_package_comes_from_the_pinned_space(hub, monkeypatch, capfd):
     """The card's second source, exactly as shipped (Space, repo, commit, path, sha256), served locally with
     the official file's bytes: without the package, the same weights come from the Space."""
-    from zoo.hub import fetch_source
+    from zoo.hub.sources import fetch_source
 
     real = zoo.card("hifigan.universal")
     package, space = real.sources

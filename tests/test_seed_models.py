@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import zoo
-from zoo.data import load_audio
-from zoo.hub import fetch_source
-from zoo.metrics import mr_stft_distance
+from zoo.audio.metrics import mr_stft_distance
+from zoo.hub.sources import fetch_source
+from zoo.train.data import load_audio
 
 SEED_ARCHITECTURES = ["waveglow", "wavenet", "flowavenet", "parallel_wavenet"]
 

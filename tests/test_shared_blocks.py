@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import parity_dir
-from zoo.distributions import (
+from zoo.hub.weightnorm import fold_state_dict, fold_weight_norm
+from zoo.nn.distributions import (
     DiscretizedMixLogistic,
     Gaussian,
     MuLawSoftmax,
@@ -20,14 +21,8 @@ from zoo.distributions import (
     mulaw_decode,
     mulaw_encode,
 )
-from zoo.gated import GatedResidualStack, WaveNetConditioner
-from zoo.upsample import (
-    RepeatConvUpsampler,
-    Stretch2dUpsampler,
-    TransposedConv2dUpsampler,
-    TransposedConvUpsampler,
-)
-from zoo.weightnorm import fold_state_dict, fold_weight_norm
+from zoo.nn.gated import GatedResidualStack, WaveNetConditioner
+from zoo.nn.upsample import RepeatConvUpsampler, Stretch2dUpsampler, TransposedConv2dUpsampler, TransposedConvUpsampler
 
 P = parity_dir()
 

@@ -8,10 +8,10 @@ import torch
 from zoo_plugins.hifigan import HiFiGAN, HiFiGANConfig
 
 import zoo
-from zoo.adapt import adapt, check_mel
-from zoo.denoiser import Denoiser
-from zoo.mel import MelConfig, mel_spectrogram
-from zoo.stream import context_frames, stream, vocode_long
+from zoo.audio.adapt import adapt, check_mel
+from zoo.audio.denoiser import Denoiser
+from zoo.core.mel import MelConfig, mel_spectrogram
+from zoo.core.stream import context_frames, stream, vocode_long
 
 
 def _tiny() -> HiFiGAN:
@@ -91,8 +91,8 @@ def test_exact_adapters_round_trip(target):
 def test_adapted_features_vocode_within_5_percent(eval_dir):
     """HiFi-GAN fed log10, [0, 1]-normalised dB features (differing only in log base and normalisation),
     adapted back: copy-synthesis MR-STFT stays within 5% of the native result."""
-    from zoo.data import load_audio
-    from zoo.metrics import mr_stft_distance
+    from zoo.audio.metrics import mr_stft_distance
+    from zoo.train.data import load_audio
 
     voc = zoo.load("hifigan")
     other = voc.mel_config.replace(log="db", ref_level_db=20.0, normalize="minmax", min_level_db=-100.0)

@@ -1,4 +1,4 @@
-"""zoo.tapconv: compiled float32 and bfloat16 x bfloat16 -> float32 convs, and HiFi-GAN's bfloat16 path.
+"""zoo.kernels.tapconv: compiled float32 and bfloat16 x bfloat16 -> float32 convs, and HiFi-GAN's bfloat16 path.
 
 Every test needs the kernel (built at install): it fails when a C compiler was there but the kernel did not
 build or load (tests/helpers/kernels.py). The kernel's tests run on each ISA variant (``isa``), compared
@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tests.helpers import kernels
-from zoo import tapconv
-from zoo.timemajor import conv_taps, winograd_weights
+from zoo.kernels import tapconv
+from zoo.kernels.timemajor import conv_taps, winograd_weights
 
 
 @pytest.fixture(autouse=True)

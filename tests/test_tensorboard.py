@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.helpers.toy_likelihood import ToyLikelihood
 from tests.test_train import small_data  # noqa: F401, F811 - the fixture: five training utterances
-from zoo.train import TrainConfig, Trainer
+from zoo.train.trainer import TrainConfig, Trainer
 
 
 def _events(run: Path) -> EventAccumulator:

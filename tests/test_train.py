@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.helpers.toy_likelihood import ToyLikelihood
-from zoo.train import TrainConfig, Trainer, parse_overrides, split_config
+from zoo.train.trainer import TrainConfig, Trainer, parse_overrides, split_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -125,8 +125,8 @@ def test_torchrun_bulk_vocoding_shards_files(tmp_path, eval_dir):
 def test_feature_cache_entries_are_whole_or_recomputed(tmp_path):
     """The mel cache is written aside and renamed (torchrun ranks share it); an entry cut short by a killed
     run is recomputed, not a crash."""
-    from zoo.data import SegmentDataset
-    from zoo.mel import MelConfig
+    from zoo.core.mel import MelConfig
+    from zoo.train.data import SegmentDataset
 
     clip = Path(__file__).resolve().parents[1] / "examples" / "LJ001-0001.wav"
     mel = MelConfig.preset("hifigan")

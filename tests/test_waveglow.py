@@ -17,7 +17,7 @@ from zoo_plugins.waveglow import WaveGlow, WaveGlowConfig, convert
 
 import zoo
 from tests.conftest import full_key_shapes, parity_dir
-from zoo.cli import main as cli_main
+from zoo.cli.app import main as cli_main
 from zoo.testing import check_vocoder, make_mel_dependent
 
 P = parity_dir() / "waveglow"
@@ -90,7 +90,7 @@ def test_parity_waveglow_full_keys_layout():
     """The converter's key mapping covers the published 256-channel layout (shapes from full_keys.json)."""
     from zoo_plugins.waveglow.convert import infer_config, map_keys
 
-    from zoo.weightnorm import fold_state_dict
+    from zoo.hub.weightnorm import fold_state_dict
 
     for name in ("full_keys.json", "full_keys_legacy_cond_layers.json"):
         shapes = full_key_shapes(P / name)

@@ -15,7 +15,7 @@ from zoo_plugins.wavenet.incremental import IncrementalSampler
 
 import zoo
 from tests.conftest import full_key_shapes, parity_dir
-from zoo.cli import main as cli_main
+from zoo.cli.app import main as cli_main
 from zoo.testing import check_vocoder, make_mel_dependent
 
 P = parity_dir() / "wavenet"
@@ -183,7 +183,7 @@ def test_parity_wavenet_full_keys_layout(name):
     recipes) maps onto a zoo WaveNet of the inferred config, key for key and shape for shape."""
     from zoo_plugins.wavenet.convert import infer_config, map_keys
 
-    from zoo.weightnorm import fold_state_dict
+    from zoo.hub.weightnorm import fold_state_dict
 
     ref = json.loads((P / name).read_text())["config"]
     shapes = full_key_shapes(P / name)

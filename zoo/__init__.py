@@ -6,7 +6,6 @@
 """
 
 from zoo import versions  # noqa: F401  (first: checks the torch/torchaudio pair before torchaudio loads)
-from zoo.adapt import adapt, check_mel
 from zoo.api import (
     MelMismatchError,
     RegistryError,
@@ -19,10 +18,11 @@ from zoo.api import (
     list_models,
     load,
 )
-from zoo.config import VocoderConfig
-from zoo.hookspecs import hookimpl
-from zoo.mel import MelConfig
-from zoo.vocoder import Vocoder
+from zoo.audio.adapt import adapt, check_mel
+from zoo.core.config import VocoderConfig
+from zoo.core.mel import MelConfig
+from zoo.core.vocoder import Vocoder
+from zoo.registry.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import torch
 
-from zoo.adapt import as_mel_config
-from zoo.cards import ModelCard, Source
-from zoo.config import VocoderConfig
-from zoo.hub import read_folder, resolve_card
-from zoo.mel import MelConfig
-from zoo.registry import RegistryError, get_registry
-from zoo.vocoder import Vocoder
+from zoo.audio.adapt import as_mel_config
+from zoo.core.config import VocoderConfig
+from zoo.core.mel import MelConfig
+from zoo.core.vocoder import Vocoder
+from zoo.hub.sources import read_folder, resolve_card
+from zoo.registry.cards import ModelCard, Source
+from zoo.registry.plugins import RegistryError, get_registry
 
 
 class MelMismatchError(ValueError):
@@ -67,7 +67,7 @@ def info(name: str) -> dict[str, Any]:
 
 
 def card(name: str) -> ModelCard:
-    """The :class:`~zoo.cards.ModelCard` of a model (a bare architecture name gives its default)."""
+    """The :class:`~zoo.registry.cards.ModelCard` of a model (a bare architecture name gives its default)."""
     return get_registry().card(name)
 
 
@@ -110,11 +110,11 @@ def load(
     model at another Hub revision (``"name@<commit sha>"``), any Hub repo written by ``save_pretrained``
     (``"hf://owner/repo@<commit sha>"``), or a local folder. ``offline=True`` (or ``HF_HUB_OFFLINE=1``)
     uses only caches. ``lock`` (or ``ZOO_LOCK``) enforces a lock file. ``expect_mel`` (a
-    :class:`~zoo.mel.MelConfig`, a preset name or a dict) raises :class:`MelMismatchError` when your
+    :class:`~zoo.core.mel.MelConfig`, a preset name or a dict) raises :class:`MelMismatchError` when your
     features differ from the model's.
     """
-    from zoo.hub import fetch_hf_repo, parse_hf_name, sha256_file
-    from zoo.lock import active_lock, check_card, check_folder, locked_hf_sha
+    from zoo.hub.lock import active_lock, check_card, check_folder, locked_hf_sha
+    from zoo.hub.sources import fetch_hf_repo, parse_hf_name, sha256_file
 
     dtype_ = _dtype(dtype)
     device_ = _device(device)
@@ -188,8 +188,8 @@ def convert(source: str, checkpoint: str | os.PathLike[str], out_dir: str | os.P
         raise ValueError(f"{checkpoint}: the {source!r} converter cannot convert it "
                          f"({type(exc).__name__}{': ' + reason if reason else ''})") from None
     if out_dir is not None:
-        from zoo.hub import canonical_safetensors
-        from zoo.vocoder import WEIGHTS_NAME
+        from zoo.core.vocoder import WEIGHTS_NAME
+        from zoo.hub.sources import canonical_safetensors
 
         canonical_safetensors(model.save_pretrained(out_dir) / WEIGHTS_NAME)  # same source, same bytes
     return model

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from zoo.config import VocoderConfig
-from zoo.vocoder import Vocoder
+from zoo.core.config import VocoderConfig
+from zoo.core.vocoder import Vocoder
 
 
 def make_mel_dependent(model: Vocoder, std: float = 0.05, seed: int = 0) -> Vocoder:
@@ -46,7 +46,7 @@ def _model(architecture: str | type[Vocoder] | Vocoder, config: VocoderConfig | 
         architecture.eval()
         return architecture.prepare_for_inference()
     if isinstance(architecture, str):
-        from zoo.registry import get_registry
+        from zoo.registry.plugins import get_registry
 
         cls = get_registry().architecture(architecture).cls
     else:

@@ -6,7 +6,7 @@ file or key fails the build):
 * ``<!-- zoo:models -->``: the model list, from the cards the registry holds (``zoo.list_models()``,
   ``zoo.card()``): quality, speed, size, license, then every card's own text.
 * ``<!-- zoo:no-weights -->``: the registered architectures that no card gives weights to, as a list.
-* ``<!-- zoo:cli -->``: the command-line reference, from the real argparse parser (``zoo.cli.build_parser``).
+* ``<!-- zoo:cli -->``: the command-line reference, from the real argparse parser (``zoo.cli.app.build_parser``).
 * ``<!-- zoo:source module:qualname -->``: the source code of a function or class, as a code block.
 * ``{{ data FILE KEY [FORMAT] }}``: one number from ``docs/data/FILE`` (JSON; ``KEY`` is a dotted path,
   ``FORMAT`` a Python format spec such as ``.2f`` or ``,.0f``), so prose quotes the measurement scripts'
@@ -83,7 +83,7 @@ def parameter_count(architecture: str, config: dict[str, Any]) -> int:
     """Parameters of a model built from a card's config (on the meta device: nothing is allocated)."""
     import torch
 
-    from zoo.registry import get_registry
+    from zoo.registry.plugins import get_registry
 
     cls = get_registry().architecture(architecture).cls
     cfg = cls.config_class.from_dict(config)
@@ -143,7 +143,7 @@ def _demote(body: str, levels: int) -> str:
 
 def models_markdown() -> str:
     """The model table and one section per card."""
-    from zoo.mel import PRESETS
+    from zoo.core.mel import PRESETS
 
     rows = model_rows()
     lines = [
@@ -178,7 +178,7 @@ def models_markdown() -> str:
 def no_weights_markdown() -> str:
     """One bullet per architecture without any pretrained model card (or a sentence saying there is none)."""
     import zoo
-    from zoo.registry import get_registry
+    from zoo.registry.plugins import get_registry
 
     reg = get_registry()
     bare = [a for a in zoo.list_architectures() if not any(c.architecture == a for c in reg.cards.values())]
@@ -225,7 +225,7 @@ def _argument_rows(parser: argparse.ArgumentParser) -> list[str]:
 
 def cli_markdown() -> str:
     """Every ``zoo`` subcommand: what it does, its usage line and its arguments."""
-    from zoo.cli import build_parser
+    from zoo.cli.app import build_parser
 
     parser = build_parser()
     subs, helps = _subparsers(parser)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docs_common import REPO, parser, pyplot, save_figure, write_json  # noqa: E402
 
 import zoo  # noqa: E402
-from zoo.cli import read_audio  # noqa: E402
+from zoo.cli.common import read_audio  # noqa: E402
 
 
 def load_model() -> tuple[zoo.Vocoder, str]:
@@ -146,7 +146,7 @@ def block_shapes(cfg, samples: int) -> list[dict]:
 
 def _final_part(model, z: torch.Tensor) -> torch.Tensor:
     """The part of ``z`` that survives every split, in ``flow()``'s layout (squeezed ``n_block`` times)."""
-    from zoo.flows import squeeze
+    from zoo.nn.flows import squeeze
 
     x = z
     for i in range(model.config.n_block):

@@ -21,8 +21,8 @@ sys.path.insert(0, str(REPO))
 from zoo_plugins.flowavenet import FloWaveNet, FloWaveNetConfig  # noqa: E402
 from zoo_plugins.waveglow import WaveGlow, WaveGlowConfig  # noqa: E402
 
-from zoo.data import SegmentDataset, StepBatcher, list_audio  # noqa: E402
-from zoo.mel import MelConfig  # noqa: E402
+from zoo.core.mel import MelConfig  # noqa: E402
+from zoo.train.data import SegmentDataset, StepBatcher, list_audio  # noqa: E402
 
 
 def nats_per_sample(model, audio, mel) -> float:

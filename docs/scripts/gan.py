@@ -2,7 +2,7 @@
 
 HiFi-GAN (both official checkpoints) against Griffin-Lim, which recovers a phase for the magnitudes the mel
 implies and nothing else, on short eval-lj clips: the MR-STFT distance and log-mel L1 of QUALITY.md
-(``zoo.metrics``), the same MR-STFT distance with both signals cut at 8 kHz (the mel's upper edge: no
+(``zoo.audio.metrics``), the same MR-STFT distance with both signals cut at 8 kHz (the mel's upper edge: no
 feature the vocoder sees describes the band above), the log-magnitude error per frequency (n_fft 1024,
 hop 256, averaged over frames and clips) and the share of energy above 8 kHz.
 Writes ``docs/data/gan.json`` and ``docs/figures/gan_band_error.png``.
@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docs_common import REPO, parser, pyplot, save_figure, write_json  # noqa: E402
 
 import zoo  # noqa: E402
-from zoo.cli import read_audio  # noqa: E402
-from zoo.metrics import log_mel_l1, mr_stft_distance  # noqa: E402
+from zoo.audio.metrics import log_mel_l1, mr_stft_distance  # noqa: E402
+from zoo.cli.common import read_audio  # noqa: E402
 
 MODELS = ("hifigan.ljspeech", "hifigan.universal", "griffinlim.hifigan")
 N_FFT, HOP, SR = 1024, 256, 22050

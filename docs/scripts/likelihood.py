@@ -4,7 +4,7 @@ A WaveNet with a discretised mixture of logistics assigns a probability to each 
 [-1, 1]; a flow (WaveGlow, FloWaveNet) assigns a density to real numbers. On real audio (an eval-lj clip),
 with one logistic per sample and a swept scale ``s``, centred either on the previous sample (a crude but
 honest predictor) or on the sample itself (an oracle, a model as sharp as it can be), this script evaluates
-both with the project's code: the discrete NLL of ``zoo.distributions.DiscretizedMixLogistic.loss`` and the
+both with the project's code: the discrete NLL of ``zoo.nn.distributions.DiscretizedMixLogistic.loss`` and the
 continuous NLL of the same logistic's density. While the bin width 2 / 65,535 is small against ``s``, the
 two differ by the log of the number of bins per unit of amplitude, ``ln(65535 / 2)``; when ``s`` shrinks
 below a bin, the oracle's discrete NLL stops at 0 while its continuous one keeps falling, without bound. Writes
@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from docs_common import REPO, parser, pyplot, save_figure, write_json  # noqa: E402
 
-from zoo.cli import read_audio  # noqa: E402
-from zoo.distributions import DiscretizedMixLogistic  # noqa: E402
+from zoo.cli.common import read_audio  # noqa: E402
+from zoo.nn.distributions import DiscretizedMixLogistic  # noqa: E402
 
 CLASSES = 65536
 

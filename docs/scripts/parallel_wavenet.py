@@ -5,8 +5,8 @@ timed by ``benchmarks/student_vs_teacher.py`` (its ``build_models`` and ``sample
 directions: sampling (teacher: the incremental sampler, one sample after the other; student: one parallel
 pass per flow) and density evaluation of a given waveform (teacher: one teacher-forced pass over real
 audio, parallel in time; student: inverting an IAF needs one pass per sample, not implemented, so it is
-not timed). KL: ``zoo.distributions.kl_gaussians`` (ClariNet's closed form) against a Monte Carlo estimate
-from samples of the student's Gaussian scored by ``zoo.distributions.Gaussian.loss``, as a function of the
+not timed). KL: ``zoo.nn.distributions.kl_gaussians`` (ClariNet's closed form) against a Monte Carlo estimate
+from samples of the student's Gaussian scored by ``zoo.nn.distributions.Gaussian.loss``, as a function of the
 number of samples. Writes ``docs/data/parallel_wavenet.json`` and ``docs/figures/parallel_wavenet.png``.
 
     python docs/scripts/parallel_wavenet.py [--threads 1 [2 ...]] [--teacher-seconds 0.1] [--student-seconds 1]
@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from student_vs_teacher import build_models, samples_per_second  # noqa: E402
 
-from zoo.cli import read_audio  # noqa: E402
-from zoo.distributions import Gaussian, kl_gaussians  # noqa: E402
+from zoo.cli.common import read_audio  # noqa: E402
+from zoo.nn.distributions import Gaussian, kl_gaussians  # noqa: E402
 
 
 def density_rate(teacher, audio: torch.Tensor, repeats: int) -> float:

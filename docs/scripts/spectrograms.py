@@ -4,7 +4,7 @@ Every model of ``zoo.list_models()`` that loads offline is used (a model whose w
 machine is listed as skipped), so newly registered models appear when the script is rerun. Each vocodes
 the mel that its own front-end computes from the clip (cut to ``--seconds``: autoregressive WaveNet
 sampling is slow on a CPU), with a fixed seed. The panels are log-magnitude STFTs (n_fft 1024, hop 256) on
-one colour scale, with each model's MR-STFT distance to the original (``zoo.metrics``, as QUALITY.md
+one colour scale, with each model's MR-STFT distance to the original (``zoo.audio.metrics``, as QUALITY.md
 defines it) in its title. Writes ``docs/figures/copy_synthesis.png`` and ``docs/data/copy_synthesis.json``.
 
     python docs/scripts/spectrograms.py [--clip ../shared/data/eval-lj/LJ001-0008.wav] [--seconds 1.5]
@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docs_common import parser, pyplot, save_figure, write_json  # noqa: E402
 
 import zoo  # noqa: E402
-from zoo.cli import read_audio  # noqa: E402
-from zoo.metrics import log_mel_l1, mr_stft_distance  # noqa: E402
+from zoo.audio.metrics import log_mel_l1, mr_stft_distance  # noqa: E402
+from zoo.cli.common import read_audio  # noqa: E402
 
 
 def log_spectrogram(x: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Does the WaveNet vocoder's transposed-convolution upsampling create noise? And how far back does a WaveNet see?
 
-The conditioning upsamplers of ``zoo/upsample.py`` turn a real mel (``LJ001-0008`` of eval-lj, r9y9
+The conditioning upsamplers of ``zoo/nn/upsample.py`` turn a real mel (``LJ001-0008`` of eval-lj, r9y9
 features) into one conditioning vector per audio sample. A mel changes at the frame rate (22050 / 256 =
 86 Hz), so everything the upsampled conditioning carries above half of it is made by the upsampler. Two
 numbers per upsampler, averaged over ``--seeds`` initialisations (training starts there) and, for every
@@ -32,15 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docs_common import REPO, parser, pyplot, save_figure, write_json  # noqa: E402
 
 import zoo  # noqa: E402
-from zoo.cli import read_audio  # noqa: E402
-from zoo.mel import MelConfig, mel_spectrogram  # noqa: E402
-from zoo.registry import get_registry  # noqa: E402
-from zoo.upsample import (  # noqa: E402
+from zoo.cli.common import read_audio  # noqa: E402
+from zoo.core.mel import MelConfig, mel_spectrogram  # noqa: E402
+from zoo.nn.upsample import (  # noqa: E402
     RepeatConvUpsampler,
     Stretch2dUpsampler,
     TransposedConv2dUpsampler,
     TransposedConvUpsampler,
 )
+from zoo.registry.plugins import get_registry  # noqa: E402
 
 HOP = 256
 SR = 22050

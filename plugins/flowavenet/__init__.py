@@ -6,7 +6,7 @@ from zoo_model_cards import shipped_cards
 from zoo_plugins.flowavenet.model import FloWaveNet, FloWaveNetConfig
 
 from zoo import hookimpl
-from zoo.hookspecs import ArchitectureRegister, ConverterRegister, ModelCardRegister
+from zoo.registry.hookspecs import ArchitectureRegister, ConverterRegister, ModelCardRegister
 
 __all__ = ["FloWaveNet", "FloWaveNetConfig"]
 

@@ -1,8 +1,8 @@
 """FloWaveNet (Kim, Lee, Song, Kim and Yoon 2019): a single-stage multi-scale flow trained by likelihood.
 
-``n_block`` blocks, each: squeeze audio and conditioning by 2 (``zoo.flows.squeeze``), then ``n_flow``
+``n_block`` blocks, each: squeeze audio and conditioning by 2 (``zoo.nn.flows.squeeze``), then ``n_flow``
 flows of ActNorm + affine coupling (a non-causal WaveNet reading the first half of the audio channels and
-the first half of the conditioning; ``zoo.gated.WaveNetConditioner``), the halves of both the audio and
+the first half of the conditioning; ``zoo.nn.gated.WaveNetConditioner``), the halves of both the audio and
 the conditioning swapped after every flow. After every ``block_per_split`` blocks (not the last) half of
 the channels leave as ``z``, modelled by a learned Gaussian prior (a 2-layer WaveNet on the rest).
 Everything but the model's wiring comes from the shared layers.
@@ -19,14 +19,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo.config import VocoderConfig
-from zoo.flows import ActNorm, FloWaveNetCoupling, squeeze, unsqueeze
-from zoo.gated import WaveNetConditioner, fast_inference
-from zoo.mel import MelConfig
-from zoo.noise import position_noise
-from zoo.stream import in_windows
-from zoo.upsample import TransposedConv2dUpsampler
-from zoo.vocoder import Vocoder, sampling_scale
+from zoo.core.config import VocoderConfig
+from zoo.core.mel import MelConfig
+from zoo.core.noise import position_noise
+from zoo.core.stream import in_windows
+from zoo.core.vocoder import Vocoder, sampling_scale
+from zoo.nn.flows import ActNorm, FloWaveNetCoupling, squeeze, unsqueeze
+from zoo.nn.gated import WaveNetConditioner, fast_inference
+from zoo.nn.upsample import TransposedConv2dUpsampler
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -180,7 +180,7 @@ class FloWaveNet(Vocoder[FloWaveNetConfig]):
         """Audio ``[B, 1, T]`` from noise ``z [B, 1, T]`` (already scaled by the temperature).
 
         Without autograd the same function is evaluated faster: the coupling and prior WaveNets run their
-        time-major inference path (:meth:`zoo.gated.WaveNetConditioner.infer`) and the halves of the
+        time-major inference path (:meth:`zoo.nn.gated.WaveNetConditioner.infer`) and the halves of the
         conditioning are read in place instead of being swapped after every flow (a parity bit says which
         half a flow reads).
         """
@@ -214,7 +214,7 @@ class FloWaveNet(Vocoder[FloWaveNetConfig]):
         cfg = self.config
         temperature = sampling_scale("temperature", temperature)
         frames, hop = mel.shape[-1], cfg.mel.hop_length
-        # Drawn by position (zoo.noise): streamed windows get the one-shot noise; same in every model dtype.
+        # Drawn by position (zoo.core.noise): streamed windows get the one-shot noise; same in every model dtype.
         z = temperature * position_noise(generator, mel.shape[0], 1, frames * hop, frames, device=mel.device,
                                          dtype=mel.dtype)
         ctx = self.context_frames()

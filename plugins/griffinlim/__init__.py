@@ -6,7 +6,7 @@ from zoo_model_cards import shipped_cards
 from zoo_plugins.griffinlim.model import GriffinLim, GriffinLimConfig
 
 from zoo import hookimpl
-from zoo.hookspecs import ArchitectureRegister, ModelCardRegister
+from zoo.registry.hookspecs import ArchitectureRegister, ModelCardRegister
 
 __all__ = ["GriffinLim", "GriffinLimConfig"]
 

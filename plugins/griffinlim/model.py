@@ -10,10 +10,10 @@ import torch
 import torchaudio.functional as AF
 from torch import Tensor
 
-from zoo.config import VocoderConfig
-from zoo.mel import MelConfig, decompress
-from zoo.stream import in_windows
-from zoo.vocoder import Vocoder
+from zoo.core.config import VocoderConfig
+from zoo.core.mel import MelConfig, decompress
+from zoo.core.stream import in_windows
+from zoo.core.vocoder import Vocoder
 
 
 @dataclasses.dataclass
@@ -42,7 +42,7 @@ class GriffinLim(Vocoder[GriffinLimConfig]):
     """Mel -> linear magnitude by non-negative least squares on the filterbank, then Griffin-Lim.
 
     Deterministic: the phase starts at zero (``rand_init=False``). Works with any mel convention the
-    front-end knows, since the features are decompressed with :func:`zoo.mel.decompress` first. Long mels
+    front-end knows, since the features are decompressed with :func:`zoo.core.mel.decompress` first. Long mels
     run in windows of ``chunk_frames`` plus :meth:`context_frames` on each side (the magnitude spectrogram
     too is made per window), so memory is bounded; since the zero initial phase makes every frame's result
     depend only on the frames within the context, the windows reproduce the one-shot output.

@@ -7,7 +7,7 @@ from zoo_plugins.hifigan.convert import convert
 from zoo_plugins.hifigan.model import HiFiGAN, HiFiGANConfig
 
 from zoo import hookimpl
-from zoo.hookspecs import ArchitectureRegister, ConverterRegister, ModelCardRegister
+from zoo.registry.hookspecs import ArchitectureRegister, ConverterRegister, ModelCardRegister
 
 __all__ = ["HiFiGAN", "HiFiGANConfig", "convert"]
 

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from zoo_plugins.hifigan.model import HiFiGAN, HiFiGANConfig
 
-from zoo.safe_pickle import load_state_dict
-from zoo.weightnorm import fold_state_dict
+from zoo.hub.safe_pickle import load_state_dict
+from zoo.hub.weightnorm import fold_state_dict
 
 
 def load_legacy(path: str | Path) -> dict[str, torch.Tensor]:

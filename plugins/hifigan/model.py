@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo import tapconv
-from zoo.config import VocoderConfig
-from zoo.gated import fast_inference
-from zoo.mel import MelConfig
-from zoo.stream import in_windows
-from zoo.timemajor import (
+from zoo.core.config import VocoderConfig
+from zoo.core.mel import MelConfig
+from zoo.core.stream import in_windows
+from zoo.core.vocoder import Vocoder
+from zoo.kernels import tapconv
+from zoo.kernels.timemajor import (
     conv_taps,
     conv_taps_winograd,
     pad_rows,
@@ -31,13 +31,13 @@ from zoo.timemajor import (
     winograd_group_weights,
     winograd_work,
 )
-from zoo.vocoder import Vocoder
+from zoo.nn.gated import fast_inference
 
 LRELU_SLOPE = 0.1
 #: Residual-block convs at least this wide take their taps three at a time through Winograd F(4, 3) in
 #: :meth:`HiFiGAN.generate_time_major` (narrower ones: the transforms cost more than they save).
 WINOGRAD_MIN_CHANNELS = 128
-#: The same for the compiled convs (:mod:`zoo.tapconv`), in float32 (with AVX-512) and bfloat16, whose
+#: The same for the compiled convs (:mod:`zoo.kernels.tapconv`), in float32 (with AVX-512) and bfloat16, whose
 #: Winograd transforms run fused on blocks in cache.
 WINOGRAD_MIN_CHANNELS_KERNEL = 64
 WINOGRAD_MIN_CHANNELS_BF16 = 128
@@ -170,14 +170,14 @@ class HiFiGAN(Vocoder[HiFiGANConfig]):
         """:meth:`generate` for inference on CPU, the same function evaluated faster (no autograd).
 
         Every activation is a time-major ``[T, C]`` buffer with zero rows for the convs' padding, and every
-        conv is one matrix product per tap on shifted row ranges (:func:`zoo.timemajor.conv_taps`), which
+        conv is one matrix product per tap on shifted row ranges (:func:`zoo.kernels.timemajor.conv_taps`), which
         runs nearer this CPU's matmul peak than the direct convolution kernels at these widths (32 to 512
         channels, 3 to 11 taps). Residual updates accumulate in place; the three blocks of a stage share
         the first LeakyReLU of their input; the transposed convs are polyphase: one product per input step
         gives ``rate`` output rows (``ceil(kernel / rate)`` of them overlap-added), so the upsampled rows
         come out in time order without a scatter.
 
-        A bfloat16 model runs the same schedule on :mod:`zoo.tapconv`'s kernel: conv inputs and weights in
+        A bfloat16 model runs the same schedule on :mod:`zoo.kernels.tapconv`'s kernel: conv inputs and weights in
         bfloat16, every conv's taps summed in float32, the residual stream in float32 (rounding the convs'
         outputs to bfloat16, as ``generate`` in bfloat16 does, costs 1.9% of the MR-STFT distance on
         LJSpeech; this costs none). It returns float32 audio.
@@ -231,7 +231,7 @@ class HiFiGAN(Vocoder[HiFiGANConfig]):
         return ops.conv_post(self.conv_post, h)
 
     def _packed(self, layer: nn.Module, kind: str, dtype: torch.dtype) -> Tensor:
-        """``layer``'s weights in :func:`zoo.tapconv.pack`'s layout for ``dtype`` operands, made on first use
+        """``layer``'s weights in :func:`zoo.kernels.tapconv.pack`'s layout for ``dtype`` operands, made on first use
         and kept until the weights change (weights made under ``torch.inference_mode``, which keep no
         version counter, are packed on every call). ``kind``: ``"taps"`` for a conv, ``"winograd"`` for its
         3-tap groups' transformed filters ``[groups, 6, ...]``, ``"up"`` for a transposed conv's polyphase
@@ -293,7 +293,7 @@ def _block_branches(block: nn.Module) -> list[list[nn.Conv1d]]:
 
 
 class _Float32Ops:
-    """:meth:`HiFiGAN.generate_time_major`'s buffers and convs in float32 (:mod:`zoo.timemajor`)."""
+    """:meth:`HiFiGAN.generate_time_major`'s buffers and convs in float32 (:mod:`zoo.kernels.timemajor`)."""
 
     def __init__(self) -> None:
         self.work: dict[tuple[int, int, int], tuple[Tensor, Tensor]] = {}  # Winograd scratch per dilation, widths
@@ -327,7 +327,7 @@ class _Float32Ops:
         """A conv's taps ``[k, C_in, C_out]`` (``kind="up"``: a transposed conv's polyphase taps)."""
         return _polyphase_taps(layer) if kind == "up" else tap_weights(layer.weight)  # type: ignore[arg-type]
 
-    #: ``out (+)= bias + sum_j src[first + r + j d] @ taps[j]`` (:func:`zoo.timemajor.conv_taps`' arguments).
+    #: ``out (+)= bias + sum_j src[first + r + j d] @ taps[j]`` (:func:`zoo.kernels.timemajor.conv_taps`' arguments).
     product = staticmethod(conv_taps)
 
     def conv_pre(self, conv: nn.Conv1d, mel: Tensor) -> Tensor:
@@ -366,7 +366,7 @@ class _Float32Ops:
 
 
 class _KernelOps(_Float32Ops):
-    """The same on :mod:`zoo.tapconv`'s compiled convs, operands in ``dtype`` (float32, or bfloat16: weights
+    """The same on :mod:`zoo.kernels.tapconv`'s compiled convs, operands in ``dtype`` (float32, or bfloat16: weights
     and conv inputs rounded, sums, outputs and the residual stream in float32). Packed weights are kept on
     the model (:meth:`HiFiGAN._packed`)."""
 
@@ -418,7 +418,7 @@ class _KernelOps(_Float32Ops):
 
 def _polyphase_taps(up: nn.ConvTranspose1d) -> Tensor:
     """A transposed conv's weights as ``n = ceil(kernel / rate)`` taps ``[n, C_in, rate * C_out]``, tap ``j``
-    for input step ``s - (n - 1 - j)`` (the order :func:`zoo.timemajor.conv_taps` reads rows)."""
+    for input step ``s - (n - 1 - j)`` (the order :func:`zoo.kernels.timemajor.conv_taps` reads rows)."""
     rate, kernel = up.stride[0], up.kernel_size[0]
     c_in, c_out = up.in_channels, up.out_channels
     n = -(-kernel // rate)

@@ -6,7 +6,7 @@ from zoo_model_cards import shipped_cards
 from zoo_plugins.parallel_wavenet.model import IAFFlow, ParallelWaveNet, ParallelWaveNetConfig
 
 from zoo import hookimpl
-from zoo.hookspecs import ArchitectureRegister, CommandRegister, ConverterRegister, ModelCardRegister
+from zoo.registry.hookspecs import ArchitectureRegister, CommandRegister, ConverterRegister, ModelCardRegister
 
 __all__ = ["IAFFlow", "ParallelWaveNet", "ParallelWaveNetConfig"]
 

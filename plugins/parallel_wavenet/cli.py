@@ -1,7 +1,7 @@
 """``zoo distill``: distil a WaveNet teacher into a parallel (IAF) student on a folder of wavs.
 
 A command the parallel_wavenet plugin contributes through the ``zoo_register_commands`` hook (see
-``zoo.hookspecs.Command``); the core imports no plugin. The distillation itself is
+``zoo.registry.hookspecs.Command``); the core imports no plugin. The distillation itself is
 :meth:`~zoo_plugins.parallel_wavenet.model.ParallelWaveNet.distill`.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoo.cli_common import CliError
-from zoo.hookspecs import Command
+from zoo.cli.common import CliError
+from zoo.registry.hookspecs import Command
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from zoo_plugins.parallel_wavenet.model import ParallelWaveNet
 
     import zoo
-    from zoo.train import parse_overrides
+    from zoo.train.trainer import parse_overrides
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CliError("--device cuda requested but CUDA is not available")

@@ -30,10 +30,10 @@ import torch
 from torch import Tensor
 from zoo_plugins.parallel_wavenet.model import ParallelWaveNet, ParallelWaveNetConfig
 
-from zoo.converting import check_keys, load_converted, read_checkpoint, shapes
-from zoo.mel import MelConfig
-from zoo.vocoder import Vocoder
-from zoo.weightnorm import fold_state_dict
+from zoo.core.mel import MelConfig
+from zoo.core.vocoder import Vocoder
+from zoo.hub.converting import check_keys, load_converted, read_checkpoint, shapes
+from zoo.hub.weightnorm import fold_state_dict
 
 Shapes = dict[str, tuple[int, ...]]
 
@@ -119,7 +119,7 @@ def reference_student_keys(
 
 def check_layout(state: dict[str, Tensor], expected: Shapes, what: str) -> None:
     """Raise ``ValueError`` naming missing and unexpected keys and shape mismatches (the shared converter
-    format, ``zoo.converting.key_mismatch``) when ``state`` is not the ClariNet layout ``expected``."""
+    format, ``zoo.hub.converting.key_mismatch``) when ``state`` is not the ClariNet layout ``expected``."""
     check_keys(shapes(state), expected, what, "the ClariNet layout")
 
 

@@ -22,11 +22,11 @@ from zoo_plugins.parallel_wavenet.convert import (
     upsampler_to_zoo,
 )
 
-from zoo.config import VocoderConfig
-from zoo.converting import load_converted
-from zoo.mel import MelConfig
-from zoo.vocoder import Vocoder
-from zoo.weightnorm import fold_state_dict
+from zoo.core.config import VocoderConfig
+from zoo.core.mel import MelConfig
+from zoo.core.vocoder import Vocoder
+from zoo.hub.converting import load_converted
+from zoo.hub.weightnorm import fold_state_dict
 
 
 def clarinet_teacher_config(
@@ -42,7 +42,7 @@ def clarinet_teacher_config(
     mel: MelConfig | None = None,
 ) -> VocoderConfig:
     """The ``wavenet`` config of ClariNet's teacher (ClariNet widths: ``gate`` is each gated half)."""
-    from zoo.registry import get_registry
+    from zoo.registry.plugins import get_registry
 
     cls = get_registry().architecture("wavenet").cls
     mel = mel or MelConfig.preset("flowavenet")
@@ -64,7 +64,7 @@ def clarinet_teacher_config(
 
 def convert_teacher(state: dict[str, Tensor], config: dict[str, Any] | None = None) -> Vocoder:
     """A ``wavenet`` model (Gaussian output, ClariNet layout) from a ClariNet teacher state dict."""
-    from zoo.registry import get_registry
+    from zoo.registry.plugins import get_registry
 
     config = dict(config or {})
     hp = infer_body(state)

@@ -37,8 +37,8 @@ from zoo_plugins.parallel_wavenet.losses import (
 from zoo_plugins.parallel_wavenet.model import ParallelWaveNet, ParallelWaveNetConfig
 from zoo_plugins.parallel_wavenet.teacher import TeacherAdapter
 
-from zoo.config import check_field_types
-from zoo.vocoder import Vocoder, read_config
+from zoo.core.config import check_field_types
+from zoo.core.vocoder import Vocoder, read_config
 
 STATE_FILE = "distill_state.pt"
 #: Distillation settings that a resumed run may change (the others must equal the saved run's).
@@ -275,7 +275,7 @@ class Distiller:
         end); a folder that already holds a saved state is continued from its step. Returns the last
         logged loss terms.
         """
-        from zoo.data import SegmentDataset, StepBatcher, list_audio
+        from zoo.train.data import SegmentDataset, StepBatcher, list_audio
 
         cfg = self.config
         steps = steps or cfg.steps
@@ -297,7 +297,7 @@ class Distiller:
         resumed = self.resume(out)
         if resumed and verbose:
             print(f"continuing from step {self.step} saved in {out}", file=sys.stderr)
-        from zoo.tblog import open_logger
+        from zoo.train.tblog import open_logger
 
         tb = open_logger(out, quiet=not verbose)  # TensorBoard event files beside metrics.csv (optional extra)
         first_step = self.step
@@ -340,7 +340,7 @@ class Distiller:
         quality extra."""
         if tb is None:
             return
-        from zoo.tblog import copy_synthesis
+        from zoo.train.tblog import copy_synthesis
 
         hop = self.student.hop_length
         frames = max(1, int(seconds * self.student.sample_rate) // hop)

@@ -2,7 +2,7 @@
 
 * :func:`gaussian_kl_loss`: ClariNet's closed-form, regularised KL between the student's Gaussian
   ``q(x_t | z_<t) = N(mu_tot, exp(logs_tot))`` and a single-Gaussian teacher ``p(x_t | x_<t)``
-  (``zoo.distributions.kl_gaussians``: log-stds clamped at -6 in the KL, ``+ 4 (logs_q - logs_p)^2``).
+  (``zoo.nn.distributions.kl_gaussians``: log-stds clamped at -6 in the KL, ``+ 4 (logs_q - logs_p)^2``).
 * :func:`monte_carlo_kl`: Parallel WaveNet's estimate ``KL(P_S || P_T) = H(P_S, P_T) - H(P_S)`` for any
   teacher whose output distribution has a ``loss`` (negative log-likelihood), e.g. the discretised
   mixture of logistics: the cross-entropy is averaged over several draws of ``x_t`` from the student's
@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from zoo.distributions import kl_gaussians
+from zoo.nn.distributions import kl_gaussians
 
 HALF_LOG_2PI_E = 0.5 * math.log(2.0 * math.pi * math.e)
 

@@ -1,6 +1,6 @@
 """Parallel WaveNet / ClariNet student: a stack of Gaussian inverse autoregressive flows (IAF).
 
-Each flow ``k`` is a causal WaveNet on the shared gated stack (:class:`zoo.gated.GatedResidualStack`)
+Each flow ``k`` is a causal WaveNet on the shared gated stack (:class:`zoo.nn.gated.GatedResidualStack`)
 that reads the current noise ``z`` and the upsampled mel ``c_up`` and outputs, for every step ``t``, a
 shift ``mu_t`` and a log-scale ``logs_t`` that only depend on ``z_<=t``. As in ClariNet, the outputs at
 ``t`` transform the NEXT sample (a one-step shift)::
@@ -30,13 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.config import UPSAMPLER_FIELDS, UpsamplerConfig, VocoderConfig
-from zoo.gated import GatedResidualStack, fast_inference, infer_layers, require_inference, residual_buffer
-from zoo.mel import MelConfig
-from zoo.noise import position_noise
-from zoo.stream import in_windows
-from zoo.upsample import build_upsampler
-from zoo.vocoder import Vocoder, sampling_scale
+from zoo.core.config import UPSAMPLER_FIELDS, UpsamplerConfig, VocoderConfig
+from zoo.core.mel import MelConfig
+from zoo.core.noise import position_noise
+from zoo.core.stream import in_windows
+from zoo.core.vocoder import Vocoder, sampling_scale
+from zoo.nn.gated import GatedResidualStack, fast_inference, infer_layers, require_inference, residual_buffer
+from zoo.nn.upsample import build_upsampler
 
 
 def _flowavenet_mel() -> MelConfig:
@@ -155,7 +155,7 @@ class IAFFlow(nn.Module):
     def infer(self, z: Tensor, c_up: Tensor) -> Tensor:
         """:meth:`forward` for inference, time-major: every conv a matrix product (no im2col of the gated
         layers, no ``[B, L * gate, T]`` conditioning tensor: each layer adds its own conditioning product),
-        through :func:`zoo.gated.infer_layers`. Agrees with the conv path to float32 rounding."""
+        through :func:`zoo.nn.gated.infer_layers`. Agrees with the conv path to float32 rounding."""
         require_inference(self, "IAFFlow.infer")
         return torch.stack([self._infer_one(z[b, 0], c_up[b]) for b in range(z.shape[0])])
 
@@ -262,7 +262,7 @@ class ParallelWaveNet(Vocoder[ParallelWaveNetConfig]):
             )
         temperature = sampling_scale("temperature", temperature)
         frames, hop = mel.shape[-1], self.hop_length
-        # Drawn by position (zoo.noise): streamed windows get the one-shot noise; same in every model dtype.
+        # Drawn by position (zoo.core.noise): streamed windows get the one-shot noise; same in every model dtype.
         z = (temperature * position_noise(generator, mel.shape[0], 1, frames * hop, frames)).to(mel.device, mel.dtype)
         # Bounded memory: windows of chunk_frames with the receptive field as left context (the flows are
         # causal in z) and the upsampler's reach on both sides; one noise draw, so the output is unchanged.

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zoo.vocoder import Vocoder
+from zoo.core.vocoder import Vocoder
 
 CONTINUOUS = {"gaussian", "mol"}
 

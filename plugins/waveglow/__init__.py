@@ -7,7 +7,7 @@ from zoo_plugins.waveglow.convert import convert
 from zoo_plugins.waveglow.model import WaveGlow, WaveGlowConfig
 
 from zoo import hookimpl
-from zoo.hookspecs import ArchitectureRegister, ConverterRegister, ModelCardRegister
+from zoo.registry.hookspecs import ArchitectureRegister, ConverterRegister, ModelCardRegister
 
 __all__ = ["WaveGlow", "WaveGlowConfig", "convert"]
 

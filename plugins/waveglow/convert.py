@@ -3,7 +3,7 @@
 Two formats, detected automatically:
 
 * NVIDIA/waveglow ``train.py``: ``{'model': <glow.WaveGlow module object>, ...}``. Read with
-  :mod:`zoo.safe_pickle` (the module becomes an inert record; NVIDIA's code is never imported and nothing
+  :mod:`zoo.hub.safe_pickle` (the module becomes an inert record; NVIDIA's code is never imported and nothing
   in the pickle is executed), then its parameters are collected.
 * DeepLearningExamples / torch.hub: ``{'state_dict': {...'module.'-prefixed...}, 'config': {...}}``, read
   the same way (its optimizer state is never materialised); the embedded ``config`` must agree with the
@@ -27,9 +27,9 @@ import torch
 from torch import Tensor
 from zoo_plugins.waveglow.model import WaveGlow, WaveGlowConfig
 
-from zoo.mel import MelConfig
-from zoo.safe_pickle import ModuleStub, load_checkpoint, module_attributes, state_dict_of, weights_only_load
-from zoo.weightnorm import fold_state_dict, map_all_keys, strip_prefix
+from zoo.core.mel import MelConfig
+from zoo.hub.safe_pickle import ModuleStub, load_checkpoint, module_attributes, state_dict_of, weights_only_load
+from zoo.hub.weightnorm import fold_state_dict, map_all_keys, strip_prefix
 
 
 def read_reference_state(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -1,9 +1,9 @@
 """WaveGlow (Prenger, Valle and Catanzaro 2018): a Glow-style flow from audio to Gaussian noise.
 
 The mel is upsampled to the audio rate by a transposed conv (stride = hop) and both audio and mel are
-grouped into ``n_group`` channels (``zoo.flows.squeeze``). Then ``n_flows`` steps of an invertible 1x1
+grouped into ``n_group`` channels (``zoo.nn.flows.squeeze``). Then ``n_flows`` steps of an invertible 1x1
 conv and an affine coupling whose conditioner is WaveGlow's ``WN`` (a non-causal gated WaveNet,
-``zoo.gated.WaveNetConditioner``). Every ``n_early_every`` flows, ``n_early_size`` channels leave early as
+``zoo.nn.gated.WaveNetConditioner``). Every ``n_early_every`` flows, ``n_early_size`` channels leave early as
 part of ``z``. Training maximises ``log N(z; 0, sigma^2) + sum(log_s) + sum(log|det W|)``; sampling draws
 ``z ~ N(0, sigma^2)`` and runs the flow backwards.
 
@@ -19,14 +19,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo.config import VocoderConfig
-from zoo.flows import InvertibleConv1x1, WaveGlowCoupling, squeeze, unsqueeze
-from zoo.gated import WaveNetConditioner
-from zoo.mel import MelConfig
-from zoo.noise import position_noise
-from zoo.stream import in_windows
-from zoo.upsample import TransposedConvUpsampler
-from zoo.vocoder import Vocoder, sampling_scale
+from zoo.core.config import VocoderConfig
+from zoo.core.mel import MelConfig
+from zoo.core.noise import position_noise
+from zoo.core.stream import in_windows
+from zoo.core.vocoder import Vocoder, sampling_scale
+from zoo.nn.flows import InvertibleConv1x1, WaveGlowCoupling, squeeze, unsqueeze
+from zoo.nn.gated import WaveNetConditioner
+from zoo.nn.upsample import TransposedConvUpsampler
 
 
 def _tacotron2_mel() -> MelConfig:
@@ -180,7 +180,7 @@ class WaveGlow(Vocoder[WaveGlowConfig]):
         sigma = sampling_scale("sigma", c.infer_sigma if sigma is None else sigma)
         frames = mel.shape[-1]
         steps = frames * c.mel.hop_length // c.n_group
-        # Drawn by position (zoo.noise): streamed windows get the one-shot noise; same in every model dtype.
+        # Drawn by position (zoo.core.noise): streamed windows get the one-shot noise; same in every model dtype.
         z = position_noise(generator, mel.shape[0], c.n_group, steps, frames, device=mel.device, dtype=mel.dtype)
         if c.chunk_frames and frames > c.chunk_frames:
             return self.reverse_chunked(sigma * z, mel, c.chunk_frames)

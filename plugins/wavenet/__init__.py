@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from zoo_model_cards import shipped_cards
-from zoo_plugins.wavenet import kernel  # noqa: F401 - registers the compiled loop with zoo.native
+from zoo_plugins.wavenet import kernel  # noqa: F401 - registers the compiled loop with zoo.kernels.native
 from zoo_plugins.wavenet.model import WaveNet, WaveNetConfig
 
 from zoo import hookimpl
-from zoo.hookspecs import ArchitectureRegister, ConverterRegister, ModelCardRegister
+from zoo.registry.hookspecs import ArchitectureRegister, ConverterRegister, ModelCardRegister
 
 __all__ = ["WaveNet", "WaveNetConfig"]
 

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 from zoo_plugins.wavenet.model import WaveNet, WaveNetConfig
 
-from zoo.converting import convert_checkpoint, read_checkpoint
-from zoo.mel import MelConfig
+from zoo.core.mel import MelConfig
+from zoo.hub.converting import convert_checkpoint, read_checkpoint
 
 
 def read_state(path: str | Path) -> dict[str, Tensor]:

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zoo import native
-from zoo.distributions import DiscretizedMixLogistic, Gaussian, MuLawSoftmax
+from zoo.kernels import native
+from zoo.nn.distributions import DiscretizedMixLogistic, Gaussian, MuLawSoftmax
 
 SKIP_CODES = {"sum": 0, "sum_sqrt_layers": 1, "legacy_iterative": 2}
 BLOCK = 2048

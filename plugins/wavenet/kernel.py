@@ -15,7 +15,7 @@ on the thread count; the threads meet at a barrier whenever a whole vector is th
 (twice per layer), and two cores read the weights at about 1.7x the rate of one.
 
 The C is ``plugins/wavenet/csrc/wavenet.c``, built at install for the ``generic``, ``avx2`` and
-``avx512`` ISA levels and dispatched on this CPU's features (:mod:`zoo.native`; every level sums the same
+``avx512`` ISA levels and dispatched on this CPU's features (:mod:`zoo.kernels.native`; every level sums the same
 terms in the same order, with one fused multiply-add per term where the level has FMA). Where it was
 not built (no compiler at install) or with ``ZOO_DISABLE_KERNEL=1``, :func:`load` returns ``None`` and
 the sampler uses its TorchScript step, which gives the same samples up to float32 rounding.
@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from zoo import native
+from zoo.kernels import native
 
 TILE = 64  # TW of wavenet.h
 PRE_MAX = 64  # PRE_MAX of wavenet.h: past-tap products made at most this many steps ahead
@@ -63,8 +63,8 @@ SPEC = native.register(native.KernelSpec("wavenet", lambda: Path(__file__).resol
 
 
 def load() -> native.KernelLibrary | None:
-    """The compiled loop (:func:`zoo.native.kernel`); ``None`` where it was not built at install or with
-    ``ZOO_DISABLE_KERNEL`` (raises :class:`zoo.native.KernelLoadError` for a library that cannot be used)."""
+    """The compiled loop (:func:`zoo.kernels.native.kernel`); ``None`` where it was not built at install or with
+    ``ZOO_DISABLE_KERNEL`` (raises :class:`zoo.kernels.native.KernelLoadError` for a library that cannot be used)."""
     return native.kernel("wavenet")
 
 

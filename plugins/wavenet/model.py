@@ -2,8 +2,8 @@
 
 ``p(x) = prod_t p(x_t | x_<t, c)``: a causal front conv reads the previous samples (one-hot mu-law
 classes or scalars), a stack of gated, dilated, causal layers with local conditioning by the upsampled
-mel (``zoo.gated.GatedResidualStack``), then ``ReLU -> 1x1 -> ReLU -> 1x1`` gives the parameters of the
-output distribution (``zoo.distributions``: mu-law softmax, mixture of logistics or a Gaussian).
+mel (``zoo.nn.gated.GatedResidualStack``), then ``ReLU -> 1x1 -> ReLU -> 1x1`` gives the parameters of the
+output distribution (``zoo.nn.distributions``: mu-law softmax, mixture of logistics or a Gaussian).
 
 One configuration space covers r9y9's HEAD recipes, the 2092a64 layout of its published LJSpeech
 checkpoint (legacy skip combination, ConvTranspose2d upsampler, conv1x1c bias) and ClariNet's Gaussian
@@ -22,12 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.config import UpsamplerConfig, VocoderConfig
-from zoo.distributions import DiscretizedMixLogistic, Gaussian, MuLawSoftmax, get_distribution
-from zoo.gated import GatedResidualStack
-from zoo.mel import MelConfig
-from zoo.upsample import build_upsampler
-from zoo.vocoder import Vocoder, sampling_scale
+from zoo.core.config import UpsamplerConfig, VocoderConfig
+from zoo.core.mel import MelConfig
+from zoo.core.vocoder import Vocoder, sampling_scale
+from zoo.nn.distributions import DiscretizedMixLogistic, Gaussian, MuLawSoftmax, get_distribution
+from zoo.nn.gated import GatedResidualStack
+from zoo.nn.upsample import build_upsampler
 
 
 def _r9y9_mel() -> MelConfig:

@@ -12,7 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.helpers.toy_likelihood import ToyLikelihood  # noqa: E402
-from zoo.train import TrainConfig, Trainer  # noqa: E402
+from zoo.train.trainer import TrainConfig, Trainer  # noqa: E402
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ A page's fenced blocks are taken in document order:
   that file written out on the page: it is not run; the caller checks that it equals the file.
 
 Two ways to run, chosen by the caller: :class:`InProcess` executes Python with ``exec`` and ``zoo ...``
-commands through ``zoo.cli.main`` in the test process (fast, for pages that need nothing installed), and
+commands through ``zoo.cli.app.main`` in the test process (fast, for pages that need nothing installed), and
 :class:`Subprocess` runs every script and command in a fresh interpreter or shell (for a page that installs
 a package, whose entry points only a new interpreter sees). ``pip install`` lines are handed to a callback:
 the test decides what running them means (installing into a private target, or checking that the test
@@ -160,7 +160,7 @@ class Subprocess(Runner):
 
 
 class InProcess(Runner):
-    """Python with ``exec`` (one namespace per script) in ``cwd``; ``zoo`` commands via ``zoo.cli.main``.
+    """Python with ``exec`` (one namespace per script) in ``cwd``; ``zoo`` commands via ``zoo.cli.app.main``.
 
     A command may start with ``NAME=value`` assignments, end in ``> FILE`` and have one ``|| echo TEXT``
     fallback; anything else is refused, so a page cannot silently use a shell feature this does not run.
@@ -200,7 +200,7 @@ class InProcess(Runner):
             assert len(redirect) == 1, f"{where}: '> FILE' takes one file, got {command!r}"
         assert words[:1] == ["zoo"] and not set(words) & {"|", "&&", ";", "<", ">>"}, (
             f"{where}: this runner runs 'zoo ...' commands only, got {command!r}")
-        from zoo.cli import main
+        from zoo.cli.app import main
 
         out, err = io.StringIO(), io.StringIO()
         with self._in_cwd(), _environ(env), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

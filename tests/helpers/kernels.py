@@ -10,10 +10,10 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-import zoo_plugins.wavenet.kernel  # noqa: F401 - registers the WaveNet loop with zoo.native
+import zoo_plugins.wavenet.kernel  # noqa: F401 - registers the WaveNet loop with zoo.kernels.native
 
-import zoo.tapconv  # noqa: F401 - registers the conv kernel
-from zoo import native
+import zoo.kernels.tapconv  # noqa: F401 - registers the conv kernel
+from zoo.kernels import native
 
 #: The ISA variants each kernel is built with on x86-64 (``setup.py``); elsewhere only ``generic``.
 LEVELS = {"tapconv": ("generic", "avx2", "avx512", "avx512bf16"), "wavenet": ("generic", "avx2", "avx512")}

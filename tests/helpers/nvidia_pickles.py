@@ -206,7 +206,7 @@ def write_synthetic(path: Path, n_channels: int, n_layers: int = 8, legacy: bool
 PEAK_SCRIPT = """
 import json, os, sys, threading, time
 import zoo
-from zoo.registry import get_registry
+from zoo.registry.plugins import get_registry
 get_registry()  # plugins imported and cards read before the baseline
 CKPT = os.path.realpath(sys.argv[1])
 def usage():

@@ -7,9 +7,9 @@ import dataclasses
 import torch
 from torch import Tensor, nn
 
-from zoo.config import VocoderConfig
-from zoo.mel import MelConfig
-from zoo.vocoder import Vocoder
+from zoo.core.config import VocoderConfig
+from zoo.core.mel import MelConfig
+from zoo.core.vocoder import Vocoder
 
 
 @dataclasses.dataclass

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from zoo.data import SegmentDataset, StepBatcher, list_audio
-from zoo.vocoder import Vocoder
+from zoo.core.vocoder import Vocoder
+from zoo.train.data import SegmentDataset, StepBatcher, list_audio
 
 
 def short_training(model: Vocoder, data: Path, *, steps: int, segment: int, batch: int, lr: float,

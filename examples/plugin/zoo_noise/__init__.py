@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from zoo import hookimpl
-from zoo.hookspecs import ArchitectureRegister, ModelCardRegister
+from zoo.registry.hookspecs import ArchitectureRegister, ModelCardRegister
 from zoo_noise.model import NoiseConfig, NoiseVocoder
 
 __all__ = ["NoiseConfig", "NoiseVocoder"]

@@ -10,7 +10,7 @@ import torchaudio.functional as AF
 from torch import Tensor, nn
 
 from zoo import MelConfig, Vocoder, VocoderConfig
-from zoo.mel import decompress
+from zoo.core.mel import decompress
 
 
 @dataclasses.dataclass

@@ -1,4 +1,4 @@
-/* zoo.tapconv's time-major convolutions (see zoo/tapconv.py), one ISA level's build: setup.py compiles
+/* zoo.kernels.tapconv's time-major convolutions (see zoo/kernels/tapconv.py), one ISA level's build: setup.py compiles
    this file once per level with that level's flags and -DZOO_ISA=<level>; the #ifdef __AVX512F__ /
    __AVX512BF16__ paths exist in the levels whose flags enable them, plain C (vectorised by the compiler
    for the level) everywhere else.  tapconv_dispatch.c picks a level at run time. */

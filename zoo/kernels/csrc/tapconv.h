@@ -1,4 +1,4 @@
-/* zoo.tapconv's compiled convolutions: the argument structs (mirrored by ctypes in zoo/tapconv.py and
+/* zoo.kernels.tapconv's compiled convolutions: the argument structs (mirrored by ctypes in zoo/kernels/tapconv.py and
    checked there against zoo_tapconv_layout()) and the table of one ISA level's functions. */
 
 #ifndef ZOO_TAPCONV_H

@@ -1,4 +1,4 @@
-/* zoo.tapconv's exported functions: each calls the build of tapconv.c for the ISA level selected at load
+/* zoo.kernels.tapconv's exported functions: each calls the build of tapconv.c for the ISA level selected at load
    (the best one this CPU runs, see zoo_dispatch.h) or by zoo_tapconv_isa_select.  Compiled with the
    baseline flags, so loading the library runs on any CPU of its architecture. */
 

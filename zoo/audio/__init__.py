@@ -1,0 +1,1 @@
+"""Mels and audio around a vocoder: convention checks and adapters, quality metrics, the denoiser."""

@@ -1,0 +1,3 @@
+"""The Vocoder contract: the mel convention, configs, file helpers, streaming and the base class.
+
+Imports nothing from the other layers of ``zoo``."""

@@ -1,0 +1,221 @@
+"""Compiled time-major convolutions on CPU: float32, and bfloat16 operands with float32 sums.
+
+Buffers are time-major, as in :mod:`zoo.kernels.timemajor`: activations ``[rows, C_in]``, outputs
+``[rows, C_out]`` float32. :func:`conv_taps` is a dilated conv whose taps all sum in registers (tiles of
+up to 6 rows x 64 columns) before one float32 store, or add for a residual update, so its output is read
+and written once whatever the number of taps (torch's per-tap products write it once per tap);
+:func:`winograd3` is a 3-tap conv through Winograd F(4, 3), its transforms in float32 on blocks of 48
+tiles that stay in cache, its six products on the same tiles. Every function splits its rows among
+``threads`` threads (default ``torch.get_num_threads()``). The C is ``zoo/kernels/csrc/tapconv.c``, built
+at install for every ISA level and dispatched on this CPU's features (:mod:`zoo.kernels.native`); where it was not
+built (:func:`available` is false) the models keep their pure-torch convs.
+
+*float32* operands (weights :func:`pack`'d as :func:`zoo.kernels.timemajor.tap_weights`' ``[k, C_in, C_out]``)
+are tiled with AVX-512 FMAs in the ``avx512`` and ``avx512bf16`` variants (:func:`native_f32`); elsewhere
+the float32 fast paths keep using torch's products, which the plain C variants would not beat.
+
+*bfloat16* operands: rounding a conv's inputs and weights to bfloat16 costs a vocoder almost nothing;
+rounding its *outputs* does: HiFi-GAN V1 run all in bfloat16 (``model.bfloat16()``, or autocast) loses
+1.9% of its multi-resolution STFT distance on LJSpeech, while bfloat16 operands with float32 sums and a
+float32 residual stream lose none. torch on CPU has no bfloat16 x bfloat16 -> float32 product; this one
+uses ``vdpbf16ps`` in the ``avx512bf16`` variant (:func:`native_bf16`: about twice the float32 rate), plain C
+in the others (slower, the same sums up to float32 rounding). Weights are :func:`pack`'d as
+``[k, ceil(C_in / 2), C_out, 2]`` (pairs of inputs side by side, the layout ``vdpbf16ps`` reads);
+:func:`leaky_relu` makes the next conv's bfloat16 input from a float32 buffer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from zoo.kernels import native
+
+
+class _Prod(ctypes.Structure):
+    c_name = "prod_t"
+    _fields_ = [("rows", ctypes.c_long), ("cin", ctypes.c_int), ("cout", ctypes.c_int), ("taps", ctypes.c_int),
+                ("dil", ctypes.c_long), ("src", ctypes.c_void_p), ("lds", ctypes.c_long), ("w", ctypes.c_void_p),
+                ("bias", ctypes.c_void_p), ("out", ctypes.c_void_p), ("ldo", ctypes.c_long),
+                ("accumulate", ctypes.c_int), ("f32", ctypes.c_int)]
+
+
+class _Leaky(ctypes.Structure):
+    c_name = "leaky_t"
+    _fields_ = [("x", ctypes.c_void_p), ("ldx", ctypes.c_long), ("out", ctypes.c_void_p), ("ldo", ctypes.c_long),
+                ("cols", ctypes.c_int), ("slope", ctypes.c_float)]
+
+
+def _configure(lib: ctypes.CDLL) -> None:
+    lib.zoo_bf16_native.restype = ctypes.c_int
+    lib.zoo_f32_native.restype = ctypes.c_int
+    job = ctypes.POINTER(_Prod)
+    lib.zoo_tap_conv.argtypes = [job, ctypes.c_int]
+    lib.zoo_tap_winograd3.argtypes = [job, ctypes.c_int]
+    lib.zoo_bf16_leaky_relu.argtypes = [ctypes.POINTER(_Leaky), ctypes.c_long, ctypes.c_int]
+    for fn in (lib.zoo_tap_conv, lib.zoo_tap_winograd3, lib.zoo_bf16_leaky_relu):
+        fn.restype = None
+
+
+def _paths(lib: native.KernelLibrary | None, reason: str) -> dict[tuple[str, str], str]:
+    """Which convs each model/dtype runs here (for ``zoo info --kernels`` and ``zoo bench``)."""
+    if lib is None:
+        f32 = bf16 = f"torch's convs ({reason})"
+    else:
+        f32 = (f"compiled float32 AVX-512 tiles ({lib.isa} variant)" if lib.zoo_f32_native() else
+               f"torch's convs (the {lib.isa} variant has no float32 tiles: they need AVX-512)")
+        bf16 = (f"compiled bfloat16 convs, AVX-512 BF16 tiles ({lib.isa} variant)" if lib.zoo_bf16_native() else
+                f"compiled bfloat16 convs, plain C vectorised for {lib.isa} (no AVX-512 BF16)")
+    paths = {(model, "float32"): f32 for model in ("hifigan", "waveglow", "flowavenet", "parallel_wavenet")}
+    paths[("hifigan", "bfloat16")] = bf16
+    return paths
+
+
+SPEC = native.register(native.KernelSpec(
+    "tapconv", lambda: Path(native.__file__).resolve().parent, "_tapconv", "zoo_tapconv",
+    (_Prod, _Leaky), _configure, paths=_paths))
+
+
+def load() -> native.KernelLibrary | None:
+    """The compiled kernel library; ``None`` where it was not built at install or with ``ZOO_DISABLE_KERNEL``
+    (:func:`zoo.kernels.native.kernel`; raises :class:`zoo.kernels.native.KernelLoadError` for a library that
+    cannot be used)."""
+    return native.kernel("tapconv")
+
+
+def available() -> bool:
+    """Whether the kernel is built and loaded here (the bfloat16 fast paths need it)."""
+    return load() is not None
+
+
+def native_f32() -> bool:
+    """Whether float32 products run on AVX-512 tiles here (the float32 fast paths use the kernel only then)."""
+    lib = load()
+    return bool(lib is not None and lib.zoo_f32_native())
+
+
+def native_bf16() -> bool:
+    """Whether the kernel multiplies with this CPU's AVX-512 BF16 instructions (else it runs in plain C)."""
+    lib = load()
+    return bool(lib is not None and lib.zoo_bf16_native())
+
+
+def _lib_or_raise() -> native.KernelLibrary:
+    lib = load()
+    if lib is None:
+        raise RuntimeError(f"the compiled conv kernel is not available: {native.status('tapconv').reason}")
+    return lib
+
+
+def pack(taps: Tensor, dtype: torch.dtype = torch.bfloat16) -> Tensor:
+    """Weights ``[k, C_in, C_out]`` (:func:`zoo.kernels.timemajor.tap_weights`' layout, any float dtype) for
+    operands of ``dtype``: bfloat16 ``[k, ceil(C_in / 2), C_out, 2]`` (an odd ``C_in`` gets a zero input
+    row), or float32 ``[k, C_in, C_out]`` contiguous."""
+    k, c_in, c_out = taps.shape
+    if dtype == torch.float32:
+        return taps.detach().to(torch.float32).contiguous()
+    if dtype != torch.bfloat16:
+        raise ValueError(f"the kernel takes float32 or bfloat16 operands, not {dtype}")
+    w = taps.detach().to(torch.bfloat16)
+    if c_in % 2:
+        w = torch.cat([w, w.new_zeros(k, 1, c_out)], dim=1)
+    return w.reshape(k, -1, 2, c_out).transpose(2, 3).contiguous()
+
+
+def _rows_view(t: Tensor, name: str, dtype: torch.dtype) -> None:
+    if t.dtype != dtype or t.device.type != "cpu" or t.dim() != 2 or t.stride(1) != 1:
+        raise ValueError(f"{name} must be a CPU {dtype} [rows, channels] buffer with contiguous rows, got "
+                         f"{tuple(t.shape)} {t.dtype} strides {t.stride()}")
+
+
+def _threads(threads: int | None) -> int:
+    return torch.get_num_threads() if threads is None else max(1, int(threads))
+
+
+def _bias(bias: Tensor | None, c_out: int) -> tuple[Tensor | None, ctypes.c_void_p]:
+    if bias is None:
+        return None, ctypes.c_void_p(0)
+    b = bias.detach().to(torch.float32).contiguous()
+    if b.shape != (c_out,):
+        raise ValueError(f"bias must have {c_out} values, got {tuple(b.shape)}")
+    return b, ctypes.c_void_p(b.data_ptr())
+
+
+def _operands(src: Tensor, packed: Tensor, what: str) -> tuple[int, int, int]:
+    """``(taps, C_in, C_out)`` of :func:`pack`'d weights for ``src``'s dtype, checked against ``src``."""
+    if src.dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"src must be float32 or bfloat16, got {src.dtype}")
+    _rows_view(src, "src", src.dtype)
+    if packed.dtype != src.dtype:
+        raise ValueError(f"{what} are {packed.dtype} but src is {src.dtype}: pack(taps, {src.dtype})")
+    if src.dtype == torch.float32:
+        k, c_in, c_out = packed.shape
+        ok = src.shape[1] == c_in
+    else:
+        k, pairs, c_out, _ = packed.shape
+        c_in = src.shape[1]
+        ok = c_in in (2 * pairs - 1, 2 * pairs)
+    if not ok:
+        raise ValueError(f"{what} {tuple(packed.shape)} do not take src's {src.shape[1]} input channels")
+    return k, c_in, c_out
+
+
+def _job(out: Tensor, src: Tensor, first: int, rows: int, c_in: int, c_out: int, taps: int, dilation: int,
+         packed: Tensor, bias: Tensor | None, accumulate: bool) -> tuple[_Prod, Tensor | None]:
+    _rows_view(out, "out", torch.float32)
+    if out.shape[1] != c_out:
+        raise ValueError(f"the weights give {c_out} output channels; out has {out.shape[1]}")
+    b, bptr = _bias(bias, c_out)
+    start = src.data_ptr() + first * src.stride(0) * src.element_size()
+    job = _Prod(rows, c_in, c_out, taps, dilation, start, src.stride(0), packed.data_ptr(), bptr, out.data_ptr(),
+                out.stride(0), int(accumulate), int(src.dtype == torch.float32))
+    return job, b  # the bias tensor must outlive the call
+
+
+def conv_taps(out: Tensor, src: Tensor, first: int, packed: Tensor, dilation: int, bias: Tensor | None = None,
+              *, accumulate: bool = False, threads: int | None = None) -> Tensor:
+    """``out[r] (+)= bias + sum_j src[first + r + j * dilation] @ W[j]`` with float32 or bfloat16 ``src``
+    and :func:`pack`'d ``W`` of the same dtype, every tap summed in float32 before one store into float32
+    ``out``."""
+    lib = _lib_or_raise()
+    k, c_in, c_out = _operands(src, packed, "packed weights")
+    rows = out.shape[0]
+    if first < 0 or first + rows + (k - 1) * dilation > src.shape[0]:
+        raise ValueError(f"src has {src.shape[0]} rows; {rows} outputs from row {first} with {k} taps of "
+                         f"dilation {dilation} need {first + rows + (k - 1) * dilation}")
+    job, _b = _job(out, src, first, rows, c_in, c_out, k, dilation, packed, bias, accumulate)
+    lib.zoo_tap_conv(ctypes.byref(job), _threads(threads))
+    return out
+
+
+def winograd3(out: Tensor, src: Tensor, first: int, dilation: int, rows: int, packed_u: Tensor,
+              bias: Tensor | None = None, *, accumulate: bool = False, threads: int | None = None) -> Tensor:
+    """:func:`zoo.kernels.timemajor.winograd_conv3` on the kernel: ``out[:rows] (+)= bias +
+    sum_j src[first + r + j * dilation] @ w[j]`` for a 3-tap ``w`` whose six transformed filters
+    (:func:`zoo.kernels.timemajor.winograd_weights`) are :func:`pack`'d in ``src``'s dtype as ``packed_u``.
+    ``rows`` is a multiple of ``4 * dilation``; ``src`` needs ``first + rows + 2 * dilation`` rows."""
+    lib = _lib_or_raise()
+    six, c_in, c_out = _operands(src, packed_u, "transformed filters")
+    span = 4 * dilation
+    if six != 6 or rows % span or rows > out.shape[0] or first + rows + 2 * dilation > src.shape[0]:
+        raise ValueError(f"winograd3: {rows} rows (a multiple of {span}) of out {tuple(out.shape)} from src "
+                         f"{tuple(src.shape)} at row {first}, transformed filters {tuple(packed_u.shape)}")
+    job, _b = _job(out, src, first, rows // 4, c_in, c_out, 3, dilation, packed_u, bias, accumulate)
+    if rows:
+        lib.zoo_tap_winograd3(ctypes.byref(job), _threads(threads))
+    return out
+
+
+def leaky_relu(x: Tensor, slope: float, out: Tensor, *, threads: int | None = None) -> Tensor:
+    """``out = bfloat16(leaky_relu(x, slope))`` for float32 ``x [rows, C]`` into bfloat16 ``out [rows, C]``."""
+    lib = _lib_or_raise()
+    _rows_view(x, "x", torch.float32)
+    _rows_view(out, "out", torch.bfloat16)
+    if x.shape != out.shape:
+        raise ValueError(f"leaky_relu: x {tuple(x.shape)} and out {tuple(out.shape)} differ")
+    args = _Leaky(x.data_ptr(), x.stride(0), out.data_ptr(), out.stride(0), x.shape[1], slope)
+    lib.zoo_bf16_leaky_relu(ctypes.byref(args), ctypes.c_long(x.shape[0]), _threads(threads))
+    return out

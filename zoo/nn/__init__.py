@@ -1,0 +1,2 @@
+"""The shared layers the plugins compose: upsamplers, output distributions, the gated WaveNet stack,
+normalising flows."""

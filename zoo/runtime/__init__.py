@@ -1,0 +1,1 @@
+"""Tools around a loaded model: TorchScript/ONNX export and speed/memory measurement."""
