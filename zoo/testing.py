@@ -19,8 +19,10 @@ from typing import Any
 
 import torch
 
+from zoo.api import load
 from zoo.core.config import VocoderConfig
 from zoo.core.vocoder import Vocoder
+from zoo.registry.plugins import get_registry
 
 
 def make_mel_dependent(model: Vocoder, std: float = 0.05, seed: int = 0) -> Vocoder:
@@ -46,8 +48,6 @@ def _model(architecture: str | type[Vocoder] | Vocoder, config: VocoderConfig | 
         architecture.eval()
         return architecture.prepare_for_inference()
     if isinstance(architecture, str):
-        from zoo.registry.plugins import get_registry
-
         cls = get_registry().architecture(architecture).cls
     else:
         cls = architecture
@@ -162,8 +162,6 @@ def check_output_depends_on_mel(model: Vocoder) -> None:
 
 
 def check_save_load(model: Vocoder, tmp_path: Path) -> None:
-    from zoo.api import load
-
     folder = model.save_pretrained(tmp_path / "saved")
     assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
     loaded = load(folder)

@@ -23,9 +23,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import threading
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import torch
+import torchaudio.functional as AF
 from torch import Tensor
 
 from zoo.core.mel import MelConfig, mel_spectrogram
@@ -98,8 +100,6 @@ def quality_available() -> bool:
 
 def metric_versions() -> dict[str, str]:
     """Versions of the packages the metrics come from (``"missing"`` for one that is not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {}
     for pkg in ("torch", *QUALITY_PACKAGES):
         try:
@@ -113,7 +113,6 @@ def resample(audio: Tensor, orig: int, new: int) -> Tensor:
     """Band-limited (sinc, Hann window) resampling of a 1-D signal, as torchaudio does it."""
     if orig == new:
         return audio
-    import torchaudio.functional as AF
 
     return AF.resample(audio.float(), orig, new)
 

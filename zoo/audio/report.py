@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from zoo.audio.metrics import HIGHER_IS_BETTER, METRIC_COLUMNS
 
@@ -68,8 +69,6 @@ def colorize(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def spectrogram_db(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """``[freq, time]`` STFT magnitude in dB of full scale (Hann window of :data:`SPEC_N_FFT` samples scaled
     to the 22.05 kHz equivalent, hop a quarter of it), low frequencies first."""
-    import torch
-
     n_fft = max(64, int(round(SPEC_N_FFT * sample_rate / 22050 / 2)) * 2)
     hop = n_fft // 4
     x = torch.as_tensor(np.asarray(audio, dtype=np.float32))

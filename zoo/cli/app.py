@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -16,13 +17,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
+import zoo
+from zoo import __version__
+from zoo.audio.adapt import adapt
+from zoo.audio.denoiser import Denoiser
 from zoo.cli import bench as cli_bench
 from zoo.cli import compare as cli_compare
 from zoo.cli import export as cli_tts
 from zoo.cli import hub as cli_hub
 from zoo.cli import train as cli_train
 from zoo.cli.common import AUDIO_EXT, MEL_EXT, CliError, progress, read_audio, read_mel, registered, subcommand
-from zoo.core.files import write_wav_atomic
+from zoo.core.files import umask_mode, write_wav_atomic
+from zoo.core.mel import MelConfig
+from zoo.core.vocoder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+from zoo.hub.sources import ChecksumError, SourceUnavailable, availability, format_size
+from zoo.kernels import native
+from zoo.registry.plugins import PluginWarning, RegistryError, get_registry, plugin_report
 
 EXIT_USAGE = 2
 
@@ -43,10 +55,6 @@ def _add_list(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    import zoo
-    from zoo.hub.sources import availability, format_size
-    from zoo.registry.plugins import get_registry, plugin_report
-
     reg = get_registry()
     models = zoo.list_models(args.pattern)
     status = {n: availability(reg.cards[n]) for n in models}  # shipped / cached / downloadable, and size
@@ -104,8 +112,6 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    import zoo
-
     if args.kernels:
         return _print_kernels(args.json)
     if args.name is None:
@@ -124,9 +130,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _print_kernels(as_json: bool) -> int:
     """``zoo info --kernels``: each compiled kernel's state, and the path each model/dtype takes on CPU."""
-    import zoo
-    from zoo.kernels import native
-
     zoo.list_architectures()  # load the plugins: their kernels register with zoo.kernels.native
     kernels, paths = native.statuses(), native.model_paths()
     if as_json:
@@ -190,10 +193,6 @@ def _read_json(path: Path, what: str) -> Any:
 
 
 def _cmd_vocode(args: argparse.Namespace) -> int:
-    import torch
-
-    import zoo
-
     inputs = _expand_inputs(args.inputs)
     out = Path(args.output)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -214,8 +213,6 @@ def _cmd_vocode(args: argparse.Namespace) -> int:
     voc = zoo.load(args.model, device=args.device, dtype=args.dtype, offline=args.offline or None)
     src_mel = None
     if args.mel_config:
-        from zoo.core.mel import MelConfig
-
         cfg_path = Path(args.mel_config)
         try:
             src_mel = (MelConfig.from_dict(_read_json(cfg_path, "--mel-config")) if cfg_path.is_file()
@@ -234,8 +231,6 @@ def _cmd_vocode(args: argparse.Namespace) -> int:
             else:
                 mel = read_mel(path)
                 if src_mel is not None:
-                    from zoo.audio.adapt import adapt
-
                     mel = adapt(mel.float(), src_mel, voc.mel_config)
                 mel = voc.checked_mel(mel)
                 if mel.shape[0] != 1:
@@ -256,8 +251,6 @@ def _cmd_vocode(args: argparse.Namespace) -> int:
     gen = torch.Generator(device=voc.device).manual_seed(args.seed)
     denoiser = None
     if args.denoise:
-        from zoo.audio.denoiser import Denoiser
-
         denoiser = Denoiser(voc, **({"sigma": 0.0} if voc.architecture == "waveglow" else {}))
     for path, mel, target in progress(jobs, desc="vocoding", unit="file", disable=len(jobs) < 2 or None):
         try:
@@ -285,8 +278,6 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 def _check_convert_target(out: Path, ckpt: Path) -> None:
     """Refuse an output that converting would destroy: a file, the current folder or one holding the
     checkpoint, or a folder with anything but a zoo model in it (which the new model replaces)."""
-    from zoo.core.vocoder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
-
     where = out.resolve()
     if out.exists() and not out.is_dir():
         raise CliError(f"{out} exists and is not a folder; give a folder to write the model to")
@@ -300,11 +291,6 @@ def _check_convert_target(out: Path, ckpt: Path) -> None:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    import shutil
-
-    import zoo
-    from zoo.core.files import umask_mode
-
     ckpt = Path(args.checkpoint)
     if not ckpt.is_file():
         raise CliError(f"{ckpt}: no such file")
@@ -343,8 +329,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
     """The commands plugins contribute through the ``zoo_register_commands`` hook (``zoo distill``)."""
-    from zoo.registry.plugins import get_registry
-
     reg = get_registry()
     for name, entry in sorted(reg.commands.items()):
         if name in sub.choices:
@@ -358,8 +342,6 @@ def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
 def _one_line_plugin_warnings(show: Callable[..., None]) -> Callable[..., None]:
     """A ``warnings.showwarning`` that prints plugin problems as one ``zoo: warning: ...`` line (no source
     line) and hands other warnings to ``show``."""
-    from zoo.registry.plugins import PluginWarning
-
     def showwarning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                     file: Any = None, line: str | None = None) -> None:
         if issubclass(category, PluginWarning):
@@ -371,8 +353,6 @@ def _one_line_plugin_warnings(show: Callable[..., None]) -> Callable[..., None]:
 
 
 def _version() -> str:
-    from zoo import __version__
-
     return f"vocoder-zoo {__version__}"
 
 
@@ -385,8 +365,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from zoo.hub.sources import ChecksumError, SourceUnavailable
-    from zoo.registry.plugins import RegistryError
 
     try:
         return int(args.func(args) or 0)

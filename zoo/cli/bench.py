@@ -7,7 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
+import zoo
 from zoo.cli.common import CliError, subcommand
+from zoo.runtime.bench import bench_model, machine_info, plot_sweep
 
 
 @subcommand
@@ -30,11 +34,6 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    import torch
-
-    import zoo
-    from zoo.runtime.bench import bench_model, machine_info, plot_sweep
-
     if args.device == "cuda" and not torch.cuda.is_available():
         raise CliError("--device cuda requested but CUDA is not available")
     if args.threads:

@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from zoo.train.data import read_mono
 
 AUDIO_EXT = {".wav", ".flac", ".ogg"}
 MEL_EXT = {".npy", ".pt"}
@@ -39,15 +43,11 @@ def registered(module: str) -> list[AddParser]:
 
 def progress(iterable: Any, **kw: Any) -> Any:
     """A tqdm progress bar over ``iterable`` (hidden when ``disable``)."""
-    from tqdm.auto import tqdm
-
     return tqdm(iterable, disable=kw.pop("disable", None), dynamic_ncols=True, **kw)
 
 
 def read_audio(path: Path) -> tuple[np.ndarray, int]:
     """Mono float32 audio and its sample rate (:func:`zoo.train.data.read_mono`), errors as one CLI line."""
-    from zoo.train.data import read_mono
-
     try:
         return read_mono(path)
     except ValueError as exc:
@@ -56,8 +56,6 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
 
 def read_mel(path: Path) -> Any:
     """A saved mel as a float tensor (``.npy`` via numpy without pickles, ``.pt`` with weights_only)."""
-    import torch
-
     try:
         if path.suffix.lower() == ".npy":
             arr = np.load(str(path), allow_pickle=False)

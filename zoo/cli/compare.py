@@ -20,9 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+import zoo
+from zoo.audio import report
+from zoo.audio.metrics import MissingExtraError, metric_versions, quality_available, resample, score
 from zoo.cli.common import AUDIO_EXT, MEL_EXT, CliError, progress, read_mel, subcommand
 from zoo.core.files import write_wav_atomic
+from zoo.runtime.bench import machine_info
+from zoo.train.data import read_mono
 
 
 @subcommand
@@ -75,14 +81,6 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    import torch
-
-    import zoo
-    from zoo.audio import report
-    from zoo.audio.metrics import MissingExtraError, metric_versions, quality_available, score
-    from zoo.runtime.bench import machine_info
-    from zoo.train.data import read_mono
-
     if args.max_seconds is not None and not args.max_seconds > 0:
         raise CliError(f"--max-seconds must be > 0, got {args.max_seconds}")
     perceptual = not args.no_perceptual
@@ -161,8 +159,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                     if audio is not None:
                         ref = torch.from_numpy(audio)
                         if sr != voc.sample_rate:
-                            from zoo.audio.metrics import resample
-
                             ref = resample(ref, sr, voc.sample_rate)
                     cell.metrics = score(cell_audio, ref, voc.sample_rate, perceptual=perceptual)
                     base = f"{_slug(clip_name)}/{index:02d}_{_slug(model_name)}"  # unique even if two names slug alike
@@ -203,11 +199,7 @@ def _vocode_one(voc: Any, audio: np.ndarray | None, sr: int | None, mel: Any, se
                 cell: Any) -> Any:
     """Vocode one clip (its mel computed by the model when it is audio); times the vocoding alone, after one
     short warm-up per model; returns the float32 CPU samples and fills ``cell``'s timing and duration."""
-    import torch
-
     if audio is not None:
-        from zoo.audio.metrics import resample
-
         x = torch.from_numpy(audio)
         if sr != voc.sample_rate:
             x = resample(x, sr, voc.sample_rate)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+import zoo
 from zoo.cli.common import subcommand
+from zoo.runtime.export import export
 
 
 @subcommand
@@ -17,9 +19,6 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    import zoo
-    from zoo.runtime.export import export
-
     voc = zoo.load(args.model)
     path = export(voc, args.format, args.out)
     print(f"wrote {path} ({args.format}; checked against PyTorch on another length and batch)")

@@ -9,7 +9,18 @@ import shutil
 import sys
 from pathlib import Path
 
+from huggingface_hub import HfApi
+
+import zoo
+from zoo.api import hub_source, looks_like_path
+from zoo.audio.adapt import check_mel
 from zoo.cli.common import CliError, subcommand
+from zoo.core.mel import MelConfig
+from zoo.core.vocoder import CARD_NAME, WEIGHTS_NAME
+from zoo.hub.lock import active_lock, card_entry, folder_entry, hub_entry, make_lock
+from zoo.hub.sources import cache_dir, fetch_hf_repo, parse_hf_name, read_folder, sha256_file
+from zoo.registry.cards import parse_card
+from zoo.registry.plugins import get_registry
 
 
 @subcommand
@@ -23,11 +34,6 @@ def _add_lock(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_lock(args: argparse.Namespace) -> int:
-    from zoo.api import hub_source, looks_like_path
-    from zoo.hub.lock import card_entry, folder_entry, hub_entry, make_lock
-    from zoo.hub.sources import fetch_hf_repo, parse_hf_name, read_folder, sha256_file
-    from zoo.registry.plugins import get_registry
-
     def pinned(repo: str, revision: str) -> dict:
         _, weights, arch = fetch_hf_repo(repo, revision)
         return hub_entry(arch, repo, revision, sha256_file(weights))
@@ -64,9 +70,6 @@ def _add_pull(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:
-    import zoo
-    from zoo.hub.lock import active_lock
-
     lock = active_lock(args.lock)
     # A locked folder is already local: nothing to pull.
     names = list(args.names) or (sorted(n for n, e in lock["models"].items() if e.get("kind") != "folder")
@@ -89,8 +92,6 @@ def _add_cache(sub: argparse._SubParsersAction) -> None:
 
 
 def _entries() -> list[Path]:
-    from zoo.hub.sources import cache_dir
-
     root = cache_dir()
     out = []
     for sub in ("converted", "downloads"):
@@ -105,8 +106,6 @@ def _size(path: Path) -> int:
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
-    from zoo.hub.sources import cache_dir, sha256_file
-
     entries = _entries()
     if args.action == "ls":
         print(f"zoo cache: {cache_dir()}")
@@ -156,11 +155,6 @@ PUSHED_FILES = ("config.json", "model.safetensors", "README.md")
 
 def _check_push_folder(folder: Path) -> list[str]:
     """Refuse a folder that would make a broken Hub model; the problems found, each one line."""
-    import zoo
-    from zoo.core.vocoder import CARD_NAME, WEIGHTS_NAME
-    from zoo.hub.sources import sha256_file
-    from zoo.registry.cards import parse_card
-
     for needed in PUSHED_FILES:
         if not (folder / needed).is_file():
             raise CliError(f"{folder} lacks {needed}; write it with voc.save_pretrained(dir, card=...)")
@@ -192,8 +186,6 @@ def _check_push_folder(folder: Path) -> list[str]:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    from huggingface_hub import HfApi
-
     folder = Path(args.folder)
     problems = _check_push_folder(folder)
     if problems:
@@ -222,10 +214,6 @@ def _add_check_mel(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_check_mel(args: argparse.Namespace) -> int:
-    import zoo
-    from zoo.audio.adapt import check_mel
-    from zoo.core.mel import MelConfig
-
     src = args.mel_config
     other = MelConfig.from_dict(json.loads(Path(src).read_text())) if Path(src).is_file() else MelConfig.preset(src)
     card = zoo.card(args.model) if not Path(args.model).is_dir() else None

@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+import yaml
+
+import zoo
 from zoo.cli.common import CliError, subcommand
+from zoo.core.vocoder import Vocoder
+from zoo.registry.plugins import get_registry
+from zoo.train.trainer import TrainConfig, Trainer, merge, parse_overrides, run_checkpoints, split_config, yaml_numbers
 
 
 @subcommand
@@ -29,15 +36,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import yaml
-
-    import zoo
-    from zoo.registry.plugins import get_registry
-    from zoo.train.trainer import TrainConfig, Trainer, merge, parse_overrides, split_config, yaml_numbers
-
     cls = get_registry().architecture(args.architecture).cls
     _check_trainable(cls, args.architecture)
-    import torch
 
     try:
         device = torch.device(args.device)
@@ -91,8 +91,6 @@ RESUMABLE = {"steps", "log_every", "val_every", "ckpt_every", "keep_checkpoints"
 def _expand_mel(data: dict[str, Any]) -> dict[str, Any]:
     """Mel preset names (at the top, or under ``model``) as full dicts, so partial ``mel.*`` overrides
     change only their fields."""
-    import zoo
-
     out = dict(data)
     if isinstance(out.get("mel"), str):
         out["mel"] = zoo.MelConfig.preset(out["mel"]).to_dict()
@@ -102,8 +100,6 @@ def _expand_mel(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_trainable(cls: Any, architecture: str) -> None:
-    from zoo.core.vocoder import Vocoder
-
     if cls.loss is Vocoder.loss:
         raise CliError(f"{architecture!r} has no training loss in this zoo (it ships trained weights, or has none); "
                        f"`zoo train` trains the likelihood vocoders")
@@ -111,8 +107,6 @@ def _check_trainable(cls: Any, architecture: str) -> None:
 
 def _saved_run(run: Path, architecture: str) -> dict[str, Any] | None:
     """The run.json of ``run`` (with ``checkpoint``: its newest checkpoint) if it holds checkpoints."""
-    from zoo.train.trainer import run_checkpoints
-
     checkpoints = [p.name for p in run_checkpoints(run)]
     info = run / "run.json"
     if not checkpoints or not info.is_file():
@@ -128,8 +122,6 @@ def _resumed_settings(run: Path, saved: dict[str, Any], model_cfg: dict[str, Any
                       init: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The settings a resumed run continues with: the saved ones, where the given ones may only change
     :data:`RESUMABLE` train settings; anything else is refused, naming the keys."""
-    from zoo.train.trainer import merge
-
     old_model, old_train = saved["model_config"], saved["train_config"]
     model = merge(old_model, model_cfg)
     changed = sorted(k for k in set(model) | set(old_model) if model.get(k) != old_model.get(k))
@@ -145,9 +137,6 @@ def _reconfigure(model: Any, architecture: str, overrides: dict, init: str) -> A
     """``--init`` with model settings (a mel preset already expanded): the same weights under a config
     changed only where the weights allow (training-only settings such as ``dropout`` or ``train_input_noise``);
     a setting that changes a weight's shape is refused."""
-    import zoo
-    from zoo.train.trainer import merge
-
     current = model.config.to_dict()
     merged = merge(current, overrides)
     changed = sorted(k for k in merged if merged[k] != current.get(k))

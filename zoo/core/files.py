@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 
 def umask_mode(path: str | os.PathLike[str]) -> None:
@@ -47,8 +48,6 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 def write_wav_atomic(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     """Write a 16-bit wav via a temporary file, so a failure never leaves a partial file."""
-    import soundfile as sf  # imported on use: only the commands that write audio need libsndfile
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, ".wav.part") as tmp:
         sf.write(str(tmp), np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")

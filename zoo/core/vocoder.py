@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from zoo.core.config import VocoderConfig
 from zoo.core.files import atomic_path, atomic_write
-from zoo.core.mel import MelConfig, mel_spectrogram
+from zoo.core.mel import MelConfig, mel_spectrogram, reference_hash
+from zoo.core.stream import stream
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -233,8 +236,6 @@ class Vocoder(nn.Module, Generic[ConfigT]):
     def stream(self, mel_chunks: Any, **kwargs: Any) -> Any:
         """Yield audio while mel chunks ``[n_mels, frames]`` arrive; equal to one-shot :meth:`vocode` (with a
         generator of the same seed for a stochastic model). Parallel vocoders only; see :mod:`zoo.core.stream`."""
-        from zoo.core.stream import stream
-
         return stream(self, mel_chunks, **kwargs)
 
     def prepare_for_inference(self) -> Vocoder:
@@ -298,11 +299,9 @@ class Vocoder(nn.Module, Generic[ConfigT]):
         """
         if dtype is not None and not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating-point type, got {dtype}")
-        from safetensors.torch import save_file
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        from zoo.core.mel import reference_hash
 
         mel_print, mel_ref = self.mel_config.fingerprint(), reference_hash(self.mel_config)
         config = {
@@ -356,9 +355,6 @@ class Vocoder(nn.Module, Generic[ConfigT]):
 
     def load_weights(self, path: str | os.PathLike[str]) -> None:
         """Load a safetensors file into this model, strictly (missing/unexpected keys and shapes named)."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
             state = load_file(str(path))
         except SafetensorError as exc:

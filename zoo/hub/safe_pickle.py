@@ -31,6 +31,7 @@ import pickle
 import re
 import struct
 import sys
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from zoo.hub.weightnorm import strip_prefix
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -364,9 +367,6 @@ def module_attributes(obj: ModuleStub) -> dict[str, Any]:
 def weights_only_load(path: str | Path) -> Any:
     """``torch.load(path, weights_only=True)``; a file that needs more than tensors and plain containers
     (or is not a torch file at all) gives one ``ValueError`` naming it and the reason."""
-    import re
-    import warnings
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's note on old pickle protocols: the error says enough
@@ -395,8 +395,6 @@ def load_state_dict(path: str | Path, key: str = "state_dict") -> dict[str, torc
     Accepts ``{key: state_dict, ...}`` or a bare state dict; anything that needs more than tensors and
     plain containers to unpickle is refused with a ``ValueError``.
     """
-    from zoo.hub.weightnorm import strip_prefix
-
     ckpt = weights_only_load(path)
     state = ckpt.get(key, ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):

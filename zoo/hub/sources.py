@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import shutil
@@ -23,9 +24,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+from huggingface_hub import constants, hf_hub_download
+from huggingface_hub.errors import LocalEntryNotFoundError
+from safetensors import SafetensorError, safe_open
+
 from zoo.core.files import atomic_path, umask_mode
-from zoo.core.vocoder import CONFIG_NAME, WEIGHTS_NAME
-from zoo.registry.cards import ModelCard, Source
+from zoo.core.vocoder import CONFIG_NAME, WEIGHTS_NAME, read_config
+from zoo.registry.cards import CardError, ModelCard, Source, parse_card
+from zoo.registry.plugins import get_registry
 
 CACHE_ENV = "ZOO_CACHE"
 
@@ -100,8 +107,6 @@ def fetch_source(source: Source, *, offline: bool | None = None) -> Path:
 
 def _in_importable_package(rel: str) -> Path | None:
     """``pkg/sub/file`` inside the importable package ``pkg`` (editable installs keep files in the tree)."""
-    import importlib.util
-
     top, _, rest = rel.partition("/")
     try:
         spec = importlib.util.find_spec(top)
@@ -117,8 +122,6 @@ def _in_importable_package(rel: str) -> Path | None:
 def _fetch_hf(source: Source, offline: bool) -> Path:
     """A Hub file at its pinned commit, downloaded by ``huggingface_hub`` (its cache, lock and progress bar)
     and verified before anything reads it; the user is told the size, source and cache before a download."""
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
     what = source.describe()
     args = (str(source.repo), str(source.filename), str(source.revision))
     try:
@@ -171,8 +174,6 @@ def format_size(size: int | None) -> str:
 
 def hf_cache_root() -> Path:
     """The ``huggingface_hub`` cache folder this process uses (``HF_HUB_CACHE``, else the library's)."""
-    from huggingface_hub import constants
-
     return Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
 
 
@@ -181,8 +182,6 @@ def hf_download(repo: str, filename: str, revision: str, *, offline: bool = Fals
     """``huggingface_hub.hf_hub_download`` with the endpoint and cache read from the environment now
     (``HF_ENDPOINT``, ``HF_HUB_CACHE``), so a process can switch hubs or caches between calls; transient
     failures are retried (:data:`HF_TRIES`), anything else is raised as huggingface_hub raised it."""
-    from huggingface_hub import hf_hub_download
-
     for attempt in range(HF_TRIES):
         try:
             return Path(hf_hub_download(repo_id=repo, filename=filename, revision=revision,
@@ -311,8 +310,6 @@ def offline_message(card: ModelCard, requested: str) -> str:
 
 def _summary(name: str) -> str:
     """``': <sounds_like> (<eval-lj numbers>)'`` of a registered card, from the card itself."""
-    from zoo.registry.plugins import get_registry
-
     card = get_registry().cards.get(name)
     if card is None:
         return ""
@@ -405,10 +402,6 @@ def convert_cached(card: ModelCard, source: Source, path: Path) -> Path:
     process). The weights are written in canonical form (:func:`canonical_safetensors`), so the same source
     gives a byte-identical ``model.safetensors`` on every machine, which a lock file or a mirror can pin.
     """
-    from filelock import FileLock
-
-    from zoo.registry.plugins import get_registry
-
     folder = _converted_folder(card, source)
     with FileLock(str(_ensure(folder.parent) / f".{folder.name}.lock")):
         hit = converted_hit(card, source)
@@ -425,8 +418,6 @@ def convert_cached(card: ModelCard, source: Source, path: Path) -> Path:
 def _write_converted(model: Any, card: ModelCard, source: Source, folder: Path) -> None:
     """Save a converted model into ``folder`` through a temporary folder renamed into place, so no reader
     ever sees half of it; a failed write (disk full ...) leaves nothing and says so in one line."""
-    from safetensors import SafetensorError
-
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".tmp-{folder.name}-"))
     try:
         try:
@@ -493,8 +484,6 @@ def _ensure(path: Path) -> Path:
 
 def read_folder(directory: Path) -> tuple[str, dict[str, Any], Path]:
     """``(architecture, config, weights path)`` of a ``save_pretrained`` folder."""
-    from zoo.core.vocoder import read_config
-
     arch, config = read_config(directory)
     weights = Path(directory) / WEIGHTS_NAME
     if not weights.is_file():
@@ -524,10 +513,6 @@ def fetch_hf_repo(repo: str, revision: str, *, offline: bool | None = None,
     repo's own model card (README.md) lists for ``model.safetensors``; the config in ``config.json`` must
     agree with the safetensors metadata.
     """
-    from safetensors import SafetensorError, safe_open
-
-    from zoo.registry.cards import CardError, parse_card
-
     off = is_offline(offline)
     where = f"hf://{repo}@{revision}"
     try:

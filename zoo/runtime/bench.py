@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from zoo.core.vocoder import Vocoder
+from zoo.kernels import native
 
 
 @dataclasses.dataclass
@@ -110,7 +111,6 @@ def machine_info() -> dict[str, Any]:
     except ImportError:
         pass
     info["vocoder_zoo"] = importlib.metadata.version("vocoder-zoo")  # the installed package's version
-    from zoo.kernels import native
 
     info["kernels"] = {k.name: k.summary() for k in native.statuses()}
     info["date"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -182,8 +182,6 @@ def bench_model(model: Vocoder, *, name: str, seconds: float = 5.0, batch: int =
 
 def _kernel_path(model: Vocoder) -> str:
     """:func:`zoo.kernels.native.model_path` of a CPU model; on other devices no compiled kernel runs."""
-    from zoo.kernels import native
-
     if model.device.type != "cpu":
         return f"no compiled kernel on {model.device.type}"
     return native.model_path(model.architecture, str(model.dtype).replace("torch.", ""))

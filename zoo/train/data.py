@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
+import torchaudio.functional as AF
 from torch import Tensor
+from torch.utils.data import DistributedSampler
 
 from zoo.core.files import atomic_path
 from zoo.core.mel import MelConfig, mel_spectrogram
@@ -35,8 +38,6 @@ def list_audio(folder: str | Path) -> list[Path]:
 def read_mono(path: Path) -> tuple[np.ndarray, int]:
     """``(mono float32 samples, sample rate)`` of an audio file (soundfile, channels averaged); a file that
     cannot be decoded or holds no samples gives a ``ValueError`` naming it."""
-    import soundfile as sf
-
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad input file
@@ -48,8 +49,6 @@ def read_mono(path: Path) -> tuple[np.ndarray, int]:
 
 def load_audio(path: Path, sample_rate: int) -> Tensor:
     """Mono float32 audio at ``sample_rate`` (soundfile, then torchaudio resampling if needed)."""
-    import torchaudio.functional as AF
-
     data, sr = read_mono(path)
     audio = torch.from_numpy(np.ascontiguousarray(data))
     if sr != sample_rate:
@@ -148,8 +147,6 @@ class StepBatcher:
     """Batches as a pure function of the step: epoch order from a DistributedSampler, offsets seeded."""
 
     def __init__(self, dataset: SegmentDataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
-        from torch.utils.data import DistributedSampler
-
         self.dataset = dataset
         self.batch_size = batch_size
         self.seed = seed

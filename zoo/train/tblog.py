@@ -22,6 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
+
+from zoo.audio.metrics import pesq_wb, quality_available, stoi
+from zoo.audio.report import DB_RANGE, colorize, spectrogram_db
 
 TENSORBOARD_EXTRA = 'pip install "vocoder-zoo[tensorboard]"'
 
@@ -30,8 +34,6 @@ class TrainLogger:
     """A thin layer over ``torch.utils.tensorboard.SummaryWriter`` with the zoo's tag names."""
 
     def __init__(self, run_dir: str | Path) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
         self.writer = SummaryWriter(log_dir=str(run_dir))
         self._originals_logged: set[int] = set()
 
@@ -48,9 +50,6 @@ class TrainLogger:
     def clips(self, step: int, sample_rate: int, generated: Sequence[Tensor], originals: Sequence[Tensor]) -> dict:
         """Audio, spectrograms (original beside generated) and, with the quality extra, mean STOI and
         wideband PESQ of validation clips. Returns the quality numbers logged (empty without the extra)."""
-        from zoo.audio.metrics import pesq_wb, quality_available, stoi
-        from zoo.audio.report import DB_RANGE, colorize, spectrogram_db
-
         scores: dict[str, list[float]] = {"stoi": [], "pesq_wb": []}
         measure = quality_available()
         for i, (gen, ref) in enumerate(zip(generated, originals, strict=True)):

@@ -13,17 +13,22 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
+import yaml
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from zoo.core.config import VocoderConfig, check_field_types, check_known_keys
 from zoo.core.files import atomic_path, write_wav_atomic
 from zoo.core.vocoder import Vocoder
+from zoo.train.data import SegmentDataset, StepBatcher, list_audio
+from zoo.train.tblog import copy_synthesis, open_logger
 
 if TYPE_CHECKING:
     from zoo.train.data import SegmentDataset
@@ -74,8 +79,6 @@ class TrainConfig:
 
 def _split(files: list[Path], name: str, mel: Any, seg: int, trim_db: float, cache: Path) -> SegmentDataset:
     """The segment dataset of one split, an error naming the split and its files when none is usable."""
-    from zoo.train.data import SegmentDataset
-
     try:
         return SegmentDataset(files, mel, seg, trim_db=trim_db, cache_dir=cache)
     except ValueError as exc:
@@ -138,8 +141,6 @@ class Trainer:
 
     def __init__(self, model: Vocoder, data: str | Path, run_dir: str | Path, config: TrainConfig | None = None,
                  *, device: str = "cpu", progress: bool = True) -> None:
-        from zoo.train.data import StepBatcher, list_audio
-
         self.cfg = config or TrainConfig()
         self.run_dir = Path(run_dir)
         self.dist = init_distributed(device)
@@ -203,8 +204,6 @@ class Trainer:
         return folder
 
     def _prune(self) -> None:
-        import shutil
-
         current = self.ckpt_root / f"step_{self.step:08d}"
         done = sorted(p for p in self.ckpt_root.glob("step_*") if not p.name.endswith(".tmp") and p != current)
         for old in done[: max(0, len(done) - (self.cfg.keep_checkpoints - 1))]:
@@ -330,7 +329,6 @@ class Trainer:
         original's, STOI/PESQ with the quality extra). Returns the quality numbers logged."""
         if self.tb is None or self.val_set is None:
             return {}
-        from zoo.train.tblog import copy_synthesis
 
         hop = self.model.hop_length
         frames = max(1, int(self.cfg.sample_seconds * self.model.sample_rate) // hop)
@@ -342,12 +340,8 @@ class Trainer:
 
     def fit(self, steps: int | None = None) -> dict[str, float]:
         """Train until ``steps`` (default: the config's) and return the last training losses."""
-        from tqdm.auto import tqdm
-
         target = steps if steps is not None else self.cfg.steps
         if self.dist.is_main:
-            from zoo.train.tblog import open_logger
-
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.tb = open_logger(self.run_dir, quiet=not self.progress)
             (self.run_dir / "run.json").write_text(json.dumps({
@@ -406,8 +400,6 @@ def yaml_numbers(value: Any) -> Any:
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["a=1", "b.c=[1,2]"]`` -> nested dict with YAML-parsed values."""
-    import yaml
-
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
