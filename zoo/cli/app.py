@@ -25,7 +25,7 @@ from zoo.audio.adapt import adapt
 from zoo.audio.denoiser import Denoiser
 from zoo.cli import bench as cli_bench
 from zoo.cli import compare as cli_compare
-from zoo.cli import export as cli_tts
+from zoo.cli import export as cli_export
 from zoo.cli import hub as cli_hub
 from zoo.cli import train as cli_train
 from zoo.cli.common import AUDIO_EXT, MEL_EXT, CliError, progress, read_audio, read_mel, registered, subcommand
@@ -41,7 +41,7 @@ EXIT_USAGE = 2
 Command = Callable[[argparse.Namespace], int]
 
 #: The command modules besides this one, in the order ``zoo --help`` lists their commands.
-COMMAND_MODULES = (cli_hub, cli_train, cli_bench, cli_tts, cli_compare)
+COMMAND_MODULES = (cli_hub, cli_train, cli_bench, cli_export, cli_compare)
 
 
 # ---------------------------------------------------------------------- list / info

@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from huggingface_hub import HfApi
+import huggingface_hub
 
 import zoo
 from zoo.api import hub_source, looks_like_path
@@ -194,7 +194,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
     if extra:
         print(f"not uploading {len(extra)} other entr{'y' if len(extra) == 1 else 'ies'} of {folder}: "
               f"{', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}", file=sys.stderr)
-    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
+    api = huggingface_hub.HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
     api.create_repo(args.repo, private=args.private, exist_ok=True)
     info = api.upload_folder(folder_path=str(folder), repo_id=args.repo, commit_message=args.message,
                              allow_patterns=list(PUSHED_FILES))

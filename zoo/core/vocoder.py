@@ -17,7 +17,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
+import numpy as np
 import torch
+import torchaudio.functional as AF
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -135,8 +137,6 @@ class Vocoder(nn.Module, Generic[ConfigT]):
                     f"audio sample rate is {sample_rate} Hz but {self.architecture or type(self).__name__} "
                     f"expects {self.sample_rate} Hz; resample first or pass resample=True"
                 )
-            import torchaudio.functional as AF
-
             audio = AF.resample(audio.float(), int(sample_rate), self.sample_rate)
         return mel_spectrogram(audio, self.mel_config)
 
@@ -450,8 +450,6 @@ def as_float_tensor(x: Any, what: str) -> Tensor:
     ``ValueError`` naming ``what`` and the type or dtype found."""
     if not isinstance(x, Tensor):
         try:
-            import numpy as np
-
             if isinstance(x, np.ndarray):
                 x = torch.from_numpy(x)
             else:

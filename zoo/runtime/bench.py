@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import torch
+import torchaudio
 from torch import Tensor
 
 from zoo.core.vocoder import Vocoder
@@ -57,7 +58,7 @@ class _RssSampler:
             with open("/proc/self/statm") as f:
                 return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except OSError:  # not Linux: fall back to the lifetime peak
-            import resource
+            import resource  # Unix only: imported where /proc is missing
 
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
@@ -104,12 +105,7 @@ def machine_info() -> dict[str, Any]:
         pass
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
-    try:
-        import torchaudio
-
-        info["torchaudio"] = torchaudio.__version__
-    except ImportError:
-        pass
+    info["torchaudio"] = torchaudio.__version__
     info["vocoder_zoo"] = importlib.metadata.version("vocoder-zoo")  # the installed package's version
 
     info["kernels"] = {k.name: k.summary() for k in native.statuses()}
@@ -189,7 +185,7 @@ def _kernel_path(model: Vocoder) -> str:
 
 def plot_sweep(results: list[dict[str, Any]], path: str) -> None:
     """Time and peak memory against utterance length, one line per model/dtype (needs matplotlib)."""
-    import matplotlib
+    import matplotlib  # optional (not a dependency of the zoo): only the plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -98,7 +98,7 @@ def run_exported(fmt: str, path: str | Path, inputs: tuple[Tensor, ...]) -> Tens
     if fmt == "torchscript":
         with torch.no_grad():
             return torch.jit.load(str(path))(*inputs)
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional (not a dependency of the zoo): only ONNX verification runs it
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {i.name: x.numpy() for i, x in zip(sess.get_inputs(), inputs, strict=True)}

@@ -16,12 +16,13 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.distributed as dist
 import yaml
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from zoo.core.config import VocoderConfig, check_field_types, check_known_keys
@@ -29,9 +30,6 @@ from zoo.core.files import atomic_path, write_wav_atomic
 from zoo.core.vocoder import Vocoder
 from zoo.train.data import SegmentDataset, StepBatcher, list_audio
 from zoo.train.tblog import copy_synthesis, open_logger
-
-if TYPE_CHECKING:
-    from zoo.train.data import SegmentDataset
 
 
 @dataclasses.dataclass
@@ -167,8 +165,6 @@ class Trainer:
                                    self.dist.world_size)
         self.loss_module: nn.Module = _LossModule(self.model)
         if self.dist.world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.loss_module = DistributedDataParallel(self.loss_module, device_ids=ids)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
@@ -195,8 +191,6 @@ class Trainer:
                  "rng": _rng_state(), "train_config": dataclasses.asdict(self.cfg)}
         torch.save(state, tmp / "trainer_state.pt")
         if folder.exists():
-            import shutil
-
             shutil.rmtree(folder)
         tmp.rename(folder)
         (self.ckpt_root / "latest").write_text(folder.name + "\n")
