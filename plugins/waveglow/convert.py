@@ -28,8 +28,9 @@ from torch import Tensor
 from zoo_plugins.waveglow.model import WaveGlow, WaveGlowConfig
 
 from zoo.core.mel import MelConfig
+from zoo.hub.converting import map_checkpoint
 from zoo.hub.safe_pickle import ModuleStub, load_checkpoint, module_attributes, state_dict_of, weights_only_load
-from zoo.hub.weightnorm import fold_state_dict, map_all_keys, strip_prefix
+from zoo.hub.weightnorm import fold_state_dict, strip_prefix
 
 
 def read_reference_state(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -177,5 +178,5 @@ def convert(path: str | Path, config: dict[str, Any] | None = None) -> WaveGlow:
     cfg = infer_config(state, hints, config)
     check_config(cfg, hints, config, str(path))
     model = WaveGlow(cfg)
-    model.load_state_dict_checked(map_all_keys(state, lambda s: map_keys(s, cfg), str(path)), source=str(path))
+    model.load_state_dict_checked(map_checkpoint(state, lambda s: map_keys(s, cfg), str(path)), source=str(path))
     return model.prepare_for_inference()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -88,8 +89,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise CliError('STOI, PESQ and DNSMOS need the quality extra: pip install "vocoder-zoo[quality]" '
                        "(or pass --no-perceptual)")
     if args.offline:
-        import os
-
         os.environ["HF_HUB_OFFLINE"] = "1"
     names = list(args.models) or ["hifigan"]  # as zoo vocode: the hifigan architecture's default model
     out = Path(args.output)

@@ -19,6 +19,8 @@ import torch
 import torchaudio.functional as AF
 from torch import Tensor, nn
 
+from zoo.core.fields import field_type_problem
+
 PADDINGS = ("hifigan", "center", "none")
 PAD_MODES = ("reflect", "constant")
 LOGS = ("ln", "log10", "db", "none")
@@ -131,7 +133,6 @@ class MelConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"MelConfig: unknown keys {unknown}; known: {sorted(known)}")
-        from zoo.core.config import field_type_problem
 
         kwargs = dict(data)
         for f in dataclasses.fields(cls):

@@ -7,8 +7,6 @@ over every dimension except 0 (output channels of a Conv, input channels of a Co
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import Tensor
 
 
@@ -41,15 +39,6 @@ def fold_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
         else:
             out[key] = value
     return out
-
-
-def map_all_keys(state: dict[str, Tensor], mapping: Callable[[dict[str, Tensor]], dict[str, Tensor]],
-                 source: str) -> dict[str, Tensor]:
-    """:func:`zoo.hub.converting.map_checkpoint`, under its former name, for converters not yet moved to
-    ``zoo.hub.converting`` (the waveglow converter)."""
-    from zoo.hub.converting import map_checkpoint  # zoo.hub.converting imports this module
-
-    return map_checkpoint(state, mapping, source)  # type: ignore[arg-type]
 
 
 def strip_prefix(state: dict[str, Tensor], prefix: str = "module.") -> dict[str, Tensor]:
