@@ -116,11 +116,17 @@ def train_dir() -> Path:
 
 
 @pytest.fixture()
-def hub(tmp_path, monkeypatch):
-    """The local Hub server (tests/hubserver.py) as ``HF_ENDPOINT``, with fresh Hub and zoo caches."""
+def hub_class() -> type:
+    """The server class the ``hub`` fixture starts (a test module overrides this fixture for another one)."""
     from tests.hubserver import FakeHub
 
-    server = FakeHub().start()
+    return FakeHub
+
+
+@pytest.fixture()
+def hub(hub_class, tmp_path, monkeypatch):
+    """The local Hub server (tests/hubserver.py) as ``HF_ENDPOINT``, with fresh Hub and zoo caches."""
+    server = hub_class().start()
     monkeypatch.setenv("HF_ENDPOINT", server.url)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "zoo-cache"))

@@ -29,18 +29,13 @@ NAME = f"hf://zoo/faulty@{SHA}"
 
 
 @pytest.fixture()
-def hub(tmp_path, monkeypatch):
+def hub_class(monkeypatch) -> type:
+    """The conftest ``hub`` fixture, serving through the fault-injecting server, with 1 s client timeouts."""
     import huggingface_hub.constants as hf_constants
 
-    server = FaultyHub().start()
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "zoo-cache"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(hf_constants, "HF_HUB_DOWNLOAD_TIMEOUT", 1)
     monkeypatch.setattr(hf_constants, "HF_HUB_ETAG_TIMEOUT", 1)
-    yield server
-    server.stop()
+    return FaultyHub
 
 
 def _publish(hub: FaultyHub, tmp: Path) -> HiFiGAN:
