@@ -160,3 +160,13 @@ def test_targets_quality_wavenet_and_memory():
             {"results": [{"model": "hifigan.universal", "mr_stft": 1.1}]})
     row = _by_target(bc.targets({}, quality=bare))
     assert row["HiFi-GAN bfloat16 quality on eval-lj vs float32 (hifigan.universal)"].verdict == bc.NOT_MEASURED
+
+
+def test_performance_page_states_the_method_the_scripts_use():
+    import performance
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "performance.md").read_text()
+    section = "\n".join(performance.method())
+    assert section in page  # the tolerances on the page are those of BF16_TOLERANCES
+    for key, tol in bc.BF16_TOLERANCES.items():
+        assert f"{bc.PARALLEL[key]} {tol.rel_rms:g} and {tol.max_abs:g}" in section
