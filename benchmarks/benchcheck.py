@@ -61,6 +61,13 @@ def time_interleaved(ref: Callable[[], Any], ours: Callable[[], Any], runs: int,
     return PairTiming(t_ref, t_ours)
 
 
+def run_range(seconds: Sequence[float]) -> str:
+    """The spread of a row's timed runs, ``"fastest-slowest"`` (3 significant digits)."""
+    if not seconds:
+        raise ValueError("no timed runs")
+    return f"{min(seconds):.3g}-{max(seconds):.3g}"
+
+
 # ------------------------------------------------------------------------------------- bfloat16 tolerances
 
 

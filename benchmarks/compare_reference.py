@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import reference_models as refs  # noqa: E402
-from benchcheck import bf16_tolerance, check_bf16, difference, time_interleaved  # noqa: E402
+from benchcheck import bf16_tolerance, check_bf16, difference, run_range, time_interleaved  # noqa: E402
 from roofline import read_bandwidth  # noqa: E402
 
 import zoo  # noqa: E402
@@ -308,8 +308,9 @@ def describe(r: dict[str, Any]) -> str:
     if "extrapolated_from_samples" in r:
         notes.append(f"timed on {r['extrapolated_from_samples']} samples, extrapolated")
     if len(r.get("ours_runs_s", [])) > 1:
-        notes.append(f"runs: reference {min(r['reference_runs_s']):.3g}-{max(r['reference_runs_s']):.3g} s, "
-                     f"ours {min(r['ours_runs_s']):.3g}-{max(r['ours_runs_s']):.3g} s")
+        where = " (on those samples)" if "extrapolated_from_samples" in r else ""
+        notes.append(f"timed runs{where}: reference {run_range(r['reference_runs_s'])} s, "
+                     f"ours {run_range(r['ours_runs_s'])} s")
     if "check" in r:
         notes.append(r["check"])
     if "ceiling_samples_per_s" in r:

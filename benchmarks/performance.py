@@ -54,6 +54,7 @@ from benchcheck import (  # noqa: E402
     TRAINED,
     Target,
     read_cpu_flags,
+    run_range,
     targets,
 )
 
@@ -445,8 +446,7 @@ def render() -> str:
                 note += (f"; read-bandwidth ceiling {_fmt(r['ceiling_samples_per_s'], 0)} samples/s, ours at "
                          f"{r['ours_samples_per_s'] / r['ceiling_samples_per_s']:.0%} of it")
             if len(r.get("ours_runs_s", [])) > 1:
-                note += (f"; runs {min(r['reference_runs_s']):.3g}-{max(r['reference_runs_s']):.3g} vs "
-                         f"{min(r['ours_runs_s']):.3g}-{max(r['ours_runs_s']):.3g} s")
+                note += f"; timed runs {run_range(r['reference_runs_s'])} vs {run_range(r['ours_runs_s'])} s"
             out.append(f"| {r['model']} | {r['dtype']} | {_fmt(r['reference_s'])} | {_fmt(r['ours_s'])} | "
                        f"{r['speedup']:.2f}x | {r['max_abs_diff']:.1e} | {r.get('kernel_path', 'not recorded')} | "
                        f"{note.removeprefix('; ')} |")

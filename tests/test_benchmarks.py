@@ -40,6 +40,7 @@ def test_time_interleaved_warms_up_then_takes_medians_of_interleaved_runs():
     assert t.reference == [2.0, 9.0, 3.0] and t.ours == [1.0, 1.5, 7.0]  # warm-up not timed
     assert (t.reference_s, t.ours_s) == (3.0, 1.5)  # medians, not means or the first run
     assert t.speedup == 2.0
+    assert bc.run_range(t.reference) == "2-9" and bc.run_range([0.0639, 0.07961]) == "0.0639-0.0796"
 
 
 def test_time_interleaved_without_warmup_and_bad_runs():
