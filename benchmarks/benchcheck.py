@@ -235,6 +235,8 @@ def _speed_target(name: str, dtype: str, r: dict | None, has_bf16: bool | None) 
 
 
 def _quality_targets(q32: dict | None, qbf: dict | None) -> list[Target]:
+    """Each trained parallel model's bfloat16 quality: its mean PESQ and STOI on eval-lj (``quality.py``, each
+    against the recordings) less those of its float32 output on the same clips."""
     by32 = {r["model"]: r for r in (q32 or {}).get("results", [])}
     bybf = {r["model"]: r for r in (qbf or {}).get("results", [])}
     out = []

@@ -7,7 +7,7 @@
   reference's layout: the same convolutions NVIDIA's and ksw0306's code run) for 1 s of audio.
 * **Peak**: the best of several float32 matrix products shaped like these models' layers (time-major
   activations against 768 x 512 and 640 x 4096 weights) and a square 2048 product, median of repeats.
-* From ``compare.json`` (``compare_reference.py``, same threads): the achieved GFLOP/s of the reference and
+* From ``compare_threads<n>.json`` (``compare_reference.py``, same threads): the achieved GFLOP/s of the reference and
   of ours, and the **ceiling**: the speed-up over the reference that running at the matmul peak would give.
   A target above the ceiling cannot be met in float32 without doing less arithmetic.
 """
