@@ -559,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--compare-threads takes comma-separated thread counts, got {args.compare_threads!r}")
     if not args.compare_threads or min(args.compare_threads) < 1:
         p.error(f"--compare-threads needs thread counts of at least 1, got {args.compare_threads}")
-    set_results(args.results)
+    set_results(args.results, args.doc)
     if not args.render_only:
         run_steps(args)
     args.doc.write_text(render())
@@ -574,10 +574,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def set_results(folder: Path) -> None:
-    """Read and write the JSON results in ``folder`` (``--results``)."""
-    global RESULTS
-    RESULTS = folder
+def set_results(folder: Path, doc: Path = DOC) -> None:
+    """Read and write the JSON results in ``folder`` (``--results``), and the length sweep's plot beside the
+    page ``doc`` (``--doc``), so that a trial run leaves the committed ones alone."""
+    global RESULTS, PLOT
+    RESULTS, PLOT = folder, doc.with_name(PLOT.name)
 
 
 if __name__ == "__main__":
