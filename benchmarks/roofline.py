@@ -1,13 +1,13 @@
 """How close the flow vocoders run to this CPU's float32 matmul peak, and so how much faster they could go.
 
-    python benchmarks/roofline.py [--threads 1] [--compare benchmarks/results/compare.json] [--json out.json]
+    python benchmarks/roofline.py [--threads 1] [--compare benchmarks/results/compare_threads1.json] [--json out.json]
 
 * **Work**: floating-point operations per second of audio of WaveGlow (256 channels) and FloWaveNet (README
   size), counted by ``torch.utils.flop_counter.FlopCounterMode`` on the plain convolution path (the
   reference's layout: the same convolutions NVIDIA's and ksw0306's code run) for 1 s of audio.
 * **Peak**: the best of several float32 matrix products shaped like these models' layers (time-major
   activations against 768 x 512 and 640 x 4096 weights) and a square 2048 product, median of repeats.
-* From ``compare.json`` (``compare_reference.py``, same threads): the achieved GFLOP/s of the reference and
+* From ``compare_threads<n>.json`` (``compare_reference.py``, same threads): the achieved GFLOP/s of the reference and
   of ours, and the **ceiling**: the speed-up over the reference that running at the matmul peak would give.
   A target above the ceiling cannot be met in float32 without doing less arithmetic.
 """
@@ -80,7 +80,8 @@ def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--compare", type=Path, default=HERE / "results" / "compare.json")
+    p.add_argument("--compare", type=Path, default=HERE / "results" / "compare_threads1.json",
+                   help="compare_reference.py's result on the same threads (performance.py passes its own)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

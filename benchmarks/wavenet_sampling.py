@@ -1,10 +1,13 @@
 """WaveNet sampling speed: incremental (ring buffers, TorchScript step) vs naive full recompute.
 
-    python benchmarks/wavenet_sampling.py [--steps 2000] [--json out.json]
+    python benchmarks/wavenet_sampling.py [--steps 2000] [--no-bfloat16] [--json out.json]
 
 For the published r9y9 LJSpeech config (24 layers, 512/512/256, MoL) and a small config, batch 1 and 8:
 samples per second of incremental sampling, next to the rate of the naive method that recomputes the
-whole network over the receptive field for every new sample (measured over a few dozen steps).
+whole network over the receptive field for every new sample (measured over a few dozen steps). The
+LJSpeech config is also sampled with bfloat16 weights at batch 1 (the model cast with ``.to(bfloat16)``, the
+same sampler: whatever path the library takes for that dtype; no naive rate). Each row records the kernel
+path its dtype takes (``zoo.kernels.native.model_path``).
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from zoo_plugins.wavenet import WaveNet, WaveNetConfig  # noqa: E402
 from zoo_plugins.wavenet.incremental import IncrementalSampler  # noqa: E402
 
+from zoo.kernels import native  # noqa: E402
+
 
 def incremental_rate(model: WaveNet, batch: int, steps: int) -> float:
     frames = max(1, steps // model.hop_length)
-    mel = torch.rand(batch, model.mel_config.n_mels, frames)
+    mel = torch.rand(batch, model.mel_config.n_mels, frames, dtype=next(model.parameters()).dtype)
     with torch.no_grad():
         c_up = model.upsample_mel(mel)
         IncrementalSampler(model, batch).run(c_up[..., :64], generator=torch.Generator().manual_seed(0))  # warm-up
@@ -55,19 +60,27 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=2048)
     p.add_argument("--json", type=Path)
+    p.add_argument("--no-bfloat16", action="store_true", help="skip the LJSpeech row with bfloat16 weights")
     args = p.parse_args(argv)
     configs = {"r9y9-ljspeech (24L, 512/512/256, MoL)": WaveNetConfig.r9y9_ljspeech_2092a64(),
                "small (6L, 16/32/16, MoL)": WaveNetConfig.small("mol")}
     rows = []
-    print(f"{'config':<40}{'batch':>6}{'incremental samples/s':>24}{'naive samples/s':>18}{'speed-up':>10}"
-          f"   (torch threads {torch.get_num_threads()})")
+    print(f"{'config':<40}{'dtype':<10}{'batch':>6}{'incremental samples/s':>24}{'naive samples/s':>18}"
+          f"{'speed-up':>10}   (torch threads {torch.get_num_threads()})")
     for name, cfg in configs.items():
         model = WaveNet(cfg).eval()
+        steps = args.steps if "small" in name else args.steps // 2
         for batch in (1, 8):
-            inc = incremental_rate(model, batch, args.steps if "small" in name else args.steps // 2)
+            inc = incremental_rate(model, batch, steps)
             naive = naive_rate(model, batch)
-            rows.append({"config": name, "batch": batch, "incremental": inc, "naive": naive, "speedup": inc / naive})
-            print(f"{name:<40}{batch:>6}{inc:>24,.0f}{naive:>18,.0f}{inc / naive:>9.1f}x")
+            rows.append({"config": name, "dtype": "float32", "batch": batch, "incremental": inc, "naive": naive,
+                         "speedup": inc / naive, "kernel_path": native.model_path("wavenet", "float32")})
+            print(f"{name:<40}{'float32':<10}{batch:>6}{inc:>24,.0f}{naive:>18,.0f}{inc / naive:>9.1f}x")
+        if "ljspeech" in name and not args.no_bfloat16:
+            inc = incremental_rate(model.to(torch.bfloat16), 1, steps)
+            rows.append({"config": name, "dtype": "bfloat16", "batch": 1, "incremental": inc, "naive": None,
+                         "speedup": None, "kernel_path": native.model_path("wavenet", "bfloat16")})
+            print(f"{name:<40}{'bfloat16':<10}{1:>6}{inc:>24,.0f}{'-':>18}{'-':>10}")
     if args.json:
         args.json.write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2))
     return 0

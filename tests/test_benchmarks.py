@@ -1,0 +1,173 @@
+"""The benchmark scripts' own logic (``benchmarks/benchcheck.py``): timing, bfloat16 tolerances, CPU flags,
+the issue's targets. No benchmark runs here: every input is a stand-in, so the file takes milliseconds."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import benchcheck as bc  # noqa: E402
+
+
+class FakeClock:
+    """A clock that each timed call advances by its own cost, so timings are exact."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def callee(self, costs: list[float], calls: list[str], name: str):
+        def call() -> None:
+            calls.append(name)
+            self.now += costs.pop(0)
+        return call
+
+
+def test_time_interleaved_warms_up_then_takes_medians_of_interleaved_runs():
+    clock, calls = FakeClock(), []
+    # the warm-ups are slow (first calls compile); the timed runs include one outlier each
+    ref = clock.callee([100.0, 2.0, 9.0, 3.0], calls, "ref")
+    ours = clock.callee([50.0, 1.0, 1.5, 7.0], calls, "ours")
+    t = bc.time_interleaved(ref, ours, 3, clock=clock)
+    assert calls == ["ref", "ours"] * 4  # one warm-up each, then interleaved
+    assert t.reference == [2.0, 9.0, 3.0] and t.ours == [1.0, 1.5, 7.0]  # warm-up not timed
+    assert (t.reference_s, t.ours_s) == (3.0, 1.5)  # medians, not means or the first run
+    assert t.speedup == 2.0
+    assert bc.run_range(t.reference) == "2-9" and bc.run_range([0.0639, 0.07961]) == "0.0639-0.0796"
+
+
+def test_time_interleaved_without_warmup_and_bad_runs():
+    clock, calls = FakeClock(), []
+    t = bc.time_interleaved(clock.callee([4.0], calls, "ref"), clock.callee([2.0], calls, "ours"), 1,
+                            warmup=False, clock=clock)
+    assert calls == ["ref", "ours"] and t.speedup == 2.0
+    with pytest.raises(ValueError, match="runs must be at least 1"):
+        bc.time_interleaved(lambda: None, lambda: None, 0)
+
+
+def test_difference_is_max_abs_and_relative_rms():
+    max_abs, rel = bc.difference([1.0, 2.0, 2.0, 4.0], [1.0, 2.0, 2.0, 4.5])
+    assert max_abs == 0.5
+    assert rel == pytest.approx(0.5 / math.sqrt(1 + 4 + 4 + 4.5 ** 2))
+    assert bc.difference([0.0, 0.0], [0.0, 0.0]) == (0.0, 0.0)
+    assert bc.difference([1.0], [0.0]) == (1.0, math.inf)
+    with pytest.raises(ValueError, match="differ in length"):
+        bc.difference([1.0], [1.0, 2.0])
+
+
+def test_bf16_check_against_each_models_tolerance():
+    tol = bc.bf16_tolerance("waveglow (256 ch)")
+    assert tol is bc.BF16_TOLERANCES["waveglow"] and tol.why
+    ok, msg = bc.check_bf16("waveglow (256 ch)", tol.max_abs / 2, tol.rel_rms / 2)
+    assert ok and msg.startswith("ok")
+    assert not bc.check_bf16("waveglow (256 ch)", tol.max_abs / 2, tol.rel_rms * 1.01)[0]
+    assert not bc.check_bf16("waveglow (256 ch)", tol.max_abs * 1.01, tol.rel_rms / 2)[0]
+    failed = bc.check_bf16("waveglow (256 ch)", float("nan"), float("nan"))
+    assert not failed[0] and failed[1].startswith("FAILED")
+    # the published FloWaveNet difference (0.93 max abs, 2026-12-04) fails its tolerance
+    assert not bc.check_bf16("flowavenet (README)", 0.93, 0.01)[0]
+    with pytest.raises(ValueError, match="no bfloat16 tolerance"):
+        bc.bf16_tolerance("melgan")
+    # every comparison with a bfloat16 row has a tolerance
+    assert set(bc.PARALLEL) <= set(bc.BF16_TOLERANCES)
+
+
+CPUINFO_X86 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 9R14
+flags\t\t: fpu sse4_2 avx f16c fma avx2 avx512f avx512dq avx512bw avx512vl avx512_vnni avx512_bf16 amx_tile
+bugs\t\t: sysret_ss_attrs
+
+processor\t: 1
+flags\t\t: fpu sse4_2
+"""
+
+
+def test_cpu_flags_parser():
+    assert bc.cpu_flags(CPUINFO_X86) == ["sse4_2", "avx", "f16c", "fma", "avx2", "avx512f", "avx512dq", "avx512bw",
+                                         "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile"]
+    assert bc.cpu_flags("processor : 0\nFeatures : fp asimd sve bf16 i8mm\n") == ["asimd", "sve", "bf16", "i8mm"]
+    assert bc.cpu_flags("processor : 0\nflags : fpu sse2\n") == []
+    assert bc.cpu_flags("") == []
+    assert bc.read_cpu_flags("/nonexistent/cpuinfo") is None
+
+
+def _compare(threads: int, rows: list[tuple[str, str, float, float]]) -> dict:
+    return {"machine": {"threads": threads},
+            "rows": [{"model": m, "dtype": d, "speedup": s, "max_abs_diff": diff} for m, d, s, diff in rows]}
+
+
+def _by_target(checked: list[bc.Target]) -> dict[str, bc.Target]:
+    return {t.target: t for t in checked}
+
+
+def test_targets_float32_and_bfloat16_verdicts():
+    compares = {
+        1: _compare(1, [("hifigan.universal", "float32", 1.53, 1e-5), ("hifigan.universal", "bfloat16", 2.6, 0.07),
+                        ("waveglow (256 ch)", "float32", 1.6, 2e-4)]),
+        2: _compare(2, [("hifigan.universal", "float32", 0.8, 1e-5), ("hifigan.universal", "bfloat16", 1.69, 0.07)]),
+    }
+    t = _by_target(bc.targets(compares, cpu=["avx2", "avx512f", "avx512_bf16"]))
+    assert t["HiFi-GAN float32 vs its float32 reference, 1 thread(s)"].verdict == bc.MET
+    assert t["HiFi-GAN float32 vs its float32 reference, 2 thread(s)"].verdict == bc.NOT_MET  # 0.80x
+    assert t["WaveGlow float32 vs its float32 reference, 1 thread(s)"].verdict == bc.NOT_MET  # fast but not equal
+    assert t["WaveGlow float32 vs its float32 reference, 2 thread(s)"].verdict == bc.NOT_MEASURED
+    assert t["HiFi-GAN bfloat16 vs its float32 reference, 1 thread(s)"].verdict == bc.MET
+    assert t["HiFi-GAN bfloat16 vs its float32 reference, 2 thread(s)"].verdict == bc.NOT_MET
+    assert t["FloWaveNet bfloat16 vs its float32 reference, 1 thread(s)"].verdict == bc.NOT_MEASURED
+    # without AVX-512 BF16 the bfloat16 speed target does not apply; unrecorded flags cannot say
+    for cpu, why in ((["avx2", "fma"], "no AVX-512 BF16"), (None, "not recorded")):
+        row = _by_target(bc.targets(compares, cpu=cpu))["HiFi-GAN bfloat16 vs its float32 reference, 1 thread(s)"]
+        assert row.verdict == bc.NOT_MEASURED and why in row.measured
+    # nothing measured: every target is listed, none met
+    empty = bc.targets({})
+    assert empty and all(x.verdict == bc.NOT_MEASURED for x in empty)
+
+
+def test_targets_quality_wavenet_and_memory():
+    q32 = {"results": [{"model": "hifigan.universal", "pesq_wb": 3.26, "stoi": 0.968},
+                       {"model": "waveglow.nvidia", "pesq_wb": 3.0, "stoi": 0.95}]}
+    qbf = {"results": [{"model": "hifigan.universal", "pesq_wb": 3.20, "stoi": 0.965, "files": 16},
+                       {"model": "waveglow.nvidia", "pesq_wb": 2.8, "stoi": 0.95}]}
+    ceilings = {1: {"rows": [{"ours_samples_per_s": 300.0, "ceiling_samples_per_s": 338.0}]},
+                2: {"rows": [{"ours_samples_per_s": 392.0, "ceiling_samples_per_s": 546.0}]}}
+    wavenet = {"rows": [{"config": "r9y9-ljspeech (24L)", "batch": 1, "incremental": 400.0},
+                        {"config": "r9y9-ljspeech (24L)", "batch": 8, "incremental": 2400.0},
+                        {"config": "r9y9-ljspeech (24L)", "dtype": "bfloat16", "batch": 1, "incremental": 600.0},
+                        {"config": "small (6L)", "batch": 8, "incremental": 1e6}]}
+    memory = {"summary": [{"model": "hifigan", "ratio": 1.23, "long_s": 60, "short_s": 5},
+                          {"model": "waveglow", "ratio": 1.6, "long_s": 60, "short_s": 5}]}
+    t = _by_target(bc.targets({}, quality=(q32, qbf), ceilings=ceilings, wavenet=wavenet, memory=memory))
+    assert t["HiFi-GAN bfloat16 quality on eval-lj vs float32 (hifigan.universal)"].verdict == bc.MET
+    assert t["WaveGlow bfloat16 quality on eval-lj vs float32 (waveglow.nvidia)"].verdict == bc.NOT_MET  # PESQ -0.2
+    assert t["FloWaveNet bfloat16 quality on eval-lj vs float32 (flowavenet.trainpm)"].verdict == bc.NOT_MEASURED
+    assert t["r9y9 LJSpeech WaveNet float32 against the read-bandwidth ceiling, 1 thread(s)"].verdict == bc.MET
+    ceiling2 = t["r9y9 LJSpeech WaveNet float32 against the read-bandwidth ceiling, 2 thread(s)"]
+    assert ceiling2.verdict == bc.NOT_MET and ceiling2.measured.startswith("72%")
+    assert t["r9y9 LJSpeech WaveNet bfloat16 weights vs our float32 loop, batch 1"].verdict == bc.NOT_MET  # 1.5x
+    assert t["r9y9 LJSpeech WaveNet batch 8 vs batch 1, float32"].verdict == bc.MET  # 6x
+    assert t["peak memory hifigan, 60 s vs 5 s"].verdict == bc.MET
+    assert t["peak memory waveglow, 60 s vs 5 s"].verdict == bc.NOT_MET
+    assert t["peak memory griffinlim, 60 s vs 5 s"].verdict == bc.NOT_MEASURED
+    # PESQ/STOI missing (the quality extra not installed): not measured, not met
+    bare = ({"results": [{"model": "hifigan.universal", "mr_stft": 1.1}]},
+            {"results": [{"model": "hifigan.universal", "mr_stft": 1.1}]})
+    row = _by_target(bc.targets({}, quality=bare))
+    assert row["HiFi-GAN bfloat16 quality on eval-lj vs float32 (hifigan.universal)"].verdict == bc.NOT_MEASURED
+
+
+def test_performance_page_states_the_method_the_scripts_use():
+    import performance
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "performance.md").read_text()
+    section = "\n".join(performance.method())
+    assert section in page  # the tolerances on the page are those of BF16_TOLERANCES
+    for key, tol in bc.BF16_TOLERANCES.items():
+        assert f"{bc.PARALLEL[key]} {tol.rel_rms:g} and {tol.max_abs:g}" in section
