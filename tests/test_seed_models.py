@@ -53,3 +53,52 @@ def test_waveglow_seed_model_copy_synthesis_beats_noise(eval_dir):
     out = voc(voc.mel(clip), generator=torch.Generator().manual_seed(0))[: clip.numel()]
     noise = torch.randn(clip.numel(), generator=torch.Generator().manual_seed(0)) * clip.std()
     assert mr_stft_distance(out, clip) < 0.8 * mr_stft_distance(noise, clip)
+
+
+def _quality_benchmark():
+    """``benchmarks/quality.py`` as a module (it is a script, not part of the package)."""
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("zoo_quality_benchmark", REPO / "benchmarks" / "quality.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def _quality_run() -> dict:
+    import json
+
+    from tests.conftest import REPO
+
+    return json.loads((REPO / "benchmarks" / "results" / "quality_eval_lj.json").read_text())
+
+
+def test_cards_carry_the_committed_quality_run():
+    """Every card the quality run measured states that run's means (to the digits the card shows), so a card
+    cannot drift from the measurement it cites."""
+    run = _quality_run()
+    assert run["results"], "the committed quality run measured no model"
+    for result in run["results"]:
+        card = zoo.card(result["model"]).quality["eval-lj"]
+        for key in ("stoi", "pesq_wb", "dnsmos_ovrl", "dnsmos_p808", "mr_stft", "log_mel_l1"):
+            shown = card[key]
+            digits = len(str(shown).split(".")[1]) if "." in str(shown) else 0
+            assert shown == pytest.approx(round(result[key], digits), abs=10 ** -digits / 2 + 1e-12), \
+                (result["model"], key, shown, result[key])
+
+
+@pytest.mark.parametrize("name", ["hifigan.ljspeech", "griffinlim.hifigan", "waveglow.trainpm"])
+def test_quality_numbers_are_remeasured(name, eval_dir):
+    """The first clip of the committed run, measured again now the way benchmarks/quality.py measures it (same
+    seed, same warm-up, so a stochastic model draws the same noise): the same STOI, PESQ, MR-STFT and log-mel
+    L1. A change to a model, its weights, the mel front-end or a metric that moves the numbers fails here
+    until the cards are re-measured."""
+    run = _quality_run()
+    (result,) = [r for r in run["results"] if r["model"] == name]
+    first = result["per_file"][0]
+    again = _quality_benchmark().evaluate(name, [eval_dir / first["file"]])["per_file"][0]
+    for key in ("stoi", "pesq_wb", "mr_stft", "log_mel_l1"):
+        assert again[key] == pytest.approx(first[key], rel=1e-3, abs=1e-3), (name, key, again[key], first[key])
