@@ -350,7 +350,7 @@ def availability(card: ModelCard) -> tuple[str, int | None]:
     for source in card.sources:
         if source.kind not in ("hf", "url"):
             continue
-        if source.format != "safetensors" and converted_hit(card, source) is not None:
+        if source.format != "safetensors" and converted_hit(card, source, verify=False) is not None:
             return "cached", source.size
         if source.kind == "hf":
             with contextlib.suppress(Exception):
@@ -381,8 +381,9 @@ def _converted_folder(card: ModelCard, source: Source) -> Path:
     return cache_dir() / "converted" / f"{source.format}-{source.sha256[:16]}-{card.name}"
 
 
-def converted_hit(card: ModelCard, source: Source) -> Path | None:
-    """The cached conversion of ``source`` for ``card`` if present and intact, else ``None``."""
+def converted_hit(card: ModelCard, source: Source, *, verify: bool = True) -> Path | None:
+    """The cached conversion of ``source`` for ``card`` if present and intact, else ``None``. With
+    ``verify=False`` the weights are not hashed (a listing only needs to know the conversion is there)."""
     folder = _converted_folder(card, source)
     weights, stamp = folder / WEIGHTS_NAME, folder / "conversion.json"
     if weights.is_file() and stamp.is_file():
@@ -390,7 +391,8 @@ def converted_hit(card: ModelCard, source: Source) -> Path | None:
             info = json.loads(stamp.read_text())
         except (OSError, ValueError):
             return None
-        if info.get("source_sha256") == source.sha256 and sha256_file(weights) == info.get("weights_sha256"):
+        if info.get("source_sha256") == source.sha256 and (
+                not verify or sha256_file(weights) == info.get("weights_sha256")):
             return weights
     return None
 
