@@ -83,3 +83,50 @@ def test_export_cli(tmp_path, capsys):
     HiFiGAN(HiFiGANConfig.v1().replace(upsample_initial_channel=16)).save_pretrained(tmp_path / "m")
     assert cli_main(["export", str(tmp_path / "m"), str(tmp_path / "m.onnx"), "--format", "onnx"]) == 0
     assert "checked against PyTorch" in capsys.readouterr().out
+
+
+def test_a_third_party_stochastic_vocoder_exports_through_the_contract(tmp_path):
+    """export knows no architecture by name: a plugin's own stochastic vocoder that states its
+    ``noise_shape`` and ``synthesize_from_noise`` exports with the noise as the second input, and one that
+    states an ``export_refusal`` is refused with its reason."""
+    import dataclasses
+
+    from zoo.core.config import VocoderConfig
+    from zoo.core.mel import MelConfig
+    from zoo.core.noise import position_noise
+    from zoo.core.vocoder import Vocoder
+
+    @dataclasses.dataclass
+    class BuzzConfig(VocoderConfig):
+        mel: MelConfig = dataclasses.field(default_factory=lambda: MelConfig.preset("hifigan"))
+
+    class Buzz(Vocoder[BuzzConfig]):
+        architecture = "buzz"
+        deterministic = False
+
+        def __init__(self) -> None:
+            super().__init__(BuzzConfig())
+            self.proj = torch.nn.Linear(80, 256)
+
+        def noise_shape(self, batch: int, frames: int) -> tuple[int, ...]:
+            return (batch, 2, frames * 128)
+
+        def synthesize_from_noise(self, mel, z):
+            envelope = self.proj(mel.transpose(1, 2)).reshape(mel.shape[0], -1)
+            return envelope * z.transpose(1, 2).reshape(mel.shape[0], -1)
+
+        def synthesize(self, mel, *, generator=None, **sampling):
+            frames = mel.shape[-1]
+            z = position_noise(generator, mel.shape[0], 2, frames * 128, frames, dtype=mel.dtype)
+            return self.synthesize_from_noise(mel, z)
+
+    voc = Buzz().eval()
+    path = export(voc, "torchscript", tmp_path / "buzz.pt")
+    mel, z = torch.randn(3, 80, 5), torch.randn(3, 2, 5 * 128)
+    torch.testing.assert_close(torch.jit.load(str(path))(mel, z), voc.synthesize_from_noise(mel, z))
+
+    class Refused(Buzz):
+        export_refusal = "it needs a lookup table"
+
+    with pytest.raises(ValueError, match="buzz is not exportable: it needs a lookup table"):
+        export_module(Refused())

@@ -221,6 +221,14 @@ class FloWaveNet(Vocoder[FloWaveNetConfig]):
         return in_windows(frames, cfg.chunk_frames, ctx, ctx, hop, lambda lo, hi: self.reverse(
             z[..., lo * hop: hi * hop], self.upsample(mel[..., lo:hi]))[:, 0])
 
+    def noise_shape(self, batch: int, frames: int) -> tuple[int, ...]:
+        """``[B, 1, frames * hop]``: the noise :meth:`synthesize` draws."""
+        return (batch, 1, frames * self.config.mel.hop_length)
+
+    def synthesize_from_noise(self, mel: Tensor, z: Tensor) -> Tensor:
+        """:meth:`reverse` of the scaled noise ``z`` in one window (the exported form)."""
+        return self.reverse(z, self.upsample(mel))[:, 0]
+
     def context_frames(self) -> int:
         """Mel frames on each side that can influence an output sample, from the layer geometry: every
         coupling net and prior (a kernel-3 front conv plus kernel-3 layers dilated ``2**i``) reaches

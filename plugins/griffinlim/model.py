@@ -49,6 +49,7 @@ class GriffinLim(Vocoder[GriffinLimConfig]):
     """
 
     architecture = "griffinlim"
+    export_refusal = "its iterative STFT/iSTFT loop has no ONNX form here"
 
     def __init__(self, config: GriffinLimConfig | None = None) -> None:
         super().__init__(config)

@@ -271,6 +271,14 @@ class ParallelWaveNet(Vocoder[ParallelWaveNetConfig]):
         return in_windows(frames, chunk, left, reach, hop, lambda lo, hi: self.iaf(
             z[..., lo * hop: hi * hop], self.upsample_mel(mel[..., lo:hi]))[0][:, 0])
 
+    def noise_shape(self, batch: int, frames: int) -> tuple[int, ...]:
+        """``[B, 1, frames * hop]``: the logistic-flow input noise :meth:`synthesize` draws."""
+        return (batch, 1, frames * self.hop_length)
+
+    def synthesize_from_noise(self, mel: Tensor, z: Tensor) -> Tensor:
+        """The IAF flows applied to the scaled noise ``z`` in one window (the exported form)."""
+        return self.iaf(z, self.upsample_mel(mel))[0][:, 0]
+
     def context_frames(self) -> tuple[int, int]:
         """``(left, upsampler)`` frames of context a window needs: the flows' receptive field (plus the
         upsampler's reach, which the conditioning of those samples reads) on the left, the upsampler's reach

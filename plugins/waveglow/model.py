@@ -186,6 +186,15 @@ class WaveGlow(Vocoder[WaveGlowConfig]):
             return self.reverse_chunked(sigma * z, mel, c.chunk_frames)
         return self.reverse(sigma * z, mel)
 
+    def noise_shape(self, batch: int, frames: int) -> tuple[int, ...]:
+        """``[B, n_group, frames * hop / n_group]``: the grouped noise :meth:`synthesize` draws."""
+        c = self.config
+        return (batch, c.n_group, frames * c.mel.hop_length // c.n_group)
+
+    def synthesize_from_noise(self, mel: Tensor, z: Tensor) -> Tensor:
+        """:meth:`reverse` of the scaled noise ``z`` (the exported form)."""
+        return self.reverse(z, mel)
+
     def context_frames(self) -> int:
         """Mel frames on each side that can influence an output sample, from the layer geometry.
 

@@ -233,6 +233,22 @@ class Vocoder(nn.Module, Generic[ConfigT]):
         costs 1.3% of the multi-resolution STFT distance on LJSpeech, float16 keeps 11)."""
         return torch.promote_types(self.dtype, torch.float32)
 
+    # ------------------------------------------------------------------ export
+    #: Why this architecture cannot be exported to TorchScript/ONNX (``None``: a parallel one can).
+    export_refusal: ClassVar[str | None] = None
+
+    def noise_shape(self, batch: int, frames: int) -> tuple[int, ...] | None:
+        """The shape of the noise :meth:`synthesize` draws for ``batch`` mels of ``frames`` frames, for a
+        stochastic model that :mod:`zoo.runtime.export` exports with the noise as a second input
+        (then :meth:`synthesize_from_noise` must be implemented); ``None`` for a deterministic model."""
+        return None
+
+    def synthesize_from_noise(self, mel: Tensor, z: Tensor) -> Tensor:
+        """Audio ``[B, frames * hop]`` from mels and the noise ``z`` of :meth:`noise_shape`, already scaled
+        by the sampling temperature/sigma: the deterministic core of a stochastic :meth:`synthesize`,
+        traceable (no Python branching on values). Implemented by stochastic architectures."""
+        raise NotImplementedError(f"{type(self).__name__} has no noise-input form (synthesize_from_noise)")
+
     def stream(self, mel_chunks: Any, **kwargs: Any) -> Any:
         """Yield audio while mel chunks ``[n_mels, frames]`` arrive; equal to one-shot :meth:`vocode` (with a
         generator of the same seed for a stochastic model). Parallel vocoders only; see :mod:`zoo.core.stream`."""

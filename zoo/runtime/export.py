@@ -4,10 +4,12 @@ Weights are already plain (weight norm is folded when a zoo model is built or co
 never meets the weight-norm hooks that break tracing. Stochastic models export their deterministic core
 with the noise as an explicit second input (``z`` scaled by the caller's sigma/temperature):
 
-* HiFi-GAN: ``audio = f(mel)``;
-* WaveGlow: ``audio = reverse(z [B, n_group, frames * hop / n_group], mel)``;
-* FloWaveNet: ``audio = reverse(z [B, 1, frames * hop], mel)``;
-* Parallel WaveNet: ``audio = iaf(z [B, 1, frames * hop], mel)``.
+``audio = f(mel)`` for a deterministic model (:meth:`~zoo.core.vocoder.Vocoder.synthesize`), and
+``audio = f(mel, z)`` for a stochastic one, with ``z`` of the shape its
+:meth:`~zoo.core.vocoder.Vocoder.noise_shape` states (WaveGlow: ``[B, n_group, frames * hop / n_group]``;
+FloWaveNet and the Parallel WaveNet student: ``[B, 1, frames * hop]``) through its
+:meth:`~zoo.core.vocoder.Vocoder.synthesize_from_noise`. The architectures say this themselves; this module
+knows none by name.
 """
 
 from __future__ import annotations
@@ -35,38 +37,29 @@ class _WithNoise(nn.Module):
         self.voc = voc
 
     def forward(self, mel: Tensor, z: Tensor) -> Tensor:  # type: ignore[override]
-        arch = self.voc.architecture
-        if arch == "waveglow":
-            return self.voc.reverse(z, mel)  # type: ignore[operator]
-        if arch == "flowavenet":
-            return self.voc.reverse(z, self.voc.upsample(mel))[:, 0]  # type: ignore[operator]
-        return self.voc.iaf(z, self.voc.upsample_mel(mel))[0][:, 0]  # type: ignore[operator]
+        return self.voc.synthesize_from_noise(mel, z)
 
 
 def example_inputs(voc: Vocoder, batch: int = 1, frames: int = 8) -> tuple[Tensor, ...]:
     """Inputs of the exported graph for ``frames`` mel frames (noise included for stochastic models)."""
     mel = torch.randn(batch, voc.mel_config.n_mels, frames, dtype=voc.dtype)
-    samples = frames * voc.hop_length
-    arch = voc.architecture
-    if arch == "waveglow":
-        g = voc.config.n_group  # type: ignore[attr-defined]
-        return mel, torch.randn(batch, g, samples // g, dtype=voc.dtype)
-    if arch in ("flowavenet", "parallel_wavenet"):
-        return mel, torch.randn(batch, 1, samples, dtype=voc.dtype)
-    return (mel,)
+    shape = voc.noise_shape(batch, frames)
+    return (mel,) if shape is None else (mel, torch.randn(*shape, dtype=voc.dtype))
 
 
 def export_module(voc: Vocoder) -> nn.Module:
-    """The module that gets exported for ``voc`` (raises ``ValueError`` for autoregressive models)."""
+    """The module that gets exported for ``voc`` (raises ``ValueError`` for autoregressive models and for
+    architectures that state an :attr:`~zoo.core.vocoder.Vocoder.export_refusal`)."""
+    name = voc.architecture or type(voc).__name__
     if not voc.parallel:
-        raise ValueError(f"{voc.architecture} is autoregressive; only parallel vocoders can be exported")
-    if voc.architecture == "griffinlim":
-        raise ValueError("griffinlim is not exportable: its iterative STFT/iSTFT loop has no ONNX form here")
+        raise ValueError(f"{name} is autoregressive; only parallel vocoders can be exported")
+    if voc.export_refusal is not None:
+        raise ValueError(f"{name} is not exportable: {voc.export_refusal}")
     if voc.deterministic:
         return _Deterministic(voc).eval()
-    if voc.architecture in ("waveglow", "flowavenet", "parallel_wavenet"):
-        return _WithNoise(voc).eval()
-    raise ValueError(f"no export recipe for the stochastic architecture {voc.architecture!r}")
+    if voc.noise_shape(1, 1) is None:
+        raise ValueError(f"no export recipe for the stochastic architecture {name!r}: it states no noise_shape")
+    return _WithNoise(voc).eval()
 
 
 def export(voc: Vocoder, fmt: str, path: str | Path) -> Path:
