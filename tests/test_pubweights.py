@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from zoo_plugins.waveglow.convert import NVIDIA_MODULES
 
 import zoo
 from tests.conftest import parity_dir
@@ -145,7 +146,7 @@ def test_tampered_file_refused_before_parsing_and_nothing_cached(hub, ckpts, tmp
     filename = _serve(hub, card, ckpts[fmt])
     parsed = []
     real_load = wg_convert.load_checkpoint
-    monkeypatch.setattr(wg_convert, "load_checkpoint", lambda p: parsed.append(p) or real_load(p))
+    monkeypatch.setattr(wg_convert, "load_checkpoint", lambda p, m=(): parsed.append(p) or real_load(p, m))
     hub.tamper.add(filename)
     with pytest.raises(zoo.hub.sources.SourceUnavailable, match="sha256 mismatch"):
         zoo.load("waveglow.nvtiny")
@@ -201,9 +202,11 @@ def test_legacy_pickle_converts_to_exactly_the_tensors_of_the_zip_pickle(ckpts, 
         pa.write_bytes(ckpts[a])
         pb.write_bytes(ckpts[b])
         if a.startswith("nvidia"):
-            sa, sb = state_dict_of(load_checkpoint(pa)["model"]), state_dict_of(load_checkpoint(pb)["model"])
+            sa, sb = (state_dict_of(load_checkpoint(p, NVIDIA_MODULES)["model"]) for p in (pa, pb))
             assert sa.keys() == sb.keys() == nv.reference_state(parity_dir()).keys()
             assert all(torch.equal(sa[k], sb[k]) for k in sa)
+            with pytest.raises(ValueError, match="refusing to unpickle global 'glow.WaveGlow'"):
+                load_checkpoint(pa)  # module classes become records only where the converter names their module
         za, zb = zoo.convert("waveglow", pa, tmp_path / f"out-{a}"), zoo.convert("waveglow", pb, tmp_path / f"out-{b}")
         assert za.state_dict().keys() == zb.state_dict().keys()
         assert all(torch.equal(x, y) for x, y in zip(za.state_dict().values(), zb.state_dict().values(), strict=True))
@@ -342,7 +345,7 @@ def test_legacy_module_pickle_imports_and_runs_nothing(ckpts, tmp_path):
     path = tmp_path / "nvidia.pt"
     path.write_bytes(ckpts["nvidia-legacy-gpu"])
     code = ("import sys; from zoo.hub.safe_pickle import load_checkpoint, state_dict_of; "
-            "c = load_checkpoint(sys.argv[1]); n = len(state_dict_of(c['model'])); "
+            "c = load_checkpoint(sys.argv[1], ('glow.',)); n = len(state_dict_of(c['model'])); "
             "print(n, 'glow' in sys.modules, type(c['model']).qualified_name)")
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, cwd=tmp_path)

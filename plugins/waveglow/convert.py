@@ -33,6 +33,11 @@ from zoo.hub.safe_pickle import ModuleStub, load_checkpoint, module_attributes, 
 from zoo.hub.weightnorm import fold_state_dict, strip_prefix
 
 
+#: The modules of NVIDIA's code whose classes its checkpoints pickle (``glow.WaveGlow``, ``glow.Invertible1x1Conv``
+#: ..., the older ``glow_old`` and DeepLearningExamples' ``waveglow.model``, and ``denoiser.Denoiser``): the
+#: restricted unpickler keeps them as inert records.
+NVIDIA_MODULES = ("glow.", "glow_old.", "waveglow.model.", "denoiser.")
+
 def read_reference_state(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """``(reference state dict with weight norm folded, hints)`` from either checkpoint format.
 
@@ -44,7 +49,7 @@ def read_reference_state(path: str | Path) -> tuple[dict[str, Tensor], dict[str,
     path = Path(path)
     hints: dict[str, Any] = {}
     try:
-        ckpt = load_checkpoint(path)
+        ckpt = load_checkpoint(path, NVIDIA_MODULES)
     except ValueError as exc:
         try:
             ckpt = weights_only_load(path)

@@ -52,9 +52,9 @@ _STORAGE_DTYPES = {
 }
 _STORAGE_MODULES = ("torch", "torch.cuda")
 
-# Module classes that become inert records (their code is never imported).
-_MODULE_PREFIXES = ("glow.", "glow_old.", "torch.nn.modules.", "model.", "modules.", "wavenet.", "wavenet_iaf.",
-                    "waveglow.model.", "denoiser.")
+#: Module classes that become inert records (their code is never imported) whatever the caller allows:
+#: torch's own layers. A converter adds its reference code's modules (``load_checkpoint(modules=...)``).
+TORCH_MODULES = ("torch.nn.modules.",)
 _INERT_CLASSES = {"torch.nn.utils.weight_norm.WeightNorm", "torch.nn.utils.spectral_norm.SpectralNorm"}
 
 
@@ -114,9 +114,11 @@ def _short(value: Any, limit: int = 60) -> str:
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that imports nothing: allow-listed names map to inert local stand-ins."""
 
-    def __init__(self, file: Any, load_storage: Callable[[_StorageType, str, int, Any], torch.Tensor]) -> None:
+    def __init__(self, file: Any, load_storage: Callable[[_StorageType, str, int, Any], torch.Tensor],
+                 modules: tuple[str, ...] = TORCH_MODULES) -> None:
         super().__init__(file)
         self._load_storage = load_storage
+        self._modules = TORCH_MODULES + tuple(modules)
         self._stubs: dict[str, type] = {}
 
     def find_class(self, module: str, name: str) -> Any:
@@ -125,7 +127,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             return _FUNCTIONS[qualified]
         if module in _STORAGE_MODULES and name in _STORAGE_DTYPES:
             return _StorageType(_STORAGE_DTYPES[name])
-        if qualified in _INERT_CLASSES or (qualified.startswith(_MODULE_PREFIXES) and name[:1].isupper()):
+        if qualified in _INERT_CLASSES or (qualified.startswith(self._modules) and name[:1].isupper()):
             if qualified not in self._stubs:
                 self._stubs[qualified] = _make_stub(qualified)
             return self._stubs[qualified]
@@ -192,7 +194,7 @@ def _view(storages: dict[str, torch.Tensor], root: str, view: Any) -> torch.Tens
     return storages[key]
 
 
-def _load_zip(path: Path) -> Any:
+def _load_zip(path: Path, modules: tuple[str, ...]) -> Any:
     mapped = _Mapped(path)
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
@@ -215,7 +217,7 @@ def _load_zip(path: Path) -> Any:
                 storages[key] = _zip_member(zf, mapped, info, st.dtype, numel)
             return _view(storages, key, view)
 
-        return RestrictedUnpickler(zf.open(pkl[0]), load_storage).load()
+        return RestrictedUnpickler(zf.open(pkl[0]), load_storage, modules).load()
 
 
 def _zip_member(zf: zipfile.ZipFile, mapped: _Mapped, info: zipfile.ZipInfo, dtype: torch.dtype,
@@ -235,14 +237,14 @@ def _zip_member(zf: zipfile.ZipFile, mapped: _Mapped, info: zipfile.ZipInfo, dty
     return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8).copy()).view(dtype)
 
 
-def _load_legacy(path: Path) -> Any:
+def _load_legacy(path: Path, modules: tuple[str, ...]) -> Any:
     mapped = _Mapped(path)
     if mapped.mm is None:
         raise ValueError("the file is empty")
     mm = mapped.mm
 
     def plain() -> Any:
-        return RestrictedUnpickler(mm, _no_storage).load()
+        return RestrictedUnpickler(mm, _no_storage, modules).load()
 
     if plain() != LEGACY_MAGIC:
         raise ValueError("neither a torch zip archive nor a legacy torch file")
@@ -260,7 +262,7 @@ def _load_legacy(path: Path) -> Any:
         dtypes.setdefault(key, (st.dtype, numel))
         return torch.empty(numel, dtype=st.dtype, device="meta")
 
-    RestrictedUnpickler(mm, meta_storage).load()
+    RestrictedUnpickler(mm, meta_storage, modules).load()
     keys = plain()
     if not isinstance(keys, list):
         raise ValueError("the storage table is missing")
@@ -286,15 +288,19 @@ def _load_legacy(path: Path) -> Any:
         return _view(storages, key, view)
 
     mm.seek(start)
-    return RestrictedUnpickler(mm, mapped_storage).load()
+    return RestrictedUnpickler(mm, mapped_storage, modules).load()
 
 
 def _no_storage(*_: Any) -> torch.Tensor:
     raise UnsafePickleError("unexpected storage reference in a header record")
 
 
-def load_checkpoint(path: str | Path) -> Any:
+def load_checkpoint(path: str | Path, modules: tuple[str, ...] = ()) -> Any:
     """Unpickle a torch checkpoint with the restricted unpickler (module objects become stubs).
+
+    ``modules``: prefixes of the qualified class names (``"glow."``) whose classes become
+    :class:`ModuleStub` records, besides torch's own layers: the modules of the reference code that pickled
+    the file, named by the converter that reads it (this module knows no model).
 
     Both torch formats (zip and the legacy pre-1.6 stream) are read; tensors are views on a copy-on-write
     memory map of the file. Whatever is wrong with the file (empty, truncated, corrupt, tampered, a refused
@@ -305,11 +311,11 @@ def load_checkpoint(path: str | Path) -> Any:
         raise ValueError(f"{path}: reading torch checkpoints needs a little-endian machine")
     try:
         if zipfile.is_zipfile(path):
-            return _load_zip(path)
+            return _load_zip(path, modules)
         with open(path, "rb") as f:
             if f.read(4) == b"PK\x03\x04":
                 raise ValueError("a zip archive that cannot be read (truncated or corrupt)")
-        return _load_legacy(path)
+        return _load_legacy(path, modules)
     except OSError:
         raise
     except RecursionError:
