@@ -22,6 +22,7 @@ from zoo.core.mel import MelConfig
 from zoo.core.stream import in_windows
 from zoo.core.vocoder import Vocoder
 from zoo.kernels import tapconv
+from zoo.kernels.gated_infer import fast_inference
 from zoo.kernels.timemajor import (
     conv_taps,
     conv_taps_winograd,
@@ -31,7 +32,6 @@ from zoo.kernels.timemajor import (
     winograd_group_weights,
     winograd_work,
 )
-from zoo.nn.gated import fast_inference
 
 LRELU_SLOPE = 0.1
 #: Residual-block convs at least this wide take their taps three at a time through Winograd F(4, 3) in
