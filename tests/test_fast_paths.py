@@ -53,7 +53,8 @@ def kernel(request, monkeypatch):
             pass
     if request.param and not tapconv.native_f32():
         pytest.skip("not run on this CPU: float32 convs go through the compiled kernel only with AVX-512")
-    monkeypatch.setattr(tapconv, "native_f32", lambda: request.param)
+    if not request.param:
+        kernels.force_torch_convs(monkeypatch)
     return request.param
 
 

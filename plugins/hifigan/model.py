@@ -182,10 +182,13 @@ class HiFiGAN(Vocoder[HiFiGANConfig]):
         outputs to bfloat16, as ``generate`` in bfloat16 does, costs 1.9% of the MR-STFT distance on
         LJSpeech; this costs none). It returns float32 audio.
         """
-        if mel.dtype == torch.bfloat16 or tapconv.native_f32():
+        backend = tapconv.conv_backend(mel.dtype, "hifigan")  # the conv-backend choice every model shares
+        if backend.compiled:
             ops: _Float32Ops = _KernelOps(self, mel.dtype)
-        else:
+        elif mel.dtype == torch.float32:
             ops = _Float32Ops()
+        else:
+            raise RuntimeError(f"no time-major {mel.dtype} path here: {backend.reason}")
         return torch.stack([self._generate_one(m, ops) for m in mel.unbind(0)])
 
     def _generate_one(self, mel: Tensor, ops: _Float32Ops) -> Tensor:
@@ -257,7 +260,7 @@ class HiFiGAN(Vocoder[HiFiGANConfig]):
             raise ValueError(f"hifigan takes no sampling options, got {sorted(sampling)}")
         ctx = self.context_frames()
         fast = fast_inference() and mel.device.type == "cpu" and (
-            mel.dtype == torch.float32 or (mel.dtype == torch.bfloat16 and tapconv.available()))
+            mel.dtype == torch.float32 or tapconv.conv_backend(mel.dtype, "hifigan").compiled)
         gen = self.generate_time_major if fast else self.generate
         return in_windows(mel.shape[-1], self.config.chunk_frames, ctx, ctx,
                           self.hop_length, lambda lo, hi: gen(mel[..., lo:hi]))

@@ -13,7 +13,9 @@ so this module imports nothing from ``zoo.nn``. It reads the readable modules th
 types :class:`GatedStackLike`, :class:`GatedLayerLike` and :class:`ConditionerLike`, which name exactly
 the attributes it uses (the parameter layout documented in :mod:`zoo.nn.gated`); ``zoo.nn.gated`` keeps
 the readable layers and calls down into this module for ``WaveNetConditioner.infer``, and the plugins
-whose own models hold a stack (Parallel WaveNet's IAF flows) call :func:`infer_layers` directly.
+whose own models hold a stack (Parallel WaveNet's IAF flows) call :func:`infer_layers` directly. Which
+convolutions the layers run on, torch's products or the compiled kernel, is the choice every model shares
+(:func:`zoo.kernels.tapconv.conv_backend`, the ``"gated_stack"`` schedule of :mod:`zoo.kernels.backend`).
 """
 
 from __future__ import annotations
@@ -154,12 +156,12 @@ def infer_layers(stack: GatedStackLike, buf: Tensor, left: int, t: int, cond_t: 
     biases (dilated and conditioning, summed) written by the first product. A 3-tap conv of at least 64
     channels goes through Winograd F(4, 3) instead (:func:`zoo.kernels.timemajor.winograd_conv3`: 6 products of a
     quarter of the rows where the taps make 3 of all rows; the buffer's right padding, :func:`stack_pad`,
-    covers its whole tiles). On CPUs with AVX-512 the dilated convs (taps and Winograd) run on
-    :mod:`zoo.kernels.tapconv`'s compiled kernel instead of torch's products: every tap summed in registers, the
-    Winograd transforms fused on blocks that stay in cache. ``tanh(a) sigmoid(b)`` is
-    ``(2 sigmoid(2a) - 1) sigmoid(b)``: the tanh half's weights are doubled (exact in floating point; or
-    that half of ``h`` when it is the smaller), one sigmoid pass, and two half-width passes leave
-    ``-tanh(a) sigmoid(b)``, whose sign the skip and residual products absorb.
+    covers its whole tiles). Where :func:`zoo.kernels.backend.choose` picks the compiled kernel (float32 on
+    CPUs with AVX-512) the dilated convs (taps and Winograd) run on :mod:`zoo.kernels.tapconv` instead of
+    torch's products: every tap summed in registers, the Winograd transforms fused on blocks in cache.
+    ``tanh(a) sigmoid(b)`` is ``(2 sigmoid(2a) - 1) sigmoid(b)``: the tanh half's weights are doubled
+    (exact in floating point; or that half of ``h`` when it is the smaller), one sigmoid pass, and two
+    half-width passes leave ``-tanh(a) sigmoid(b)``, whose sign the skip and residual products absorb.
 
     ``first_h [T, gate]``, when given, replaces layer 0's dilated conv (a caller that composed it with its
     front; it is overwritten); ``skip_head [out, S]`` folds a linear head into every skip conv (the skips
@@ -180,8 +182,8 @@ def infer_layers(stack: GatedStackLike, buf: Tensor, left: int, t: int, cond_t: 
     rows_max = max([t, *wino])
     hbuf = first_h if first_h is not None and rows_max == t else buf.new_empty(rows_max, gate)
     work_v = work_m = None
-    # With AVX-512 the dilated convs run on the compiled kernel (its Winograd transforms fused, in cache).
-    kernel = buf.dtype == torch.float32 and tapconv.native_f32()
+    # The dilated convs on the compiled kernel or torch's products: the choice every model shares.
+    kernel = tapconv.conv_backend(buf.dtype, "gated_stack").compiled
     if any(wino) and not kernel:
         n_max = max(min(r, winograd_chunk(layer.dilation))
                     for r, layer in zip(wino, stack.layers, strict=True) if r) // WINOGRAD_TILE
