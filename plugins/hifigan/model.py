@@ -30,6 +30,7 @@ from zoo.kernels.timemajor import (
     padded,
     tap_weights,
     winograd_group_weights,
+    winograd_taps,
     winograd_work,
 )
 
@@ -398,25 +399,27 @@ class _KernelOps(_Float32Ops):
     product = staticmethod(tapconv.conv_taps)
 
     def conv(self, out: Tensor, src: Tensor, first: int, layer: nn.Conv1d, *, accumulate: bool = False) -> None:
+        """A residual-block conv on the kernel: from ``min_winograd`` channels and 3 taps on, its taps three at
+        a time through the kernel's Winograd F(4, 3) (:func:`zoo.kernels.timemajor.winograd_taps`)."""
         k, d = layer.kernel_size[0], layer.dilation[0]
-        bias = layer.bias
-        groups = k // 3 if k >= 3 and min(layer.in_channels, layer.out_channels) >= self.min_winograd else 0
-        t, span = out.shape[0], 4 * d
-        add = accumulate
-        if groups:
-            us = self.weights(layer, "winograd")
-            rows = span * max(0, min(t // span, (src.shape[0] - first - 3 * (groups - 1) * d - 2 * d) // span))
-            for g in range(groups):
-                f = first + 3 * g * d
-                tapconv.winograd3(out, src, f, d, rows, us[g], bias if g == 0 else None, accumulate=add)
-                add = True
-            if rows < t:  # the rows past whole tiles: those taps directly
-                direct = self.weights(layer)
-                tapconv.conv_taps(out[rows:], src, first + rows, direct[:3 * groups], d, bias, accumulate=accumulate)
-        if k > 3 * groups:
-            direct = self.weights(layer)
-            tapconv.conv_taps(out, src, first + 3 * groups * d, direct[3 * groups:], d, None if groups else bias,
-                              accumulate=add)
+        if k < 3 or min(layer.in_channels, layer.out_channels) < self.min_winograd:
+            tapconv.conv_taps(out, src, first, self.weights(layer), d, layer.bias, accumulate=accumulate)
+            return
+
+        us = self.weights(layer, "winograd")
+        direct_taps: list[Tensor] = []  # packed on first use: only the rows past whole tiles and k % 3 taps need them
+
+        def winograd(g: int, o: Tensor, f: int, rows: int, b: Tensor | None, add: bool) -> None:
+            tapconv.winograd3(o, src, f, d, rows, us[g], b, accumulate=add)
+
+        def direct(o: Tensor, f: int, j: slice, b: Tensor | None, add: bool) -> None:
+            if not direct_taps:
+                direct_taps.append(self.weights(layer))
+            tapconv.conv_taps(o, src, f, direct_taps[0][j], d, b, accumulate=add)
+
+        # tapconv.winograd3's tiles read 2 d rows past their last output
+        winograd_taps(out, src.shape[0], first, k, d, layer.bias, winograd, direct, tile_reach=2 * d,
+                      accumulate=accumulate)
 
 
 def _polyphase_taps(up: nn.ConvTranspose1d) -> Tensor:
