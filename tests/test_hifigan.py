@@ -47,6 +47,10 @@ def test_configs_and_lengths():
         assert model.vocode(torch.randn(80, frames))[0].shape == (frames * 256,)
     with pytest.raises(ValueError, match="product of upsample_rates"):
         HiFiGANConfig(upsample_rates=(8, 8, 2), upsample_kernel_sizes=(16, 16, 4))
+    with pytest.raises(ValueError, match=r"^upsample_initial_channel must be at least 16: the channels are halved "
+                                         r"at each of the 4 upsampling stages and would reach 0, got 8$"):
+        HiFiGANConfig(upsample_initial_channel=8)
+    assert HiFiGAN(HiFiGANConfig(upsample_initial_channel=16)).conv_post.in_channels == 1  # the smallest that works
 
 
 @pytest.mark.parametrize("make", [HiFiGANConfig.v1, HiFiGANConfig.v2, HiFiGANConfig.v3], ids=["v1", "v2", "v3"])

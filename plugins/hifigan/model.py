@@ -80,6 +80,11 @@ class HiFiGANConfig(VocoderConfig):
             raise ValueError(f"the product of upsample_rates ({hop}) must equal the mel hop ({self.mel.hop_length})")
         if self.chunk_frames < 0:
             raise ValueError(f"chunk_frames must be >= 0, got {self.chunk_frames}")
+        stages = len(self.upsample_rates)
+        if self.upsample_initial_channel < 2**stages:
+            raise ValueError(f"upsample_initial_channel must be at least {2**stages}: the channels are halved at "
+                             f"each of the {stages} upsampling stages and would reach 0, got "
+                             f"{self.upsample_initial_channel}")
 
     @classmethod
     def v1(cls) -> HiFiGANConfig:
