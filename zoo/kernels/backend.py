@@ -28,19 +28,19 @@ import torch
 
 from zoo.kernels import native
 
-#: The time-major inference schedules and the operand dtypes each has a compiled form for.
 SCHEDULES: dict[str, tuple[torch.dtype, ...]] = {
     "gated_stack": (torch.float32,),
     "hifigan": (torch.float32, torch.bfloat16),
 }
+"""The time-major inference schedules and the operand dtypes each has a compiled form for."""
 
-#: The schedule each architecture's CPU inference runs (for the report).
 ARCHITECTURES: dict[str, str] = {
     "hifigan": "hifigan",
     "waveglow": "gated_stack",
     "flowavenet": "gated_stack",
     "parallel_wavenet": "gated_stack",
 }
+"""The schedule each architecture's CPU inference runs (for the report)."""
 
 
 @dataclasses.dataclass(frozen=True)
