@@ -60,9 +60,14 @@ def _configure(lib: ctypes.CDLL) -> None:
         fn.restype = None
 
 
+def _paths(lib: native.KernelLibrary | None, reason: str) -> dict[tuple[str, str], str]:
+    """Which convs each model/dtype runs here (for ``zoo info --kernels`` and ``zoo bench``)."""
+    return backend.model_paths(lib, reason)  # the choice the models make (conv_backend)
+
+
 SPEC = native.register(native.KernelSpec(
     "tapconv", lambda: Path(native.__file__).resolve().parent, "_tapconv", "zoo_tapconv",
-    (_Prod, _Leaky), _configure, paths=backend.model_paths))
+    (_Prod, _Leaky), _configure, paths=_paths))
 
 
 def load() -> native.KernelLibrary | None:
