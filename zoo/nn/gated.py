@@ -26,6 +26,9 @@ Parameter layout (what converters map the references onto):
 Skip combination (``skip_mode``): ``"sum"`` (WaveGlow, FloWaveNet, ClariNet), ``"sum_sqrt_layers"``
 (r9y9 HEAD: the sum times ``sqrt(1 / L)``), ``"legacy_iterative"`` (r9y9 2092a64:
 ``s = skip_0``, then ``s = (s + skip_i) * sqrt(0.5)``).
+
+These are the readable layers, for training and reference; the same math folded for inference, time-major
+on the kernels, is :mod:`zoo.kernels.gated_infer` (:meth:`WaveNetConditioner.infer` calls it).
 """
 
 from __future__ import annotations
