@@ -159,12 +159,12 @@ NOTES = """## What the fast paths are
 
 - **Flows (WaveGlow, FloWaveNet, the Parallel WaveNet student's upsampler)**: weight norm folded at conversion;
   the 1x1-conv inverses computed once in float64 and cached; ActNorm inverted in place. Without autograd
-  the coupling WaveNets run time-major (`zoo.nn.gated.WaveNetConditioner.infer`): each conv is matrix products
+  the coupling WaveNets run time-major (`zoo.kernels.gated_infer.infer_conditioner`): each conv is matrix products
   on the parameters' own memory (no weight copies), the dilated taps read as shifted row ranges of one
   zero-padded residual buffer, the conditioning through a transposed view (FloWaveNet's halves of the
   conditioning are never swapped or copied), `tanh(a) sigmoid(b)` as one sigmoid pass, WaveGlow's `end`
   folded into every layer's skip conv and its `start` into the first dilated conv. The same layer loop
-  (`zoo.nn.gated.infer_layers`, causal or not) runs the Parallel WaveNet student's flows: one `[T, gate]`
+  (`zoo.kernels.gated_infer.infer_layers`, causal or not) runs the Parallel WaveNet student's flows: one `[T, gate]`
   buffer reused by every layer (a fresh one per layer was page-faulted in each time, costing as much as a
   product), and no `[B, layers * gate, T]` conditioning tensor (each layer adds its own product).
 - **Winograd F(4, 3)** for the 3-tap dilated convs of stacks at least 64 channels wide (WaveGlow,

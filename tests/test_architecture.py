@@ -27,7 +27,8 @@ DOC = REPO / "docs" / "architecture.md"
 LAYERS: list[tuple[str, tuple[str, ...], str]] = [
     # zoo.versions (the torch/torchaudio pair check zoo/__init__.py imports first) stays beside zoo/__init__.py
     ("core", ("zoo.core", "zoo.versions"), "the Vocoder contract: mel convention, configs, file helpers, streaming"),
-    ("kernels", ("zoo.kernels",), "time-major convolutions, compiled CPU kernels and their bindings"),
+    ("kernels", ("zoo.kernels",),
+     "compiled CPU kernels and bindings, time-major convs, the conv-backend choice, folded inference"),
     ("nn", ("zoo.nn",), "the layers plugins compose: upsamplers, distributions, gated stack, flows"),
     ("audio", ("zoo.audio",), "around a vocoder: mel convention checks and adapters, metrics, denoiser"),
     ("registry", ("zoo.registry",), "hook specifications, model cards, the plugin registry"),

@@ -14,10 +14,11 @@ from zoo_plugins.waveglow import WaveGlow, WaveGlowConfig
 from zoo_plugins.wavenet import WaveNet, WaveNetConfig
 from zoo_plugins.wavenet.incremental import IncrementalSampler
 
+import zoo.kernels.gated_infer
 import zoo.kernels.timemajor
-import zoo.nn.gated
 from tests.helpers import kernels
-from zoo.nn.gated import GatedResidualStack, WaveNetConditioner, infer_layers, stack_pad
+from zoo.kernels.gated_infer import infer_layers, stack_pad
+from zoo.nn.gated import GatedResidualStack, WaveNetConditioner
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def wavenet_isa(request):
 def winograd(request, monkeypatch):
     """Run the test with the 3-tap convs direct, then by Winograd F(4, 3) at every width (its default
     threshold, 64 channels, is above the tiny test sizes)."""
-    monkeypatch.setattr(zoo.nn.gated, "_WINO_MIN_CHANNELS", 0 if request.param else 10**9)
+    monkeypatch.setattr(zoo.kernels.gated_infer, "_WINO_MIN_CHANNELS", 0 if request.param else 10**9)
     return request.param
 
 
@@ -52,7 +53,8 @@ def kernel(request, monkeypatch):
             pass
     if request.param and not tapconv.native_f32():
         pytest.skip("not run on this CPU: float32 convs go through the compiled kernel only with AVX-512")
-    monkeypatch.setattr(tapconv, "native_f32", lambda: request.param)
+    if not request.param:
+        kernels.force_torch_convs(monkeypatch)
     return request.param
 
 
@@ -96,7 +98,7 @@ def test_infer_layers_equals_stack_forward(causal, skip_mode, bias, cond, t, win
         left, right = stack_pad(stack)
         buf = torch.cat([torch.zeros(left, 8), x.t(), torch.zeros(right, 8)])
         got = infer_layers(stack, buf, left, t, c)
-    assert any(zoo.nn.gated._winograd_rows(stack, layer, t) for layer in stack.layers) == winograd
+    assert any(zoo.kernels.gated_infer._winograd_rows(stack, layer, t) for layer in stack.layers) == winograd
     torch.testing.assert_close(got.t(), expected, atol=1e-5, rtol=1e-5)
 
 
@@ -117,9 +119,9 @@ def test_winograd_taps_equal_direct_taps(causal, dilations, t, kernel, monkeypat
     with torch.no_grad():
         expected = stack(x[None], c.t()[None])[0].t()
         for use in (False, True):
-            monkeypatch.setattr(zoo.nn.gated, "_WINO_MIN_CHANNELS", 0 if use else 10**9)
+            monkeypatch.setattr(zoo.kernels.gated_infer, "_WINO_MIN_CHANNELS", 0 if use else 10**9)
             got[use] = infer_layers(stack, buf.clone(), left, t, c)
-    used = [bool(zoo.nn.gated._winograd_rows(stack, layer, t)) for layer in stack.layers]
+    used = [bool(zoo.kernels.gated_infer._winograd_rows(stack, layer, t)) for layer in stack.layers]
     assert any(used) and (all(used) or dilations[-1] == 200)
     torch.testing.assert_close(got[True], got[False], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got[True], expected, atol=1e-5, rtol=1e-5)

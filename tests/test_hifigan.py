@@ -18,6 +18,7 @@ import torch
 from zoo_plugins.hifigan import HiFiGAN, HiFiGANConfig, convert
 
 import zoo
+from tests.helpers import kernels
 from zoo.hub.sources import ChecksumError, SourceUnavailable, resolve_card
 from zoo.registry.cards import Source
 from zoo.testing import check_vocoder
@@ -46,6 +47,10 @@ def test_configs_and_lengths():
         assert model.vocode(torch.randn(80, frames))[0].shape == (frames * 256,)
     with pytest.raises(ValueError, match="product of upsample_rates"):
         HiFiGANConfig(upsample_rates=(8, 8, 2), upsample_kernel_sizes=(16, 16, 4))
+    with pytest.raises(ValueError, match=r"^upsample_initial_channel must be at least 16: the channels are halved "
+                                         r"at each of the 4 upsampling stages and would reach 0, got 8$"):
+        HiFiGANConfig(upsample_initial_channel=8)
+    assert HiFiGAN(HiFiGANConfig(upsample_initial_channel=16)).conv_post.in_channels == 1  # the smallest that works
 
 
 @pytest.mark.parametrize("make", [HiFiGANConfig.v1, HiFiGANConfig.v2, HiFiGANConfig.v3], ids=["v1", "v2", "v3"])
@@ -84,7 +89,8 @@ def test_time_major_inference_equals_generate(cfg, winograd, kernel, monkeypatch
 
     if kernel and not tapconv.native_f32():
         pytest.skip("float32 products go through the compiled kernel only on CPUs with AVX-512")
-    monkeypatch.setattr(tapconv, "native_f32", lambda: kernel)
+    if not kernel:
+        kernels.force_torch_convs(monkeypatch)
     monkeypatch.setattr(hifigan_model, "WINOGRAD_MIN_CHANNELS", 0 if winograd else 10**9)
     monkeypatch.setattr(hifigan_model, "WINOGRAD_MIN_CHANNELS_KERNEL", 0 if winograd else 10**9)
     model = HiFiGAN(cfg).eval()

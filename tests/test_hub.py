@@ -357,3 +357,17 @@ def test_push_refuses_a_folder_without_a_card_or_with_damaged_weights(tmp_path, 
     assert cli_main(["push", str(folder), "me/tiny"]) != 0
     assert "lacks README.md" in capsys.readouterr().err
     assert _RecordingHfApi.calls == []
+
+
+def test_one_line_is_the_one_error_formatter_of_reports():
+    """``zoo.hub.sources.one_line`` formats the hub's errors and ``zoo compare``'s error cells alike."""
+    from zoo.cli import compare
+    from zoo.hub.sources import one_line
+
+    assert compare.one_line is one_line
+    assert one_line(OSError("404 Client Error:  Not Found\n\nRepository Not Found\nPlease check")) == \
+        "404 Client Error: Not Found"
+    assert one_line(ValueError("  shape\tmismatch  ")) == "shape mismatch"
+    assert one_line(KeyError()) == "KeyError"
+    long = one_line(RuntimeError("x" * 400))
+    assert len(long) == 300 and long.endswith("...")

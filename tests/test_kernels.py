@@ -197,3 +197,50 @@ def test_bench_records_the_kernel_path():
     r = bench_model(model, name="tiny", seconds=0.05, runs=1, warmup=0)
     assert r.to_dict()["kernels"].startswith("tapconv: compiled bfloat16 convs") and lib.isa in r.kernels
     assert machine_info()["kernels"]["tapconv"].startswith(f"compiled, {lib.isa} variant")
+
+
+@pytest.mark.parametrize("level", kernels.LEVELS["tapconv"])
+@pytest.mark.filterwarnings("ignore:At least one mel filterbank has all zero values")
+def test_one_conv_backend_choice_is_what_runs_and_what_is_reported(level, monkeypatch):
+    """Every model's fast path asks :func:`zoo.kernels.tapconv.conv_backend` which convs to run; per ISA
+    variant the answer is what ``zoo info --kernels`` reports and what the models then call."""
+    from zoo_plugins.hifigan.model import HiFiGAN, HiFiGANConfig
+
+    from zoo.kernels import backend
+    from zoo.nn.gated import WaveNetConditioner
+
+    with kernels.variant("tapconv", level):
+        f32 = tapconv.conv_backend(torch.float32, "gated_stack")
+        assert f32.compiled == (level in ("avx512", "avx512bf16"))
+        assert tapconv.conv_backend(torch.float32, "hifigan") == f32
+        bf16 = tapconv.conv_backend(torch.bfloat16, "hifigan")
+        assert bf16.compiled and ("AVX-512 BF16 tiles" in bf16.reason) == (level == "avx512bf16")
+        assert not tapconv.conv_backend(torch.bfloat16, "gated_stack").compiled  # no bfloat16 gated schedule
+        paths = native.model_paths()
+        for arch, schedule in backend.ARCHITECTURES.items():
+            for dtype in backend.SCHEDULES[schedule]:
+                expected = "tapconv: " + tapconv.conv_backend(dtype, schedule).describe()
+                assert expected in paths[(arch, str(dtype).replace("torch.", ""))]
+        # the models call the kernel exactly when the choice says so
+        calls: list[str] = []
+
+        def spy(name: str):
+            real = getattr(tapconv, name)
+            return lambda *a, **k: calls.append(name) or real(*a, **k)
+
+        for name in ("conv_taps", "winograd3"):
+            monkeypatch.setattr(tapconv, name, spy(name))
+        net = WaveNetConditioner(4, 8, 16, channels=16, num_layers=2).eval()
+        cfg = HiFiGANConfig(upsample_rates=(4, 4), upsample_kernel_sizes=(8, 8), upsample_initial_channel=32,
+                            resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3),),
+                            mel=HiFiGANConfig.v1().mel.replace(hop_length=16, win_length=64, n_fft=64))
+        hifigan = HiFiGAN(cfg).eval()
+        with torch.no_grad():
+            net.infer(torch.randn(1, 4, 32), torch.randn(1, 16, 32))
+            assert bool(calls) == f32.compiled, "the gated stack's convs"
+            calls.clear()
+            hifigan.vocode(torch.randn(1, 80, 5))
+            assert bool(calls) == f32.compiled, "HiFi-GAN's float32 convs"
+            calls.clear()
+            hifigan.to(torch.bfloat16).vocode(torch.randn(1, 80, 5, dtype=torch.bfloat16))
+            assert calls, "HiFi-GAN's bfloat16 convs"

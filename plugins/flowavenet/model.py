@@ -24,8 +24,9 @@ from zoo.core.mel import MelConfig
 from zoo.core.noise import position_noise
 from zoo.core.stream import in_windows
 from zoo.core.vocoder import Vocoder, sampling_scale
+from zoo.kernels.gated_infer import fast_inference
 from zoo.nn.flows import ActNorm, FloWaveNetCoupling, squeeze, unsqueeze
-from zoo.nn.gated import WaveNetConditioner, fast_inference
+from zoo.nn.gated import WaveNetConditioner
 from zoo.nn.upsample import TransposedConv2dUpsampler
 
 LOG_2PI = math.log(2 * math.pi)

@@ -22,6 +22,7 @@ from zoo.core.mel import MelConfig
 from zoo.core.stream import in_windows
 from zoo.core.vocoder import Vocoder
 from zoo.kernels import tapconv
+from zoo.kernels.gated_infer import fast_inference
 from zoo.kernels.timemajor import (
     conv_taps,
     conv_taps_winograd,
@@ -29,9 +30,9 @@ from zoo.kernels.timemajor import (
     padded,
     tap_weights,
     winograd_group_weights,
+    winograd_taps,
     winograd_work,
 )
-from zoo.nn.gated import fast_inference
 
 LRELU_SLOPE = 0.1
 #: Residual-block convs at least this wide take their taps three at a time through Winograd F(4, 3) in
@@ -79,6 +80,11 @@ class HiFiGANConfig(VocoderConfig):
             raise ValueError(f"the product of upsample_rates ({hop}) must equal the mel hop ({self.mel.hop_length})")
         if self.chunk_frames < 0:
             raise ValueError(f"chunk_frames must be >= 0, got {self.chunk_frames}")
+        stages = len(self.upsample_rates)
+        if self.upsample_initial_channel < 2**stages:
+            raise ValueError(f"upsample_initial_channel must be at least {2**stages}: the channels are halved at "
+                             f"each of the {stages} upsampling stages and would reach 0, got "
+                             f"{self.upsample_initial_channel}")
 
     @classmethod
     def v1(cls) -> HiFiGANConfig:
@@ -182,10 +188,13 @@ class HiFiGAN(Vocoder[HiFiGANConfig]):
         outputs to bfloat16, as ``generate`` in bfloat16 does, costs 1.9% of the MR-STFT distance on
         LJSpeech; this costs none). It returns float32 audio.
         """
-        if mel.dtype == torch.bfloat16 or tapconv.native_f32():
+        backend = tapconv.conv_backend(mel.dtype, "hifigan")  # the conv-backend choice every model shares
+        if backend.compiled:
             ops: _Float32Ops = _KernelOps(self, mel.dtype)
-        else:
+        elif mel.dtype == torch.float32:
             ops = _Float32Ops()
+        else:
+            raise RuntimeError(f"no time-major {mel.dtype} path here: {backend.reason}")
         return torch.stack([self._generate_one(m, ops) for m in mel.unbind(0)])
 
     def _generate_one(self, mel: Tensor, ops: _Float32Ops) -> Tensor:
@@ -257,7 +266,7 @@ class HiFiGAN(Vocoder[HiFiGANConfig]):
             raise ValueError(f"hifigan takes no sampling options, got {sorted(sampling)}")
         ctx = self.context_frames()
         fast = fast_inference() and mel.device.type == "cpu" and (
-            mel.dtype == torch.float32 or (mel.dtype == torch.bfloat16 and tapconv.available()))
+            mel.dtype == torch.float32 or tapconv.conv_backend(mel.dtype, "hifigan").compiled)
         gen = self.generate_time_major if fast else self.generate
         return in_windows(mel.shape[-1], self.config.chunk_frames, ctx, ctx,
                           self.hop_length, lambda lo, hi: gen(mel[..., lo:hi]))
@@ -395,25 +404,27 @@ class _KernelOps(_Float32Ops):
     product = staticmethod(tapconv.conv_taps)
 
     def conv(self, out: Tensor, src: Tensor, first: int, layer: nn.Conv1d, *, accumulate: bool = False) -> None:
+        """A residual-block conv on the kernel: from ``min_winograd`` channels and 3 taps on, its taps three at
+        a time through the kernel's Winograd F(4, 3) (:func:`zoo.kernels.timemajor.winograd_taps`)."""
         k, d = layer.kernel_size[0], layer.dilation[0]
-        bias = layer.bias
-        groups = k // 3 if k >= 3 and min(layer.in_channels, layer.out_channels) >= self.min_winograd else 0
-        t, span = out.shape[0], 4 * d
-        add = accumulate
-        if groups:
-            us = self.weights(layer, "winograd")
-            rows = span * max(0, min(t // span, (src.shape[0] - first - 3 * (groups - 1) * d - 2 * d) // span))
-            for g in range(groups):
-                f = first + 3 * g * d
-                tapconv.winograd3(out, src, f, d, rows, us[g], bias if g == 0 else None, accumulate=add)
-                add = True
-            if rows < t:  # the rows past whole tiles: those taps directly
-                direct = self.weights(layer)
-                tapconv.conv_taps(out[rows:], src, first + rows, direct[:3 * groups], d, bias, accumulate=accumulate)
-        if k > 3 * groups:
-            direct = self.weights(layer)
-            tapconv.conv_taps(out, src, first + 3 * groups * d, direct[3 * groups:], d, None if groups else bias,
-                              accumulate=add)
+        if k < 3 or min(layer.in_channels, layer.out_channels) < self.min_winograd:
+            tapconv.conv_taps(out, src, first, self.weights(layer), d, layer.bias, accumulate=accumulate)
+            return
+
+        us = self.weights(layer, "winograd")
+        direct_taps: list[Tensor] = []  # packed on first use: only the rows past whole tiles and k % 3 taps need them
+
+        def winograd(g: int, o: Tensor, f: int, rows: int, b: Tensor | None, add: bool) -> None:
+            tapconv.winograd3(o, src, f, d, rows, us[g], b, accumulate=add)
+
+        def direct(o: Tensor, f: int, j: slice, b: Tensor | None, add: bool) -> None:
+            if not direct_taps:
+                direct_taps.append(self.weights(layer))
+            tapconv.conv_taps(o, src, f, direct_taps[0][j], d, b, accumulate=add)
+
+        # tapconv.winograd3's tiles read 2 d rows past their last output
+        winograd_taps(out, src.shape[0], first, k, d, layer.bias, winograd, direct, tile_reach=2 * d,
+                      accumulate=accumulate)
 
 
 def _polyphase_taps(up: nn.ConvTranspose1d) -> Tensor:

@@ -35,7 +35,8 @@ from zoo.core.mel import MelConfig
 from zoo.core.noise import position_noise
 from zoo.core.stream import in_windows
 from zoo.core.vocoder import Vocoder, sampling_scale
-from zoo.nn.gated import GatedResidualStack, fast_inference, infer_layers, require_inference, residual_buffer
+from zoo.kernels.gated_infer import fast_inference, infer_layers, require_inference, residual_buffer
+from zoo.nn.gated import GatedResidualStack
 from zoo.nn.upsample import build_upsampler
 
 
@@ -155,7 +156,7 @@ class IAFFlow(nn.Module):
     def infer(self, z: Tensor, c_up: Tensor) -> Tensor:
         """:meth:`forward` for inference, time-major: every conv a matrix product (no im2col of the gated
         layers, no ``[B, L * gate, T]`` conditioning tensor: each layer adds its own conditioning product),
-        through :func:`zoo.nn.gated.infer_layers`. Agrees with the conv path to float32 rounding."""
+        through :func:`zoo.kernels.gated_infer.infer_layers`. Agrees with the conv path to float32 rounding."""
         require_inference(self, "IAFFlow.infer")
         return torch.stack([self._infer_one(z[b, 0], c_up[b]) for b in range(z.shape[0])])
 

@@ -13,7 +13,7 @@ import pytest
 import zoo_plugins.wavenet.kernel  # noqa: F401 - registers the WaveNet loop with zoo.kernels.native
 
 import zoo.kernels.tapconv  # noqa: F401 - registers the conv kernel
-from zoo.kernels import native
+from zoo.kernels import backend, native, tapconv
 
 #: The ISA variants each kernel is built with on x86-64 (``setup.py``); elsewhere only ``generic``.
 LEVELS = {"tapconv": ("generic", "avx2", "avx512", "avx512bf16"), "wavenet": ("generic", "avx2", "avx512")}
@@ -48,3 +48,10 @@ def variant(name: str, level: str) -> Iterator[native.KernelLibrary]:
                     f"{record.get('levels', {}).get(level, 'not attempted')}")
     with lib.use(level):
         yield lib
+
+
+def force_torch_convs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every schedule choose torch's convs (:func:`zoo.kernels.tapconv.conv_backend`, the one choice the
+    models make) for the rest of the test, to test the torch path on a CPU where the kernel would run."""
+    monkeypatch.setattr(tapconv, "conv_backend",
+                        lambda dtype, schedule: backend.ConvBackend(dtype, False, "torch forced by the test"))

@@ -28,6 +28,7 @@ from zoo.audio import report
 from zoo.audio.metrics import MissingExtraError, metric_versions, quality_available, resample, score
 from zoo.cli.common import AUDIO_EXT, MEL_EXT, CliError, progress, read_mel, subcommand
 from zoo.core.files import write_wav_atomic
+from zoo.hub.sources import one_line
 from zoo.runtime.bench import machine_info
 from zoo.train.data import read_mono
 
@@ -74,11 +75,6 @@ def _inputs(items: Sequence[str], suffixes: set[str], what: str) -> list[Path]:
         else:
             paths.append(p)
     return paths
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) < 300 else text[:297] + "..."
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -137,7 +133,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             try:
                 voc = zoo.load(model_name, device=args.device, dtype=args.dtype)
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - a model that cannot load gets a row saying why
-                summary.error = f"cannot load: {_one_line(exc)}"
+                summary.error = f"cannot load: {one_line(exc)}"
                 cells += [report.Cell(clip=c[0], model=model_name, error=summary.error) for c in clips]
                 bar.update(len(clips))
                 continue
@@ -168,7 +164,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                 except MissingExtraError as exc:
                     raise CliError(str(exc)) from None
                 except Exception as exc:  # noqa: BLE001 - one clip that fails gets a row saying why
-                    cell.error, cell.audio, cell.image = _one_line(exc), None, None
+                    cell.error, cell.audio, cell.image = one_line(exc), None, None
                 bar.update(1)
             del voc
     finally:

@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any, ClassVar, TypeVar
 
-from zoo.core.fields import field_type_problem
+from zoo.core.fields import check_known_keys, field_type_problem
 from zoo.core.mel import MelConfig
 
 T = TypeVar("T", bound="VocoderConfig")
@@ -35,15 +35,6 @@ def _like(value: Any, template: Any) -> Any:
     if isinstance(template, MelConfig) and isinstance(value, str):
         return MelConfig.preset(value)
     return value
-
-
-def check_known_keys(cls: type, keys: Any, what: str) -> None:
-    """Raise ``ValueError`` naming the ``keys`` that are not fields of the dataclass ``cls``
-    (``what``: how the message calls them, e.g. ``"HiFiGANConfig: unknown config keys"``)."""
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(keys) - fields)
-    if unknown:
-        raise ValueError(f"{what} {unknown}; known keys: {sorted(fields)}")
 
 
 def check_field_types(obj: Any, what: str = "setting") -> None:

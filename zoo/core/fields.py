@@ -1,4 +1,5 @@
-"""Type checks of config fields read from JSON, shared by every config dataclass (vocoder and mel configs)."""
+"""Checks of config fields read from JSON (their names and types), shared by every config dataclass (vocoder,
+mel and training configs)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,12 @@ def field_type_problem(value: Any, template: Any, annotation: str) -> str | None
                 if not isinstance(item, (list, tuple)) or field_type_problem(item, template[0], "") is not None:
                     return "a list of lists of numbers"
     return None
+
+
+def check_known_keys(cls: type, keys: Any, what: str) -> None:
+    """Raise ``ValueError`` naming the ``keys`` that are not fields of the dataclass ``cls``
+    (``what``: how the message calls them, e.g. ``"HiFiGANConfig: unknown config keys"``)."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(keys) - fields)
+    if unknown:
+        raise ValueError(f"{what} {unknown}; known keys: {sorted(fields)}")

@@ -19,7 +19,7 @@ import torch
 import torchaudio.functional as AF
 from torch import Tensor, nn
 
-from zoo.core.fields import field_type_problem
+from zoo.core.fields import check_known_keys, field_type_problem
 
 PADDINGS = ("hifigan", "center", "none")
 PAD_MODES = ("reflect", "constant")
@@ -129,11 +129,7 @@ class MelConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
         if not isinstance(data, dict):
             raise ValueError(f"MelConfig.from_dict expects a dict, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"MelConfig: unknown keys {unknown}; known: {sorted(known)}")
-
+        check_known_keys(cls, data, "MelConfig: unknown keys")
         kwargs = dict(data)
         for f in dataclasses.fields(cls):
             if f.name not in kwargs:

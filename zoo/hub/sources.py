@@ -221,10 +221,14 @@ def _retry_wait(exc: BaseException, attempt: int) -> float | None:
     return None
 
 
-def one_line(exc: BaseException) -> str:
-    """The first line of an exception's message (huggingface_hub adds help lines)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message as one line for a report (the hub's errors, ``zoo compare``'s table): its first
+    line (huggingface_hub and torch add help and detail lines), whitespace collapsed, at most ``limit``
+    characters; the exception's type name when the message is empty."""
+    lines = str(exc).strip().splitlines()
+    text = " ".join(lines[0].split()) if lines else ""
+    text = text or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _evict_hf_file(path: Path) -> None:

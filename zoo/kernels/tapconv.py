@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from zoo.kernels import native
+from zoo.kernels import backend, native
 
 
 class _Prod(ctypes.Structure):
@@ -62,16 +62,7 @@ def _configure(lib: ctypes.CDLL) -> None:
 
 def _paths(lib: native.KernelLibrary | None, reason: str) -> dict[tuple[str, str], str]:
     """Which convs each model/dtype runs here (for ``zoo info --kernels`` and ``zoo bench``)."""
-    if lib is None:
-        f32 = bf16 = f"torch's convs ({reason})"
-    else:
-        f32 = (f"compiled float32 AVX-512 tiles ({lib.isa} variant)" if lib.zoo_f32_native() else
-               f"torch's convs (the {lib.isa} variant has no float32 tiles: they need AVX-512)")
-        bf16 = (f"compiled bfloat16 convs, AVX-512 BF16 tiles ({lib.isa} variant)" if lib.zoo_bf16_native() else
-                f"compiled bfloat16 convs, plain C vectorised for {lib.isa} (no AVX-512 BF16)")
-    paths = {(model, "float32"): f32 for model in ("hifigan", "waveglow", "flowavenet", "parallel_wavenet")}
-    paths[("hifigan", "bfloat16")] = bf16
-    return paths
+    return backend.model_paths(lib, reason)  # the choice the models make (conv_backend)
 
 
 SPEC = native.register(native.KernelSpec(
@@ -89,6 +80,14 @@ def load() -> native.KernelLibrary | None:
 def available() -> bool:
     """Whether the kernel is built and loaded here (the bfloat16 fast paths need it)."""
     return load() is not None
+
+
+def conv_backend(dtype: torch.dtype, schedule: str) -> backend.ConvBackend:
+    """Which convolutions ``schedule`` (:data:`zoo.kernels.backend.SCHEDULES`) runs for ``dtype`` operands
+    here, and why: :func:`zoo.kernels.backend.choose` for the library loaded here (raises
+    :class:`zoo.kernels.native.KernelLoadError` for a library that cannot be used)."""
+    lib = load()
+    return backend.choose(dtype, schedule, lib, native.status("tapconv").reason if lib is None else "")
 
 
 def native_f32() -> bool:

@@ -10,6 +10,8 @@ where the direct form makes 12, and wider convs through it three taps at a time
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -162,27 +164,58 @@ def winograd_work(like: Tensor, dilation: int, c_in: int, c_out: int) -> tuple[T
     return like.new_empty(7, n, c_in), like.new_empty(7, n, c_out)
 
 
+#: ``winograd(group, out, first, rows, bias, accumulate)``: group ``group``'s 3-tap conv by Winograd F(4, 3) on
+#: ``out[:rows]``, reading the source from row ``first`` (see :func:`winograd_taps`).
+WinogradFn = Callable[[int, Tensor, int, int, "Tensor | None", bool], object]
+#: ``direct(out, first, taps, bias, accumulate)``: the taps ``taps`` (a slice) by direct products into ``out``.
+DirectFn = Callable[[Tensor, int, slice, "Tensor | None", bool], object]
+
+
+def winograd_taps(out: Tensor, src_rows: int, first: int, k: int, dilation: int, bias: Tensor | None,
+                  winograd: WinogradFn, direct: DirectFn, *, tile_reach: int, accumulate: bool = False) -> Tensor:
+    """A conv of ``k`` taps into ``out [T, C_out]`` with its taps three at a time through Winograd F(4, 3):
+    the grouping shared by torch's products (:func:`conv_taps_winograd`) and the compiled kernel
+    (HiFi-GAN's residual blocks on :func:`zoo.kernels.tapconv.winograd3`).
+
+    Taps ``3g .. 3g + 2`` form a 3-tap conv of the same dilation reading from ``first + 3 g d``; each runs
+    ``winograd`` on the whole tiles (``4 d`` rows) that every group's reads fit in the source's ``src_rows``
+    rows (a tile reads ``tile_reach`` rows past its last output: ``4 d`` for :func:`winograd_conv3`, ``2 d``
+    for the kernel's), then the rows past them take the grouped taps and the ``k % 3`` last taps take all
+    rows by ``direct`` products. The bias goes in once, with the first products into each row.
+    """
+    t, d = out.shape[0], dilation
+    groups, span = k // 3, WINOGRAD_TILE * dilation
+    add = accumulate
+    if groups:
+        # the last group reads furthest: whole tiles that its reads fit in the source
+        rows = span * max(0, min(t // span, (src_rows - first - 3 * (groups - 1) * d - tile_reach) // span))
+        for g in range(groups):
+            winograd(g, out, first + 3 * g * d, rows, bias if g == 0 else None, add)
+            add = True
+        if rows < t:  # the rows past the whole tiles: the grouped taps by direct products
+            direct(out[rows:], first + rows, slice(0, 3 * groups), bias, accumulate)
+    if k > 3 * groups:  # the k % 3 last taps, every row
+        direct(out, first + 3 * groups * d, slice(3 * groups, k), None if groups else bias, add)
+    return out
+
+
 def conv_taps_winograd(out: Tensor, src: Tensor, first: int, taps: Tensor, groups: Tensor, dilation: int,
                        bias: Tensor | None, work: tuple[Tensor, Tensor], *, accumulate: bool = False) -> Tensor:
-    """:func:`conv_taps` for a conv of ``k >= 3`` taps, its taps taken three at a time through Winograd F(4, 3).
+    """:func:`conv_taps` for a conv of ``k >= 3`` taps, its taps taken three at a time through Winograd F(4, 3)
+    (:func:`winograd_taps`, on torch's products).
 
-    Taps ``3g .. 3g + 2`` form a 3-tap conv of the same dilation reading from ``first + 3 g d``; each goes
-    through :func:`winograd_conv3` (``groups`` from :func:`winograd_group_weights`; 6 products of a
-    quarter of the rows instead of 3 of all rows) on the whole tiles that ``src`` holds, the rows past them
-    and the ``k % 3`` last taps through direct products. ``work`` is :func:`winograd_work`'s scratch for
-    this dilation and these widths.
+    Each group of three taps goes through :func:`winograd_conv3` (``groups`` from
+    :func:`winograd_group_weights`; 6 products of a quarter of the rows instead of 3 of all rows) on the
+    whole tiles that ``src`` holds, the rows past them and the ``k % 3`` last taps through direct products.
+    ``work`` is :func:`winograd_work`'s scratch for this dilation and these widths.
     """
-    k, t, d = taps.shape[0], out.shape[0], dilation
-    span = WINOGRAD_TILE * d
-    add = accumulate
-    for g in range(k // 3):
-        f = first + 3 * g * d
-        b = bias if g == 0 else None
-        rows = span * max(0, min(t // span, (src.shape[0] - f) // span - 1))
-        winograd_conv3(src, f, d, rows, groups[g], b, out, work[0], work[1], accumulate=add)
-        if rows < t:
-            conv_taps(out[rows:], src, f + rows, taps[3 * g:3 * g + 3], d, b, accumulate=add)
-        add = True
-    if k % 3:
-        conv_taps(out, src, first + (k - k % 3) * d, taps[k - k % 3:], d, bias if k < 3 else None, accumulate=add)
-    return out
+    d = dilation
+
+    def winograd(g: int, o: Tensor, f: int, rows: int, b: Tensor | None, add: bool) -> None:
+        winograd_conv3(src, f, d, rows, groups[g], b, o, work[0], work[1], accumulate=add)
+
+    def direct(o: Tensor, f: int, j: slice, b: Tensor | None, add: bool) -> None:
+        conv_taps(o, src, f, taps[j], d, b, accumulate=add)
+
+    return winograd_taps(out, src.shape[0], first, taps.shape[0], d, bias, winograd, direct,
+                         tile_reach=WINOGRAD_TILE * d, accumulate=accumulate)

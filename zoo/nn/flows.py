@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from zoo.nn.gated import fast_inference
+from zoo.kernels.gated_infer import fast_inference
 
 
 def squeeze(x: Tensor, factor: int) -> Tensor:
@@ -128,7 +128,7 @@ class AffineCoupling(nn.Module):
     log-scale and a shift for ``x_b``, and ``x_a`` passes unchanged, so the inverse needs only ``z_a = x_a``.
 
     The base holds the network and evaluates it (its inference fast path ``net.infer`` under
-    :func:`~zoo.nn.gated.fast_inference`); :class:`WaveGlowCoupling` and :class:`FloWaveNetCoupling` write
+    :func:`~zoo.kernels.gated_infer.fast_inference`); :class:`WaveGlowCoupling` and :class:`FloWaveNetCoupling` write
     each paper's map and its inverse. ``forward(x, c) -> (z, logdet [B], log_s)``, ``inverse(z, c) -> x``.
     """
 

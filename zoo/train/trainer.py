@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from zoo.core.config import VocoderConfig, check_field_types, check_known_keys
+from zoo.core.config import VocoderConfig, check_field_types
+from zoo.core.fields import check_known_keys
 from zoo.core.files import atomic_path, write_wav_atomic
 from zoo.core.vocoder import Vocoder
 from zoo.train.data import SegmentDataset, StepBatcher, list_audio

@@ -1,0 +1,331 @@
+"""The gated WaveNet stack's inference path: the same math as :class:`zoo.nn.gated.GatedResidualStack`,
+algebraically folded and run time-major on :mod:`zoo.kernels.timemajor`'s and :mod:`zoo.kernels.tapconv`'s
+convolutions.
+
+:func:`infer_layers` runs a stack's layers on a time-major residual buffer (:func:`residual_buffer`);
+:func:`infer_conditioner` runs a whole :class:`zoo.nn.gated.WaveNetConditioner` (front, stack, head) with
+its linear front and head folded into the stack's first and skip convs. Both agree with the readable
+layers' ``forward`` to float32 rounding (``tests/test_fast_paths.py``) and are for inference only
+(:func:`fast_inference`, :func:`require_inference`).
+
+Why here and how the imports run: ``zoo.kernels`` sits below ``zoo.nn`` (``tests/test_architecture.py``),
+so this module imports nothing from ``zoo.nn``. It reads the readable modules through the structural
+types :class:`GatedStackLike`, :class:`GatedLayerLike` and :class:`ConditionerLike`, which name exactly
+the attributes it uses (the parameter layout documented in :mod:`zoo.nn.gated`); ``zoo.nn.gated`` keeps
+the readable layers and calls down into this module for ``WaveNetConditioner.infer``, and the plugins
+whose own models hold a stack (Parallel WaveNet's IAF flows) call :func:`infer_layers` directly. Which
+convolutions the layers run on, torch's products or the compiled kernel, is the choice every model shares
+(:func:`zoo.kernels.tapconv.conv_backend`, the ``"gated_stack"`` schedule of :mod:`zoo.kernels.backend`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from zoo.kernels import tapconv
+from zoo.kernels.timemajor import (
+    WINOGRAD_TILE,
+    conv_taps,
+    pad_rows,
+    padded,
+    tap_weights,
+    winograd_chunk,
+    winograd_conv3,
+    winograd_weights,
+)
+
+
+class GatedLayerLike(Protocol):
+    """What this module reads of one gated layer (:class:`zoo.nn.gated.GatedLayer`)."""
+
+    dilation: int
+    dilated: nn.Conv1d  # [gate, R, k]: the tanh half first, then the sigmoid half
+    res: nn.Conv1d | None  # [R, gate / 2, 1]
+    skip: nn.Conv1d  # [S, gate / 2, 1]
+
+    @property
+    def context(self) -> int: ...
+
+
+class GatedStackLike(Protocol):
+    """What this module reads of a gated stack (:class:`zoo.nn.gated.GatedResidualStack`)."""
+
+    residual_channels: int
+    gate_channels: int
+    kernel_size: int
+    causal: bool
+    residual_scale: float
+    skip_mode: str
+    cond: nn.Conv1d | None  # [L * gate, cond, 1]: every layer's conditioning
+
+    @property
+    def layers(self) -> Sequence[GatedLayerLike]: ...
+
+    @property
+    def num_layers(self) -> int: ...
+
+
+class ConditionerLike(Protocol):
+    """What :func:`infer_conditioner` reads of a :class:`zoo.nn.gated.WaveNetConditioner`: ``front`` a 1x1
+    conv or ``Sequential(conv, ReLU)``, ``head`` a 1x1 conv or ``Sequential(ReLU, conv 1x1, ReLU,
+    ZeroConv1d)`` (a module with ``conv`` and ``scale``)."""
+
+    stack: GatedStackLike
+    front: nn.Module
+    head: nn.Module
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+
+
+def fast_inference() -> bool:
+    """Whether the inference-only fast paths may run: no autograd, and not being traced or exported
+    (their Python loop over the batch and in-place buffers would be frozen into a trace)."""
+    return not (torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting()
+                or torch.onnx.is_in_onnx_export())
+
+
+def require_inference(module: nn.Module | ConditionerLike, name: str) -> None:
+    """Refuse an inference-only path (``name``) while autograd would track ``module``'s parameters."""
+    if torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters()):
+        raise RuntimeError(f"{name} is for inference: use it under torch.no_grad()")
+
+
+def _gather_taps(col: Tensor, src: Tensor, start: int, dilation: int, t: int) -> None:
+    """``col [T, C, k]``: tap ``j`` of output row ``r`` is ``src[start + r + j * dilation]``."""
+    for j in range(col.shape[2]):
+        col[:, :, j] = src[start + j * dilation: start + j * dilation + t]
+
+
+def _tap_left(stack: GatedStackLike, layer: GatedLayerLike) -> int:
+    """Rows before the output row that a layer's first tap reads (all of its context when causal)."""
+    return layer.context if stack.causal else layer.context // 2
+
+
+_WINO_MIN_CHANNELS = 64  # below this the transforms' memory traffic outweighs the products saved
+_WINO_MAX_WASTE = 1.15  # at most 15% of the rows computed past the last output
+
+
+def _winograd_rows(stack: GatedStackLike, layer: GatedLayerLike, t: int, reach: int | None = None) -> int:
+    """Rows the Winograd path computes for ``layer`` on ``t`` steps (whole tiles), 0 where it does not pay
+    or where the tiles would read past ``reach`` (rows of the buffer from the layer's first tap on)."""
+    if (stack.kernel_size != 3 or layer.context == 0 or t < 4 * WINOGRAD_TILE
+            or min(stack.residual_channels, stack.gate_channels) < _WINO_MIN_CHANNELS):
+        return 0
+    span = WINOGRAD_TILE * layer.dilation
+    rows = span * -(-t // span)
+    fits = reach is None or rows + span <= reach
+    return rows if rows <= _WINO_MAX_WASTE * t and fits else 0
+
+
+def stack_pad(stack: GatedStackLike) -> tuple[int, int]:
+    """``(left, right)`` zero rows the time-major residual buffer of :func:`infer_layers` needs (on the
+    right, enough for the Winograd tiles to read whole tiles past the last step)."""
+    left = max(_tap_left(stack, layer) for layer in stack.layers)
+    right = max(layer.context - _tap_left(stack, layer) for layer in stack.layers)
+    if stack.kernel_size == 3:
+        right = max(right, max(2 * WINOGRAD_TILE * layer.dilation - 1 - _tap_left(stack, layer)
+                               for layer in stack.layers))
+    return left, right
+
+
+def residual_buffer(stack: GatedStackLike, t: int, like: Tensor) -> tuple[Tensor, int]:
+    """``(buf, left)``: the time-major residual buffer of :func:`infer_layers` for ``t`` steps
+    (``[left + t + right, R]``, dtype and device of ``like``), its padding rows zeroed; the caller fills
+    rows ``left:left + t``."""
+    left, right = stack_pad(stack)
+    return padded(like, left, t, right, stack.residual_channels), left
+
+
+def infer_layers(stack: GatedStackLike, buf: Tensor, left: int, t: int, cond_t: Tensor | None, *,
+                 first_h: Tensor | None = None, skip_head: Tensor | None = None) -> Tensor:
+    """The stack's layers run time-major for inference; returns the combined skips ``[T, S]`` (biases in).
+
+    ``buf [left + T + right, R]`` holds the residual stream in rows ``left:left + T`` with zero rows around
+    it (:func:`stack_pad`); it is updated in place, up to the input of the last layer (the residual update
+    after the last layer, which only a next layer would read, is skipped). ``cond_t [T, cond]`` is the
+    local conditioning (any strided view, read in place).
+
+    Each dilated conv is one matrix product per tap on shifted row ranges of ``buf`` (contiguous views, no
+    im2col) plus one for the conditioning, all into one ``[T, gate]`` buffer reused by every layer (a
+    fresh tensor per layer would be page-faulted in each time, which costs as much as a product), the
+    biases (dilated and conditioning, summed) written by the first product. A 3-tap conv of at least 64
+    channels goes through Winograd F(4, 3) instead (:func:`zoo.kernels.timemajor.winograd_conv3`: 6 products of a
+    quarter of the rows where the taps make 3 of all rows; the buffer's right padding, :func:`stack_pad`,
+    covers its whole tiles). Where :func:`zoo.kernels.backend.choose` picks the compiled kernel (float32 on
+    CPUs with AVX-512) the dilated convs (taps and Winograd) run on :mod:`zoo.kernels.tapconv` instead of
+    torch's products: every tap summed in registers, the Winograd transforms fused on blocks in cache.
+    ``tanh(a) sigmoid(b)`` is ``(2 sigmoid(2a) - 1) sigmoid(b)``: the tanh half's weights are doubled
+    (exact in floating point; or that half of ``h`` when it is the smaller), one sigmoid pass, and two
+    half-width passes leave ``-tanh(a) sigmoid(b)``, whose sign the skip and residual products absorb.
+
+    ``first_h [T, gate]``, when given, replaces layer 0's dilated conv (a caller that composed it with its
+    front; it is overwritten); ``skip_head [out, S]`` folds a linear head into every skip conv (the skips
+    then come out as ``head(skips)`` without its bias).
+    """
+    if stack.skip_mode != "sum" and skip_head is not None:
+        raise ValueError("a linear head folds into the skip convs only when the skips are summed")
+    half, gate = stack.gate_channels // 2, stack.gate_channels
+    h0 = buf[left:left + t]
+    # [gate] multipliers: 2 on the tanh half (sigmoid(2a)), 1 on the sigmoid half.
+    double = buf.new_ones(gate)
+    double[:half] = 2.0
+    has_cond = stack.cond is not None and cond_t is not None
+    # Winograd rows per layer (0: direct taps); the tiles read whole tiles, so the buffer must reach them.
+    wino = [0 if i == 0 and first_h is not None
+            else _winograd_rows(stack, layer, t, buf.shape[0] - left + _tap_left(stack, layer))
+            for i, layer in enumerate(stack.layers)]
+    rows_max = max([t, *wino])
+    hbuf = first_h if first_h is not None and rows_max == t else buf.new_empty(rows_max, gate)
+    work_v = work_m = None
+    # The dilated convs on the compiled kernel or torch's products: the choice every model shares.
+    kernel = tapconv.conv_backend(buf.dtype, "gated_stack").compiled
+    if any(wino) and not kernel:
+        n_max = max(min(r, winograd_chunk(layer.dilation))
+                    for r, layer in zip(wino, stack.layers, strict=True) if r) // WINOGRAD_TILE
+        work_v = buf.new_empty(7, n_max, stack.residual_channels)
+        work_m = buf.new_empty(7, n_max, gate)
+    n_layers = stack.num_layers
+    skips: Tensor | None = None
+    skip_bias: Tensor | None = None
+    scale = stack.residual_scale
+    for i, layer in enumerate(stack.layers):
+        d = layer.dilation
+        # Double the tanh half through the weights when they are smaller than that half of ``h`` (else,
+        # e.g. FloWaveNet's last blocks: wide conditioning, few steps, double ``h``); both are exact.
+        w_size = layer.dilated.weight.numel() + (gate * stack.cond.in_channels if has_cond else 0)
+        fold = not (i == 0 and first_h is not None) and w_size <= t * half
+        mult = double if fold else None
+        bias = layer.dilated.bias
+        wc = None
+        if has_cond:
+            assert stack.cond is not None
+            wc = stack.cond.weight[i * gate:(i + 1) * gate, :, 0]
+            wc = (wc * mult[:, None] if mult is not None else wc).t()  # [cond, gate]
+            if stack.cond.bias is not None:
+                cb = stack.cond.bias[i * gate:(i + 1) * gate]
+                bias = cb if bias is None else cb + bias
+        if bias is not None and mult is not None:
+            bias = bias * mult
+        if i == 0 and first_h is not None:
+            h = first_h
+            if bias is not None:
+                h.add_(bias)
+        else:
+            w = layer.dilated.weight if mult is None else layer.dilated.weight * mult[:, None, None]
+            w = tap_weights(w)  # [k, R, gate]
+            first = left - _tap_left(stack, layer)
+            h = hbuf[:t]
+            if kernel and wino[i]:
+                tapconv.winograd3(hbuf, buf, first, d, wino[i], winograd_weights(w).contiguous(), bias)
+            elif wino[i]:
+                assert work_v is not None and work_m is not None
+                winograd_conv3(buf, first, d, wino[i], winograd_weights(w), bias, hbuf, work_v, work_m)
+            elif kernel:
+                tapconv.conv_taps(h, buf, first, w, d, bias)
+            else:
+                conv_taps(h, buf, first, w, d, bias)
+        if wc is not None:
+            h.addmm_(cond_t, wc)
+        if not fold:
+            h[:, :half].mul_(2.0)
+        h.sigmoid_()
+        sa, sb = h[:, :half], h[:, half:]
+        sa.mul_(sb)
+        neg = sb.sub_(sa, alpha=2.0)  # sigmoid(b) - 2 sigmoid(2a) sigmoid(b) = -tanh(a) sigmoid(b)
+        w_skip, b_skip = layer.skip.weight[..., 0], layer.skip.bias
+        if skip_head is not None:
+            w_skip = skip_head @ w_skip  # [out, half]
+            b_skip = skip_head @ b_skip if b_skip is not None else None
+        if skips is None:
+            skips = torch.mm(neg, w_skip.t().neg())
+        elif stack.skip_mode == "legacy_iterative":
+            skips.addmm_(neg, w_skip.t(), alpha=-1.0).mul_(math.sqrt(0.5))
+        else:
+            skips.addmm_(neg, w_skip.t(), alpha=-1.0)
+        if b_skip is not None:
+            if stack.skip_mode == "legacy_iterative":
+                skips.add_(b_skip * (math.sqrt(0.5) if i else 1.0))
+            else:
+                skip_bias = b_skip if skip_bias is None else skip_bias + b_skip
+        if layer.res is not None and i < n_layers - 1:  # the last residual update is never read
+            h0.addmm_(neg, layer.res.weight[..., 0].t(), beta=scale, alpha=-scale)
+            if layer.res.bias is not None:
+                h0.add_(layer.res.bias * scale)
+    assert skips is not None
+    if skip_bias is not None:
+        skips.add_(skip_bias)
+    if stack.skip_mode == "sum_sqrt_layers":
+        skips.mul_(math.sqrt(1.0 / n_layers))
+    return skips
+
+
+def infer_conditioner(net: ConditionerLike, x: Tensor, c: Tensor | None = None) -> Tensor:
+    """``net.forward`` for inference (no autograd), the same function evaluated faster.
+
+    ``x`` ``[B, in, T]`` and ``c`` ``[B, cond, T]`` may be any strided views (the halves of a
+    coupling's input are used as they are). Time-major inside: every conv is one matrix product on
+    the parameters' own memory (no weight copies), the dilated taps gathered into one buffer, the
+    conditioning read through a transposed view; ``tanh(a) sigmoid(b)`` as ``(2 sigmoid(2a) - 1)
+    sigmoid(b)`` (one sigmoid pass); a linear head (WaveGlow's ``end``) folded into every layer's skip
+    conv and a 1x1 front (WaveGlow's ``start``) into the first dilated conv, so the skip sum and the
+    first layer's input taps are never formed at full width. Agrees with ``forward`` to float32
+    rounding.
+    """
+    require_inference(net, "WaveNetConditioner.infer")
+    return torch.stack([_infer_one(net, x[b], None if c is None else c[b]) for b in range(x.shape[0])])
+
+
+def _infer_one(net: ConditionerLike, x: Tensor, c: Tensor | None) -> Tensor:
+    """One item: ``x [in, T]``, ``c [cond, T]`` -> ``[out, T]`` (see :func:`infer_conditioner`)."""
+    stack: GatedStackLike = net.stack
+    t = x.shape[-1]
+    k, ch, gate = stack.kernel_size, stack.residual_channels, stack.gate_channels
+    xt = x.t()  # [T, in], a view
+    linear_front = isinstance(net.front, nn.Conv1d)
+    front_conv = net.front if linear_front else net.front[0]
+    assert isinstance(front_conv, nn.Conv1d)
+    buf, left = residual_buffer(stack, t, x)  # the residual stream, time-major
+    h0 = buf[left:left + t]
+    fk = front_conv.kernel_size[0]
+    if fk == 1:
+        torch.addmm(front_conv.bias, xt, front_conv.weight[..., 0].t(), out=h0)
+    else:
+        fcol = x.new_empty(t, x.shape[0], fk)
+        _gather_taps(fcol, pad_rows(xt, fk // 2, fk // 2), 0, 1, t)
+        torch.addmm(front_conv.bias, fcol.view(t, -1), front_conv.weight.reshape(ch, -1).t(), out=h0)
+    if not linear_front:
+        h0.relu_()
+    layer0 = stack.layers[0]
+    first_h = None
+    if linear_front and fk == 1 and layer0.context:
+        # The first dilated conv of a linear 1x1 front, composed: taps of the (narrow) input x.
+        d = layer0.dilation
+        w0 = torch.einsum("gck,ci->gik", layer0.dilated.weight, front_conv.weight[..., 0])
+        fcol = x.new_empty(t, x.shape[0], k)
+        _gather_taps(fcol, pad_rows(xt, d * (k // 2), d * (k // 2)), 0, d, t)
+        tap_bias = torch.einsum("gck,c->kg", layer0.dilated.weight, front_conv.bias)  # [k, gate]
+        first_h = torch.addmm(tap_bias.sum(0), fcol.view(t, -1), w0.reshape(gate, -1).t())
+        for j in range(k):  # the front's output is zero-padded, not bias-padded: remove missing taps
+            off = (j - k // 2) * d
+            if off < 0:
+                first_h[:min(-off, t)] -= tap_bias[j]
+            elif off > 0:
+                first_h[max(t - off, 0):] -= tap_bias[j]
+    linear_head = isinstance(net.head, nn.Conv1d) and stack.skip_mode == "sum"
+    cond_t = c.t() if c is not None else None  # [T, cond], a view
+    skips = infer_layers(stack, buf, left, t, cond_t, first_h=first_h,
+                         skip_head=net.head.weight[..., 0] if linear_head else None)
+    if linear_head:
+        out = skips.add_(net.head.bias) if net.head.bias is not None else skips
+    else:
+        # ReLU, 1x1, ReLU, ZeroConv1d (its exp(3 scale) folded into the weights).
+        relu1, conv1, _, zero = net.head
+        y = torch.addmm(conv1.bias, skips.relu_(), conv1.weight[..., 0].t()).relu_()
+        e = torch.exp(zero.scale.reshape(-1) * 3)
+        out = torch.addmm(zero.conv.bias * e, y, (zero.conv.weight[..., 0] * e[:, None]).t())
+    return out.t()
