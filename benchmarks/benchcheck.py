@@ -248,7 +248,9 @@ def bf16_quality_verdict(row: dict) -> tuple[str, str]:
     ok = (row["pesq_vs_f32"] >= PESQ_MAX - PESQ_DELTA and row["stoi_vs_f32"] >= 1 - STOI_DELTA
           and abs(row["pesq_delta"]) <= PESQ_DELTA and abs(row["stoi_delta"]) <= STOI_DELTA)
     text = (f"vs float32: PESQ {row['pesq_vs_f32']:.3f}, STOI {row['stoi_vs_f32']:.4f}; vs the recordings: "
-            f"PESQ {row['pesq_delta']:+.3f}, STOI {row['stoi_delta']:+.4f} ({row.get('files', '?')} clips)")
+            f"PESQ {row['pesq_delta']:+.3f}, STOI {row['stoi_delta']:+.4f} ({row.get('files', '?')} clips"
+            + (f"; PESQ against float32 on {row['files'] - row['pesq_vs_f32_unscored']}: it finds no speech in "
+               f"{row['pesq_vs_f32_unscored']} float32 output(s))" if row.get("pesq_vs_f32_unscored") else ")"))
     return (MET if ok else NOT_MET), text
 
 

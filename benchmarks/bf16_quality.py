@@ -58,12 +58,14 @@ MEAN_KEYS = ("stoi_vs_f32", "pesq_vs_f32", "mr_stft_vs_f32", "rel_rms_vs_f32", "
              "pesq_f32", "pesq_bf16", "mr_stft_f32", "mr_stft_bf16")
 
 
-def clip_scores(f32: Any, bf16: Any, recording: Any, sample_rate: int) -> dict[str, float]:
+def clip_scores(f32: Any, bf16: Any, recording: Any, sample_rate: int) -> dict[str, float | None]:
     """The scores of one clip: ``bf16`` (the bfloat16 model's audio) against ``f32`` (the float32 model's, same
-    mel and noise), and each of them against ``recording`` (cut to the shorter length). 1-D float tensors."""
+    mel and noise), and each of them against ``recording`` (cut to the shorter length). 1-D float tensors.
+    ``pesq_vs_f32`` is ``None`` where PESQ cannot score against the float32 output: its voice detector finds
+    no speech there (a quiet noise-like output), so it scores 1.0 even against itself."""
     import torch
 
-    from zoo.audio.metrics import mr_stft_distance, pesq_wb, stoi
+    from zoo.audio.metrics import PESQ_MAX, mr_stft_distance, pesq_wb, stoi
 
     if f32.shape != bf16.shape:
         raise ValueError(f"the float32 and bfloat16 outputs differ in shape: {tuple(f32.shape)} vs "
@@ -72,8 +74,11 @@ def clip_scores(f32: Any, bf16: Any, recording: Any, sample_rate: int) -> dict[s
     diff = (bf16 - f32).double()
     norm = float(torch.linalg.vector_norm(f32.double()))
     rel = float(torch.linalg.vector_norm(diff)) / norm if norm else (0.0 if not diff.any() else math.inf)
+    pesq_vs_f32: float | None = pesq_wb(bf16, f32, sample_rate)
+    if pesq_vs_f32 == 1.0 and pesq_wb(f32, f32, sample_rate) < PESQ_MAX - 0.01:
+        pesq_vs_f32 = None  # PESQ finds no speech in the float32 output (it scores 1.0 against itself too)
     return {
-        "stoi_vs_f32": stoi(bf16, f32, sample_rate), "pesq_vs_f32": pesq_wb(bf16, f32, sample_rate),
+        "stoi_vs_f32": stoi(bf16, f32, sample_rate), "pesq_vs_f32": pesq_vs_f32,
         "mr_stft_vs_f32": mr_stft_distance(bf16, f32), "max_abs_vs_f32": float(diff.abs().max()),
         "rel_rms_vs_f32": rel,
         "stoi_f32": stoi(f32, recording, sample_rate), "stoi_bf16": stoi(bf16, recording, sample_rate),
@@ -82,18 +87,22 @@ def clip_scores(f32: Any, bf16: Any, recording: Any, sample_rate: int) -> dict[s
     }
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Means of :data:`MEAN_KEYS` over the clips, the change of each score against the recordings
-    (``*_delta``: bfloat16's mean less float32's), the largest max abs difference and the worst clip's
-    STOI and PESQ against float32's output."""
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means of :data:`MEAN_KEYS` over the clips (PESQ against the float32 output over the clips it can score,
+    ``pesq_vs_f32_unscored`` counts the others; ``None`` if none), the change of each score against the
+    recordings (``*_delta``: bfloat16's mean less float32's), the largest max abs difference and the worst
+    clip's STOI and PESQ against float32's output."""
     if not rows:
         raise ValueError("no clips to summarize")
-    out = {k: statistics.mean(r[k] for r in rows) for k in MEAN_KEYS}
+    out: dict[str, Any] = {k: statistics.mean(r[k] for r in rows) for k in MEAN_KEYS if k != "pesq_vs_f32"}
+    scored = [r["pesq_vs_f32"] for r in rows if r["pesq_vs_f32"] is not None]
+    out["pesq_vs_f32"] = statistics.mean(scored) if scored else None
+    out["pesq_vs_f32_unscored"] = len(rows) - len(scored)
     for metric in ("stoi", "pesq", "mr_stft"):
         out[f"{metric}_delta"] = out[f"{metric}_bf16"] - out[f"{metric}_f32"]
     out["max_abs_vs_f32"] = max(r["max_abs_vs_f32"] for r in rows)
     out["worst_stoi_vs_f32"] = min(r["stoi_vs_f32"] for r in rows)
-    out["worst_pesq_vs_f32"] = min(r["pesq_vs_f32"] for r in rows)
+    out["worst_pesq_vs_f32"] = min(scored, default=None)
     return out
 
 
@@ -144,8 +153,10 @@ def measure_model(name: str, files: list[Path], *, seed: int = 0, seconds: float
             a = f32.vocode(mel, generator=torch.Generator().manual_seed(seed))[0]
             b = bf16.vocode(mel, generator=torch.Generator().manual_seed(seed))[0]
         rows.append({"file": path.name, **clip_scores(a, b, recording, f32.sample_rate)})
-        print(f"  {name} {path.name}: STOI {rows[-1]['stoi_vs_f32']:.4f}, PESQ {rows[-1]['pesq_vs_f32']:.3f} "
-              f"vs float32; max abs {rows[-1]['max_abs_vs_f32']:.2e}", flush=True)
+        r = rows[-1]
+        pesq = "not scorable" if r["pesq_vs_f32"] is None else f"{r['pesq_vs_f32']:.3f}"
+        print(f"  {name} {path.name}: STOI {r['stoi_vs_f32']:.4f}, PESQ {pesq} vs float32; max abs "
+              f"{r['max_abs_vs_f32']:.2e}", flush=True)
     arch = f32.architecture
     return {"model": name, "architecture": arch, "weights": weights_of(name), "files": len(rows),
             "kernel_path": {dt: native.model_path(arch, dt) for dt in ("float32", "bfloat16")},
@@ -170,8 +181,16 @@ def machine_record() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ the page section
 
 
-def _f(x: float, digits: int) -> str:
-    return f"{x:.{digits}f}"
+def _f(x: float | None, digits: int) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _pesq_cell(m: dict[str, Any]) -> str:
+    n = m.get("pesq_vs_f32_unscored", 0)
+    if not n:
+        return _f(m["pesq_vs_f32"], 3)
+    return (f"{_f(m['pesq_vs_f32'], 3)} (on {m['files'] - n} clips: PESQ finds no speech in "
+            f"the float32 output of {n})")
 
 
 def _row(m: dict[str, Any]) -> str:
@@ -180,7 +199,7 @@ def _row(m: dict[str, Any]) -> str:
     verdict, _ = bf16_quality_verdict(m)
     mark = "met" if verdict == MET else f"**{verdict}**"
     return (f"| {m['model']} | {m['weights']} | {m['kernel_path']['bfloat16']} | {_f(m['stoi_vs_f32'], 4)} | "
-            f"{_f(m['pesq_vs_f32'], 3)} | {_f(m['mr_stft_vs_f32'], 3)} | {m['max_abs_vs_f32']:.1e} | "
+            f"{_pesq_cell(m)} | {_f(m['mr_stft_vs_f32'], 3)} | {m['max_abs_vs_f32']:.1e} | "
             f"{_f(m['stoi_f32'], 4)} / {_f(m['stoi_bf16'], 4)} ({m['stoi_delta']:+.4f}) | "
             f"{_f(m['pesq_f32'], 3)} / {_f(m['pesq_bf16'], 3)} ({m['pesq_delta']:+.3f}) | "
             f"{_f(m['mr_stft_f32'], 3)} / {_f(m['mr_stft_bf16'], 3)} ({m['mr_stft_delta']:+.3f}) | {mark} |")
@@ -220,13 +239,18 @@ def section(result: dict[str, Any] | None) -> list[str]:
             "included), and every command's `--dtype` (`zoo vocode`, `zoo bench`, `zoo compare`) defaults to "
             "float32 (`tests/test_bf16_quality.py` checks both)"
             + (f"; the models whose cost above is not small: {', '.join(not_small)}." if not_small else ".")]
+    if any(m["kernel_path"]["bfloat16"].startswith("torch only") for m in measured if m["model"] in not_small):
+        out[-1] += (f" {'Those run' if len(not_small) > 1 else 'It runs'} the whole model in torch's bfloat16 "
+                    "(every layer's output rounded to 8 significant bits), where HiFi-GAN's compiled path rounds "
+                    "only its convs' inputs and weights and sums in float32.")
     out += ["", "**FloWaveNet's bfloat16 is not offered as a default anywhere.** The trained seed above is small "
-            "(64 channels); at the published size (README: 8 blocks of 6 flows, 256 channels), for which no "
-            "trained weights exist, the whole-model bfloat16 cast (torch's bfloat16 convs, every flow's output "
-            "rounded) fails its tolerance against float32 on the same noise (`compare_reference.py`, "
-            "`benchcheck.BF16_TOLERANCES`: relative RMS 0.019 but max abs 0.42 on 0.5 s and 0.93 on 5 s): "
-            "the 48 affine flows compound the rounding of each flow's output. Its cost at that size on trained "
-            "weights is unmeasured, so bfloat16 stays an opt-in for speed there.", ""]
+            "(4 blocks of 4 flows, 64 channels). At the published size (ksw0306's README: 8 blocks of 6 flows, "
+            "256 channels), for which the zoo has no trained weights, the whole-model bfloat16 cast (torch's "
+            "bfloat16 convs, every flow's output rounded) fails its tolerance against float32 on the same noise "
+            "(`compare_reference.py` on seeded random weights, `benchcheck.BF16_TOLERANCES`: relative RMS 0.019 "
+            "but max abs 0.42 on 0.5 s and 0.93 on 5 s, where 0.2 is allowed): its 48 affine flows compound "
+            "each flow's rounding. Its cost at that size on trained weights is unmeasured, so its bfloat16 "
+            "stays an explicit opt-in for speed.", ""]
     return out
 
 
