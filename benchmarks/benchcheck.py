@@ -5,6 +5,7 @@ Nothing here imports torch or the library, so ``tests/test_benchmarks.py`` check
 * :func:`time_interleaved`: one warm-up of each side, then ``runs`` interleaved timings, medians;
 * :data:`BF16_TOLERANCES` and :func:`check_bf16`: the tolerance each model's bfloat16 row is held to;
 * :func:`cpu_flags`: the vector extensions of ``/proc/cpuinfo`` that choose the kernels' code paths;
+* :func:`bf16_quality_verdict`: whether a model's bfloat16 output is within the target of its float32 output;
 * :func:`targets`: issue 30's targets, each ``met``, ``not met`` or ``not measured``, from the JSON results.
 """
 
@@ -171,14 +172,16 @@ MET, NOT_MET, NOT_MEASURED = "met", "not met", "not measured"
 #: The parallel models of the targets: the first word of their comparison rows' model names -> label.
 PARALLEL = {"hifigan.universal": "HiFi-GAN", "waveglow": "WaveGlow", "flowavenet": "FloWaveNet",
             "clarinet": "Parallel WaveNet student"}
-#: quality.py's model names of the parallel models with trained weights (the bfloat16 quality target).
-TRAINED = {"hifigan.universal": "hifigan.universal", "waveglow": "waveglow.nvidia", "flowavenet": "flowavenet.trainpm",
-           "clarinet": "parallel_wavenet.trainpm"}
+#: The zoo architecture of each parallel model (``bf16_quality.py``'s rows name their architecture).
+ARCHITECTURES = {"hifigan.universal": "hifigan", "waveglow": "waveglow", "flowavenet": "flowavenet",
+                 "clarinet": "parallel_wavenet"}
 #: memory.py's models (the parallel ones, and Griffin-Lim).
 MEMORY_MODELS = ("hifigan", "waveglow", "flowavenet", "parallel_wavenet", "griffinlim")
 THREADS = (1, 2)
 FLOAT32_SPEEDUP, FLOAT32_DIFF = 1.3, 1e-4
 BF16_SPEEDUP, PESQ_DELTA, STOI_DELTA = 2.5, 0.1, 0.01
+#: Wideband PESQ of a signal against itself (``zoo.audio.metrics.PESQ_MAX``; torch-free copy, a test ties them).
+PESQ_MAX = 4.643888
 CEILING_SHARE, WAVENET_BF16_SPEEDUP, WAVENET_BATCH, WAVENET_BATCH_SPEEDUP = 0.85, 1.7, 8, 5.0
 MEMORY_RATIO = 1.5
 
@@ -200,16 +203,16 @@ def _rows(runs: dict[int, dict], threads: int) -> dict[tuple[str, str], dict]:
 
 def targets(compares: dict[int, dict], *, cpu: Iterable[str] | None = None, ceilings: dict[int, dict] | None = None,
             wavenet: dict | None = None, memory: dict | None = None,
-            quality: tuple[dict | None, dict | None] = (None, None)) -> list[Target]:
+            quality: dict | None = None) -> list[Target]:
     """Issue 30's targets checked against the results: ``compares`` maps a thread count to a
     ``compare_reference.py`` result, ``ceilings`` a thread count to its ``--only wavenet-ljspeech`` result,
-    ``wavenet`` is ``wavenet_sampling.py``'s, ``memory`` ``memory.py``'s and ``quality`` the float32 and
-    bfloat16 results of ``quality.py``; ``cpu`` the CPU's flags (``None``: not recorded)."""
+    ``wavenet`` is ``wavenet_sampling.py``'s, ``memory`` ``memory.py``'s and ``quality`` ``bf16_quality.py``'s;
+    ``cpu`` the CPU's flags (``None``: not recorded)."""
     has_bf16 = None if cpu is None else "avx512_bf16" in set(cpu)
     out = [_speed_target(f"{label} {dtype} vs its float32 reference, {n} thread(s)", dtype,
                          _rows(compares, n).get((key, dtype)), has_bf16)
            for dtype in ("float32", "bfloat16") for key, label in PARALLEL.items() for n in THREADS]
-    out += _quality_targets(*quality)
+    out += _quality_targets(quality)
     out += _wavenet_targets(ceilings or {}, wavenet)
     out += _memory_targets(memory)
     return out
@@ -234,25 +237,40 @@ def _speed_target(name: str, dtype: str, r: dict | None, has_bf16: bool | None) 
     return Target(name, need, f"{r['speedup']:.2f}x", MET if r["speedup"] >= BF16_SPEEDUP else NOT_MET)
 
 
-def _quality_targets(q32: dict | None, qbf: dict | None) -> list[Target]:
-    """Each trained parallel model's bfloat16 quality: its mean PESQ and STOI on eval-lj (``quality.py``, each
-    against the recordings) less those of its float32 output on the same clips."""
-    by32 = {r["model"]: r for r in (q32 or {}).get("results", [])}
-    bybf = {r["model"]: r for r in (qbf or {}).get("results", [])}
+def bf16_quality_verdict(row: dict) -> tuple[str, str]:
+    """``(verdict, measured)`` of one model's row of ``bf16_quality.py``: met when its bfloat16 output is within
+    ``PESQ_DELTA`` and ``STOI_DELTA`` of its float32 output both ways: scored against the float32 output (mean
+    PESQ at least ``PESQ_MAX - PESQ_DELTA``, mean STOI at least ``1 - STOI_DELTA``: the float32 output against
+    itself scores ``PESQ_MAX`` and 1), and as the change of the mean scores against the recordings."""
+    keys = ("pesq_vs_f32", "stoi_vs_f32", "pesq_delta", "stoi_delta")
+    if any(not isinstance(row.get(k), (int, float)) or math.isnan(row[k]) for k in keys):
+        return NOT_MEASURED, "PESQ/STOI missing"
+    ok = (row["pesq_vs_f32"] >= PESQ_MAX - PESQ_DELTA and row["stoi_vs_f32"] >= 1 - STOI_DELTA
+          and abs(row["pesq_delta"]) <= PESQ_DELTA and abs(row["stoi_delta"]) <= STOI_DELTA)
+    text = (f"vs float32: PESQ {row['pesq_vs_f32']:.3f}, STOI {row['stoi_vs_f32']:.4f}; vs the recordings: "
+            f"PESQ {row['pesq_delta']:+.3f}, STOI {row['stoi_delta']:+.4f} ({row.get('files', '?')} clips"
+            + (f"; PESQ against float32 on {row['files'] - row['pesq_vs_f32_unscored']}: it finds no speech in "
+               f"{row['pesq_vs_f32_unscored']} float32 output(s))" if row.get("pesq_vs_f32_unscored") else ")"))
+    return (MET if ok else NOT_MET), text
+
+
+def _quality_targets(result: dict | None) -> list[Target]:
+    """The bfloat16 quality target of every model ``bf16_quality.py`` measured (trained weights), and a not
+    measured one for each parallel architecture it measured no model of (with why, where it recorded a skip)."""
+    models = (result or {}).get("models", [])
+    need = f"PESQ within {PESQ_DELTA}, STOI within {STOI_DELTA} of float32's output"
     out = []
-    for key, model in TRAINED.items():
-        name = f"{PARALLEL[key]} bfloat16 quality on eval-lj vs float32 ({model})"
-        need = f"PESQ within {PESQ_DELTA}, STOI within {STOI_DELTA}"
-        a, b = by32.get(model), bybf.get(model)
-        if a is None or b is None:
-            out.append(Target(name, need, "no quality run in both dtypes", NOT_MEASURED))
-        elif any(a.get(m) is None or b.get(m) is None for m in ("pesq_wb", "stoi")):
-            out.append(Target(name, need, "PESQ/STOI not computed (quality extra missing?)", NOT_MEASURED))
-        else:
-            dp, ds = b["pesq_wb"] - a["pesq_wb"], b["stoi"] - a["stoi"]
-            ok = abs(dp) <= PESQ_DELTA and abs(ds) <= STOI_DELTA
-            out.append(Target(name, need, f"PESQ {dp:+.3f}, STOI {ds:+.4f} ({b.get('files', '?')} clips)",
-                              MET if ok else NOT_MET))
+    for m in models:
+        if "skipped" not in m:
+            verdict, measured = bf16_quality_verdict(m)
+            out.append(Target(f"{m['model']} bfloat16 quality on eval-lj vs its float32 output", need, measured,
+                              verdict))
+    for key, arch in ARCHITECTURES.items():
+        if not any(m.get("architecture") == arch for m in models if "skipped" not in m):
+            why = "; ".join(f"{m['model']}: {m['skipped']}" for m in models
+                            if "skipped" in m and m["model"].split(".")[0] == arch)
+            out.append(Target(f"{PARALLEL[key]} bfloat16 quality on eval-lj vs its float32 output", need,
+                              why or "no bf16_quality.py row", NOT_MEASURED))
     return out
 
 

@@ -19,9 +19,9 @@ result):
   freed blocks returned to the OS and with glibc's default heap);
 * ``length`` / ``batch``: ``zoo bench`` sweeps of utterance length (1 to 60 s) and batch size, with the
   PNG plot ``docs/performance_length.png`` of time and memory against length;
-* ``quality_float32`` / ``quality_bfloat16``: ``quality.py`` on ``../shared/data/eval-lj`` for every
-  parallel model with trained weights in each dtype (PESQ, STOI, MR-STFT of the bfloat16 output against
-  the float32 output's).
+* ``bf16_quality``: ``bf16_quality.py`` on ``../shared/data/eval-lj`` for every parallel model with trained
+  weights (STOI, PESQ, MR-STFT of its bfloat16 output against its float32 output on the same noise, and the
+  change of each against the recordings; its section of the page comes from ``bf16_quality.section``).
 
 Every table of ``docs/performance.md`` is rendered from these results (``--render-only`` renders without
 running anything; ``--doc`` writes elsewhere, e.g. to try the pipeline with ``--quick --results /tmp/r``).
@@ -46,12 +46,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bf16_quality  # noqa: E402
 from benchcheck import (  # noqa: E402
     BF16_TOLERANCES,
     MET,
     NOT_MEASURED,
     PARALLEL,
-    TRAINED,
     Target,
     read_cpu_flags,
     run_range,
@@ -63,7 +63,7 @@ RESULTS = HERE / "results"
 DOC = ROOT / "docs" / "performance.md"
 PLOT = ROOT / "docs" / "performance_length.png"
 STEPS = ("compare", "roofline", "wavenet", "wavenet_ceiling", "memory", "memory_glibc", "length",
-         "batch", "quality_float32", "quality_bfloat16")
+         "batch", "bf16_quality")
 CEILING_THREADS = (1, 2)
 COMPARE_THREADS = (1, 2)
 SWEEP_MODELS = ["hifigan.universal", "griffinlim.hifigan", "waveglow.trainpm", "flowavenet", "parallel_wavenet"]
@@ -104,9 +104,8 @@ def run_steps(args: argparse.Namespace) -> None:
         "length": [py, "-m", "zoo.cli", "bench", *SWEEP_MODELS, "--threads", t, "--runs", "1", "--warmup-seconds", "1",
                    *[a for s in length for a in ("--seconds", s)], "--json", str(RESULTS / "length.json"),
                    "--plot", str(PLOT)],
-        **{f"quality_{dt}": [py, str(HERE / "quality.py"), "--models", ",".join(TRAINED.values()), "--dtype", dt,
-                             "--threads", t, *(["--limit", "2"] if q else []),
-                             "--json", str(RESULTS / f"quality_{dt}.json")] for dt in ("float32", "bfloat16")},
+        "bf16_quality": [py, str(HERE / "bf16_quality.py"), "--threads", t, *(["--limit", "2"] if q else []),
+                         "--json", str(RESULTS / "bf16_quality.json"), "--doc", "-"],
         "batch": [py, "-m", "zoo.cli", "bench", "hifigan.universal", "waveglow.trainpm", "--threads", t,
                   "--runs", "1" if q else "3",
                   "--warmup-seconds", "1", "--seconds", "1" if q else "5",
@@ -189,8 +188,9 @@ NOTES = """## What the fast paths are
   (the roofline's ceiling is 1.10x at equal FLOPs:
   the rest is the FLOPs we do not do). The bfloat16 rows of the flows cast the whole model (torch's
   bfloat16 convs, outputs rounded): FloWaveNet's 8 x 6 flows amplify that to a max difference of 0.93
-  against float32 on the same noise, so those rows are speed only; HiFi-GAN is the model with a
-  float32-sum bfloat16 path and a measured quality.
+  against float32 on the same noise (random weights, published size), so those rows are speed only;
+  HiFi-GAN is the model with a float32-sum bfloat16 path. Each trained model's bfloat16 cost in quality
+  is measured in "bfloat16 quality cost" above.
 - **Long inputs** (`chunk_frames` in each config; one noise draw, output equal to one-shot): WaveGlow is
   inverted flow by flow, each coupling on windows of 512 frames plus its own receptive field (255 grouped
   steps each side, about 3% extra work) with the conditioning of each window upsampled from only the frames
@@ -354,7 +354,7 @@ def _compare_runs() -> dict[int, dict]:
 
 
 def _targets(compares: dict[int, dict], cond: dict, memory: dict | None, wavenet: dict | None,
-             quality: tuple[dict | None, dict | None]) -> list[Target]:
+             quality: dict | None) -> list[Target]:
     """Issue 30's targets (``benchcheck.targets``) from the results found."""
     ceilings = {_threads(run): run for run in (_load(f"wavenet_ceiling_{n}") for n in CEILING_THREADS) if run}
     cpu = cond.get("cpu_flags")
@@ -418,7 +418,7 @@ def render() -> str:
                 *[f"- `{name}`: {summary}" for name, summary in cond.get("kernels", {}).items()], "",
                 "| architecture | dtype | path |", "|---|---|---|",
                 *[f"| {k['architecture']} | {k['dtype']} | {k['path']} |" for k in cond["kernel_paths"]], ""]
-    quality = (_load("quality_float32"), _load("quality_bfloat16"))
+    quality = _load("bf16_quality")
     out += _target_lines(_targets(compares, cond, memory, wavenet, quality))
     for compare in compares.values():
         when = compare.get("machine", {}).get("date", "?")
@@ -533,6 +533,7 @@ def render() -> str:
         out.append("")
         if data is length and PLOT.exists():
             out += [f"![time and memory against utterance length]({PLOT.name})", ""]
+    out += bf16_quality.section(quality)
     out.append(NOTES)
     return "\n".join(out)
 
@@ -565,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     args.doc.write_text(render())
     print(f"wrote {args.doc}")
     cond = _load("conditions") or {}
-    quality = (_load("quality_float32"), _load("quality_bfloat16"))
+    quality = _load("bf16_quality")
     checked = _targets(_compare_runs(), cond, _load("memory"), _load("wavenet"), quality)
     width = max((len(t.target) for t in checked), default=0)
     print("\nissue 30 targets:")

@@ -132,10 +132,11 @@ def test_targets_float32_and_bfloat16_verdicts():
 
 
 def test_targets_quality_wavenet_and_memory():
-    q32 = {"results": [{"model": "hifigan.universal", "pesq_wb": 3.26, "stoi": 0.968},
-                       {"model": "waveglow.nvidia", "pesq_wb": 3.0, "stoi": 0.95}]}
-    qbf = {"results": [{"model": "hifigan.universal", "pesq_wb": 3.20, "stoi": 0.965, "files": 16},
-                       {"model": "waveglow.nvidia", "pesq_wb": 2.8, "stoi": 0.95}]}
+    ok = {"pesq_vs_f32": 4.62, "stoi_vs_f32": 0.9997, "pesq_delta": -0.01, "stoi_delta": -0.0004, "files": 16}
+    quality = {"models": [{"model": "hifigan.universal", "architecture": "hifigan", **ok},
+                          {"model": "waveglow.trainpm", "architecture": "waveglow", **ok, "pesq_vs_f32": 4.4},
+                          {"model": "flowavenet.trainpm", "architecture": "flowavenet", **ok, "stoi_delta": -0.02},
+                          {"model": "waveglow.nvidia", "skipped": "trained weights not available here"}]}
     ceilings = {1: {"rows": [{"ours_samples_per_s": 300.0, "ceiling_samples_per_s": 338.0}]},
                 2: {"rows": [{"ours_samples_per_s": 392.0, "ceiling_samples_per_s": 546.0}]}}
     wavenet = {"rows": [{"config": "r9y9-ljspeech (24L)", "batch": 1, "incremental": 400.0},
@@ -144,10 +145,13 @@ def test_targets_quality_wavenet_and_memory():
                         {"config": "small (6L)", "batch": 8, "incremental": 1e6}]}
     memory = {"summary": [{"model": "hifigan", "ratio": 1.23, "long_s": 60, "short_s": 5},
                           {"model": "waveglow", "ratio": 1.6, "long_s": 60, "short_s": 5}]}
-    t = _by_target(bc.targets({}, quality=(q32, qbf), ceilings=ceilings, wavenet=wavenet, memory=memory))
-    assert t["HiFi-GAN bfloat16 quality on eval-lj vs float32 (hifigan.universal)"].verdict == bc.MET
-    assert t["WaveGlow bfloat16 quality on eval-lj vs float32 (waveglow.nvidia)"].verdict == bc.NOT_MET  # PESQ -0.2
-    assert t["FloWaveNet bfloat16 quality on eval-lj vs float32 (flowavenet.trainpm)"].verdict == bc.NOT_MEASURED
+    t = _by_target(bc.targets({}, quality=quality, ceilings=ceilings, wavenet=wavenet, memory=memory))
+    assert t["hifigan.universal bfloat16 quality on eval-lj vs its float32 output"].verdict == bc.MET
+    assert t["waveglow.trainpm bfloat16 quality on eval-lj vs its float32 output"].verdict == bc.NOT_MET  # 4.4
+    assert t["flowavenet.trainpm bfloat16 quality on eval-lj vs its float32 output"].verdict == bc.NOT_MET  # STOI
+    student = t["Parallel WaveNet student bfloat16 quality on eval-lj vs its float32 output"]
+    assert student.verdict == bc.NOT_MEASURED and student.measured == "no bf16_quality.py row"
+    assert "waveglow.nvidia bfloat16 quality on eval-lj vs its float32 output" not in t  # skipped: no row
     assert t["r9y9 LJSpeech WaveNet float32 against the read-bandwidth ceiling, 1 thread(s)"].verdict == bc.MET
     ceiling2 = t["r9y9 LJSpeech WaveNet float32 against the read-bandwidth ceiling, 2 thread(s)"]
     assert ceiling2.verdict == bc.NOT_MET and ceiling2.measured.startswith("72%")
@@ -156,11 +160,13 @@ def test_targets_quality_wavenet_and_memory():
     assert t["peak memory hifigan, 60 s vs 5 s"].verdict == bc.MET
     assert t["peak memory waveglow, 60 s vs 5 s"].verdict == bc.NOT_MET
     assert t["peak memory griffinlim, 60 s vs 5 s"].verdict == bc.NOT_MEASURED
-    # PESQ/STOI missing (the quality extra not installed): not measured, not met
-    bare = ({"results": [{"model": "hifigan.universal", "mr_stft": 1.1}]},
-            {"results": [{"model": "hifigan.universal", "mr_stft": 1.1}]})
+    # PESQ/STOI missing: not measured, not met; an architecture whose only model was skipped says why
+    bare = {"models": [{"model": "hifigan.universal", "architecture": "hifigan", "mr_stft_vs_f32": 0.1},
+                       {"model": "waveglow.nvidia", "skipped": "trained weights not available here"}]}
     row = _by_target(bc.targets({}, quality=bare))
-    assert row["HiFi-GAN bfloat16 quality on eval-lj vs float32 (hifigan.universal)"].verdict == bc.NOT_MEASURED
+    assert row["hifigan.universal bfloat16 quality on eval-lj vs its float32 output"].verdict == bc.NOT_MEASURED
+    assert row["WaveGlow bfloat16 quality on eval-lj vs its float32 output"].measured == (
+        "waveglow.nvidia: trained weights not available here")
 
 
 def test_performance_page_states_the_method_the_scripts_use():

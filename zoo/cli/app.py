@@ -157,7 +157,8 @@ def _add_vocode(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output .wav (one input) or folder")
     p.add_argument("-m", "--model", default="hifigan", help="model name, architecture, or folder (default: hifigan)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="default float32; bfloat16's quality cost per model is measured in docs/performance.md")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (stochastic models)")
     p.add_argument("--offline", action="store_true", help="use only cached weights")
     p.add_argument("--mel-config", help="the convention of saved mels (a preset name or MelConfig JSON): they are "
