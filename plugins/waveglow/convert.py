@@ -32,7 +32,6 @@ from zoo.hub.converting import map_checkpoint
 from zoo.hub.safe_pickle import ModuleStub, load_checkpoint, module_attributes, state_dict_of, weights_only_load
 from zoo.hub.weightnorm import fold_state_dict, strip_prefix
 
-
 #: The modules of NVIDIA's code whose classes its checkpoints pickle (``glow.WaveGlow``, ``glow.Invertible1x1Conv``
 #: ..., the older ``glow_old`` and DeepLearningExamples' ``waveglow.model``, and ``denoiser.Denoiser``): the
 #: restricted unpickler keeps them as inert records.
