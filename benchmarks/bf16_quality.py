@@ -131,7 +131,7 @@ def measure_model(name: str, files: list[Path], *, seed: int = 0, seconds: float
     import torch
 
     import zoo
-    from zoo.kernels import native
+    from zoo.registry.plugins import kernel_path
     from zoo.train.data import load_audio
 
     try:
@@ -159,7 +159,7 @@ def measure_model(name: str, files: list[Path], *, seed: int = 0, seconds: float
               f"{r['max_abs_vs_f32']:.2e}", flush=True)
     arch = f32.architecture
     return {"model": name, "architecture": arch, "weights": weights_of(name), "files": len(rows),
-            "kernel_path": {dt: native.model_path(arch, dt) for dt in ("float32", "bfloat16")},
+            "kernel_path": {dt: kernel_path(arch, dt) for dt in ("float32", "bfloat16")},
             **summarize(rows), "per_file": rows}
 
 

@@ -32,7 +32,7 @@ the reference in float32 on the same input and draws, checked against the model'
 ``benchcheck.BF16_TOLERANCES`` (the RMS of the difference relative to the reference output's, and the max
 abs difference; the row is marked ``ok`` or ``FAILED``). The WaveNets have none: sampled audio is not
 comparable once one draw differs. Every row also records the kernel path its model and dtype took
-(``zoo.kernels.native.model_path``, as ``zoo info --kernels`` prints it).
+(``zoo.registry.plugins.kernel_path``, as ``zoo info --kernels`` prints it).
 
 The script exits with 1 if a float32 row differs by more than ``--atol`` or a bfloat16 row fails its
 tolerance.
@@ -67,7 +67,7 @@ from roofline import read_bandwidth  # noqa: E402
 
 import zoo  # noqa: E402
 from zoo.core.noise import position_noise  # noqa: E402
-from zoo.kernels import native  # noqa: E402
+from zoo.registry.plugins import kernel_path  # noqa: E402
 
 CLOCK: Callable[[], float] = time.perf_counter
 RUNS = 3
@@ -88,7 +88,7 @@ def _time_pair(ref: Callable[[], Any], ours: Callable[[], Any]) -> tuple[float, 
 def _row(model: str, dtype: str, t_ref: float, t_ours: float, diff: float, **extra: Any) -> dict[str, Any]:
     arch = ARCHITECTURE[model.split(" ")[0]]
     return {"model": model, "dtype": dtype, "reference_s": t_ref, "ours_s": t_ours, "speedup": t_ref / t_ours,
-            "max_abs_diff": diff, "kernel_path": native.model_path(arch, dtype), **extra}
+            "max_abs_diff": diff, "kernel_path": kernel_path(arch, dtype), **extra}
 
 
 def _mel(frames: int, seed: int = 0, low: float = -6.0, high: float = 0.0) -> torch.Tensor:

@@ -137,12 +137,13 @@ def machine_paths() -> dict:
 
     import zoo
     from zoo.kernels import native
+    from zoo.registry.plugins import kernel_paths
 
     zoo.list_architectures()  # load the plugins: their kernels register with zoo.kernels.native
     return {"cpu_flags": read_cpu_flags(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "kernels": {k.name: k.summary() for k in native.statuses()},
             "kernel_paths": [{"architecture": a, "dtype": d, "path": p}
-                             for (a, d), p in sorted(native.model_paths().items())]}
+                             for (a, d), p in sorted(kernel_paths().items())]}
 
 
 def _load(name: str) -> dict | None:

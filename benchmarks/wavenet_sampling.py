@@ -7,7 +7,7 @@ samples per second of incremental sampling, next to the rate of the naive method
 whole network over the receptive field for every new sample (measured over a few dozen steps). The
 LJSpeech config is also sampled with bfloat16 weights at batch 1 (the model cast with ``.to(bfloat16)``, the
 same sampler: whatever path the library takes for that dtype; no naive rate). Each row records the kernel
-path its dtype takes (``zoo.kernels.native.model_path``).
+path its dtype takes (``zoo.registry.plugins.kernel_path``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from zoo_plugins.wavenet import WaveNet, WaveNetConfig  # noqa: E402
 from zoo_plugins.wavenet.incremental import IncrementalSampler  # noqa: E402
 
-from zoo.kernels import native  # noqa: E402
+from zoo.registry.plugins import kernel_path  # noqa: E402
 
 
 def incremental_rate(model: WaveNet, batch: int, steps: int) -> float:
@@ -74,12 +74,12 @@ def main(argv: list[str] | None = None) -> int:
             inc = incremental_rate(model, batch, steps)
             naive = naive_rate(model, batch)
             rows.append({"config": name, "dtype": "float32", "batch": batch, "incremental": inc, "naive": naive,
-                         "speedup": inc / naive, "kernel_path": native.model_path("wavenet", "float32")})
+                         "speedup": inc / naive, "kernel_path": kernel_path("wavenet", "float32")})
             print(f"{name:<40}{'float32':<10}{batch:>6}{inc:>24,.0f}{naive:>18,.0f}{inc / naive:>9.1f}x")
         if "ljspeech" in name and not args.no_bfloat16:
             inc = incremental_rate(model.to(torch.bfloat16), 1, steps)
             rows.append({"config": name, "dtype": "bfloat16", "batch": 1, "incremental": inc, "naive": None,
-                         "speedup": None, "kernel_path": native.model_path("wavenet", "bfloat16")})
+                         "speedup": None, "kernel_path": kernel_path("wavenet", "bfloat16")})
             print(f"{name:<40}{'bfloat16':<10}{1:>6}{inc:>24,.0f}{'-':>18}{'-':>10}")
     if args.json:
         args.json.write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2))

@@ -192,6 +192,41 @@ def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+#: The built-in architectures' names (from plugins/, not from the registry, so a plugin that fails still counts).
+BUILT_IN = sorted(p.name for p in (REPO / "plugins").iterdir() if (p / "__init__.py").exists())
+
+#: Places in zoo/ where a built-in architecture's name may appear as a string, and why: none is a model choice.
+NAMES_OK: dict[tuple[str, str], str] = {
+    ("zoo/core/mel.py", "hifigan"): "mel conventions are named after the reference code that defines them",
+    ("zoo/core/mel.py", "flowavenet"): "mel conventions are named after the reference code that defines them",
+    ("zoo/audio/metrics.py", "hifigan"): "the log-mel L1 metric uses the hifigan mel convention (QUALITY.md)",
+    ("zoo/cli/app.py", "hifigan"): "zoo vocode's default --model, the product's default (README)",
+    ("zoo/cli/compare.py", "hifigan"): "zoo compare's default model, as zoo vocode",
+}
+
+
+def test_zoo_knows_no_vocoder_by_name():
+    """The core knows no vocoder by name: no string in zoo/ (docstrings and comments aside) is a built-in
+    architecture's name or a model name of one (``waveglow.nvidia``), except the conventions of NAMES_OK.
+    Behaviour that differs per architecture is stated by the architecture (``Vocoder`` class attributes and
+    methods: ``compiled_kernels``, ``noise_shape``, ``denoiser_sampling`` ...)."""
+    assert {"hifigan", "waveglow", "wavenet"} <= set(BUILT_IN)
+    found: list[str] = []
+    for path in sorted((REPO / "zoo").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        docs = {id(node.body[0].value) for node in ast.walk(tree)
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body
+                and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+        rel = path.relative_to(REPO).as_posix()
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Constant) or not isinstance(node.value, str) or id(node) in docs:
+                continue
+            for name in BUILT_IN:
+                if (node.value == name or node.value.startswith(name + ".")) and (rel, name) not in NAMES_OK:
+                    found.append(f"{rel}:{node.lineno}: {node.value!r}")
+    assert not found, "zoo/ names built-in vocoders:\n" + "\n".join(found)
+
+
 def test_no_import_cycle():
     """No cycle among the imports a module makes when it is imported, nor among all its zoo imports
     (function-level ones included) outside ``TYPE_CHECKING`` blocks."""

@@ -206,21 +206,29 @@ def test_one_conv_backend_choice_is_what_runs_and_what_is_reported(level, monkey
     variant the answer is what ``zoo info --kernels`` reports and what the models then call."""
     from zoo_plugins.hifigan.model import HiFiGAN, HiFiGANConfig
 
-    from zoo.kernels import backend
+    import zoo
+    from zoo.kernels import gated_infer
     from zoo.nn.gated import WaveNetConditioner
+    from zoo.registry.plugins import get_registry, kernel_paths
 
     with kernels.variant("tapconv", level):
-        f32 = tapconv.conv_backend(torch.float32, "gated_stack")
+        f32 = tapconv.conv_backend(torch.float32, gated_infer.FORMS)
         assert f32.compiled == (level in ("avx512", "avx512bf16"))
-        assert tapconv.conv_backend(torch.float32, "hifigan") == f32
-        bf16 = tapconv.conv_backend(torch.bfloat16, "hifigan")
+        assert tapconv.conv_backend(torch.float32, HiFiGAN.compiled_kernels["tapconv"]) == f32
+        bf16 = tapconv.conv_backend(torch.bfloat16, HiFiGAN.compiled_kernels["tapconv"])
         assert bf16.compiled and ("AVX-512 BF16 tiles" in bf16.reason) == (level == "avx512bf16")
-        assert not tapconv.conv_backend(torch.bfloat16, "gated_stack").compiled  # no bfloat16 gated schedule
-        paths = native.model_paths()
-        for arch, schedule in backend.ARCHITECTURES.items():
-            for dtype in backend.SCHEDULES[schedule]:
-                expected = "tapconv: " + tapconv.conv_backend(dtype, schedule).describe()
-                assert expected in paths[(arch, str(dtype).replace("torch.", ""))]
+        assert not tapconv.conv_backend(torch.bfloat16, gated_infer.FORMS).compiled  # no bfloat16 gated schedule
+        # the report is the same choice, for every registered architecture's declared kernels
+        paths = kernel_paths()
+        reported = 0
+        for arch in zoo.list_architectures():
+            for kernel, forms in get_registry().architectures[arch].cls.compiled_kernels.items():
+                for dtype in forms:
+                    if kernel == "tapconv":
+                        expected = "tapconv: " + tapconv.conv_backend(dtype, forms).describe()
+                        assert expected in paths[(arch, str(dtype).replace("torch.", ""))]
+                        reported += 1
+        assert reported >= 5  # hifigan float32/bfloat16 and the three gated-stack flows
         # the models call the kernel exactly when the choice says so
         calls: list[str] = []
 

@@ -118,3 +118,22 @@ def test_denoiser_removes_bias_and_is_identity_at_zero():
     assert cleaned.pow(2).mean() < 0.5 * audio.pow(2).mean()
     with pytest.raises(ValueError, match="strength"):
         den(audio, strength=-1.0)
+
+
+def test_denoiser_measures_the_bias_with_the_models_own_sampling_options():
+    """WaveGlow states ``denoiser_sampling = {"sigma": 0.0}`` (NVIDIA's denoiser): its bias is the response to a
+    zero mel *without* noise, whatever the generator; an explicit option still overrides it."""
+    from zoo_plugins.waveglow import WaveGlow, WaveGlowConfig
+
+    from zoo.audio.denoiser import silent_mel
+    from zoo.testing import make_mel_dependent
+
+    torch.manual_seed(0)
+    voc = make_mel_dependent(WaveGlow(WaveGlowConfig.small(n_channels=8, n_layers=2, n_flows=4))).eval()
+    assert voc.denoiser_sampling == {"sigma": 0.0}
+    den = Denoiser(voc, frames=8)
+    mel = silent_mel(voc, 8, "zeros")
+    noiseless = voc.vocode(mel, sigma=0.0)[0].float()
+    torch.testing.assert_close(den.bias_spec, den._stft(noiseless).abs()[..., :1])
+    noisy = Denoiser(voc, frames=8, sigma=0.7)
+    assert (noisy.bias_spec - den.bias_spec).abs().max() > 1e-3

@@ -24,6 +24,7 @@ from zoo.core.mel import MelConfig
 from zoo.core.noise import position_noise
 from zoo.core.stream import in_windows
 from zoo.core.vocoder import Vocoder, sampling_scale
+from zoo.kernels import gated_infer
 from zoo.kernels.gated_infer import fast_inference
 from zoo.nn.flows import ActNorm, FloWaveNetCoupling, squeeze, unsqueeze
 from zoo.nn.gated import WaveNetConditioner
@@ -131,6 +132,7 @@ class FloWaveNet(Vocoder[FloWaveNetConfig]):
     """FloWaveNet; sampling option ``temperature`` (default 0.8, the reference's synthesize.py)."""
 
     architecture = "flowavenet"
+    compiled_kernels = {"tapconv": gated_infer.FORMS}  # the coupling nets' gated stacks
     deterministic = False
 
     def __init__(self, config: FloWaveNetConfig | None = None) -> None:

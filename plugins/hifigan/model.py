@@ -142,6 +142,7 @@ class HiFiGAN(Vocoder[HiFiGANConfig]):
     """The HiFi-GAN generator: deterministic, fully convolutional, parallel."""
 
     architecture = "hifigan"
+    compiled_kernels = {"tapconv": (torch.float32, torch.bfloat16)}
 
     def __init__(self, config: HiFiGANConfig | None = None) -> None:
         super().__init__(config)
@@ -188,7 +189,8 @@ class HiFiGAN(Vocoder[HiFiGANConfig]):
         outputs to bfloat16, as ``generate`` in bfloat16 does, costs 1.9% of the MR-STFT distance on
         LJSpeech; this costs none). It returns float32 audio.
         """
-        backend = tapconv.conv_backend(mel.dtype, "hifigan")  # the conv-backend choice every model shares
+        # the conv-backend choice every model shares, for the forms this class declares
+        backend = tapconv.conv_backend(mel.dtype, self.compiled_kernels["tapconv"])
         if backend.compiled:
             ops: _Float32Ops = _KernelOps(self, mel.dtype)
         elif mel.dtype == torch.float32:
@@ -266,7 +268,7 @@ class HiFiGAN(Vocoder[HiFiGANConfig]):
             raise ValueError(f"hifigan takes no sampling options, got {sorted(sampling)}")
         ctx = self.context_frames()
         fast = fast_inference() and mel.device.type == "cpu" and (
-            mel.dtype == torch.float32 or tapconv.conv_backend(mel.dtype, "hifigan").compiled)
+            mel.dtype == torch.float32 or tapconv.conv_backend(mel.dtype, self.compiled_kernels["tapconv"]).compiled)
         gen = self.generate_time_major if fast else self.generate
         return in_windows(mel.shape[-1], self.config.chunk_frames, ctx, ctx,
                           self.hop_length, lambda lo, hi: gen(mel[..., lo:hi]))

@@ -35,6 +35,7 @@ from zoo.core.mel import MelConfig
 from zoo.core.noise import position_noise
 from zoo.core.stream import in_windows
 from zoo.core.vocoder import Vocoder, sampling_scale
+from zoo.kernels import gated_infer
 from zoo.kernels.gated_infer import fast_inference, infer_layers, require_inference, residual_buffer
 from zoo.nn.gated import GatedResidualStack
 from zoo.nn.upsample import build_upsampler
@@ -186,6 +187,7 @@ class ParallelWaveNet(Vocoder[ParallelWaveNetConfig]):
     """
 
     architecture = "parallel_wavenet"
+    compiled_kernels = {"tapconv": gated_infer.FORMS}  # the IAF flows' gated stacks
     deterministic = False
     parallel = True
     def __init__(self, config: ParallelWaveNetConfig | None = None) -> None:

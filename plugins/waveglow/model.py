@@ -24,6 +24,7 @@ from zoo.core.mel import MelConfig
 from zoo.core.noise import position_noise
 from zoo.core.stream import in_windows
 from zoo.core.vocoder import Vocoder, sampling_scale
+from zoo.kernels import gated_infer
 from zoo.nn.flows import InvertibleConv1x1, WaveGlowCoupling, squeeze, unsqueeze
 from zoo.nn.gated import WaveNetConditioner
 from zoo.nn.upsample import TransposedConvUpsampler
@@ -81,6 +82,8 @@ class WaveGlow(Vocoder[WaveGlowConfig]):
     """WaveGlow; sampling option ``sigma`` (default: the config's ``infer_sigma``, 0.6 as NVIDIA's README)."""
 
     architecture = "waveglow"
+    compiled_kernels = {"tapconv": gated_infer.FORMS}  # the coupling nets' gated stacks
+    denoiser_sampling = {"sigma": 0.0}  # NVIDIA's denoiser measures the bias with sigma 0
     config_class = WaveGlowConfig
     deterministic = False
 

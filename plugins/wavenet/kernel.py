@@ -52,14 +52,14 @@ def _configure(lib: ctypes.CDLL) -> None:
     lib.zoo_wavenet_pre_size.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p]
 
 
-def _paths(lib: native.KernelLibrary | None, reason: str) -> dict[tuple[str, str], str]:
+def _path(lib: native.KernelLibrary | None, reason: str, dtype: torch.dtype) -> str:
     if lib is None:
-        return {("wavenet", "float32"): f"TorchScript sampling step ({reason})"}
-    return {("wavenet", "float32"): f"compiled sampling loop ({lib.isa} variant)"}
+        return f"TorchScript sampling step ({reason})"
+    return f"compiled sampling loop ({lib.isa} variant)"
 
 
 SPEC = native.register(native.KernelSpec("wavenet", lambda: Path(__file__).resolve().parent, "_kernel", "zoo_wavenet",
-                                         (), _configure, _paths))
+                                         (), _configure, _path))
 
 
 def load() -> native.KernelLibrary | None:

@@ -124,6 +124,7 @@ class WaveNet(Vocoder[WaveNetConfig]):
     1.0) and ``progress`` (a tqdm bar)."""
 
     architecture = "wavenet"
+    compiled_kernels = {"wavenet": (torch.float32,)}  # the compiled sampling loop (plugins/wavenet/kernel.py)
     deterministic = False
     parallel = False
 

@@ -33,7 +33,8 @@ class Denoiser(nn.Module):
     Defaults reproduce NVIDIA's WaveGlow denoiser: an all-zero mel of 88 frames, STFT 1024/256/1024, the
     first frame of the response as the bias.
 
-    ``sampling`` options are passed to the vocoder when measuring its bias (WaveGlow: ``sigma=0.0``); a
+    ``sampling`` options are passed to the vocoder when measuring its bias, over the model's own
+    :attr:`~zoo.core.vocoder.Vocoder.denoiser_sampling` (WaveGlow's: ``sigma=0.0``); a
     stochastic model is run with a fixed generator so the bias is reproducible.
     """
 
@@ -44,7 +45,7 @@ class Denoiser(nn.Module):
         self.register_buffer("window", torch.hann_window(win_length), persistent=False)
         mel = silent_mel(vocoder, frames, mode)
         gen = torch.Generator(device=vocoder.device).manual_seed(0)
-        bias_audio = vocoder.vocode(mel, generator=gen, **sampling)[0].float().cpu()
+        bias_audio = vocoder.vocode(mel, generator=gen, **{**vocoder.denoiser_sampling, **sampling})[0].float().cpu()
         spec = self._stft(bias_audio)
         # WaveGlow keeps the first frame of the bias response ("first", the default, as NVIDIA's code);
         # "median" takes the median over frames, steadier for models whose bias is not stationary.

@@ -34,7 +34,7 @@ from zoo.core.mel import MelConfig
 from zoo.core.vocoder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from zoo.hub.sources import ChecksumError, SourceUnavailable, availability, format_size
 from zoo.kernels import native
-from zoo.registry.plugins import PluginWarning, RegistryError, get_registry, plugin_report
+from zoo.registry.plugins import PluginWarning, RegistryError, get_registry, kernel_paths, plugin_report
 
 EXIT_USAGE = 2
 
@@ -131,7 +131,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _print_kernels(as_json: bool) -> int:
     """``zoo info --kernels``: each compiled kernel's state, and the path each model/dtype takes on CPU."""
     zoo.list_architectures()  # load the plugins: their kernels register with zoo.kernels.native
-    kernels, paths = native.statuses(), native.model_paths()
+    kernels, paths = native.statuses(), kernel_paths()
     if as_json:
         models = [{"architecture": a, "dtype": d, "path": p} for (a, d), p in sorted(paths.items())]
         print(json.dumps({"kernels": [k.to_dict() for k in kernels], "models": models}, indent=2))
@@ -252,7 +252,7 @@ def _cmd_vocode(args: argparse.Namespace) -> int:
     gen = torch.Generator(device=voc.device).manual_seed(args.seed)
     denoiser = None
     if args.denoise:
-        denoiser = Denoiser(voc, **({"sigma": 0.0} if voc.architecture == "waveglow" else {}))
+        denoiser = Denoiser(voc)
     for path, mel, target in progress(jobs, desc="vocoding", unit="file", disable=len(jobs) < 2 or None):
         try:
             audio = voc.vocode(mel, generator=gen)[0]

@@ -233,6 +233,13 @@ class Vocoder(nn.Module, Generic[ConfigT]):
         costs 1.3% of the multi-resolution STFT distance on LJSpeech, float16 keeps 11)."""
         return torch.promote_types(self.dtype, torch.float32)
 
+    # ------------------------------------------------------------------ kernels and helpers
+    #: The compiled kernels (:mod:`zoo.kernels.native` names) this architecture's CPU inference uses, each with
+    #: the operand dtypes it has a compiled form for: what ``zoo info --kernels`` and ``zoo bench`` report.
+    compiled_kernels: ClassVar[Mapping[str, tuple[torch.dtype, ...]]] = {}
+    #: Sampling options :class:`zoo.audio.denoiser.Denoiser` uses when it measures the model's bias.
+    denoiser_sampling: ClassVar[Mapping[str, Any]] = {}
+
     # ------------------------------------------------------------------ export
     #: Why this architecture cannot be exported to TorchScript/ONNX (``None``: a parallel one can).
     export_refusal: ClassVar[str | None] = None

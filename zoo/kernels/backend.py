@@ -1,7 +1,7 @@
 """The one choice between torch's convolutions and the compiled ones, shared by every model's CPU fast path.
 
-The time-major inference schedules (:data:`SCHEDULES`: the gated WaveNet stack of
-:mod:`zoo.kernels.gated_infer`, HiFi-GAN's generator) run their convolutions either as torch's matrix
+The time-major inference schedules (the gated WaveNet stack of :mod:`zoo.kernels.gated_infer`, a plugin's
+own generator such as HiFi-GAN's) run their convolutions either as torch's matrix
 products (:mod:`zoo.kernels.timemajor`) or on the compiled kernel (:mod:`zoo.kernels.tapconv`). Which one,
 per operand dtype and the ISA level of the kernel variant loaded on this CPU, and why:
 
@@ -15,9 +15,10 @@ per operand dtype and the ISA level of the kernel variant loaded on this CPU, an
 * anything else, or a kernel that was not built or is disabled: torch.
 
 :func:`choose` makes the choice from the loaded library (:func:`zoo.kernels.tapconv.conv_backend` asks it
-for the library loaded here, and the models ask that); :func:`model_paths` writes the same choices as the
-report that ``zoo info --kernels`` prints and ``zoo bench`` records (the tapconv kernel registers it as its
-``paths``), so what is reported is what runs.
+for the library loaded here, and the models ask that, naming their schedule's compiled ``forms``). The
+report that ``zoo info --kernels`` prints and ``zoo bench`` records is the same call: each architecture
+declares the kernels and operand dtypes it uses (``Vocoder.compiled_kernels``), and the tapconv kernel's
+``paths`` describes :func:`choose`'s answer, so what is reported is what runs. This module knows no model.
 """
 
 from __future__ import annotations
@@ -28,20 +29,8 @@ import torch
 
 from zoo.kernels import native
 
-SCHEDULES: dict[str, tuple[torch.dtype, ...]] = {
-    "gated_stack": (torch.float32,),
-    "hifigan": (torch.float32, torch.bfloat16),
-}
-"""The time-major inference schedules and the operand dtypes each has a compiled form for."""
-
-ARCHITECTURES: dict[str, str] = {
-    "hifigan": "hifigan",
-    "waveglow": "gated_stack",
-    "flowavenet": "gated_stack",
-    "parallel_wavenet": "gated_stack",
-}
-"""The schedule each architecture's CPU inference runs (for the report)."""
-
+BOTH = (torch.float32, torch.bfloat16)
+"""The operand dtypes the compiled convolutions have forms for."""
 
 @dataclasses.dataclass(frozen=True)
 class ConvBackend:
@@ -57,12 +46,13 @@ class ConvBackend:
         return self.reason if self.compiled else f"torch's convs ({self.reason})"
 
 
-def choose(dtype: torch.dtype, schedule: str, lib: native.KernelLibrary | None, missing: str) -> ConvBackend:
-    """The backend ``schedule`` (a key of :data:`SCHEDULES`) uses for ``dtype`` operands with the kernel
-    library ``lib`` (``None``: not loaded here, ``missing`` says why)."""
-    if dtype not in SCHEDULES[schedule]:
+def choose(dtype: torch.dtype, lib: native.KernelLibrary | None, missing: str,
+           forms: tuple[torch.dtype, ...] = BOTH) -> ConvBackend:
+    """The backend a schedule whose compiled forms are ``forms`` (operand dtypes) uses for ``dtype`` operands
+    with the kernel library ``lib`` (``None``: not loaded here, ``missing`` says why)."""
+    if dtype not in forms or dtype not in BOTH:
         name = str(dtype).replace("torch.", "")
-        return ConvBackend(dtype, False, f"the {schedule} schedule has no compiled {name} form")
+        return ConvBackend(dtype, False, f"no compiled {name} form of this schedule")
     if lib is None:
         return ConvBackend(dtype, False, missing)
     if dtype == torch.float32:
@@ -72,10 +62,3 @@ def choose(dtype: torch.dtype, schedule: str, lib: native.KernelLibrary | None, 
     if lib.zoo_bf16_native():
         return ConvBackend(dtype, True, f"compiled bfloat16 convs, AVX-512 BF16 tiles ({lib.isa} variant)")
     return ConvBackend(dtype, True, f"compiled bfloat16 convs, plain C vectorised for {lib.isa} (no AVX-512 BF16)")
-
-
-def model_paths(lib: native.KernelLibrary | None, missing: str) -> dict[tuple[str, str], str]:
-    """For each ``(architecture, dtype)`` whose schedule has a compiled form, the path :func:`choose` takes
-    (the tapconv kernel's ``paths`` for ``zoo info --kernels`` and ``zoo bench``)."""
-    return {(arch, str(dtype).replace("torch.", "")): choose(dtype, schedule, lib, missing).describe()
-            for arch, schedule in ARCHITECTURES.items() for dtype in SCHEDULES[schedule]}

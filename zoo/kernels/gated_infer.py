@@ -82,6 +82,10 @@ class ConditionerLike(Protocol):
     def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
 
 
+FORMS = (torch.float32,)
+"""The operand dtypes the gated stack's schedule has compiled forms for (a model running it declares
+``compiled_kernels = {"tapconv": FORMS}``)."""
+
 def fast_inference() -> bool:
     """Whether the inference-only fast paths may run: no autograd, and not being traced or exported
     (their Python loop over the batch and in-place buffers would be frozen into a trace)."""
@@ -183,7 +187,7 @@ def infer_layers(stack: GatedStackLike, buf: Tensor, left: int, t: int, cond_t: 
     hbuf = first_h if first_h is not None and rows_max == t else buf.new_empty(rows_max, gate)
     work_v = work_m = None
     # The dilated convs on the compiled kernel or torch's products: the choice every model shares.
-    kernel = tapconv.conv_backend(buf.dtype, "gated_stack").compiled
+    kernel = tapconv.conv_backend(buf.dtype, FORMS).compiled
     if any(wino) and not kernel:
         n_max = max(min(r, winograd_chunk(layer.dilation))
                     for r, layer in zip(wino, stack.layers, strict=True) if r) // WINOGRAD_TILE

@@ -30,7 +30,7 @@ import json
 import mmap
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +53,8 @@ class KernelSpec:
     """A kernel library: ``name`` (for reports), where it is (``directory()/stem.so``), the prefix of its
     exported ISA and layout functions, the ``ctypes`` structs Python passes it (each with a ``c_name``),
     ``configure(lib)``, which declares the functions' result and argument types and checks constants, and
-    ``paths(lib or None, reason)``: for each ``(architecture, dtype)`` whose inference uses the kernel, the
-    path it takes (for ``zoo info --kernels`` and ``zoo bench``)."""
+    ``path(lib or None, reason, dtype)``: the path a model that uses the kernel for ``dtype`` operands takes
+    (for ``zoo info --kernels`` and ``zoo bench``; which models use it, they declare themselves)."""
 
     name: str
     directory: Callable[[], Path]
@@ -62,7 +62,7 @@ class KernelSpec:
     prefix: str
     structs: tuple[type[ctypes.Structure], ...] = ()
     configure: Callable[[ctypes.CDLL], None] | None = None
-    paths: Callable[[KernelLibrary | None, str], dict[tuple[str, str], str]] | None = None
+    path_of: Callable[[KernelLibrary | None, str, torch.dtype], str] | None = None
 
     @property
     def path(self) -> Path:
@@ -307,23 +307,34 @@ def statuses() -> list[KernelStatus]:
     return [status(name) for name in sorted(_specs)]
 
 
-def model_paths() -> dict[tuple[str, str], str]:
-    """For each ``(architecture, dtype)`` that has a compiled path, the path its CPU inference takes here and
-    why (every registered kernel's ``paths``); an architecture/dtype not listed runs on torch alone."""
-    out: dict[tuple[str, str], list[str]] = {}
-    for name in sorted(_specs):
-        spec, st = _specs[name], status(name)
-        if spec.paths is None:
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"`` (the dtype names of the reports)."""
+    return str(dtype).replace("torch.", "")
+
+
+def kernel_path(uses: Mapping[str, Sequence[torch.dtype]], dtype: torch.dtype) -> str:
+    """The path CPU inference in ``dtype`` takes for a model that uses the kernels ``uses`` (kernel name -> the
+    operand dtypes it has a compiled form for; ``Vocoder.compiled_kernels``), and why."""
+    out = []
+    for name in sorted(uses):
+        if dtype not in uses[name]:
             continue
-        lib = _loaded.get(name)
-        for key, path in spec.paths(lib, st.reason).items():
-            out.setdefault(key, []).append(f"{name}: " + (f"error: {st.reason}" if st.state == "error" else path))
-    return {key: "; ".join(paths) for key, paths in out.items()}
+        if name not in _specs:
+            out.append(f"{name}: not registered (its plugin did not load)")
+            continue
+        spec, st = _specs[name], status(name)
+        if st.state == "error":
+            out.append(f"{name}: error: {st.reason}")
+        elif spec.path_of is not None:
+            out.append(f"{name}: " + spec.path_of(_loaded.get(name), st.reason, dtype))
+    return "; ".join(out) or "torch only (no compiled kernel for this model and dtype)"
 
 
-def model_path(architecture: str, dtype: str) -> str:
-    """The path a CPU ``architecture`` model in ``dtype`` takes (:func:`model_paths`), or that it is torch only."""
-    return model_paths().get((architecture, dtype), "torch only (no compiled kernel for this model and dtype)")
+def model_paths(architectures: Mapping[str, Mapping[str, Sequence[torch.dtype]]]) -> dict[tuple[str, str], str]:
+    """For each ``(architecture, dtype)`` with a compiled form (``architectures``: name -> its
+    ``compiled_kernels``), the path its CPU inference takes here and why; any other runs on torch alone."""
+    return {(arch, dtype_name(dt)): kernel_path(uses, dt) for arch, uses in sorted(architectures.items())
+            for dt in sorted({d for dts in uses.values() for d in dts}, key=dtype_name)}
 
 
 def ptr(t: torch.Tensor | None) -> ctypes.c_void_p:

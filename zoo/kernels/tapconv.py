@@ -60,14 +60,14 @@ def _configure(lib: ctypes.CDLL) -> None:
         fn.restype = None
 
 
-def _paths(lib: native.KernelLibrary | None, reason: str) -> dict[tuple[str, str], str]:
-    """Which convs each model/dtype runs here (for ``zoo info --kernels`` and ``zoo bench``)."""
-    return backend.model_paths(lib, reason)  # the choice the models make (conv_backend)
+def _path(lib: native.KernelLibrary | None, reason: str, dtype: torch.dtype) -> str:
+    """Which convs a schedule with a compiled ``dtype`` form runs here (``zoo info --kernels``, ``zoo bench``)."""
+    return backend.choose(dtype, lib, reason).describe()  # the choice the models make (conv_backend)
 
 
 SPEC = native.register(native.KernelSpec(
     "tapconv", lambda: Path(native.__file__).resolve().parent, "_tapconv", "zoo_tapconv",
-    (_Prod, _Leaky), _configure, paths=_paths))
+    (_Prod, _Leaky), _configure, path_of=_path))
 
 
 def load() -> native.KernelLibrary | None:
@@ -82,12 +82,12 @@ def available() -> bool:
     return load() is not None
 
 
-def conv_backend(dtype: torch.dtype, schedule: str) -> backend.ConvBackend:
-    """Which convolutions ``schedule`` (:data:`zoo.kernels.backend.SCHEDULES`) runs for ``dtype`` operands
+def conv_backend(dtype: torch.dtype, forms: tuple[torch.dtype, ...] = backend.BOTH) -> backend.ConvBackend:
+    """Which convolutions a schedule with compiled ``forms`` (operand dtypes) runs for ``dtype`` operands
     here, and why: :func:`zoo.kernels.backend.choose` for the library loaded here (raises
     :class:`zoo.kernels.native.KernelLoadError` for a library that cannot be used)."""
     lib = load()
-    return backend.choose(dtype, schedule, lib, native.status("tapconv").reason if lib is None else "")
+    return backend.choose(dtype, lib, native.status("tapconv").reason if lib is None else "", forms)
 
 
 def native_f32() -> bool:

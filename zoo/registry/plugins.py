@@ -31,8 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import pluggy
+import torch
 
 from zoo.core.vocoder import Vocoder
+from zoo.kernels import native
 from zoo.registry import hookspecs
 from zoo.registry.cards import CardError, ModelCard, load_card, parse_card
 from zoo.registry.hookspecs import NAME_PATTERN, NAME_RULE, Command
@@ -462,3 +464,20 @@ def plugin_report(registry: Registry | None = None) -> list[dict[str, Any]]:
         rows.append({"plugin": name, "distribution": "(disabled)", "architectures": [], "models": [],
                      "converters": [], "commands": [], "failures": []})
     return rows
+
+
+def kernel_paths(registry: Registry | None = None) -> dict[tuple[str, str], str]:
+    """``(architecture, dtype) -> path``: for every registered architecture and operand dtype with a compiled
+    form (its ``compiled_kernels``), the path its CPU inference takes here and why (``zoo info --kernels``)."""
+    reg = registry or get_registry()
+    return native.model_paths({name: a.cls.compiled_kernels for name, a in reg.architectures.items()})
+
+
+def kernel_path(architecture: str, dtype: str | torch.dtype, registry: Registry | None = None) -> str:
+    """The path a CPU ``architecture`` model in ``dtype`` takes here (:func:`kernel_paths`), or that it is
+    torch only."""
+    reg = registry or get_registry()
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    arch = reg.architectures.get(architecture)
+    return native.kernel_path(arch.cls.compiled_kernels if arch is not None else {}, dtype)

@@ -177,10 +177,10 @@ def bench_model(model: Vocoder, *, name: str, seconds: float = 5.0, batch: int =
 
 
 def _kernel_path(model: Vocoder) -> str:
-    """:func:`zoo.kernels.native.model_path` of a CPU model; on other devices no compiled kernel runs."""
+    """:func:`zoo.kernels.native.kernel_path` of a CPU model; on other devices no compiled kernel runs."""
     if model.device.type != "cpu":
         return f"no compiled kernel on {model.device.type}"
-    return native.model_path(model.architecture, str(model.dtype).replace("torch.", ""))
+    return native.kernel_path(model.compiled_kernels, model.dtype)
 
 
 def plot_sweep(results: list[dict[str, Any]], path: str) -> None:
