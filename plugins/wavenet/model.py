@@ -287,7 +287,7 @@ class _SamplingStream:
         if start != self.frame or not first <= start < stop <= first + mel.shape[-1]:
             raise ValueError(f"a WaveNet stream continues at frame {self.frame}; got frames [{start}, {stop}) "
                              f"of a mel holding [{first}, {first + mel.shape[-1]})")
-        mel = mel.to(device=model.device, dtype=model.dtype)[None]
+        mel = mel.to(device=model.device, dtype=model._compute_dtype())[None]  # as vocode casts it
         c_up = model.upsample_mel(mel)[..., (start - first) * hop: (stop - first) * hop]
         audio = self.sampler.generate(c_up, seed=self.seed, temperature=self.temperature, progress=self.progress)
         self.frame = stop
