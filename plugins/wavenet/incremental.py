@@ -8,8 +8,12 @@ one step costs O(layers): every dilated conv becomes one matmul on ``k`` gathere
 * all state lives in preallocated tensors (layer ring buffers, the front conv's input window, the
   random draws of a block);
 * the per-step work is one TorchScript function (no Python loop over layers), and sampling reads
-  pre-drawn uniforms, so a ``torch.Generator`` makes the result reproducible;
-* several utterances are sampled at once (batch dimension).
+  pre-drawn uniforms (normals for a Gaussian), drawn by position from one seed (:mod:`zoo.core.noise`), so a
+  ``torch.Generator`` makes the result reproducible, every item of a batch reads the draws it reads alone,
+  and a run split into pieces (a stream) reads what one run reads;
+* several utterances are sampled at once (batch dimension), each stopping at its own length: the run is split
+  at each item's end and the state compacted to the items still running (:meth:`IncrementalSampler.keep`);
+* the state is kept between :meth:`IncrementalSampler.run` calls, so a stream samples on where it stopped.
 """
 
 from __future__ import annotations
