@@ -66,7 +66,7 @@ from benchcheck import bf16_tolerance, check_bf16, difference, run_range, time_i
 from roofline import read_bandwidth  # noqa: E402
 
 import zoo  # noqa: E402
-from zoo.core.noise import position_noise  # noqa: E402
+from zoo.core.noise import draw_seed, position_noise  # noqa: E402
 from zoo.registry.plugins import kernel_path  # noqa: E402
 
 CLOCK: Callable[[], float] = time.perf_counter
@@ -251,10 +251,10 @@ def _wavenet_draws(model: Any, steps: int, seed: int) -> list[torch.Tensor]:
     from zoo_plugins.wavenet import incremental
 
     sampler = incremental.IncrementalSampler(model, 1)
-    gen = torch.Generator().manual_seed(seed)
+    noise_seed = draw_seed(torch.Generator().manual_seed(seed))  # what vocode draws from such a generator
     draws: list[torch.Tensor] = []
     for start in range(0, steps, incremental.BLOCK):
-        u_mix, u_log = sampler._draws(min(steps, start + incremental.BLOCK) - start, gen)
+        u_mix, u_log = sampler._draws(noise_seed, start, min(steps, start + incremental.BLOCK) - start)
         for j in range(u_mix.shape[0]):
             draws += [u_mix[j], u_log[j]]
     return draws

@@ -330,7 +330,7 @@ MEL_PATH: list[tuple[str, str, str, tuple[str, ...]]] = [
      ("get_registry().architecture(", "load_weights(")),
     ("zoo.cli.common:read_mel", "cli", "the saved mel as a tensor (.npy without pickles, .pt weights-only)", ()),
     ("zoo.core.vocoder:Vocoder.checked_mel", "core", "shape [B, n_mels, frames], channel count, finite", ()),
-    ("zoo.core.vocoder:Vocoder.vocode", "core", "device and dtype, one synthesize call per length group",
+    ("zoo.core.vocoder:Vocoder.vocode", "core", "device and dtype, a synthesize call per length group or padded batch",
      ("self.checked_mel(", "_synthesize_checked(")),
     ("zoo_plugins.hifigan.model:HiFiGAN.synthesize", "plugin", "the architecture, windowed over long inputs",
      ("in_windows(",)),

@@ -55,12 +55,25 @@ def test_context_is_measured_and_windows_stay_bounded(monkeypatch):
     assert (out[: 400 * 256] - ref[: 400 * 256]).abs().max().item() < 1e-5
 
 
-def test_stream_refuses_autoregressive_models():
-    from zoo_plugins.wavenet import WaveNet, WaveNetConfig
+def test_stream_refuses_autoregressive_models_without_a_session():
+    """An autoregressive model that does not implement Vocoder.open_stream cannot be vocoded in windows: stream,
+    vocode_long and context_frames refuse it with a one-line ValueError (WaveNet implements it)."""
+    from zoo.core.vocoder import Vocoder
 
-    voc = WaveNet(WaveNetConfig.small())
+    class Recurrent(Vocoder):
+        parallel = False
+
+        def synthesize(self, mel, *, generator=None, **sampling):
+            return torch.zeros(mel.shape[0], mel.shape[-1] * self.hop_length).cumsum(-1)
+
+    voc = Recurrent()
+    mel = torch.zeros(voc.mel_config.n_mels, 4)
+    with pytest.raises(ValueError, match="autoregressive and does not implement open_stream"):
+        list(stream(voc, [mel]))
+    with pytest.raises(ValueError, match="autoregressive and does not implement open_stream"):
+        vocode_long(voc, mel)
     with pytest.raises(ValueError, match="autoregressive"):
-        list(stream(voc, [torch.zeros(voc.mel_config.n_mels, 4)]))
+        context_frames(voc)
 
 
 def test_check_mel_reports_pwg_differences():

@@ -8,8 +8,12 @@ one step costs O(layers): every dilated conv becomes one matmul on ``k`` gathere
 * all state lives in preallocated tensors (layer ring buffers, the front conv's input window, the
   random draws of a block);
 * the per-step work is one TorchScript function (no Python loop over layers), and sampling reads
-  pre-drawn uniforms, so a ``torch.Generator`` makes the result reproducible;
-* several utterances are sampled at once (batch dimension).
+  pre-drawn uniforms (normals for a Gaussian), drawn by position from one seed (:mod:`zoo.core.noise`), so a
+  ``torch.Generator`` makes the result reproducible, every item of a batch reads the draws it reads alone,
+  and a run split into pieces (a stream) reads what one run reads;
+* several utterances are sampled at once (batch dimension), each stopping at its own length: the run is split
+  at each item's end and the state compacted to the items still running (:meth:`IncrementalSampler.keep`);
+* the state is kept between :meth:`IncrementalSampler.run` calls, so a stream samples on where it stopped.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from zoo.core.noise import draw_seed, noise_blocks, uniform_blocks
 from zoo.kernels import native
 from zoo.nn.distributions import DiscretizedMixLogistic, Gaussian, MuLawSoftmax
 
@@ -108,6 +113,9 @@ class IncrementalSampler:
         self._packed: list[Tensor] | None = None
         self._work: Tensor | None = None
         self._pre: Tensor | None = None  # the compiled loop's past-tap products, kept between blocks
+        self.x_in: Tensor | None = None  # the next step's input (made at the first step)
+        self.t = 0  # steps taken: the next step's position in the ring buffers
+        self.noise_offset = 0  # position of step 0 in the noise (see zoo.core.noise.noise_at)
 
     def _dense_weights(self) -> tuple[Tensor, ...]:
         """``(wd [L, k * R, G], wr [L, G/2, R], ws [L, G/2, S], h1w, h2w)``: the layers' matrices as ``[in, out]``
@@ -141,16 +149,20 @@ class IncrementalSampler:
             return x
         return torch.zeros(self.batch, 1, device=self.device, dtype=self.dtype)
 
-    def _draws(self, t: int, generator: torch.Generator | None) -> Any:
+    def _draws(self, seed: int, start: int, steps: int) -> Any:
+        """The random numbers of the steps at positions ``[start, start + steps)``, drawn by position
+        (:mod:`zoo.core.noise`): they depend only on ``seed`` and the position, not on the batch, the item's
+        place in it or how the run is split, so every item samples what it samples alone with that seed."""
         b, dev = self.batch, self.device
         if isinstance(self.dist, DiscretizedMixLogistic):
             m = self.dist.num_mixtures
-            u_mix = torch.empty(t, b, 1, m, device=dev).uniform_(1e-5, 1 - 1e-5, generator=generator)
-            u_log = torch.empty(t, b, 1, device=dev).uniform_(1e-5, 1 - 1e-5, generator=generator)
-            return u_mix, u_log
+            u = uniform_blocks(seed, 1, m + 1, start, steps, 1e-5, 1 - 1e-5)[0].t().to(dev)
+            return u[:, None, None, :m].expand(steps, b, 1, m), u[:, None, m:].expand(steps, b, 1)
         if isinstance(self.dist, MuLawSoftmax):
-            return torch.empty(t, b, 1, self.dist.classes, device=dev).uniform_(1e-5, 1 - 1e-5, generator=generator)
-        return torch.empty(t, b, 1, device=dev).normal_(generator=generator)
+            c = self.dist.classes
+            u = uniform_blocks(seed, 1, c, start, steps, 1e-5, 1 - 1e-5)[0].t().to(dev)
+            return u[:, None, None, :].expand(steps, b, 1, c)
+        return noise_blocks(seed, 1, 1, start, steps)[0].t().to(dev)[:, None, :].expand(steps, b, 1)
 
     def _sample(self, y: Tensor, draws: Any, j: int, temperature: float) -> Tensor:
         y3 = y.unsqueeze(-1)
@@ -167,46 +179,113 @@ class IncrementalSampler:
             return torch.nn.functional.one_hot(x.long(), self.dist.classes).to(self.dtype)
         return x.to(self.dtype).unsqueeze(-1)
 
+    def keep(self, items: Tensor | list[int]) -> None:
+        """Carry on with only ``items`` (indices into the current batch): every piece of sampling state (the
+        layers' ring buffers, the front conv's window, the next input, the speaker conditioning and the
+        compiled loop's past-tap products) is compacted to them, so finished items cost nothing more."""
+        idx = torch.as_tensor(items, dtype=torch.long).flatten()
+        self.layer_buf = self.layer_buf.index_select(1, idx.to(self.layer_buf.device)).contiguous()
+        self.front_buf = self.front_buf.index_select(0, idx.to(self.front_buf.device)).contiguous()
+        if self.x_in is not None:
+            self.x_in = self.x_in.index_select(0, idx.to(self.x_in.device)).contiguous()
+        if self.g is not None and self.g.shape[0] == self.batch:
+            self.g = self.g.index_select(0, idx.to(self.g.device))
+        if self._pre is not None:
+            # The past-tap state is min(offset, PRE_MAX) rows of [B, G] per tap reaching 2+ steps back, taps in
+            # layer-major order (zoo_wavenet_pre_size in csrc/wavenet_dispatch.c): keep the items' columns.
+            from zoo_plugins.wavenet.kernel import PRE_MAX
+
+            parts, at = [], 0
+            for off in self.offsets.flatten().tolist():
+                if off >= 2:
+                    rows = min(off, PRE_MAX) * self.batch * self.gate
+                    block = self._pre[at: at + rows].view(-1, self.batch, self.gate)
+                    parts.append(block.index_select(1, idx).reshape(-1))
+                    at += rows
+            assert at == self._pre.numel()
+            self._pre = torch.cat(parts) if parts else self._pre[:0]
+        self.batch = int(idx.numel())
+
     @torch.no_grad()
     def run(self, c_up: Tensor, *, inputs: Tensor | None = None, generator: torch.Generator | None = None,
-            temperature: float = 1.0, progress: bool = False) -> tuple[Tensor, Tensor]:
-        """``(samples [B, T], outputs [B, C_out, T])``; with ``inputs`` ``[B, C_in, T]`` the model is
-        teacher-forced (input ``t`` is fed at step ``t``, for testing against the full forward)."""
+            seed: int | None = None, lengths: list[int] | None = None, temperature: float = 1.0,
+            progress: bool = False) -> tuple[Tensor, Tensor]:
+        """``(samples [B, T], outputs [B, C_out, T])`` for the next ``T = c_up.shape[-1]`` steps.
+
+        The sampling state is kept, so successive calls continue the same utterances (a stream): the draws
+        are those of the positions reached, from ``seed`` (or one drawn from ``generator`` when ``seed`` is
+        ``None``). ``lengths`` (steps per item of this call) stops each item at its own length: the run is
+        split at each item's end and the state compacted to the items still running (:meth:`keep`), and the
+        samples past an item's length are zero. With ``inputs`` ``[B, C_in, T]`` the model is teacher-forced
+        (input ``t`` is fed at step ``t``, for testing against the full forward) and ``outputs`` is filled.
+        """
+        if inputs is not None:
+            return self._teacher_forced(c_up, inputs)
         from tqdm.auto import tqdm
 
-        total = c_up.shape[-1]
+        total, first = c_up.shape[-1], self.t
+        if seed is None:
+            seed = draw_seed(generator)
+        ends = [total] * self.batch if lengths is None else [int(n) for n in lengths]
+        if len(ends) != self.batch or any(n < 0 or n > total for n in ends):
+            raise ValueError(f"lengths must be {self.batch} step counts in [0, {total}], got {ends}")
         samples = torch.zeros(self.batch, total, device=self.device,
                               dtype=torch.long if isinstance(self.dist, MuLawSoftmax) else self.dtype)
-        outputs = torch.zeros(self.batch, self.dist.out_channels, total, device=self.device, dtype=self.dtype) \
-            if inputs is not None else None
-        x_in = self._initial_input()
+        active = torch.arange(self.batch)  # rows of samples (and c_up) that the sampler's items are
+        if self.x_in is None:
+            self.x_in = self._initial_input()
         bar = tqdm(total=total, disable=not progress, unit="sample", desc="wavenet", dynamic_ncols=True)
-        lib = self._kernel() if inputs is None else None
+        lib = self._kernel()
         wd, wr, ws, h1w, h2w = self._dense_weights() if lib is None else (None,) * 5
+        for end in sorted(set(ends)):
+            still = [i for i, row in enumerate(active.tolist()) if ends[row] >= end]
+            if len(still) < len(active):  # the others have reached their length
+                self.keep(still)
+                active = active[still]
+            while self.t - first < end:
+                start = self.t - first
+                stop = min(end, start + BLOCK)
+                c = c_up[..., start:stop] if len(active) == c_up.shape[0] else c_up[active.to(c_up.device), :,
+                                                                                   start:stop]
+                cond = self._cond_block(c, 0, stop - start)
+                draws = self._draws(seed, self.noise_offset + self.t, stop - start)
+                if lib is not None:
+                    out = self._run_kernel(lib, self.t, cond, draws, self.x_in, temperature).t()
+                else:
+                    out = self._run_step(cond, draws, temperature, wd, wr, ws, h1w, h2w)
+                samples[active.to(samples.device), start:stop] = out.to(samples.dtype)
+                self.t += stop - start
+                bar.update(stop - start)
+        bar.close()
+        return samples, torch.empty(0)
+
+    def _run_step(self, cond: Tensor, draws: Any, temperature: float, wd: Tensor, wr: Tensor, ws: Tensor,
+                  h1w: Tensor, h2w: Tensor) -> Tensor:
+        """One block of steps with the TorchScript step; returns the samples ``[B, T_block]``."""
+        out = []
+        for j in range(cond.shape[0]):
+            y = _step(self.x_in, self.t + j, cond[j], self.front_buf, self.front_w, self.front_b, self.front_relu,
+                      self.layer_buf, self.offsets[:, :], wd, wr, self.br, ws, self.bs,
+                      self.has_res, self.residual_scale, self.skip_mode, h1w, self.h1b, h2w, self.h2b)
+            x = self._sample(y, draws, j, temperature)
+            out.append(x)
+            self.x_in = self._as_input(x)
+        return torch.stack(out, -1)
+
+    def _teacher_forced(self, c_up: Tensor, inputs: Tensor) -> tuple[Tensor, Tensor]:
+        total = c_up.shape[-1]
+        outputs = torch.zeros(self.batch, self.dist.out_channels, total, device=self.device, dtype=self.dtype)
+        wd, wr, ws, h1w, h2w = self._dense_weights()
         for start in range(0, total, BLOCK):
             stop = min(total, start + BLOCK)
             cond = self._cond_block(c_up, start, stop)
-            draws = self._draws(stop - start, generator) if inputs is None else None
-            if lib is not None:
-                samples[:, start:stop] = self._run_kernel(lib, start, cond, draws, x_in, temperature).t()
-                bar.update(stop - start)
-                continue
             for j in range(stop - start):
                 t = start + j
-                if inputs is not None:
-                    x_in = inputs[:, :, t].to(self.dtype)
-                y = _step(x_in, t, cond[j], self.front_buf, self.front_w, self.front_b, self.front_relu,
-                          self.layer_buf, self.offsets[:, :], wd, wr, self.br, ws, self.bs,
-                          self.has_res, self.residual_scale, self.skip_mode, h1w, self.h1b, h2w, self.h2b)
-                if outputs is not None:
-                    outputs[:, :, t] = y
-                    continue
-                x = self._sample(y, draws, j, temperature)
-                samples[:, t] = x
-                x_in = self._as_input(x)
-            bar.update(stop - start)
-        bar.close()
-        return samples, outputs if outputs is not None else torch.empty(0)
+                outputs[:, :, t] = _step(inputs[:, :, t].to(self.dtype), t, cond[j], self.front_buf, self.front_w,
+                                         self.front_b, self.front_relu, self.layer_buf, self.offsets[:, :], wd, wr,
+                                         self.br, ws, self.bs, self.has_res, self.residual_scale, self.skip_mode,
+                                         h1w, self.h1b, h2w, self.h2b)
+        return torch.empty(0), outputs
 
     def _kernel(self) -> Any:
         """The compiled loop (:mod:`zoo_plugins.wavenet.kernel`) when it applies: CPU, float32."""
@@ -269,8 +348,14 @@ class IncrementalSampler:
             raise RuntimeError(f"the compiled WaveNet loop failed ({rc})")
         return out.long() if code == 2 else out
 
-    def generate(self, c_up: Tensor, *, generator: torch.Generator | None = None, temperature: float = 1.0,
-                 progress: bool = False) -> Tensor:
-        """Audio ``[B, T]`` sampled autoregressively for the upsampled conditioning ``c_up``."""
-        samples, _ = self.run(c_up, generator=generator, temperature=temperature, progress=progress)
-        return self.dist.to_audio(samples).to(self.dtype)
+    def generate(self, c_up: Tensor, *, generator: torch.Generator | None = None, seed: int | None = None,
+                 lengths: list[int] | None = None, temperature: float = 1.0, progress: bool = False) -> Tensor:
+        """Audio ``[B, T]`` sampled autoregressively for the upsampled conditioning ``c_up`` (see :meth:`run`;
+        zero past each item's length)."""
+        samples, _ = self.run(c_up, generator=generator, seed=seed, lengths=lengths, temperature=temperature,
+                              progress=progress)
+        audio = self.dist.to_audio(samples).to(self.dtype)
+        if lengths is not None:
+            for i, n in enumerate(lengths):
+                audio[i, n:] = 0.0
+        return audio

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from fractions import Fraction
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 
 from zoo.core.config import UpsamplerConfig, VocoderConfig
 from zoo.core.mel import MelConfig
+from zoo.core.noise import current_position
 from zoo.core.vocoder import Vocoder, sampling_scale
 from zoo.nn.distributions import DiscretizedMixLogistic, Gaussian, MuLawSoftmax, get_distribution
 from zoo.nn.gated import GatedResidualStack
@@ -127,6 +129,7 @@ class WaveNet(Vocoder[WaveNetConfig]):
     compiled_kernels = {"wavenet": (torch.float32,)}  # the compiled sampling loop (plugins/wavenet/kernel.py)
     deterministic = False
     parallel = False
+    padded_batches = True
 
     def __init__(self, config: WaveNetConfig | None = None) -> None:
         super().__init__(config)
@@ -212,15 +215,81 @@ class WaveNet(Vocoder[WaveNetConfig]):
         return {"loss": nll.mean()}
 
     # ------------------------------------------------------------------ sampling
-    def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, temperature: float | None = None,
-                   progress: bool = False, speaker: Tensor | None = None, **sampling: Any) -> Tensor:
+    def _temperature(self, temperature: float | None, sampling: dict[str, Any]) -> float:
         if sampling:
             raise ValueError(f"wavenet sampling options are temperature, progress, speaker; got {sorted(sampling)}")
-        if temperature is None:
-            temperature = self.config.infer_temperature
-        temperature = sampling_scale("temperature", temperature)
+        return sampling_scale("temperature", self.config.infer_temperature if temperature is None else temperature)
+
+    def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, temperature: float | None = None,
+                   progress: bool = False, speaker: Tensor | None = None, lengths: Tensor | None = None,
+                   **sampling: Any) -> Tensor:
+        """Samples every item of the batch in one loop (one read of the weights per step for all of them);
+        with ``lengths`` (frames per item of a padded batch) each item stops at its own length and the
+        finished ones drop out of the loop. The random draws depend only on the seed (drawn from
+        ``generator``) and the position, not on the item's batch mates: each item's audio is what vocoding it
+        alone with a generator of the same seed gives."""
+        temperature = self._temperature(temperature, sampling)
         from zoo_plugins.wavenet.incremental import IncrementalSampler
 
-        c_up = self.upsample_mel(mel)
+        seed, frame = current_position(generator)
+        hop = self.hop_length
+        frames = mel.shape[-1]
+        if lengths is None or bool((lengths == frames).all()):
+            c_up, steps = self.upsample_mel(mel), None
+        else:
+            # Each item's conditioning from its own frames: the upsampler's context (and its edge padding)
+            # must not reach into the padding.
+            c_up = mel.new_zeros(mel.shape[0], mel.shape[1], frames * hop)
+            for n in sorted(set(lengths.tolist())):
+                idx = (lengths == n).nonzero().flatten().to(mel.device)
+                c_up[idx, :, : n * hop] = self.upsample_mel(mel[idx, :, :n])
+            steps = [int(n) * hop for n in lengths.tolist()]
         sampler = IncrementalSampler(self, mel.shape[0], g=self.global_cond(speaker))
-        return sampler.generate(c_up, generator=generator, temperature=temperature, progress=progress)
+        sampler.noise_offset = frame * hop
+        return sampler.generate(c_up, seed=seed, lengths=steps, temperature=temperature, progress=progress)
+
+    def cond_context(self) -> int:
+        """Mel frames on each side that the upsampled conditioning of a frame can depend on: a bound from the
+        upsampler's geometry. A stage of scale ``s`` reaches a number of its input steps, each ``1 / (product of
+        the scales before it)`` frames: 2 for stretch2d (a nearest stretch by ``s``, then ``2 s + 1`` taps),
+        ``time_kernel / s + 1`` for transposed2d. stretch2d's context conv adds ``cin_pad`` frames, and one
+        frame more covers where a sample falls in its frame."""
+        c = self.config
+        reach, step = Fraction(0), Fraction(1)
+        for s in c.upsample_scales:
+            reach += step * (2 if c.upsample == "stretch2d" else Fraction(c.upsample_time_kernel or 2 * s, s) + 1)
+            step /= s
+        return math.ceil(reach) + (c.cin_pad if c.upsample == "stretch2d" else 0) + 1
+
+    def open_stream(self, seed: int, *, temperature: float | None = None, progress: bool = False,
+                    speaker: Tensor | None = None, **sampling: Any) -> _SamplingStream:
+        """Streams by carrying the incremental sampler (ring buffers, last sample, the compiled loop's past-tap
+        state, the position of the draws) from one stretch of frames to the next; the conditioning of each
+        stretch is upsampled from the mel with :meth:`cond_context` frames around it."""
+        return _SamplingStream(self, seed, self._temperature(temperature, sampling), speaker, progress)
+
+
+class _SamplingStream:
+    """A :class:`zoo.core.stream.StreamSession` for :class:`WaveNet`."""
+
+    def __init__(self, model: WaveNet, seed: int, temperature: float, speaker: Tensor | None, progress: bool) -> None:
+        from zoo_plugins.wavenet.incremental import IncrementalSampler
+
+        ctx = model.cond_context()
+        self.context = (ctx, ctx)
+        self.model, self.seed, self.temperature, self.progress = model, seed, temperature, progress
+        if speaker is not None:
+            speaker = torch.as_tensor(speaker).reshape(1)
+        self.sampler = IncrementalSampler(model, 1, g=model.global_cond(speaker))
+        self.frame = 0  # frames sampled so far
+
+    def __call__(self, mel: Tensor, first: int, start: int, stop: int) -> Tensor:
+        model, hop = self.model, self.model.hop_length
+        if start != self.frame or not first <= start < stop <= first + mel.shape[-1]:
+            raise ValueError(f"a WaveNet stream continues at frame {self.frame}; got frames [{start}, {stop}) "
+                             f"of a mel holding [{first}, {first + mel.shape[-1]})")
+        mel = mel.to(device=model.device, dtype=model._compute_dtype())[None]  # as vocode casts it
+        c_up = model.upsample_mel(mel)[..., (start - first) * hop: (stop - first) * hop]
+        audio = self.sampler.generate(c_up, seed=self.seed, temperature=self.temperature, progress=self.progress)
+        self.frame = stop
+        return audio[0].to(model.audio_dtype)

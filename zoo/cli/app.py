@@ -160,6 +160,9 @@ def _add_vocode(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                    help="default float32; bfloat16's quality cost per model is measured in docs/performance.md")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (stochastic models)")
+    p.add_argument("--batch", type=int, default=8,
+                   help="files sampled together in one loop by models that take padded batches (WaveNet reads "
+                        "its weights once per step for all of them; each file gets what it gets alone with --seed)")
     p.add_argument("--offline", action="store_true", help="use only cached weights")
     p.add_argument("--mel-config", help="the convention of saved mels (a preset name or MelConfig JSON): they are "
                                         "adapted to the model's with zoo.adapt (refused if not bridgeable)")
@@ -253,9 +256,12 @@ def _cmd_vocode(args: argparse.Namespace) -> int:
     denoiser = None
     if args.denoise:
         denoiser = Denoiser(voc)
+    if args.batch < 1:
+        raise CliError(f"--batch must be >= 1, got {args.batch}")
+    batched = _batched_audio(voc, jobs, args.batch, args.seed) if voc.padded_batches and len(jobs) > 1 else {}
     for path, mel, target in progress(jobs, desc="vocoding", unit="file", disable=len(jobs) < 2 or None):
         try:
-            audio = voc.vocode(mel, generator=gen)[0]
+            audio = batched.pop(path) if path in batched else voc.vocode(mel, generator=gen)[0]
         except ValueError as exc:
             raise CliError(f"{path}: {exc}") from None
         if denoiser is not None:
@@ -263,6 +269,28 @@ def _cmd_vocode(args: argparse.Namespace) -> int:
         write_wav_atomic(target, audio.float().cpu().numpy(), voc.sample_rate)
         print(f"{target}  ({audio.shape[-1] / voc.sample_rate:.2f} s)", file=sys.stderr)
     return 0
+
+
+def _batched_audio(voc: Any, jobs: list[tuple[Path, torch.Tensor, Path]], batch: int, seed: int) -> dict[Path, Any]:
+    """Audio of every job, ``batch`` files at a time as one padded batch (longest first, so that batch mates
+    have similar lengths); each batch is sampled with a generator seeded ``seed``, so that each file gets what
+    vocoding it alone with that seed gives."""
+    order = sorted(jobs, key=lambda job: -job[1].shape[-1])
+    found: dict[Path, Any] = {}
+    for i in range(0, len(order), batch):
+        group = order[i: i + batch]
+        lengths = [mel.shape[-1] for _, mel, _ in group]
+        padded = torch.zeros(len(group), group[0][1].shape[0], max(lengths))
+        for j, (_, mel, _) in enumerate(group):
+            padded[j, :, : lengths[j]] = mel
+        try:
+            audio, audio_lengths = voc.vocode(padded, lengths=lengths,
+                                              generator=torch.Generator(device=voc.device).manual_seed(seed))
+        except ValueError as exc:
+            raise CliError(f"{', '.join(str(path) for path, _, _ in group)}: {exc}") from None
+        for j, (path, _, _) in enumerate(group):
+            found[path] = audio[j, : int(audio_lengths[j])]
+    return found
 
 
 # ---------------------------------------------------------------------- convert

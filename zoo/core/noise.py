@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -68,18 +68,40 @@ def noise_at(seed: int, frame: int) -> Iterator[None]:
         _CURRENT.reset(token)
 
 
-def noise_blocks(seed: int, batch: int, channels: int, start: int, length: int) -> Tensor:
-    """Float32 CPU noise ``[batch, channels, length]`` for the time positions ``[start, start + length)``."""
+def _blocks(seed: int, batch: int, channels: int, start: int, length: int,
+            draw: Callable[[torch.Generator], Tensor]) -> Tensor:
+    """Positions ``[start, start + length)`` of the blocks ``draw(generator)`` makes (``[batch, channels,
+    BLOCK]`` each, block ``k`` from a generator seeded with ``block_seed(seed, k)``)."""
     if start < 0 or length < 0:
         raise ValueError(f"noise positions must be >= 0, got start={start}, length={length}")
     out = torch.empty(batch, channels, length)
     first, last = start // BLOCK, (start + length - 1) // BLOCK
     for k in range(first, last + 1) if length else ():
-        g = torch.Generator().manual_seed(block_seed(seed, k))
-        block = torch.randn(batch, channels, BLOCK, generator=g)
+        block = draw(torch.Generator().manual_seed(block_seed(seed, k)))
         lo, hi = max(start, k * BLOCK), min(start + length, (k + 1) * BLOCK)
         out[..., lo - start: hi - start] = block[..., lo - k * BLOCK: hi - k * BLOCK]
     return out
+
+
+def noise_blocks(seed: int, batch: int, channels: int, start: int, length: int) -> Tensor:
+    """Float32 CPU noise ``[batch, channels, length]`` for the time positions ``[start, start + length)``."""
+    return _blocks(seed, batch, channels, start, length, lambda g: torch.randn(batch, channels, BLOCK, generator=g))
+
+
+def uniform_blocks(seed: int, batch: int, channels: int, start: int, length: int, low: float = 0.0,
+                   high: float = 1.0) -> Tensor:
+    """Float32 CPU uniforms in ``[low, high)``, ``[batch, channels, length]``, for the time positions
+    ``[start, start + length)``, drawn by position as :func:`noise_blocks` draws normals (what an
+    autoregressive sampler reads to pick each sample)."""
+    return _blocks(seed, batch, channels, start, length,
+                   lambda g: torch.empty(batch, channels, BLOCK).uniform_(low, high, generator=g))
+
+
+def current_position(generator: torch.Generator | None) -> tuple[int, int]:
+    """``(seed, frame)`` for the noise of a mel handed to a model: from :func:`noise_at` inside one, else a seed
+    drawn from ``generator`` and frame 0."""
+    pos = _CURRENT.get()
+    return (pos.seed, pos.frame) if pos is not None else (draw_seed(generator), 0)
 
 
 def position_noise(generator: torch.Generator | None, batch: int, channels: int, length: int, frames: int, *,
@@ -92,10 +114,10 @@ def position_noise(generator: torch.Generator | None, batch: int, channels: int,
     """
     if frames <= 0 or length % frames:
         raise ValueError(f"{length} noise positions do not split evenly over {frames} frames")
-    pos = _CURRENT.get()
-    seed, frame = (pos.seed, pos.frame) if pos is not None else (draw_seed(generator), 0)
+    seed, frame = current_position(generator)
     z = noise_blocks(seed, batch, channels, frame * (length // frames), length)
     return z.to(device=device, dtype=dtype or torch.float32)
 
 
-__all__ = ["BLOCK", "block_seed", "draw_seed", "noise_at", "noise_blocks", "position_noise"]
+__all__ = ["BLOCK", "block_seed", "current_position", "draw_seed", "noise_at", "noise_blocks", "position_noise",
+           "uniform_blocks"]

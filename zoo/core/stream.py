@@ -1,4 +1,4 @@
-"""Streaming and bounded-memory synthesis for parallel (non-autoregressive) vocoders.
+"""Streaming and bounded-memory synthesis.
 
 A convolutional or flow vocoder's output sample depends on a finite window of mel frames: its receptive
 field. :func:`context_window` takes it from the model's own ``context_frames()`` (computed from the layer
@@ -12,7 +12,16 @@ crossfade is needed and the memory used depends on the chunk size, not on the ut
 Stochastic vocoders (WaveGlow, FloWaveNet, the Parallel WaveNet student) stream too: they draw their noise
 by position (:mod:`zoo.core.noise`), :func:`stream` draws one seed from ``generator`` and vocodes every window
 with the noise of its own positions, so the streamed audio equals ``vocode(mel, generator=...)`` with a
-generator of the same seed. Autoregressive models (WaveNet) cannot be vocoded in windows and are refused.
+generator of the same seed.
+
+An autoregressive model cannot be vocoded in windows: each sample depends on every sample before it. It streams
+when it implements :meth:`~zoo.core.vocoder.Vocoder.open_stream`, which returns a :class:`StreamSession`: the
+model's sampling state (its last samples, the position of its noise) carried from one stretch of frames to the
+next. :func:`stream` hands the session each stretch of frames whose right context has arrived, together with
+the mel frames around it that its (parallel) conditioning needs (``StreamSession.context``), and the session
+samples on from where it stopped, drawing its noise by position from the stream's seed: the streamed audio again
+equals one-shot ``vocode`` with a generator of the same seed, and the memory used does not grow with the length.
+The base class refuses an autoregressive model that has no such session.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import ctypes
 import ctypes.util
 import functools
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import Tensor
@@ -32,11 +41,25 @@ if TYPE_CHECKING:  # annotations only: zoo.core.vocoder imports this module (Voc
     from zoo.core.vocoder import Vocoder
 
 
+class StreamSession(Protocol):
+    """One streamed utterance of an autoregressive model (:meth:`~zoo.core.vocoder.Vocoder.open_stream`)."""
+
+    #: ``(left, right)`` mel frames of context the conditioning of a stretch of frames needs on each side.
+    context: tuple[int, int]
+
+    def __call__(self, mel: Tensor, first: int, start: int, stop: int) -> Tensor:
+        """Audio ``[(stop - start) * hop]`` of frames ``[start, stop)`` of the utterance, sampled on from the end of
+        the previous call (the first call starts at frame 0; every call starts where the last stopped).
+        ``mel`` ``[n_mels, frames]`` holds frames ``[first, first + frames)``: at least ``context`` frames on
+        each side of ``[start, stop)``, clipped at the utterance's ends (the last call has its last frame)."""
+        ...
+
+
 def _check_parallel(voc: Vocoder) -> None:
     if not voc.parallel:
         raise ValueError(f"{voc.architecture or type(voc).__name__} is autoregressive: each sample depends on "
-                         "every sample before it, so it cannot be vocoded in windows; streaming needs a "
-                         "parallel vocoder (use vocode)")
+                         "every sample before it, so it cannot be vocoded in windows and has no window context "
+                         "(stream it with stream(), which carries its sampling state, or use vocode)")
 
 
 def measure_context(voc: Vocoder, probe_frames: int = 64) -> tuple[int, int]:
@@ -96,9 +119,12 @@ def stream(voc: Vocoder, mel_chunks: Iterable[Tensor], *, context: int | tuple[i
     Each yield covers the frames whose right context has arrived; the last yield flushes the rest. A
     stochastic model draws its noise by position from one seed taken from ``generator``, so the audio equals
     ``voc.vocode(whole_mel, generator=g)`` for a ``g`` seeded alike; ``sampling`` holds the architecture's
-    options (``sigma``, ``temperature``). Works under ``torch.inference_mode()``, ``no_grad`` and grad mode.
+    options (``sigma``, ``temperature``). An autoregressive model streams through its
+    :meth:`~zoo.core.vocoder.Vocoder.open_stream` session (``context`` then overrides the session's). Works
+    under ``torch.inference_mode()``, ``no_grad`` and grad mode.
     """
-    left, right = context_window(voc) if context is None else _context_arg(context)
+    if context is not None:
+        _context_arg(context)
     if isinstance(min_emit_frames, bool) or not isinstance(min_emit_frames, int) or min_emit_frames < 1:
         raise ValueError(f"min_emit_frames must be a whole number >= 1, got {min_emit_frames!r}")
     if generator is not None and not isinstance(generator, torch.Generator):
@@ -113,11 +139,18 @@ def stream(voc: Vocoder, mel_chunks: Iterable[Tensor], *, context: int | tuple[i
         assert buf is not None
         lo = max(offset, start - left)
         hi = min(offset + buf.shape[-1], stop + right)
+        if session is not None:
+            return session(buf[:, lo - offset: hi - offset], lo, start, stop)
         with noise_at(seed, lo):
             audio = voc.vocode(buf[:, lo - offset: hi - offset], **sampling)[0]
         return audio[(start - lo) * hop: (stop - lo) * hop]
 
     with torch.inference_mode():
+        session = None if voc.parallel else voc.open_stream(seed, **sampling)
+        if session is not None:
+            left, right = session.context if context is None else _context_arg(context)
+        else:
+            left, right = context_window(voc) if context is None else _context_arg(context)
         for chunk in mel_chunks:
             chunk = voc.checked_mel(chunk)
             if chunk.shape[0] != 1:

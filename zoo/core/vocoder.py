@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from zoo.core.config import VocoderConfig
 from zoo.core.files import atomic_path, atomic_write
 from zoo.core.mel import MelConfig, mel_spectrogram, reference_hash
-from zoo.core.stream import stream
+from zoo.core.stream import StreamSession, stream
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -47,7 +47,12 @@ class Vocoder(nn.Module, Generic[ConfigT]):
     * ``config_class``: the :class:`~zoo.core.config.VocoderConfig` subclass holding the hyperparameters. Taken
       from ``Vocoder[XConfig]`` when the class does not set it (a class that sets both must set the same).
     * ``deterministic``: ``False`` when :meth:`synthesize` draws random numbers (flows, WaveNet).
-    * ``parallel``: ``False`` for autoregressive models (sample by sample).
+    * ``parallel``: ``False`` for autoregressive models (sample by sample). Such a model streams only if it
+      overrides :meth:`open_stream`.
+    * ``padded_batches``: ``True`` when :meth:`synthesize` takes ``lengths=`` and samples a padded batch of
+      different lengths in one run, each item stopping at its own length (an autoregressive model then reads
+      its weights once per step for all items); otherwise :meth:`vocode` calls :meth:`synthesize` once per
+      distinct length.
 
     ``architecture``, the architecture name (``"hifigan"``), is set by the registry to the name the class is
     registered under (``register("hifigan", HiFiGAN)`` in a plugin's ``zoo_register_architectures``); a
@@ -59,6 +64,7 @@ class Vocoder(nn.Module, Generic[ConfigT]):
     config: ConfigT
     deterministic: ClassVar[bool] = True
     parallel: ClassVar[bool] = True
+    padded_batches: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """``class X(Vocoder[XConfig])`` declares the config type once: ``config_class`` is taken from it."""
@@ -142,7 +148,9 @@ class Vocoder(nn.Module, Generic[ConfigT]):
 
     # ------------------------------------------------------------------ synthesis
     def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, **sampling: Any) -> Tensor:
-        """Audio ``[B, frames * hop]`` from mels ``[B, n_mels, frames]`` of one common length.
+        """Audio ``[B, frames * hop]`` from mels ``[B, n_mels, frames]`` of one common length (with
+        ``padded_batches``, also a padded batch: ``lengths=`` a ``[B]`` tensor of valid frames per item; the
+        audio past an item's length is then ignored).
 
         Implemented by each architecture. Called by :meth:`vocode` under ``torch.inference_mode`` with
         checked input already on the model's device and dtype. ``mel`` may be the caller's own tensor, so it
@@ -165,8 +173,9 @@ class Vocoder(nn.Module, Generic[ConfigT]):
         device and dtype). ``lengths`` gives the valid frames of each item of a padded batch. The audio is
         ``[B, frames * hop]`` (``[frames * hop]`` for unbatched input) in :attr:`audio_dtype` (float32 for a
         float16 or bfloat16 model), zero past each item's length, and for a deterministic model each item is
-        exactly what vocoding it alone gives (a stochastic one draws its noise for the whole batch, so an
-        item's audio also depends on the generator's state and its batch mates). ``generator`` (a
+        exactly what vocoding it alone gives (a stochastic one may draw its noise for the whole batch, so that
+        an item's audio also depends on the generator's state and its batch mates; a model whose draws depend
+        only on the seed and the position gives each item what it gives alone with the same seed). ``generator`` (a
         ``torch.Generator``) makes stochastic sampling reproducible; ``sampling`` holds architecture options
         (``sigma``, ``temperature`` ...).
         """
@@ -192,6 +201,11 @@ class Vocoder(nn.Module, Generic[ConfigT]):
                 out = self._synthesize_checked(mel, generator, sampling).to(self.audio_dtype).contiguous()
                 if out.untyped_storage().data_ptr() == mel.untyped_storage().data_ptr():
                     out = out.clone()  # a view of the input (a trivial plugin): never hand back the caller's mel
+            elif self.padded_batches:
+                # One run for the whole padded batch, each item stopping at its own length.
+                out = self._synthesize_checked(mel, generator, {**sampling, "lengths": lengths_t}).to(self.audio_dtype)
+                out = out.masked_fill(torch.arange(frames * hop, device=out.device)
+                                      >= (lengths_t * hop).to(out.device)[:, None], 0.0)
             else:
                 out = torch.zeros(batch, frames * hop, device=mel.device, dtype=self.audio_dtype)
                 for length in groups:
@@ -258,8 +272,23 @@ class Vocoder(nn.Module, Generic[ConfigT]):
 
     def stream(self, mel_chunks: Any, **kwargs: Any) -> Any:
         """Yield audio while mel chunks ``[n_mels, frames]`` arrive; equal to one-shot :meth:`vocode` (with a
-        generator of the same seed for a stochastic model). Parallel vocoders only; see :mod:`zoo.core.stream`."""
+        generator of the same seed for a stochastic model). Parallel vocoders, and autoregressive ones that
+        implement :meth:`open_stream`; see :mod:`zoo.core.stream`."""
         return stream(self, mel_chunks, **kwargs)
+
+    def open_stream(self, seed: int, **sampling: Any) -> StreamSession:
+        """The sampling state of one streamed utterance of an autoregressive model (``parallel = False``).
+
+        A parallel model is streamed by vocoding windows of frames with their context
+        (:func:`zoo.core.stream.stream`) and never needs this. An autoregressive model cannot be vocoded in
+        windows, since each sample depends on every sample before it: it overrides this to return a
+        :class:`~zoo.core.stream.StreamSession` that carries its state (the last samples, the position of
+        its noise, drawn from ``seed``) from one stretch of frames to the next. ``sampling`` holds the
+        architecture's options. The base class refuses with a ``ValueError``.
+        """
+        raise ValueError(f"{self.architecture or type(self).__name__} is autoregressive and does not implement "
+                         "open_stream: each sample depends on every sample before it, so it cannot be vocoded "
+                         "in windows (use vocode)")
 
     def prepare_for_inference(self) -> Vocoder:
         """Fold and precompute what inference needs (weight norm, inverses ...). Called by loaders."""
