@@ -132,10 +132,12 @@ def _paths(lib: native.KernelLibrary | None, reason: str) -> dict[tuple[str, str
     if lib is None:
         f32 = bf16 = f"torch's convs ({reason})"
     else:
-        f32 = (f"compiled float32 AVX-512 tiles ({lib.isa} variant)" if lib.zoo_f32_native() else
+        threads = ("torch's OpenMP threads" if lib.zoo_tapconv_pool_mode() == 1 else "the kernel's thread pool")
+        f32 = (f"compiled float32 AVX-512 tiles ({lib.isa} variant, on {threads})" if lib.zoo_f32_native() else
                f"torch's convs (the {lib.isa} variant has no float32 tiles: they need AVX-512)")
-        bf16 = (f"compiled bfloat16 convs, AVX-512 BF16 tiles ({lib.isa} variant)" if lib.zoo_bf16_native() else
-                f"compiled bfloat16 convs, plain C vectorised for {lib.isa} (no AVX-512 BF16)")
+        bf16 = (f"compiled bfloat16 convs, AVX-512 BF16 tiles ({lib.isa} variant, on {threads})"
+                if lib.zoo_bf16_native() else
+                f"compiled bfloat16 convs, plain C vectorised for {lib.isa} (no AVX-512 BF16; on {threads})")
     paths = {(model, "float32"): f32 for model in ("hifigan", "waveglow", "flowavenet", "parallel_wavenet")}
     paths[("hifigan", "bfloat16")] = bf16
     return paths

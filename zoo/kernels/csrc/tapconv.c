@@ -43,9 +43,11 @@ static int f32_native(void) {
 }
 
 /* Work is split into units that threads claim one at a time (zoo_tapconv_parallel_for): blocks of rows, and
-   where the rows are too few for at least UNITS_PER_THREAD blocks per thread, column groups of whole 64-wide
-   panels too.  Every output is summed by one thread in the same order whatever the split, so the threads
-   change nothing in the results. */
+   where the rows are too few for UNITS_PER_THREAD blocks per thread, groups of whole 64-wide column panels
+   first (each thread then reads only its columns' weights: a wide layer on few rows, e.g. HiFi-GAN's first
+   upsampling, 178 rows x 2048 columns of 8 MB of weights, would read all of them once per smaller row block),
+   and smaller row blocks only where the columns do not give enough units.  Every output is summed by one
+   thread in the same order whatever the split, so the threads change nothing in the results. */
 #define UNITS_PER_THREAD 4
 
 typedef struct {
@@ -55,23 +57,23 @@ typedef struct {
     int ngroups;
 } split_t;
 
-/* Blocks of at most `block` rows (a multiple of `align`), smaller where that gives the threads too few,
-   and column groups of whole panels where even those are too few. */
+/* Blocks of at most `block` rows (a multiple of `align`) and column groups of whole `panel`s for nth threads. */
 static split_t plan_split(long rows, int cols, long block, long align, int nth, int panel) {
     split_t s = {rows, block, cols, cols, 0, 1};
     const long target = nth > 1 ? (long)UNITS_PER_THREAD * nth : 1;
-    if ((rows + block - 1) / block < target) {
-        long b = (rows + target - 1) / target;
+    s.nblocks = (rows + block - 1) / block;
+    if (s.nblocks >= target || rows <= 0) return s;
+    const int panels = (cols + panel - 1) / panel;
+    const long want = (target + s.nblocks - 1) / s.nblocks;
+    const int groups = want < panels ? (int)want : panels;
+    s.group = (panels + groups - 1) / groups * panel;
+    s.ngroups = (cols + s.group - 1) / s.group;
+    if (s.nblocks * s.ngroups < target) { /* still too few: smaller row blocks */
+        const long per_group = (target + s.ngroups - 1) / s.ngroups;
+        long b = (rows + per_group - 1) / per_group;
         b = (b + align - 1) / align * align;
         s.block = b < align ? align : b;
-    }
-    s.nblocks = rows > 0 ? (rows + s.block - 1) / s.block : 0;
-    const int panels = (cols + panel - 1) / panel;
-    if (s.nblocks < target && panels > 1) {
-        long want = (target + s.nblocks - 1) / (s.nblocks ? s.nblocks : 1);
-        int groups = want < panels ? (int)want : panels;
-        s.group = (panels + groups - 1) / groups * panel;
-        s.ngroups = (cols + s.group - 1) / s.group;
+        s.nblocks = (rows + s.block - 1) / s.block;
     }
     return s;
 }
