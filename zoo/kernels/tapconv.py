@@ -64,40 +64,43 @@ def _configure(lib: ctypes.CDLL) -> None:
     lib.zoo_bf16_leaky_relu.argtypes = [ctypes.POINTER(_Leaky), ctypes.c_long, ctypes.c_int]
     for fn in (lib.zoo_tap_conv, lib.zoo_tap_winograd3, lib.zoo_bf16_leaky_relu):
         fn.restype = None
-    lib.zoo_tapconv_use_openmp.argtypes = [ctypes.c_void_p]
+    lib.zoo_tapconv_use_openmp.argtypes = [ctypes.c_void_p] * 3
     lib.zoo_tapconv_use_openmp.restype = None
     lib.zoo_tapconv_pool_mode.restype = ctypes.c_int
     lib.zoo_tapconv_pool_workers.restype = ctypes.c_int
-    gomp = None if os.environ.get("ZOO_KERNEL_POOL") == "pthreads" else _torch_gomp_parallel()
-    lib.zoo_tapconv_use_openmp(gomp)
+    lib.zoo_tapconv_use_openmp(*(_NO_OPENMP if os.environ.get("ZOO_KERNEL_POOL") == "pthreads" else _torch_openmp()))
 
 
 #: The OpenMP runtimes whose ``GOMP_parallel`` (GCC's ABI, which LLVM's and Intel's runtimes also export) runs
 #: a loop on the calling thread's team.
 _OPENMP_RUNTIMES = ("libgomp", "libiomp5", "libomp")
+_NO_OPENMP: tuple[int | None, int | None, int | None] = (None, None, None)
 
 
-def _torch_gomp_parallel() -> int | None:
-    """The address of ``GOMP_parallel`` in the OpenMP runtime torch runs its kernels on, or ``None`` where
-    torch's intra-op threads are not OpenMP's (another ``ATen parallel backend``) or the runtime is not
-    found among the libraries this process has loaded (then the kernel uses its own pthread pool)."""
+def _torch_openmp() -> tuple[int | None, int | None, int | None]:
+    """The addresses of ``GOMP_parallel``, ``omp_get_thread_num`` and ``omp_get_num_threads`` in the OpenMP
+    runtime torch runs its kernels on, or ``None``s where torch's intra-op threads are not OpenMP's (another
+    ``ATen parallel backend``) or the runtime is not found among the libraries this process has loaded (then
+    the kernel uses its own pthread pool)."""
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
-        return None
+        return _NO_OPENMP
     try:
         with open("/proc/self/maps") as maps:
             loaded = {line.split(None, 5)[5].strip() for line in maps if len(line.split(None, 5)) == 6}
     except OSError:
-        return None
+        return _NO_OPENMP
     torch_lib = str(Path(torch.__file__).resolve().parent / "lib")
     candidates = sorted((p for p in loaded if Path(p).name.startswith(_OPENMP_RUNTIMES)),
                         key=lambda p: (not p.startswith(torch_lib), p))  # torch's own runtime first
     for path in candidates:
         try:  # the library is loaded already: this returns the same handle, the same thread pools
-            fn = ctypes.CDLL(path).GOMP_parallel
+            rt = ctypes.CDLL(path)
+            fns = (rt.GOMP_parallel, rt.omp_get_thread_num, rt.omp_get_num_threads)
         except (OSError, AttributeError):
             continue
-        return ctypes.cast(fn, ctypes.c_void_p).value
-    return None
+        gomp, num, count = (ctypes.cast(fn, ctypes.c_void_p).value for fn in fns)
+        return gomp, num, count
+    return _NO_OPENMP
 
 
 def thread_pool() -> str:
@@ -117,7 +120,7 @@ def use_thread_pool(pool: str) -> str:
     if pool not in ("openmp", "pthreads"):
         raise ValueError(f"pool must be 'openmp' or 'pthreads', got {pool!r}")
     lib = _lib_or_raise()
-    lib.zoo_tapconv_use_openmp(_torch_gomp_parallel() if pool == "openmp" else None)
+    lib.zoo_tapconv_use_openmp(*(_torch_openmp() if pool == "openmp" else _NO_OPENMP))
     return thread_pool()
 
 

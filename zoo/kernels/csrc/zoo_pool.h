@@ -1,16 +1,17 @@
 /* The kernels' parallel loop: zoo_pool_for(nth, n, grain, fn, ctx) runs fn(ctx, a, b) over [0, n) in chunks of
-   `grain` on up to nth threads, each thread claiming the next chunk from a shared counter (dynamic: a thread
-   the OS deschedules does not hold up a fixed share of the work), the calling thread working as one of them.
+   `grain` on up to nth threads, the calling thread working as one of them.
 
    The threads are, in this order of preference:
    - torch's own OpenMP team, where Python found the OpenMP runtime torch uses and handed this file its
      GOMP_parallel (zoo_pool_use_openmp): the compiled convs then run on the same threads as torch's kernels
      around them, so no thread of ours competes with torch's spinning workers for the cores, and they scale
-     as torch's kernels do;
+     as torch's kernels do.  Thread k of n takes the k-th contiguous run of chunks, as torch splits its
+     ranges (the rows a core wrote in one op are mostly the rows it reads in the next);
    - else a persistent pool of pthreads, started on first use and reused by every later call: a worker spins
-     briefly for the next loop, then sleeps on a futex (Linux; elsewhere it polls with short sleeps).  One
-     caller uses the pool at a time; a second caller meanwhile (another Python thread) runs its loop on its
-     own thread.  After fork() the child starts a fresh pool, and never enters OpenMP from a forked child.
+     briefly for the next loop, then sleeps on a futex (Linux; elsewhere it polls with short sleeps).  Its
+     threads claim the next chunk from a shared counter (a thread the OS deschedules holds up no fixed
+     share).  One caller uses the pool at a time; a second caller meanwhile (another Python thread) runs its
+     loop on its own thread.  After fork() the child starts a fresh pool, and never enters OpenMP.
 
    Whatever the threads, each chunk is computed by one thread with the same arithmetic, so the results do not
    depend on the number of threads or on which thread ran what.  Header-only: include it in exactly one
@@ -32,6 +33,7 @@
 
 typedef void (*zoo_range_fn)(const void *ctx, long a, long b);
 typedef void (*zoo_gomp_parallel_fn)(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags);
+typedef int (*zoo_omp_int_fn)(void);
 
 #define ZOO_POOL_MAX 64    /* threads per loop, the caller included */
 #define ZOO_POOL_SPIN 4000 /* pause iterations a worker spins for the next loop before it sleeps */
@@ -177,8 +179,20 @@ typedef struct {
     long n, grain, chunks, next;
 } zoo_omp_loop;
 
+static zoo_omp_int_fn zoo_omp_thread_num = NULL, zoo_omp_num_threads = NULL;
+
+/* On OpenMP's team: with the runtime's thread numbers, thread k of n takes the k-th contiguous run of chunks
+   (as torch's own loops split their ranges, so a conv reads mostly the rows this core wrote in the op
+   before it, and writes those the next op reads here); without them, chunks claimed one at a time. */
 static void zoo_omp_body(void *arg) {
     zoo_omp_loop *l = (zoo_omp_loop *)arg;
+    if (zoo_omp_thread_num && zoo_omp_num_threads) {
+        const long k = zoo_omp_thread_num(), n = zoo_omp_num_threads();
+        const long c0 = l->chunks * k / n, c1 = l->chunks * (k + 1) / n;
+        const long a = c0 * l->grain, b = c1 * l->grain < l->n ? c1 * l->grain : l->n;
+        if (a < b) l->fn(l->ctx, a, b);
+        return;
+    }
     for (long k; (k = __atomic_fetch_add(&l->next, 1, __ATOMIC_RELAXED)) < l->chunks;) {
         const long a = k * l->grain;
         l->fn(l->ctx, a, a + l->grain < l->n ? a + l->grain : l->n);
@@ -229,8 +243,13 @@ static void zoo_pool_for(int nth, long n, long grain, zoo_range_fn fn, const voi
     pthread_mutex_unlock(&zoo_pool.lock);
 }
 
-/* Run later loops on the OpenMP runtime's team through `gomp_parallel` (NULL: on the pthread pool). */
-static void zoo_pool_use_openmp(zoo_gomp_parallel_fn gomp_parallel) {
+/* Run later loops on the OpenMP runtime's team through `gomp_parallel` (NULL: on the pthread pool), split by
+   the runtime's omp_get_thread_num / omp_get_num_threads (NULL: chunks claimed one at a time). */
+static void zoo_pool_use_openmp(zoo_gomp_parallel_fn gomp_parallel, zoo_omp_int_fn thread_num,
+                                zoo_omp_int_fn num_threads) {
+    __atomic_store_n(&zoo_gomp_parallel, NULL, __ATOMIC_RELEASE);
+    zoo_omp_thread_num = thread_num;
+    zoo_omp_num_threads = num_threads;
     __atomic_store_n(&zoo_gomp_parallel, gomp_parallel, __ATOMIC_RELEASE);
 }
 
