@@ -6,6 +6,10 @@ with torch; a variant this CPU cannot run is skipped as "not run on this CPU".""
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
+import threading
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -61,17 +65,132 @@ def test_conv_taps_sums_the_operands_in_float32(cin, cout, k, d, accumulate, dty
     assert (out.double() - want).abs().max().item() <= 2e-6 * max(scale, 1.0)
 
 
-def test_threads_split_rows_and_give_identical_bits(isa):
+@pytest.fixture(params=["openmp", "pthreads"])
+def pool(request):
+    """The test on each of the kernel's thread pools: torch's OpenMP team (where torch runs on OpenMP) and
+    the kernel's own persistent pthread pool."""
+    before = tapconv.thread_pool()
+    tapconv.use_thread_pool(request.param)
+    yield request.param
+    tapconv.use_thread_pool(before)
+
+
+def _nan(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """An output buffer of NaNs, so that an output the kernel forgets to write is seen (torch.empty may hand
+    back the last call's memory, results included)."""
+    return torch.full(shape, float("nan"), dtype=dtype)
+
+
+def _split_cases(dtype: torch.dtype):
+    """``(name, run(threads) -> output)`` of every split the kernel makes: many rows (blocks of rows), few rows
+    (column groups too), an output width of no whole panels (rows only), Winograd's tile blocks and column
+    groups, and the bfloat16 LeakyReLU."""
     g = torch.Generator().manual_seed(0)
-    src = torch.randn(1000, 64, generator=g).bfloat16()
-    packed = tapconv.pack(torch.randn(3, 64, 64, generator=g))
-    u = tapconv.pack(winograd_weights(torch.randn(3, 64, 64, generator=g)))
-    outs, wins = [], []
-    for n in (1, 2, 3):
-        outs.append(tapconv.conv_taps(torch.empty(990, 64), src, 0, packed, 3, threads=n))
-        wins.append(tapconv.winograd3(torch.empty(960, 64), src, 0, 3, 960, u, threads=n))
-    assert all(torch.equal(outs[0], o) for o in outs[1:])
-    assert all(torch.equal(wins[0], w) for w in wins[1:])
+    src = torch.randn(1000, 64, generator=g).to(dtype)
+    wide = torch.randn(40, 96, generator=g).to(dtype)
+    packed = tapconv.pack(torch.randn(3, 64, 64, generator=g), dtype)
+    packed_wide = tapconv.pack(torch.randn(3, 96, 256, generator=g), dtype)
+    packed_odd = tapconv.pack(torch.randn(2, 64, 40, generator=g), dtype)
+    u = tapconv.pack(winograd_weights(torch.randn(3, 64, 64, generator=g)), dtype)
+    u_wide = tapconv.pack(winograd_weights(torch.randn(3, 96, 256, generator=g)), dtype)
+    bias = torch.randn(256, generator=g)
+    cases = {
+        "rows": lambda n: tapconv.conv_taps(_nan(990, 64), src, 0, packed, 3, bias[:64], threads=n),
+        "columns": lambda n: tapconv.conv_taps(_nan(30, 256), wide, 2, packed_wide, 4, bias, threads=n),
+        "narrow": lambda n: tapconv.conv_taps(_nan(500, 40), src, 0, packed_odd, 7, threads=n),
+        "winograd rows": lambda n: tapconv.winograd3(_nan(960, 64), src, 0, 3, 960, u, threads=n),
+        "winograd columns": lambda n: tapconv.winograd3(torch.ones(32, 256), wide, 1, 2, 32, u_wide, bias,
+                                                        accumulate=True, threads=n),
+    }
+    if dtype == torch.bfloat16:
+        x = torch.randn(3001, 48, generator=g)
+        cases["leaky"] = lambda n: tapconv.leaky_relu(x, 0.1, _nan(3001, 48, dtype=torch.bfloat16), threads=n)
+    return cases
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_threads_split_the_work_and_give_identical_bits(dtype, pool, isa):
+    """1 to 4 threads, on either pool, give the same bits: each output is summed by one thread in one order."""
+    for name, run in _split_cases(dtype).items():
+        one = run(1)
+        assert torch.isfinite(one).all(), name
+        for n in (2, 3, 4):
+            assert torch.equal(run(n), one), f"{name}: {n} threads differ from one"
+
+
+def test_the_default_pool_is_torch_s_openmp_team():
+    if "parallel backend: OpenMP" in torch.__config__.parallel_info() and os.environ.get("ZOO_KERNEL_POOL") is None:
+        assert tapconv.thread_pool() == "openmp"
+    with pytest.raises(ValueError, match="'openmp' or 'pthreads'"):
+        tapconv.use_thread_pool("tbb")
+
+
+def _task_count() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task") or not hasattr(os, "fork"), reason="needs Linux")
+def test_own_pool_persists_across_calls_and_restarts_after_fork(pool):
+    """The pthread pool starts its workers once and reuses them (no thread made per call); a forked child,
+    whose copy of the pool has no threads, starts its own and computes the same."""
+    if pool != "pthreads":
+        pytest.skip("the pthread pool's own test (the OpenMP team is torch's)")
+    run = _split_cases(torch.float32)["rows"]
+    want = run(1)
+    assert torch.equal(run(3), want)  # (torch.equal starts torch's own threads, once)
+    workers, tasks = tapconv.pool_workers(), _task_count()
+    assert workers >= 2
+    for _ in range(20):
+        assert torch.equal(run(3), want)
+    assert tapconv.pool_workers() == workers and _task_count() == tasks
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status, never return into pytest
+        code = 1
+        try:
+            torch.set_num_threads(1)  # torch's own OpenMP ops hang in a forked child (libgomp); the kernel's do not
+            started = tapconv.pool_workers()
+            same = torch.equal(run(2), want) and torch.equal(run(3), want)
+            code = 0 if started == 0 and tapconv.pool_workers() == 2 and same else 2
+        finally:
+            os._exit(code)
+    os.close(read)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_of_an_openmp_parent_uses_the_pthread_pool():
+    tapconv.use_thread_pool("openmp")
+    run = _split_cases(torch.float32)["rows"]
+    want = run(2)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            torch.set_num_threads(1)  # torch's own OpenMP ops hang in a forked child (libgomp); the kernel's do not
+            code = 0 if tapconv.thread_pool() == "pthreads" and torch.equal(run(2), want) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+
+def test_concurrent_callers_share_the_pool(pool):
+    """Four Python threads calling the kernel at once (one has the pool, or each its OpenMP team; the others
+    run on their own thread meanwhile) get what one caller gets."""
+    cases = list(_split_cases(torch.bfloat16).values())
+    want = [run(1) for run in cases]
+    start = threading.Barrier(4)
+
+    def caller(i: int) -> list[int]:
+        start.wait(timeout=30)
+        return [j for _ in range(3) for j, run in enumerate(cases) if not torch.equal(run(2 + i % 2), want[j])]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as callers:
+        differ = list(callers.map(caller, range(4), timeout=120))
+    assert differ == [[]] * 4, f"the cases that differed, per caller: {differ}"
 
 
 def _winograd_emulated(src: torch.Tensor, first: int, d: int, rows: int, taps: torch.Tensor) -> torch.Tensor:
@@ -233,3 +352,19 @@ def test_packed_weights_follow_the_model_s_weights():
         fresh = _tiny_hifigan().to(torch.bfloat16)
         fresh.load_state_dict(other.state_dict())
         assert torch.equal(fresh(mel), other(mel))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_hifigan_gives_the_same_audio_on_one_and_two_threads(dtype, pool):
+    model = _tiny_hifigan().to(dtype)
+    mel = torch.randn(2, 80, 37, generator=torch.Generator().manual_seed(4)).to(dtype)
+    before = torch.get_num_threads()
+    outs = []
+    try:
+        with torch.no_grad():
+            for n in (1, 2, 3):
+                torch.set_num_threads(n)
+                outs.append(model.generate_time_major(mel))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(outs[0], o) for o in outs[1:])

@@ -5,9 +5,15 @@ Buffers are time-major, as in :mod:`zoo.kernels.timemajor`: activations ``[rows,
 up to 6 rows x 64 columns) before one float32 store, or add for a residual update, so its output is read
 and written once whatever the number of taps (torch's per-tap products write it once per tap);
 :func:`winograd3` is a 3-tap conv through Winograd F(4, 3), its transforms in float32 on blocks of 48
-tiles that stay in cache, its six products on the same tiles. Every function splits its rows among
-``threads`` threads (default ``torch.get_num_threads()``). The C is ``zoo/kernels/csrc/tapconv.c``, built
-at install for every ISA level and dispatched on this CPU's features (:mod:`zoo.kernels.native`); where it was not
+tiles that stay in cache, its six products on the same tiles. Every function splits its work among
+``threads`` threads (default ``torch.get_num_threads()``), in blocks of rows, and in groups of columns too
+where the rows are few; the threads are torch's own OpenMP team where torch runs on OpenMP
+(:func:`thread_pool`; each takes a contiguous run, as torch's loops do), so the convs scale with threads
+as torch's kernels around them do and no extra threads compete with torch's for the cores, else a
+persistent pool of the kernel's own (whose threads claim blocks one at a time). Each output is summed by
+one thread in the same order, so the results are the same bits whatever the number of threads. The C is
+``zoo/kernels/csrc/tapconv.c``, built at install for every ISA level and dispatched on this CPU's features
+(:mod:`zoo.kernels.native`); where it was not
 built (:func:`available` is false) the models keep their pure-torch convs.
 
 *float32* operands (weights :func:`pack`'d as :func:`zoo.kernels.timemajor.tap_weights`' ``[k, C_in, C_out]``)
@@ -27,6 +33,7 @@ in the others (slower, the same sums up to float32 rounding). Weights are :func:
 from __future__ import annotations
 
 import ctypes
+import os
 from pathlib import Path
 
 import torch
@@ -51,6 +58,11 @@ class _Leaky(ctypes.Structure):
 
 def _configure(lib: ctypes.CDLL) -> None:
     lib.zoo_bf16_native.restype = ctypes.c_int
+    lib.zoo_tapconv_use_openmp.argtypes = [ctypes.c_void_p] * 3
+    lib.zoo_tapconv_use_openmp.restype = None
+    lib.zoo_tapconv_pool_mode.restype = ctypes.c_int
+    lib.zoo_tapconv_pool_workers.restype = ctypes.c_int
+    lib.zoo_tapconv_use_openmp(*(_NO_OPENMP if os.environ.get("ZOO_KERNEL_POOL") == "pthreads" else _torch_openmp()))
     lib.zoo_f32_native.restype = ctypes.c_int
     job = ctypes.POINTER(_Prod)
     lib.zoo_tap_conv.argtypes = [job, ctypes.c_int]
@@ -218,3 +230,62 @@ def leaky_relu(x: Tensor, slope: float, out: Tensor, *, threads: int | None = No
     args = _Leaky(x.data_ptr(), x.stride(0), out.data_ptr(), out.stride(0), x.shape[1], slope)
     lib.zoo_bf16_leaky_relu(ctypes.byref(args), ctypes.c_long(x.shape[0]), _threads(threads))
     return out
+
+
+#: The OpenMP runtimes whose ``GOMP_parallel`` (GCC's ABI, which LLVM's and Intel's runtimes also export) runs
+#: a loop on the calling thread's team.
+_OPENMP_RUNTIMES = ("libgomp", "libiomp5", "libomp")
+_NO_OPENMP: tuple[int | None, int | None, int | None] = (None, None, None)
+
+
+def _torch_openmp() -> tuple[int | None, int | None, int | None]:
+    """The addresses of ``GOMP_parallel``, ``omp_get_thread_num`` and ``omp_get_num_threads`` in the OpenMP
+    runtime torch runs its kernels on, or ``None``s where torch's intra-op threads are not OpenMP's (another
+    ``ATen parallel backend``) or the runtime is not found among the libraries this process has loaded (then
+    the kernel uses its own pthread pool)."""
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return _NO_OPENMP
+    try:
+        with open("/proc/self/maps") as maps:
+            loaded = {line.split(None, 5)[5].strip() for line in maps if len(line.split(None, 5)) == 6}
+    except OSError:
+        return _NO_OPENMP
+    torch_lib = str(Path(torch.__file__).resolve().parent / "lib")
+    candidates = sorted((p for p in loaded if Path(p).name.startswith(_OPENMP_RUNTIMES)),
+                        key=lambda p: (not p.startswith(torch_lib), p))  # torch's own runtime first
+    for path in candidates:
+        try:  # the library is loaded already: this returns the same handle, the same thread pools
+            rt = ctypes.CDLL(path)
+            fns = (rt.GOMP_parallel, rt.omp_get_thread_num, rt.omp_get_num_threads)
+        except (OSError, AttributeError):
+            continue
+        gomp, num, count = (ctypes.cast(fn, ctypes.c_void_p).value for fn in fns)
+        return gomp, num, count
+    return _NO_OPENMP
+
+
+def thread_pool() -> str:
+    """Which threads the kernel's loops run on: ``"openmp"`` (torch's own OpenMP team), ``"pthreads"`` (the
+    kernel's persistent pool: torch not on OpenMP, its runtime not found, ``ZOO_KERNEL_POOL=pthreads``, or a
+    forked child) or ``"none"`` (the kernel is not available)."""
+    lib = load()
+    if lib is None:
+        return "none"
+    return "openmp" if lib.zoo_tapconv_pool_mode() == 1 else "pthreads"
+
+
+def use_thread_pool(pool: str) -> str:
+    """Run the kernel's later loops on ``"openmp"`` (torch's OpenMP team, where found) or ``"pthreads"`` (the
+    kernel's own pool); returns :func:`thread_pool` after the change. A process-wide choice (the tests run
+    both); by default the kernel takes torch's team where it finds it."""
+    if pool not in ("openmp", "pthreads"):
+        raise ValueError(f"pool must be 'openmp' or 'pthreads', got {pool!r}")
+    lib = _lib_or_raise()
+    lib.zoo_tapconv_use_openmp(*(_torch_openmp() if pool == "openmp" else _NO_OPENMP))
+    return thread_pool()
+
+
+def pool_workers() -> int:
+    """Worker threads the kernel's own pool has started in this process (0 until a loop ran on it with more
+    than one thread; it never grows past the most threads a loop asked for, less one)."""
+    return int(_lib_or_raise().zoo_tapconv_pool_workers())

@@ -42,30 +42,66 @@ static int f32_native(void) {
 #endif
 }
 
-/* A parallel loop over [0, n) in runs of whole grains, one run per thread. */
-typedef void (*range_fn)(const void *ctx, long a, long b);
-typedef struct { range_fn fn; const void *ctx; long a, b; } job_t;
-static void *job_main(void *arg) { job_t *j = (job_t *)arg; j->fn(j->ctx, j->a, j->b); return NULL; }
+/* Work is split into units that threads claim one at a time (zoo_tapconv_parallel_for): blocks of rows, and
+   where the rows are too few for UNITS_PER_THREAD blocks per thread, groups of whole 64-wide column panels
+   first (each thread then reads only its columns' weights: a wide layer on few rows, e.g. HiFi-GAN's first
+   upsampling, 178 rows x 2048 columns of 8 MB of weights, would read all of them once per smaller row block),
+   and smaller row blocks only where the columns do not give enough units.  Every output is summed by one
+   thread in the same order whatever the split, so the threads change nothing in the results. */
+#define UNITS_PER_THREAD 4
 
-#define MAX_THREADS 64
-static void parallel_for(int nth, long n, long grain, range_fn fn, const void *ctx) {
-    long units = (n + grain - 1) / grain;
-    if (nth > units) nth = (int)units;
-    if (nth > MAX_THREADS) nth = MAX_THREADS;
-    if (nth <= 1) { if (n > 0) fn(ctx, 0, n); return; }
-    job_t jobs[MAX_THREADS];
-    pthread_t th[MAX_THREADS];
-    int ok[MAX_THREADS];
-    for (int k = 0; k < nth; ++k) {
-        long a = units * k / nth * grain, b = units * (k + 1) / nth * grain;
-        jobs[k].fn = fn; jobs[k].ctx = ctx; jobs[k].a = a < n ? a : n; jobs[k].b = b < n ? b : n;
+typedef struct {
+    long rows, block; /* rows to do, in blocks of `block` */
+    int cols, group;  /* columns, in groups of `group` */
+    long nblocks;
+    int ngroups;
+} split_t;
+
+/* Blocks of at most `block` rows (a multiple of `align`) and column groups of whole `panel`s for nth threads. */
+static split_t plan_split(long rows, int cols, long block, long align, int nth, int panel) {
+    split_t s = {rows, block, cols, cols, 0, 1};
+    const long target = nth > 1 ? (long)UNITS_PER_THREAD * nth : 1;
+    s.nblocks = (rows + block - 1) / block;
+    if (s.nblocks >= target || rows <= 0) return s;
+    const int panels = (cols + panel - 1) / panel;
+    const long want = (target + s.nblocks - 1) / s.nblocks;
+    const int groups = want < panels ? (int)want : panels;
+    s.group = (panels + groups - 1) / groups * panel;
+    s.ngroups = (cols + s.group - 1) / s.group;
+    if (s.nblocks * s.ngroups < target) { /* still too few: smaller row blocks */
+        const long per_group = (target + s.ngroups - 1) / s.ngroups;
+        long b = (rows + per_group - 1) / per_group;
+        b = (b + align - 1) / align * align;
+        s.block = b < align ? align : b;
+        s.nblocks = (rows + s.block - 1) / s.block;
     }
-    for (int k = 1; k < nth; ++k) ok[k] = pthread_create(&th[k], NULL, job_main, &jobs[k]) == 0;
-    fn(ctx, jobs[0].a, jobs[0].b);
-    for (int k = 1; k < nth; ++k) {
-        if (ok[k]) pthread_join(th[k], NULL);
-        else fn(ctx, jobs[k].a, jobs[k].b);
+    return s;
+}
+
+/* Thread-local scratch of at least `size` bytes, 64-byte aligned, kept for the thread's later calls (the
+   pool's and OpenMP's threads persist; freed when a thread exits). */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+typedef struct { void *p; size_t size; } scratch_t;
+static void scratch_free(void *arg) {
+    scratch_t *s = (scratch_t *)arg;
+    free(s->p);
+    free(s);
+}
+static void scratch_init(void) { (void)pthread_key_create(&scratch_key, scratch_free); }
+static void *scratch(size_t size) {
+    pthread_once(&scratch_once, scratch_init);
+    scratch_t *s = (scratch_t *)pthread_getspecific(scratch_key);
+    if (!s) {
+        s = (scratch_t *)calloc(1, sizeof(*s));
+        if (!s || pthread_setspecific(scratch_key, s)) { free(s); return NULL; }
     }
+    if (s->size < size) {
+        free(s->p);
+        s->p = aligned_alloc(64, (size + 63) / 64 * 64);
+        s->size = s->p ? size : 0;
+    }
+    return s->p;
 }
 
 static inline void store_row(const prod_t *p, long r, int n, float x) {
@@ -167,10 +203,10 @@ static void tile_12_1(const prod_t *p, long r, int n) { tile(p, r, n, 12, 1); }
 static void tile_1_1(const prod_t *p, long r, int n) { tile(p, r, n, 1, 1); }
 #endif
 
-/* Rows [a, b) of the product on this thread: blocks of RB rows, within each every column panel. */
+/* Rows [a, b) and columns [nb, ne) of the product on this thread: blocks of RB rows, within each every column
+   panel (nb a multiple of 16 when cout is). */
 #define RB 192
-static void prod_rows(const void *ctx, long a, long b) {
-    const prod_t *p = (const prod_t *)ctx;
+static void prod_block(const prod_t *p, long a, long b, int nb, int ne) {
 #ifdef __AVX512BF16__
     const int tiled = 1;
 #elif defined(__AVX512F__)
@@ -180,8 +216,8 @@ static void prod_rows(const void *ctx, long a, long b) {
     if (tiled && p->cout % 16 == 0) {
         for (long m0 = a; m0 < b; m0 += RB) {
             long m1 = m0 + RB < b ? m0 + RB : b;
-            for (int n0 = 0; n0 < p->cout;) {
-                int left = p->cout - n0;
+            for (int n0 = nb; n0 < ne;) {
+                int left = ne - n0;
                 long r = m0;
                 if (left >= 64) {
                     for (; r + 6 <= m1; r += 6) tile_6_4(p, r, n0);
@@ -202,8 +238,8 @@ static void prod_rows(const void *ctx, long a, long b) {
     }
 #endif
     /* Plain C: four rows at a time share each weight pair; every pair of inputs is one fused step. */
-    const int P = (p->cin + 1) / 2, C = p->cout;
-    const long ws = (long)C * 2;
+    const int P = (p->cin + 1) / 2, C = ne - nb;
+    const long ws = (long)p->cout * 2;
     float *acc = (float *)malloc(sizeof(float) * 4 * (size_t)C);
     if (!acc) return;
     for (long r0 = a; r0 < b; r0 += 4) {
@@ -212,7 +248,7 @@ static void prod_rows(const void *ctx, long a, long b) {
         if (p->f32) {
             for (int j = 0; j < p->taps; ++j)
                 for (int c = 0; c < p->cin; ++c) {
-                    const float *wc = (const float *)p->w + ((long)j * p->cin + c) * C;
+                    const float *wc = (const float *)p->w + ((long)j * p->cin + c) * p->cout + nb;
                     for (int i = 0; i < nr; ++i) {
                         const float x = ((const float *)p->src)[(r0 + i + j * p->dil) * p->lds + c];
                         float *ai = acc + (size_t)i * C;
@@ -224,7 +260,7 @@ static void prod_rows(const void *ctx, long a, long b) {
         for (int j = 0; j < p->taps; ++j) {
             const bf16 *wj = (const bf16 *)p->w + (long)j * P * ws;
             for (int q = 0; q < P; ++q) {
-                const bf16 *wq = wj + q * ws;
+                const bf16 *wq = wj + q * ws + 2L * nb;
                 for (int i = 0; i < nr; ++i) {
                     const bf16 *ar = (const bf16 *)p->src + (r0 + i + j * p->dil) * p->lds + 2 * q;
                     const float x0 = bf2f(ar[0]), x1 = 2 * q + 1 < p->cin ? bf2f(ar[1]) : 0.0f;
@@ -235,12 +271,33 @@ static void prod_rows(const void *ctx, long a, long b) {
             }
         }
         for (int i = 0; i < nr; ++i)
-            for (int n = 0; n < C; ++n) store_row(p, r0 + i, n, acc[(size_t)i * C + n]);
+            for (int n = 0; n < C; ++n) store_row(p, r0 + i, nb + n, acc[(size_t)i * C + n]);
     }
     free(acc);
 }
 
-static void tap_conv(const prod_t *p, int nth) { parallel_for(nth, p->rows, 48, prod_rows, p); }
+/* A job split into units (a block of rows or tiles, a group of columns), each done by `block`. */
+typedef void (*block_fn)(const prod_t *p, long a, long b, int nb, int ne);
+typedef struct { const prod_t *p; split_t s; block_fn block; } units_t;
+
+static void run_units(const void *ctx, long a, long b) {
+    const units_t *j = (const units_t *)ctx;
+    for (long u = a; u < b; ++u) {
+        const long r0 = u / j->s.ngroups * j->s.block;
+        const long r1 = r0 + j->s.block < j->s.rows ? r0 + j->s.block : j->s.rows;
+        const int n0 = (int)(u % j->s.ngroups) * j->s.group;
+        const int n1 = n0 + j->s.group < j->s.cols ? n0 + j->s.group : j->s.cols;
+        j->block(j->p, r0, r1, n0, n1);
+    }
+}
+
+/* Row blocks of up to RB rows (multiples of 12, the tiles' heights), column groups of 64-wide panels where the
+   rows are few (only when cout is a multiple of 16: the tiles' widths; else one group). */
+static void tap_conv(const prod_t *p, int nth) {
+    units_t j = {p, plan_split(p->rows, p->cout, RB, 12, nth, p->cout % 16 == 0 ? 64 : p->cout), prod_block};
+    zoo_tapconv_parallel_for(nth, j.s.nblocks * j.s.ngroups, 1, run_units, &j);
+}
+
 
 /* One 3-tap group by Winograd F(4, 3): output rows r = 4 dil k + o dil + i (o < 4, i < dil) form tile
    t = k dil + i, whose input rows are src[(4 dil k + i + q dil) lds], q < 6.  u is packed
@@ -273,102 +330,107 @@ static inline void wino_in_v(const __m512 x[6], __m512 v[6]) {
 }
 #endif
 
-static void wino_tiles(const void *ctx, long a, long b) {
-    const prod_t *w = (const prod_t *)ctx;
+/* Tiles [a, b) (at most NT), output columns [nb, ne): the input transforms of those tiles (all inputs), the
+   six products and the output transforms of those columns. */
+static void wino_block(const prod_t *w, long a, long b, int nb, int ne) {
     const int cin = w->cin, cout = w->cout, f32 = w->f32;
     const long d = w->dil, ld = w->lds;
     const size_t esize = f32 ? sizeof(float) : sizeof(bf16);
-    void *v = aligned_alloc(64, ((esize * 6 * NT * (size_t)cin + 63) / 64) * 64);
-    float *m = (float *)aligned_alloc(64, ((sizeof(float) * 6 * NT * (size_t)cout + 63) / 64) * 64);
-    if (!v || !m) { free(v); free(m); return; }
+    const size_t vbytes = ((esize * 6 * NT * (size_t)cin + 63) / 64) * 64;
+    char *work = (char *)scratch(vbytes + sizeof(float) * 6 * NT * (size_t)cout);
+    if (!work) abort(); /* out of memory for a few hundred KB: nothing sensible is left to do */
+    void *v = work;
+    float *m = (float *)(work + vbytes);
     const long vs = (long)NT * cin, ms = (long)NT * cout;
-    for (long t0 = a; t0 < b; t0 += NT) {
-        const int nt = b - t0 < NT ? (int)(b - t0) : NT;
-        for (int tt = 0; tt < nt; ++tt) {
-            const long t = t0 + tt, base = 4 * d * (t / d) + t % d;
-            int c0 = 0;  /* inputs done with AVX-512; the rest below */
+    const long t0 = a;
+    const int nt = (int)(b - a);
+    for (int tt = 0; tt < nt; ++tt) {
+        const long t = t0 + tt, base = 4 * d * (t / d) + t % d;
+        int c0 = 0;  /* inputs done with AVX-512; the rest below */
 #ifdef __AVX512F__
-            if (f32) {
-                const float *s0 = (const float *)w->src + base * ld;
-                float *v0 = (float *)v + (long)tt * cin;
-                for (; c0 + 16 <= cin; c0 += 16) {
-                    __m512 x[6];
-                    for (int q = 0; q < 6; ++q) x[q] = _mm512_loadu_ps(s0 + q * d * ld + c0);
-                    __m512 o[6];
-                    wino_in_v(x, o);
-                    for (int q = 0; q < 6; ++q) _mm512_storeu_ps(v0 + q * vs + c0, o[q]);
-                }
+        if (f32) {
+            const float *s0 = (const float *)w->src + base * ld;
+            float *v0 = (float *)v + (long)tt * cin;
+            for (; c0 + 16 <= cin; c0 += 16) {
+                __m512 x[6];
+                for (int q = 0; q < 6; ++q) x[q] = _mm512_loadu_ps(s0 + q * d * ld + c0);
+                __m512 o[6];
+                wino_in_v(x, o);
+                for (int q = 0; q < 6; ++q) _mm512_storeu_ps(v0 + q * vs + c0, o[q]);
             }
+        }
 #endif
 #ifdef __AVX512BF16__
-            if (!f32) {
-                const bf16 *s0 = (const bf16 *)w->src + base * ld;
-                bf16 *v0 = (bf16 *)v + (long)tt * cin;
-                for (; c0 + 16 <= cin; c0 += 16) {
-                    __m512 x[6];
-                    for (int q = 0; q < 6; ++q)
-                        x[q] = _mm512_castsi512_ps(_mm512_slli_epi32(
-                            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(s0 + q * d * ld + c0))), 16));
-                    __m512 o[6];
-                    wino_in_v(x, o);
-                    for (int q = 0; q < 6; ++q)
-                        _mm256_storeu_si256((__m256i *)(v0 + q * vs + c0), (__m256i)_mm512_cvtneps_pbh(o[q]));
-                }
+        if (!f32) {
+            const bf16 *s0 = (const bf16 *)w->src + base * ld;
+            bf16 *v0 = (bf16 *)v + (long)tt * cin;
+            for (; c0 + 16 <= cin; c0 += 16) {
+                __m512 x[6];
+                for (int q = 0; q < 6; ++q)
+                    x[q] = _mm512_castsi512_ps(_mm512_slli_epi32(
+                        _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(s0 + q * d * ld + c0))), 16));
+                __m512 o[6];
+                wino_in_v(x, o);
+                for (int q = 0; q < 6; ++q)
+                    _mm256_storeu_si256((__m256i *)(v0 + q * vs + c0), (__m256i)_mm512_cvtneps_pbh(o[q]));
             }
+        }
 #endif
-            if (f32) {
-                const float *s0 = (const float *)w->src + base * ld;
-                float *v0 = (float *)v + (long)tt * cin;
+        if (f32) {
+            const float *s0 = (const float *)w->src + base * ld;
+            float *v0 = (float *)v + (long)tt * cin;
 #pragma omp simd
-                for (int c = c0; c < cin; ++c) {
-                    float o[6];
-                    wino_in(s0[c], s0[d * ld + c], s0[2 * d * ld + c], s0[3 * d * ld + c], s0[4 * d * ld + c],
-                            s0[5 * d * ld + c], o);
-                    for (int q = 0; q < 6; ++q) v0[q * vs + c] = o[q];
-                }
-            } else {
-                const bf16 *s0 = (const bf16 *)w->src + base * ld;
-                bf16 *v0 = (bf16 *)v + (long)tt * cin;
-#pragma omp simd
-                for (int c = c0; c < cin; ++c) {
-                    float o[6];
-                    wino_in(bf2f(s0[c]), bf2f(s0[d * ld + c]), bf2f(s0[2 * d * ld + c]), bf2f(s0[3 * d * ld + c]),
-                            bf2f(s0[4 * d * ld + c]), bf2f(s0[5 * d * ld + c]), o);
-                    for (int q = 0; q < 6; ++q) v0[q * vs + c] = f2bf(o[q]);
-                }
+            for (int c = c0; c < cin; ++c) {
+                float o[6];
+                wino_in(s0[c], s0[d * ld + c], s0[2 * d * ld + c], s0[3 * d * ld + c], s0[4 * d * ld + c],
+                        s0[5 * d * ld + c], o);
+                for (int q = 0; q < 6; ++q) v0[q * vs + c] = o[q];
             }
-        }
-        for (int j = 0; j < 6; ++j) {
-            const long wstep = f32 ? (long)cin * cout * 4 : (long)((cin + 1) / 2) * cout * 4;  /* bytes */
-            prod_t p = {nt, cin, cout, 1, 0, (const char *)v + j * vs * (long)esize, cin,
-                        (const char *)w->w + j * wstep, NULL, m + j * ms, cout, 0, f32};
-            prod_rows(&p, 0, nt);
-        }
-        for (int tt = 0; tt < nt; ++tt) {
-            const long t = t0 + tt, base = 4 * d * (t / d) + t % d;
-            float *o0 = w->out + base * w->ldo, *o1 = o0 + d * w->ldo, *o2 = o1 + d * w->ldo,
-                  *o3 = o2 + d * w->ldo;
-            const float *m0 = m + (long)tt * cout;
-            const float *bias = w->bias;
-            const int accumulate = w->accumulate;
+        } else {
+            const bf16 *s0 = (const bf16 *)w->src + base * ld;
+            bf16 *v0 = (bf16 *)v + (long)tt * cin;
 #pragma omp simd
-            for (int n = 0; n < cout; ++n) {
-                const float a0 = m0[n], a1 = m0[ms + n], a2 = m0[2 * ms + n], a3 = m0[3 * ms + n],
-                            a4 = m0[4 * ms + n], a5 = m0[5 * ms + n];
-                const float bn = bias ? bias[n] : 0.0f;
-                const float e = a1 + a2, f = a1 - a2, g = a3 + a4, h = a3 - a4;
-                const float y0 = a0 + e + g + bn, y1 = f + 2.0f * h + bn, y2 = e + 4.0f * g + bn,
-                            y3 = f + 8.0f * h + a5 + bn;
-                if (accumulate) { o0[n] += y0; o1[n] += y1; o2[n] += y2; o3[n] += y3; }
-                else { o0[n] = y0; o1[n] = y1; o2[n] = y2; o3[n] = y3; }
+            for (int c = c0; c < cin; ++c) {
+                float o[6];
+                wino_in(bf2f(s0[c]), bf2f(s0[d * ld + c]), bf2f(s0[2 * d * ld + c]), bf2f(s0[3 * d * ld + c]),
+                        bf2f(s0[4 * d * ld + c]), bf2f(s0[5 * d * ld + c]), o);
+                for (int q = 0; q < 6; ++q) v0[q * vs + c] = f2bf(o[q]);
             }
         }
     }
-    free(v);
-    free(m);
+    for (int j = 0; j < 6; ++j) {
+        const long wstep = f32 ? (long)cin * cout * 4 : (long)((cin + 1) / 2) * cout * 4;  /* bytes */
+        prod_t p = {nt, cin, cout, 1, 0, (const char *)v + j * vs * (long)esize, cin,
+                    (const char *)w->w + j * wstep, NULL, m + j * ms, cout, 0, f32};
+        prod_block(&p, 0, nt, nb, ne);
+    }
+    for (int tt = 0; tt < nt; ++tt) {
+        const long t = t0 + tt, base = 4 * d * (t / d) + t % d;
+        float *o0 = w->out + base * w->ldo, *o1 = o0 + d * w->ldo, *o2 = o1 + d * w->ldo,
+              *o3 = o2 + d * w->ldo;
+        const float *m0 = m + (long)tt * cout;
+        const float *bias = w->bias;
+        const int accumulate = w->accumulate;
+#pragma omp simd
+        for (int n = nb; n < ne; ++n) {
+            const float a0 = m0[n], a1 = m0[ms + n], a2 = m0[2 * ms + n], a3 = m0[3 * ms + n],
+                        a4 = m0[4 * ms + n], a5 = m0[5 * ms + n];
+            const float bn = bias ? bias[n] : 0.0f;
+            const float e = a1 + a2, f = a1 - a2, g = a3 + a4, h = a3 - a4;
+            const float y0 = a0 + e + g + bn, y1 = f + 2.0f * h + bn, y2 = e + 4.0f * g + bn,
+                        y3 = f + 8.0f * h + a5 + bn;
+            if (accumulate) { o0[n] += y0; o1[n] += y1; o2[n] += y2; o3[n] += y3; }
+            else { o0[n] = y0; o1[n] = y1; o2[n] = y2; o3[n] = y3; }
+        }
+    }
 }
 
-static void tap_winograd3(const prod_t *w, int nth) { parallel_for(nth, w->rows, NT, wino_tiles, w); }
+/* Blocks of up to NT tiles (multiples of 12, the tall tiles' height), column groups where the tiles are few (each
+   group repeats its tiles' input transforms, a small part of the work). */
+static void tap_winograd3(const prod_t *w, int nth) {
+    units_t j = {w, plan_split(w->rows, w->cout, NT, 12, nth, w->cout % 16 == 0 ? 64 : w->cout), wino_block};
+    zoo_tapconv_parallel_for(nth, j.s.nblocks * j.s.ngroups, 1, run_units, &j);
+}
 
 static void leaky_rows(const void *ctx, long a, long b) {
     const leaky_t *l = (const leaky_t *)ctx;
@@ -381,7 +443,11 @@ static void leaky_rows(const void *ctx, long a, long b) {
     }
 }
 
-static void bf16_leaky_relu(const leaky_t *l, long rows, int nth) { parallel_for(nth, rows, 256, leaky_rows, l); }
+/* Chunks of at least 16384 values. */
+static void bf16_leaky_relu(const leaky_t *l, long rows, int nth) {
+    const long grain = l->cols > 0 && 16384 / l->cols > 16 ? 16384 / l->cols : 16;
+    zoo_tapconv_parallel_for(nth, rows, grain, leaky_rows, l);
+}
 
 const tapconv_ops ZOO_OPS(zoo_tapconv_ops_) = {tap_conv, tap_winograd3, bf16_leaky_relu, bf16_native,
                                                f32_native};

@@ -27,6 +27,11 @@ typedef struct {
 /* out[r, c] = bfloat16(leaky_relu(x[r, c])) for r < rows, c < cols. */
 typedef struct { const float *x; long ldx; uint16_t *out; long ldo; int cols; float slope; } leaky_t;
 
+/* The parallel loop every level's functions split their work with (tapconv_dispatch.c, zoo_pool.h): fn(ctx, a,
+   b) over [0, n) in chunks of `grain`, on up to nth threads (torch's OpenMP team, or a persistent pool). */
+typedef void (*tapconv_range_fn)(const void *ctx, long a, long b);
+void zoo_tapconv_parallel_for(int nth, long n, long grain, tapconv_range_fn fn, const void *ctx);
+
 /* One ISA level's build of tapconv.c. */
 typedef struct {
     void (*tap_conv)(const prod_t *p, int nth);

@@ -4,6 +4,7 @@
 
 #include "tapconv.h"
 #include "zoo_dispatch.h"
+#include "zoo_pool.h"
 
 static const tapconv_ops *const tables[ZOO_ISA_COUNT] = {
     &zoo_tapconv_ops_generic,
@@ -31,6 +32,19 @@ void zoo_tap_winograd3(const prod_t *w, int nth) { zoo_tapconv_ops->winograd3(w,
 void zoo_bf16_leaky_relu(const leaky_t *l, long rows, int nth) { zoo_tapconv_ops->leaky_relu(l, rows, nth); }
 int zoo_bf16_native(void) { return zoo_tapconv_ops->bf16_native(); }
 int zoo_f32_native(void) { return zoo_tapconv_ops->f32_native(); }
+
+void zoo_tapconv_parallel_for(int nth, long n, long grain, tapconv_range_fn fn, const void *ctx) {
+    zoo_pool_for(nth, n, grain, fn, ctx);
+}
+/* The threads of the loops (zoo_pool.h): torch's OpenMP team through its runtime's GOMP_parallel (its
+   omp_get_thread_num and omp_get_num_threads for a static split, NULL: dynamic), or (NULL)
+   the persistent pthread pool; which one runs now (1 OpenMP, 0 pool, -1 pool in a forked child); and how
+   many pool workers have been started in this process. */
+void zoo_tapconv_use_openmp(void *gomp_parallel, void *thread_num, void *num_threads) {
+    zoo_pool_use_openmp((zoo_gomp_parallel_fn)gomp_parallel, (zoo_omp_int_fn)thread_num, (zoo_omp_int_fn)num_threads);
+}
+int zoo_tapconv_pool_mode(void) { return zoo_pool_mode(); }
+int zoo_tapconv_pool_workers(void) { return __atomic_load_n(&zoo_pool.workers, __ATOMIC_RELAXED); }
 
 static const zoo_layout_entry layout[] = {
     ZOO_LAYOUT_STRUCT(prod_t),
