@@ -74,7 +74,11 @@ def _configure(lib: ctypes.CDLL) -> None:
 
 def _path(lib: native.KernelLibrary | None, reason: str, dtype: torch.dtype) -> str:
     """Which convs a schedule with a compiled ``dtype`` form runs here (``zoo info --kernels``, ``zoo bench``)."""
-    return backend.choose(dtype, lib, reason).describe()  # the choice the models make (conv_backend)
+    chosen = backend.choose(dtype, lib, reason)  # the choice the models make (conv_backend)
+    if not chosen.compiled or lib is None:
+        return chosen.describe()
+    team = "torch's OpenMP team" if lib.zoo_tapconv_pool_mode() == 1 else "the kernel's own thread pool"
+    return f"{chosen.describe()}, threads: {team}"
 
 
 SPEC = native.register(native.KernelSpec(
