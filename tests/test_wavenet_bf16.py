@@ -185,3 +185,38 @@ def test_nll_benchmark_logic():
         assert total / count == pytest.approx(float(model.loss(audio, mel)["loss"]), rel=1e-5)
     res = wq.nll_table([("a", audio[0], mel)], model, model)
     assert res["delta_nats_per_sample"] == 0.0 and res["samples"] == count
+
+
+def test_bf16_speed_target_and_section_from_the_interleaved_rows():
+    """The bfloat16-weight target is read from the LJSpeech comparison's ``bfloat16`` rows (timed interleaved with
+    our float32 loop), per thread count, and fails where the row's identity check failed; without such rows it
+    falls back to ``wavenet_sampling.py``. The performance page's section shows both results."""
+    import benchcheck as bc
+    import performance
+
+    def row(vs: float, ok: bool = True) -> dict:
+        return {"dtype": "bfloat16", "vs_float32": vs, "target_vs_float32": 1.7, "ours_samples_per_s": 100 * vs,
+                "float32_samples_per_s": 100.0, "bf16_ok": ok, "ceiling_samples_per_s": 400.0,
+                "weight_mb_per_sample": 28.1, "read_gbs": 11.2}
+
+    f32 = {"ours_samples_per_s": 300.0, "ceiling_samples_per_s": 338.0}
+    ceilings = {1: {"rows": [f32, row(1.9)]}, 2: {"rows": [f32, row(1.9, ok=False)]}}
+    wavenet = {"rows": [{"config": "r9y9-ljspeech (24L)", "batch": 1, "incremental": 400.0},
+                        {"config": "r9y9-ljspeech (24L)", "dtype": "bfloat16", "batch": 1, "incremental": 900.0}]}
+    t = {x.target: x for x in bc.targets({}, ceilings=ceilings, wavenet=wavenet)}
+    name = "r9y9 LJSpeech WaveNet bfloat16 weights vs our float32 loop, batch 1"
+    assert t[f"{name}, 1 thread(s)"].verdict == bc.MET and t[f"{name}, 1 thread(s)"].measured.startswith("1.90x")
+    assert t[f"{name}, 2 thread(s)"].verdict == bc.NOT_MET  # fast, but its samples differed
+    assert name not in t  # the non-interleaved fallback is not used when interleaved rows exist
+    assert t["r9y9 LJSpeech WaveNet float32 against the read-bandwidth ceiling, 1 thread(s)"].measured.startswith("89%")
+    t = {x.target: x for x in bc.targets({}, ceilings={1: {"rows": [f32]}}, wavenet=wavenet)}
+    assert t[name].verdict == bc.MET and t[name].measured.startswith("2.25x")
+    quality = {"model": "wavenet.trainpm", "files": 16, "mode_check_samples": 2048, "mode_check_max_abs_diff": 1e-6,
+               "nll": {"samples": 1000, "nll_float32": -1.5, "nll_bfloat16": -1.49, "delta_nats_per_sample": 0.01,
+                       "delta_min_clip": 0.001, "delta_max_clip": 0.02},
+               "sampled": {"means": {"bfloat16": {"stoi": 0.5, "pesq_wb": 1.1, "mr_stft": 1.2},
+                                     "float32_seed1": {"stoi": 0.51, "pesq_wb": 1.12, "mr_stft": 1.19}}}}
+    text = "\n".join(performance.wavenet_bf16_section([{**row(1.9), "threads": 1}], quality))
+    assert "| 1 | 100 | 190 | 1.90x |" in text and "| change | +1.00e-02" in text
+    assert "| bfloat16 weights, seed 0 | 0.500 | 1.10 | 1.200 |" in text
+    assert performance.wavenet_bf16_section([], None) == []
