@@ -220,3 +220,18 @@ def test_bf16_speed_target_and_section_from_the_interleaved_rows():
     assert "| 1 | 100 | 190 | 1.90x |" in text and "| change | +1.00e-02" in text
     assert "| bfloat16 weights, seed 0 | 0.500 | 1.10 | 1.200 |" in text
     assert performance.wavenet_bf16_section([], None) == []
+
+
+def test_compare_reference_prints_the_bf16_row():
+    """The LJSpeech WaveNet's bfloat16 row prints its interleaved runs against our float32 loop, the target's
+    verdict and its own ceiling (it has no reference runs of its own)."""
+    import compare_reference as cr
+
+    r = {"model": "wavenet r9y9 LJSpeech (24L 512/512/256)", "dtype": "bfloat16", "reference_s": 10.0, "ours_s": 2.0,
+         "speedup": 5.0, "max_abs_diff": 0.0, "check": "ok: identical", "vs_float32": 1.6, "target_vs_float32": 1.7,
+         "float32_runs_s": [3.0, 3.1], "ours_runs_s": [1.9, 2.0], "extrapolated_from_samples": 2048,
+         "ceiling_samples_per_s": 100.0, "read_gbs": 2.8, "weight_mb_per_sample": 28.1, "ceiling": 7.0,
+         "ours_samples_per_s": 90.0}
+    text = cr.describe(r)
+    assert "float32 3-3.1 s, bfloat16 1.9-2 s): 1.60x the samples/s, target >= 1.7x NOT met" in text
+    assert "(2.8 GB/s / 28.1 MB per sample)" in text and "ours 90 samples/s = 90% of it" in text
