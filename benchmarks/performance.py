@@ -489,7 +489,7 @@ def render() -> str:
                        f"{_fmt(r['ceiling_samples_per_s'], 0)} | {r['ceiling']:.2f}x | "
                        f"{r['ours_samples_per_s'] / r['ceiling_samples_per_s']:.0%} |")
         out.append("")
-    out += wavenet_bf16_section([{**row, "threads": _threads(run)} for run in
+    out += wavenet_bf16_section([{**row, "threads": _threads(run), "clock": run.get("clock", "wall")} for run in
                                  (_load(f"wavenet_ceiling_{n}") for n in CEILING_THREADS) if run
                                  for row in run.get("rows", []) if row.get("dtype") == "bfloat16"
                                  and "vs_float32" in row], _load("wavenet_bf16_quality"))
@@ -569,12 +569,14 @@ def wavenet_bf16_section(speed: list[dict], quality: dict | None) -> list[str]:
                 f"{speed[0].get('target_vs_float32', '?')}x) | MB per sample | read GB/s | ceiling samples/s | "
                 "ours / ceiling | check |", "|---|---|---|---|---|---|---|---|---|"]
         for r in speed:
+            wall = r.get("clock", "wall") == "wall"  # CPU-clock rates are not comparable with a read bandwidth
             share = (f"{r['ours_samples_per_s'] / r['ceiling_samples_per_s']:.0%}"
-                     if r.get("ceiling_samples_per_s") else "-")
-            out.append(f"| {r.get('threads', '?')} | {_fmt(r['float32_samples_per_s'], 0)} | "
-                       f"{_fmt(r['ours_samples_per_s'], 0)} | {r['vs_float32']:.2f}x | "
-                       f"{_fmt(r.get('weight_mb_per_sample'), 1)} | {_fmt(r.get('read_gbs'), 1)} | "
-                       f"{_fmt(r.get('ceiling_samples_per_s'), 0)} | {share} | "
+                     if r.get("ceiling_samples_per_s") and wall else "-")
+            out.append(f"| {r.get('threads', '?')} ({r.get('clock', 'wall')} clock) | "
+                       f"{_fmt(r['float32_samples_per_s'], 0)} | {_fmt(r['ours_samples_per_s'], 0)} | "
+                       f"{r['vs_float32']:.2f}x | {_fmt(r.get('weight_mb_per_sample'), 1)} | "
+                       f"{_fmt(r.get('read_gbs') if wall else None, 1)} | "
+                       f"{_fmt(r.get('ceiling_samples_per_s') if wall else None, 0)} | {share} | "
                        f"{'ok' if r.get('bf16_ok') else 'FAILED'} |")
         out.append("")
     if quality:

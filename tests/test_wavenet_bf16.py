@@ -217,7 +217,8 @@ def test_bf16_speed_target_and_section_from_the_interleaved_rows():
                "sampled": {"means": {"bfloat16": {"stoi": 0.5, "pesq_wb": 1.1, "mr_stft": 1.2},
                                      "float32_seed1": {"stoi": 0.51, "pesq_wb": 1.12, "mr_stft": 1.19}}}}
     text = "\n".join(performance.wavenet_bf16_section([{**row(1.9), "threads": 1}], quality))
-    assert "| 1 | 100 | 190 | 1.90x |" in text and "| change | +1.00e-02" in text
+    assert "| 1 (wall clock) | 100 | 190 | 1.90x | 28.1 | 11.2 | 400 | 48% | ok |" in text
+    assert "| change | +1.00e-02" in text
     assert "| bfloat16 weights, seed 0 | 0.500 | 1.10 | 1.200 |" in text
     assert performance.wavenet_bf16_section([], None) == []
 
