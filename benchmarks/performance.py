@@ -560,8 +560,11 @@ def wavenet_bf16_section(speed: list[dict], quality: dict | None) -> list[str]:
            "bfloat16-rounded weights (`tests/test_wavenet_bf16.py`, every ISA variant), so the rounding of the "
            "weights is its only cost. (AVX-512 BF16's `vdpbf16ps` would also round every layer's input to "
            "bfloat16 and sum input pairs in another order; in a micro-benchmark of the loop's tile product over "
-           "105 MB of bfloat16 weights, 1 thread, CPU clock, it took 6.3 ms per pass against the widening "
-           "load's 5.2 ms (float32 weights: 12.7 ms), 2026-12-07, so the loop does not use it.)", ""]
+           "105 MB of bfloat16 weights in huge pages, 1 thread, CPU clock, 2026-12-07, it took 3.9-4.0 ms per "
+           "pass against the widening load's 4.2-4.3 ms and float32 weights' 7.8-8.3 ms: both read the weights "
+           "at about 25 GB/s, so the loop keeps the widening load, float32 activations and the float32 "
+           "summation order. The loop as a whole gains less than its weight stream: the past taps' products, "
+           "made ahead from cache, cost the same per sample either way.)", ""]
     if speed:
         out += ["Speed, batch 1, the r9y9 LJSpeech size, timed interleaved with our float32 loop on the same "
                 "draws (median of the runs; the machine was shared with other jobs, so the ratios are "
