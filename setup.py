@@ -65,7 +65,8 @@ KERNELS = [
            [f"{COMMON}/tapconv.h", f"{COMMON}/zoo_dispatch.h", f"{COMMON}/zoo_pool.h"],
            ["generic", "avx2", "avx512", "avx512bf16"]),
     Kernel("zoo_plugins.wavenet._kernel", "plugins/wavenet/csrc/wavenet.c", "plugins/wavenet/csrc/wavenet_dispatch.c",
-           ["plugins/wavenet/csrc/wavenet.h", f"{COMMON}/zoo_dispatch.h"], ["generic", "avx2", "avx512"]),
+           ["plugins/wavenet/csrc/wavenet.h", "plugins/wavenet/csrc/wavenet_tiles.h", f"{COMMON}/zoo_dispatch.h"],
+           ["generic", "avx2", "avx512"]),
 ]
 
 

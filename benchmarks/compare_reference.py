@@ -30,9 +30,12 @@ both, interleaved (reference, ours, reference, ours ...), median of ``--runs`` a
 Every parallel model also gets a ``bfloat16`` row (unless ``--no-bfloat16``): our model in bfloat16 against
 the reference in float32 on the same input and draws, checked against the model's tolerance in
 ``benchcheck.BF16_TOLERANCES`` (the RMS of the difference relative to the reference output's, and the max
-abs difference; the row is marked ``ok`` or ``FAILED``). The WaveNets have none: sampled audio is not
-comparable once one draw differs. Every row also records the kernel path its model and dtype took
-(``zoo.registry.plugins.kernel_path``, as ``zoo info --kernels`` prints it).
+abs difference; the row is marked ``ok`` or ``FAILED``). The LJSpeech WaveNet's ``bfloat16`` row (bfloat16
+weights, float32 activations) is timed interleaved with our float32 loop instead (its target is a speed-up
+over that loop; the reference column repeats the float32 row's), with the read-bandwidth ceiling of its
+bfloat16 weights, and checked against our float32 loop on the bfloat16-rounded weights from the same draws
+(sampled audio is not comparable with the reference's once one draw differs). Every row also records the
+kernel path its model and dtype took (``zoo.registry.plugins.kernel_path``, as ``zoo info --kernels`` prints it).
 
 The script exits with 1 if a float32 row differs by more than ``--atol`` or a bfloat16 row fails its
 tolerance.
@@ -62,7 +65,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import reference_models as refs  # noqa: E402
-from benchcheck import bf16_tolerance, check_bf16, difference, run_range, time_interleaved  # noqa: E402
+from benchcheck import (  # noqa: E402
+    WAVENET_BF16_SPEEDUP,
+    WAVENET_BF16_TOLERANCE,
+    bf16_tolerance,
+    check_bf16,
+    difference,
+    run_range,
+    time_interleaved,
+)
 from roofline import read_bandwidth  # noqa: E402
 
 import zoo  # noqa: E402
@@ -260,7 +271,8 @@ def _wavenet_draws(model: Any, steps: int, seed: int) -> list[torch.Tensor]:
     return draws
 
 
-def compare_wavenet(seconds: float, ref_dir: Path, config: str, samples: int | None) -> list[dict]:
+def compare_wavenet(seconds: float, ref_dir: Path, config: str, samples: int | None,
+                    bfloat16: bool = False) -> list[dict]:
     from zoo_plugins.wavenet.convert import convert
     from zoo_plugins.wavenet.incremental import IncrementalSampler
     from zoo_plugins.wavenet.kernel import weight_bytes_per_sample
@@ -294,11 +306,54 @@ def compare_wavenet(seconds: float, ref_dir: Path, config: str, samples: int | N
         bandwidth = read_bandwidth()
         extra.update(read_gbs=bandwidth, ceiling_samples_per_s=bandwidth * 1e9 / per_sample,
                      ceiling=bandwidth * 1e9 / per_sample / (steps / t_ref))
+    scale = full_frames / frames
     if frames != full_frames:
-        scale = full_frames / frames
         extra["extrapolated_from_samples"] = steps
-        t_ref, t_ours = t_ref * scale, t_ours * scale
-    return [_row(name, "float32", t_ref, t_ours, float((got - expected).abs().max()), **extra)]
+    rows = [_row(name, "float32", t_ref * scale, t_ours * scale, float((got - expected).abs().max()), **extra)]
+    if bfloat16:
+        rows.append(_wavenet_bf16_row(name, ours, mel, t_ref, extra, scale))
+    return rows
+
+
+def _wavenet_bf16_row(name: str, ours: Any, mel: torch.Tensor, t_ref: float, f32: dict[str, Any],
+                      scale: float) -> dict[str, Any]:
+    """Our WaveNet with bfloat16 weights (float32 activations and sums) against our float32 loop, timed
+    interleaved with it (the target: ``benchcheck.WAVENET_BF16_SPEEDUP`` times its samples per second), and
+    against the reference's time of the float32 row. Its samples cannot be compared with the reference's
+    (one different draw and the samplers walk apart): the check is that they equal our float32 loop's on the
+    bfloat16-rounded weights from the same draws (``benchcheck.WAVENET_BF16_TOLERANCE``: identical)."""
+    import copy
+
+    from zoo_plugins.wavenet.incremental import IncrementalSampler
+    from zoo_plugins.wavenet.kernel import weight_bytes_per_sample
+
+    bf = _bfloat16_copy(ours)
+    rounded = copy.deepcopy(bf).float()
+
+    def sample(model: Any) -> torch.Tensor:
+        return model.vocode(mel, generator=torch.Generator().manual_seed(0))[0][0]
+
+    with torch.inference_mode():
+        diff, rel = difference(sample(bf).tolist(), sample(rounded).tolist())
+        t_f32, t_bf, runs = _time_pair(lambda: sample(ours), lambda: sample(bf))
+    tol = WAVENET_BF16_TOLERANCE
+    ok = diff <= tol.max_abs and rel <= tol.rel_rms  # False for NaN
+    message = (f"{'ok' if ok else 'FAILED'}: against our float32 loop on the bfloat16-rounded weights, same draws: "
+               f"max abs {diff:.2e}, relative RMS {rel:.2e} (<= {tol.max_abs:g}: identical by construction)")
+    steps = f32["timed_samples"]
+    extra: dict[str, Any] = {"timed_samples": steps, "ref_samples_per_s": f32["ref_samples_per_s"],
+                             "ours_samples_per_s": steps / t_bf, "float32_samples_per_s": steps / t_f32,
+                             "vs_float32": t_f32 / t_bf, "target_vs_float32": WAVENET_BF16_SPEEDUP,
+                             "float32_runs_s": runs["reference_runs_s"], "ours_runs_s": runs["ours_runs_s"]}
+    if "read_gbs" in f32:
+        per_sample = sum(weight_bytes_per_sample(IncrementalSampler(bf, 1)))
+        extra.update(weight_mb_per_sample=per_sample / 1e6, read_gbs=f32["read_gbs"],
+                     ceiling_samples_per_s=f32["read_gbs"] * 1e9 / per_sample,
+                     ceiling=f32["read_gbs"] * 1e9 / per_sample / f32["ref_samples_per_s"])
+    if "extrapolated_from_samples" in f32:
+        extra["extrapolated_from_samples"] = f32["extrapolated_from_samples"]
+    return _row(name, "bfloat16", t_ref * scale, t_bf * scale, diff, rel_rms_diff=rel, bf16_ok=ok, check=message,
+                tolerance={"rel_rms": tol.rel_rms, "max_abs": tol.max_abs, "why": tol.why}, **extra)
 
 
 def describe(r: dict[str, Any]) -> str:
@@ -309,12 +364,18 @@ def describe(r: dict[str, Any]) -> str:
     notes = []
     if "extrapolated_from_samples" in r:
         notes.append(f"timed on {r['extrapolated_from_samples']} samples, extrapolated")
-    if len(r.get("ours_runs_s", [])) > 1:
+    if len(r.get("ours_runs_s", [])) > 1 and "reference_runs_s" in r:
         where = " (on those samples)" if "extrapolated_from_samples" in r else ""
         notes.append(f"timed runs{where}: reference {run_range(r['reference_runs_s'])} s, "
                      f"ours {run_range(r['ours_runs_s'])} s")
     if "check" in r:
         notes.append(r["check"])
+    if "vs_float32" in r:
+        met = "met" if r["vs_float32"] >= r["target_vs_float32"] else "NOT met"
+        where = " on those samples" if "extrapolated_from_samples" in r else ""
+        notes.append(f"against our float32 loop (interleaved runs{where}: float32 {run_range(r['float32_runs_s'])} s, "
+                     f"bfloat16 {run_range(r['ours_runs_s'])} s): {r['vs_float32']:.2f}x the samples/s, target >= "
+                     f"{r['target_vs_float32']:g}x {met}")
     if "ceiling_samples_per_s" in r:
         share = r["ours_samples_per_s"] / r["ceiling_samples_per_s"]
         notes.append(f"read-bandwidth ceiling {r['ceiling_samples_per_s']:,.0f} samples/s ({r['read_gbs']:.1f} GB/s "
@@ -360,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
         "flowavenet": lambda: compare_flowavenet(args.seconds, args.ref_dir, not args.no_bfloat16),
         "clarinet": lambda: compare_clarinet(args.seconds, args.ref_dir, not args.no_bfloat16),
         "wavenet-small": lambda: compare_wavenet(args.seconds, args.ref_dir, "small", None),
-        "wavenet-ljspeech": lambda: compare_wavenet(args.seconds, args.ref_dir, "ljspeech", args.wavenet_samples),
+        "wavenet-ljspeech": lambda: compare_wavenet(args.seconds, args.ref_dir, "ljspeech", args.wavenet_samples,
+                                                    not args.no_bfloat16),
     }
     rows: list[dict] = []
     failures = []

@@ -63,7 +63,7 @@ RESULTS = HERE / "results"
 DOC = ROOT / "docs" / "performance.md"
 PLOT = ROOT / "docs" / "performance_length.png"
 STEPS = ("compare", "roofline", "wavenet", "wavenet_ceiling", "memory", "memory_glibc", "length",
-         "batch", "bf16_quality")
+         "batch", "bf16_quality", "wavenet_bf16_quality")
 CEILING_THREADS = (1, 2)
 COMPARE_THREADS = (1, 2)
 SWEEP_MODELS = ["hifigan.universal", "griffinlim.hifigan", "waveglow.trainpm", "flowavenet", "parallel_wavenet"]
@@ -106,6 +106,9 @@ def run_steps(args: argparse.Namespace) -> None:
                    "--plot", str(PLOT)],
         "bf16_quality": [py, str(HERE / "bf16_quality.py"), "--threads", t, *(["--limit", "2"] if q else []),
                          "--json", str(RESULTS / "bf16_quality.json"), "--doc", "-"],
+        "wavenet_bf16_quality": [py, str(HERE / "wavenet_bf16_quality.py"), "--threads", t,
+                                 *(["--limit", "2", "--no-sampled"] if q else []),
+                                 "--json", str(RESULTS / "wavenet_bf16_quality.json")],
         "batch": [py, "-m", "zoo.cli", "bench", "hifigan.universal", "waveglow.trainpm", "--threads", t,
                   "--runs", "1" if q else "3",
                   "--warmup-seconds", "1", "--seconds", "1" if q else "5",
@@ -305,7 +308,8 @@ def _threads(compare: dict) -> int | str:
 def _ceiling_runs() -> list[tuple[dict, dict]]:
     """``(run, row)`` of each ``wavenet_ceiling`` run found (1 and 2 threads)."""
     runs = [_load(f"wavenet_ceiling_{n}") for n in CEILING_THREADS]
-    return [(run, row) for run in runs if run for row in run.get("rows", []) if "ceiling" in row]
+    return [(run, row) for run in runs if run for row in run.get("rows", []) if "ceiling" in row
+            and row.get("dtype", "float32") == "float32"]
 
 
 def method() -> list[str]:
@@ -486,6 +490,10 @@ def render() -> str:
                        f"{_fmt(r['ceiling_samples_per_s'], 0)} | {r['ceiling']:.2f}x | "
                        f"{r['ours_samples_per_s'] / r['ceiling_samples_per_s']:.0%} |")
         out.append("")
+    out += wavenet_bf16_section([{**row, "threads": _threads(run), "clock": run.get("clock", "wall")} for run in
+                                 (_load(f"wavenet_ceiling_{n}") for n in CEILING_THREADS) if run
+                                 for row in run.get("rows", []) if row.get("dtype") == "bfloat16"
+                                 and "vs_float32" in row], _load("wavenet_bf16_quality"))
     if wavenet:
         out += ["## WaveNet incremental sampling (`benchmarks/wavenet_sampling.py`)", "",
                 f"Samples per second, {wavenet.get('threads', '?')} threads. \"Naive\" recomputes the network over "
@@ -537,6 +545,74 @@ def render() -> str:
     out += bf16_quality.section(quality)
     out.append(NOTES)
     return "\n".join(out)
+
+
+def wavenet_bf16_section(speed: list[dict], quality: dict | None) -> list[str]:
+    """The section on WaveNet's bfloat16-weight mode: its speed against our float32 loop (the ``bfloat16`` rows
+    of the ``wavenet_ceiling`` runs) and its cost in teacher-forced likelihood and sampled audio
+    (``wavenet_bf16_quality.py``)."""
+    if not speed and not quality:
+        return []
+    out = ["## WaveNet with bfloat16 weights (`compare_reference.py --only wavenet-ljspeech`, "
+           "`benchmarks/wavenet_bf16_quality.py`)", "",
+           "`zoo.load(name, dtype=torch.bfloat16)` (or `.to(torch.bfloat16)`) samples a WaveNet with bfloat16 "
+           "weights and float32 activations and sums; float32 stays the default. The compiled loop streams its "
+           "matrices in bfloat16 (half the bytes per sample) and widens each weight to float32 as it loads it, "
+           "summing in the float32 loop's order: its samples are bit-identical to the float32 loop's on the "
+           "bfloat16-rounded weights (`tests/test_wavenet_bf16.py`, every ISA variant), so the rounding of the "
+           "weights is its only cost. (AVX-512 BF16's `vdpbf16ps` would also round every layer's input to "
+           "bfloat16 and sum input pairs in another order; in a micro-benchmark of the loop's tile product over "
+           "105 MB of bfloat16 weights in huge pages, 1 thread, CPU clock, 2026-12-07, it took 3.9-4.0 ms per "
+           "pass against the widening load's 4.2-4.3 ms and float32 weights' 7.8-8.3 ms: both read the weights "
+           "at about 25 GB/s, so the loop keeps the widening load, float32 activations and the float32 "
+           "summation order. The loop as a whole gains less than its weight stream: the past taps' products, "
+           "made ahead from cache, cost the same per sample either way; the same size with every tap at most "
+           "one step back, so that every weight streams each step, samples 1.95x faster with bfloat16 "
+           "weights, 1 thread, CPU clock.)", ""]
+    if speed:
+        out += ["Speed, batch 1, the r9y9 LJSpeech size, timed interleaved with our float32 loop on the same "
+                "draws (median of the runs; the machine was shared with other jobs, so the ratios are "
+                "indicative):", "",
+                "| threads | float32 samples/s | bfloat16 samples/s | vs float32 (target >= "
+                f"{speed[0].get('target_vs_float32', '?')}x) | MB per sample | read GB/s | ceiling samples/s | "
+                "ours / ceiling | check |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in speed:
+            wall = r.get("clock", "wall") == "wall"  # CPU-clock rates are not comparable with a read bandwidth
+            share = (f"{r['ours_samples_per_s'] / r['ceiling_samples_per_s']:.0%}"
+                     if r.get("ceiling_samples_per_s") and wall else "-")
+            out.append(f"| {r.get('threads', '?')} ({r.get('clock', 'wall')} clock) | "
+                       f"{_fmt(r['float32_samples_per_s'], 0)} | {_fmt(r['ours_samples_per_s'], 0)} | "
+                       f"{r['vs_float32']:.2f}x | {_fmt(r.get('weight_mb_per_sample'), 1)} | "
+                       f"{_fmt(r.get('read_gbs') if wall else None, 1)} | "
+                       f"{_fmt(r.get('ceiling_samples_per_s') if wall else None, 0)} | {share} | "
+                       f"{'ok' if r.get('bf16_ok') else 'FAILED'} |")
+        out.append("")
+    if quality:
+        nll = quality["nll"]
+        out += [f"Quality cost on eval-lj ({quality['files']} clips, `{quality['model']}`, trained weights, "
+                f"{nll['samples']:,} samples): the teacher-forced negative log-likelihood per sample of the "
+                "recordings given their own mel features, float32 weights against the same weights rounded to "
+                "bfloat16 (float32 arithmetic, the full forward: what the mode computes; the bfloat16 "
+                "sampler teacher-forced on the first "
+                f"{quality['mode_check_samples']} samples of the first clip gives the rounded model's outputs "
+                f"within {quality['mode_check_max_abs_diff']:.1e}).", "",
+                "| weights | NLL per sample (nats) |", "|---|---|",
+                f"| float32 | {nll['nll_float32']:.5f} |", f"| bfloat16 | {nll['nll_bfloat16']:.5f} |",
+                f"| change | {nll['delta_nats_per_sample']:+.2e} (clips {nll['delta_min_clip']:+.2e} to "
+                f"{nll['delta_max_clip']:+.2e}) |", ""]
+        sampled = quality.get("sampled")
+        if sampled:
+            m = sampled["means"]
+            out += ["Sampled audio need not match sample for sample (a rounding that moves one sample feeds "
+                    "back into every later one): each clip sampled with bfloat16 weights is scored against the "
+                    "float32 sample from "
+                    "the same draws, next to a second float32 sample (another seed) against the first, the "
+                    "spread sampling alone gives (means over the clips):", "",
+                    "| against the float32 sample (seed 0) | STOI | PESQ (wb) | MR-STFT |", "|---|---|---|---|",
+                    *[f"| {label} | {m[k]['stoi']:.3f} | {m[k]['pesq_wb']:.2f} | {m[k]['mr_stft']:.3f} |"
+                      for k, label in (("bfloat16", "bfloat16 weights, seed 0"),
+                                       ("float32_seed1", "float32, seed 1"))], ""]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

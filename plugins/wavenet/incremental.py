@@ -14,10 +14,17 @@ one step costs O(layers): every dilated conv becomes one matmul on ``k`` gathere
 * several utterances are sampled at once (batch dimension), each stopping at its own length: the run is split
   at each item's end and the state compacted to the items still running (:meth:`IncrementalSampler.keep`);
 * the state is kept between :meth:`IncrementalSampler.run` calls, so a stream samples on where it stopped.
+
+A bfloat16 model (``model.to(torch.bfloat16)``) samples with *bfloat16 weights and float32 activations*:
+the state, the conditioning and every sum are float32, the weights are the model's bfloat16 values (stored
+in bfloat16 by the compiled loop, which widens each as it is loaded; widened to float32 copies for the
+TorchScript step). Both compute exactly what float32 sampling with the bfloat16-rounded weights computes.
 """
 
 from __future__ import annotations
 
+import copy
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -79,17 +86,20 @@ class IncrementalSampler:
         cfg = model.config
         p = next(model.parameters())
         dev, dt = p.device, p.dtype
+        #: the weights' dtype; a bfloat16 model's state and sums are float32 (``dt``), see the module docstring
+        self.weight_dtype = dt
+        dt = activation_dtype(dt)
         k, layers = stack.kernel_size, stack.layers
         n = len(layers)
         r, gch = stack.residual_channels, stack.gate_channels
         self.model, self.batch, self.g = model, batch, g
         self.dist = model.distribution
         zeros_g = torch.zeros(gch, device=dev, dtype=dt)
-        self.bd = torch.stack([lay.dilated.bias if lay.dilated.bias is not None else zeros_g for lay in layers])
-        self.br = torch.stack([lay.res.bias if lay.res is not None and lay.res.bias is not None
+        self.bd = torch.stack([lay.dilated.bias.to(dt) if lay.dilated.bias is not None else zeros_g for lay in layers])
+        self.br = torch.stack([lay.res.bias.to(dt) if lay.res is not None and lay.res.bias is not None
                                else torch.zeros(r, device=dev, dtype=dt) for lay in layers])
         self.has_res = torch.tensor([lay.res is not None for lay in layers])
-        self.bs = torch.stack([lay.skip.bias if lay.skip.bias is not None
+        self.bs = torch.stack([lay.skip.bias.to(dt) if lay.skip.bias is not None
                                else torch.zeros(stack.skip_channels, device=dev, dtype=dt) for lay in layers])
         self._dense: tuple[Tensor, ...] | None = None  # the TorchScript step's matrices, made when first needed
         self.offsets = torch.tensor([[(k - 1 - j) * lay.dilation for j in range(k)] for lay in layers], device=dev)
@@ -97,11 +107,11 @@ class IncrementalSampler:
         self.layer_buf = torch.zeros(n, batch, q, r, device=dev, dtype=dt)
         fk = cfg.front_kernel_size
         cin = model.front.weight.shape[1]
-        self.front_w = model.front.weight.permute(2, 1, 0).reshape(fk * cin, r).contiguous()
-        self.front_b = model.front.bias if model.front.bias is not None else torch.zeros(r, device=dev, dtype=dt)
+        self.front_w = model.front.weight.permute(2, 1, 0).reshape(fk * cin, r).to(dt).contiguous()
+        self.front_b = model.front.bias.to(dt) if model.front.bias is not None else torch.zeros(r, device=dev, dtype=dt)
         self.front_buf = torch.zeros(batch, fk, cin, device=dev, dtype=dt)
         self.front_relu = cfg.front_activation == "relu"
-        self.h1b, self.h2b = model.head1.bias, model.head2.bias
+        self.h1b, self.h2b = (None if b is None else b.to(dt) for b in (model.head1.bias, model.head2.bias))
         self.out_channels = model.head2.weight.shape[0]
         self.residual_scale = float(stack.residual_scale)
         self.skip_mode = SKIP_CODES[stack.skip_mode]
@@ -116,6 +126,7 @@ class IncrementalSampler:
         self.x_in: Tensor | None = None  # the next step's input (made at the first step)
         self.t = 0  # steps taken: the next step's position in the ring buffers
         self.noise_offset = 0  # position of step 0 in the noise (see zoo.core.noise.noise_at)
+        self._cond32: SimpleNamespace | None = None  # bfloat16 weights: float32 copies of the conditioning projections
 
     def _dense_weights(self) -> tuple[Tensor, ...]:
         """``(wd [L, k * R, G], wr [L, G/2, R], ws [L, G/2, S], h1w, h2w)``: the layers' matrices as ``[in, out]``
@@ -124,8 +135,8 @@ class IncrementalSampler:
         if self._dense is None:
             stack, model = self.model.stack, self.model
             k, r, gch = stack.kernel_size, stack.residual_channels, stack.gate_channels
-            zeros_r = torch.zeros(gch // 2, r, device=self.device, dtype=self.dtype)
-            self._dense = tuple(w.contiguous() for w in (
+            zeros_r = torch.zeros(gch // 2, r, device=self.device, dtype=self.weight_dtype)
+            self._dense = tuple(w.to(self.dtype).contiguous() for w in (
                 torch.stack([lay.dilated.weight.permute(2, 1, 0).reshape(k * r, gch) for lay in stack.layers]),
                 torch.stack([lay.res.weight[..., 0].T if lay.res is not None else zeros_r for lay in stack.layers]),
                 torch.stack([lay.skip.weight[..., 0].T for lay in stack.layers]),
@@ -135,12 +146,25 @@ class IncrementalSampler:
 
     def _cond_block(self, c_up: Tensor, start: int, stop: int) -> Tensor:
         """``[T_block, B, L, G]``: every layer's conditioning plus its dilated-conv bias."""
-        proj = self.model.stack.project_cond(c_up[..., start:stop], self.g)
+        proj = self._project_cond(c_up[..., start:stop])
         b, _, t = c_up.shape[0], None, stop - start
         if proj is None:
             proj = torch.zeros(b, self.n_layers * self.gate, t, device=self.device, dtype=self.dtype)
         proj = proj.reshape(b, self.n_layers, self.gate, t) + self.bd[None, :, :, None]
         return proj.permute(3, 0, 1, 2).contiguous()
+
+    def _project_cond(self, c: Tensor) -> Tensor | None:
+        """The stack's conditioning projection of ``c`` in the sampler's dtype: for bfloat16 weights, in float32
+        with float32 copies of the projections' (bfloat16) weights."""
+        stack = self.model.stack
+        if self.weight_dtype == self.dtype:
+            return stack.project_cond(c, self.g)
+        if self._cond32 is None:  # float32 copies of the (small) projections, called as the stack calls its own
+            self._cond32 = SimpleNamespace(**{name: None if getattr(stack, name) is None else
+                                              copy.deepcopy(getattr(stack, name)).to(self.dtype)
+                                              for name in ("cond", "gcond")})
+        return type(stack).project_cond(self._cond32, c.to(self.dtype), None if self.g is None
+                                        else self.g.to(self.dtype))
 
     def _initial_input(self) -> Tensor:
         if isinstance(self.dist, MuLawSoftmax):
@@ -288,7 +312,8 @@ class IncrementalSampler:
         return torch.empty(0), outputs
 
     def _kernel(self) -> Any:
-        """The compiled loop (:mod:`zoo_plugins.wavenet.kernel`) when it applies: CPU, float32."""
+        """The compiled loop (:mod:`zoo_plugins.wavenet.kernel`) when it applies: CPU, float32 activations
+        (float32 or bfloat16 weights)."""
         if not self.use_kernel or self.device.type != "cpu" or self.dtype != torch.float32:
             return None
         from zoo_plugins.wavenet import kernel
@@ -299,7 +324,7 @@ class IncrementalSampler:
         """One block of steps in the compiled loop; returns the samples ``[T_block, B]`` (float)."""
         import ctypes
 
-        from zoo_plugins.wavenet.kernel import ptr
+        from zoo_plugins.wavenet.kernel import WEIGHT_CODES, ptr
 
         steps = cond.shape[0]
         b, n, (_, q, r) = self.batch, self.n_layers, self.layer_buf.shape[1:]
@@ -318,7 +343,8 @@ class IncrementalSampler:
             from zoo_plugins.wavenet.kernel import tile_pack
 
             zeros = torch.zeros(max(r, s_ch, out_ch))
-            wd, wr, ws, h1w, h2w = self._dense_weights()
+            # bfloat16 weights are streamed as bfloat16 (exact: the dense copies hold bfloat16 values)
+            wd, wr, ws, h1w, h2w = (w.to(self._packed_dtype()) for w in self._dense_weights())
             # The matrices the loop streams every step go in huge pages (a published-size model reads
             # about 56 MB per sample: with 4 KiB pages that is a TLB miss every 4 KiB).
             wd_p, wr_p, ws_p, h1w_p, h2w_p = native.huge_page_copies(
@@ -343,10 +369,15 @@ class IncrementalSampler:
             ptr(has_res), ptr(offsets), f(self.residual_scale), i(self.skip_mode), ptr(h1w), ptr(h1b), ptr(h2w),
             ptr(h2b), ptr(cond), ptr(self.layer_buf), ptr(self.front_buf), i(code), i(n_mix), f(log_min),
             f(temperature), ptr(d1), ptr(d2), ptr(x_in), ptr(out), ptr(self._work), ptr(self._pre),
-            i(self.threads if self.threads is not None else torch.get_num_threads()))
+            i(self.threads if self.threads is not None else torch.get_num_threads()),
+            i(WEIGHT_CODES[self._packed_dtype()]))
         if rc != 0:
             raise RuntimeError(f"the compiled WaveNet loop failed ({rc})")
         return out.long() if code == 2 else out
+
+    def _packed_dtype(self) -> torch.dtype:
+        """The dtype of the compiled loop's streamed matrices: bfloat16 for a bfloat16 model, else float32."""
+        return torch.bfloat16 if self.weight_dtype == torch.bfloat16 else torch.float32
 
     def generate(self, c_up: Tensor, *, generator: torch.Generator | None = None, seed: int | None = None,
                  lengths: list[int] | None = None, temperature: float = 1.0, progress: bool = False) -> Tensor:
@@ -359,3 +390,10 @@ class IncrementalSampler:
             for i, n in enumerate(lengths):
                 audio[i, n:] = 0.0
         return audio
+
+
+def activation_dtype(weight_dtype: torch.dtype) -> torch.dtype:
+    """The dtype sampling computes in for weights of ``weight_dtype``: float32 for bfloat16 weights (bfloat16
+    weights, float32 activations and sums), else the weights' own."""
+    return torch.float32 if weight_dtype == torch.bfloat16 else weight_dtype
+

@@ -9,7 +9,10 @@ One configuration space covers r9y9's HEAD recipes, the 2092a64 layout of its pu
 checkpoint (legacy skip combination, ConvTranspose2d upsampler, conv1x1c bias) and ClariNet's Gaussian
 teacher (a 32-tap causal front conv + ReLU, kernel-2 layers, the FloWaveNet-style 2-D upsampler).
 
-Sampling is incremental (:mod:`zoo_plugins.wavenet.incremental`): O(layers) work per sample.
+Sampling is incremental (:mod:`zoo_plugins.wavenet.incremental`): O(layers) work per sample. A bfloat16
+model (``.to(torch.bfloat16)``, ``zoo.load(..., dtype=torch.bfloat16)``) samples with bfloat16 weights and
+float32 activations and sums (the compiled loop reads half the bytes per sample); training and
+:meth:`WaveNet.teacher_forced` of a bfloat16 model run in bfloat16 as torch does.
 """
 
 from __future__ import annotations
@@ -126,7 +129,7 @@ class WaveNet(Vocoder[WaveNetConfig]):
     1.0) and ``progress`` (a tqdm bar)."""
 
     architecture = "wavenet"
-    compiled_kernels = {"wavenet": (torch.float32,)}  # the compiled sampling loop (plugins/wavenet/kernel.py)
+    compiled_kernels = {"wavenet": (torch.float32, torch.bfloat16)}  # the sampling loop (kernel.py)
     deterministic = False
     parallel = False
     padded_batches = True
@@ -168,10 +171,16 @@ class WaveNet(Vocoder[WaveNetConfig]):
 
     # ------------------------------------------------------------------ conditioning
     def upsample_mel(self, mel: Tensor) -> Tensor:
-        """``c_up [B, n_mels, frames * hop]``; the stretch2d upsampler gets ``cin_pad`` edge frames each side."""
+        """``c_up [B, n_mels, frames * hop]``; the stretch2d upsampler gets ``cin_pad`` edge frames each side.
+        A float32 ``mel`` on a bfloat16 model is upsampled in float32 with its bfloat16 weights (as sampling does)."""
         c = self.config
         if c.upsample == "stretch2d" and c.cin_pad:
             mel = F.pad(mel, (c.cin_pad, c.cin_pad), mode="replicate")
+        if mel.dtype == torch.float32 and self.dtype == torch.bfloat16:
+            up = self.upsample
+            state = {k: v.float() if v.is_floating_point() else v
+                     for k, v in [*up.named_parameters(), *up.named_buffers()]}
+            return torch.func.functional_call(up, state, (mel,))
         return self.upsample(mel)
 
     def global_cond(self, speaker: Tensor | None) -> Tensor | None:
@@ -215,6 +224,10 @@ class WaveNet(Vocoder[WaveNetConfig]):
         return {"loss": nll.mean()}
 
     # ------------------------------------------------------------------ sampling
+    def _compute_dtype(self) -> torch.dtype:
+        """A bfloat16 model samples in float32 (bfloat16 weights only): its mel is not rounded to bfloat16."""
+        return torch.float32 if self.dtype == torch.bfloat16 else self.dtype
+
     def _temperature(self, temperature: float | None, sampling: dict[str, Any]) -> float:
         if sampling:
             raise ValueError(f"wavenet sampling options are temperature, progress, speaker; got {sorted(sampling)}")

@@ -16,92 +16,35 @@
 #include <stdint.h>
 #include <string.h>
 
-static inline void axpy(int n, float a, const float *restrict w, float *restrict y) {
-#pragma omp simd
-    for (int o = 0; o < n; ++o) y[o] += a * w[o];
-}
-
 static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-/* Matrices are tile-packed: [in, out] stored as ceil(out / TW) column tiles, tile j holding rows 0..in-1
-   of columns j*TW .. j*TW+w-1 contiguously ([in][w], w = min(TW, out - j*TW)), so a product streams each
-   tile once while TW outputs stay in registers.  The sum over inputs runs in order 0..in-1 for every
-   output, exactly as a row-by-row axpy would.  For a batch, each tile is applied to all nb items before
-   the next (it stays in L2).  y[b] += x[b] @ W, items nx (x) and ny (y) floats apart. */
-
-/* One tile (n <= TW columns) of y[b] += x[b] @ W: wt is the tile, y points at its first column. */
-static inline void matvec_tile(int nb, int in, int n, const float *restrict x, long nx,
-                               const float *restrict wt, float *restrict y, long ny) {
-    for (int b = 0; b < nb; ++b) {
-        const float *xb = x + b * nx;
-        float *yb = y + b * ny;
-        if (n == TW) {
-            float acc[TW];
-            for (int q = 0; q < TW; ++q) acc[q] = yb[q];
-            for (int i = 0; i < in; ++i) {
-                const float v = xb[i];
-                const float *r = wt + (long)i * TW;
-#pragma omp simd
-                for (int q = 0; q < TW; ++q) acc[q] += v * r[q];
-            }
-            for (int q = 0; q < TW; ++q) yb[q] = acc[q];
-        } else {
-            for (int i = 0; i < in; ++i) axpy(n, xb[i], wt + (long)i * n, yb);
-        }
-    }
+/* bfloat16 to float32, exactly (the bits of a bfloat16 are the upper half of a float32's). */
+static inline float bf16_to_f32(const uint16_t *p) {
+    const uint32_t u = (uint32_t)*p << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
 }
 
-/* One full tile (TW columns) of ys[v] += xs[v] @ W for nv input vectors at once (a past tap's inputs
-   for its next steps).  With AVX2 FMA, three vectors share each 32-column half of a weight row while it is
-   in L1, twelve accumulators in registers (one vector at a time reads the 128 KB tile from L2 for every
-   vector, twice the L2 traffic the FMA units can take).  Every output still sums x[i] * W[i, :] over
-   i = 0..in-1 in order, with one fused multiply-add per term, as matvec_tile does: the same values. */
-static void matvec_tile_many(int nv, int in, const float *const *xs, const float *restrict wt, float *const *ys) {
-    int n3 = 0; /* vectors taken three at a time; the rest one at a time by matvec_tile */
-#if defined(__AVX2__) && defined(__FMA__)
-    n3 = nv - nv % 3;
-    for (int h = 0; h < TW; h += 32) {
-        const float *wh = wt + h;
-        for (int v = 0; v < n3; v += 3) {
-            const float *x0 = xs[v], *x1 = xs[v + 1], *x2 = xs[v + 2];
-            float *y0 = ys[v] + h, *y1 = ys[v + 1] + h, *y2 = ys[v + 2] + h;
-            __m256 a0 = _mm256_loadu_ps(y0), a1 = _mm256_loadu_ps(y0 + 8), a2 = _mm256_loadu_ps(y0 + 16),
-                   a3 = _mm256_loadu_ps(y0 + 24);
-            __m256 b0 = _mm256_loadu_ps(y1), b1 = _mm256_loadu_ps(y1 + 8), b2 = _mm256_loadu_ps(y1 + 16),
-                   b3 = _mm256_loadu_ps(y1 + 24);
-            __m256 c0 = _mm256_loadu_ps(y2), c1 = _mm256_loadu_ps(y2 + 8), c2 = _mm256_loadu_ps(y2 + 16),
-                   c3 = _mm256_loadu_ps(y2 + 24);
-            for (int i = 0; i < in; ++i) {
-                const float *r = wh + (long)i * TW;
-                const __m256 w0 = _mm256_loadu_ps(r), w1 = _mm256_loadu_ps(r + 8), w2 = _mm256_loadu_ps(r + 16),
-                             w3 = _mm256_loadu_ps(r + 24);
-                __m256 u = _mm256_broadcast_ss(x0 + i);
-                a0 = _mm256_fmadd_ps(u, w0, a0); a1 = _mm256_fmadd_ps(u, w1, a1);
-                a2 = _mm256_fmadd_ps(u, w2, a2); a3 = _mm256_fmadd_ps(u, w3, a3);
-                u = _mm256_broadcast_ss(x1 + i);
-                b0 = _mm256_fmadd_ps(u, w0, b0); b1 = _mm256_fmadd_ps(u, w1, b1);
-                b2 = _mm256_fmadd_ps(u, w2, b2); b3 = _mm256_fmadd_ps(u, w3, b3);
-                u = _mm256_broadcast_ss(x2 + i);
-                c0 = _mm256_fmadd_ps(u, w0, c0); c1 = _mm256_fmadd_ps(u, w1, c1);
-                c2 = _mm256_fmadd_ps(u, w2, c2); c3 = _mm256_fmadd_ps(u, w3, c3);
-            }
-            _mm256_storeu_ps(y0, a0); _mm256_storeu_ps(y0 + 8, a1); _mm256_storeu_ps(y0 + 16, a2);
-            _mm256_storeu_ps(y0 + 24, a3);
-            _mm256_storeu_ps(y1, b0); _mm256_storeu_ps(y1 + 8, b1); _mm256_storeu_ps(y1 + 16, b2);
-            _mm256_storeu_ps(y1 + 24, b3);
-            _mm256_storeu_ps(y2, c0); _mm256_storeu_ps(y2 + 8, c1); _mm256_storeu_ps(y2 + 16, c2);
-            _mm256_storeu_ps(y2 + 24, c3);
-        }
-    }
-#endif
-    for (int v = n3; v < nv; ++v) matvec_tile(1, in, TW, xs[v], 0, wt, ys[v], 0);
-}
-
-static void matvec(int nb, int in, int out, const float *restrict x, long nx, const float *restrict w,
-                   float *restrict y, long ny) {
-    for (int o0 = 0; o0 < out; o0 += TW)
-        matvec_tile(nb, in, out - o0 < TW ? out - o0 : TW, x, nx, w + (long)o0 * in, y + o0, ny);
-}
+/* The matrix products for float32 weights (matvec_tile_f32 ...) and for bfloat16 weights (..._bf16). */
+#define WN_FN(name) name##_f32
+#define wn_weight float
+#define WN_W(p) (*(p))
+#define WN_W8(p) _mm256_loadu_ps(p)
+#include "wavenet_tiles.h"
+#undef WN_FN
+#undef wn_weight
+#undef WN_W
+#undef WN_W8
+#define WN_FN(name) name##_bf16
+#define wn_weight uint16_t
+#define WN_W(p) bf16_to_f32(p)
+#define WN_W8(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+#include "wavenet_tiles.h"
+#undef WN_FN
+#undef wn_weight
+#undef WN_W
+#undef WN_W8
 
 #define PRE_GROUP 48 /* past-tap input vectors per matvec_tile_many call */
 
@@ -150,23 +93,40 @@ static inline void share_cols(int n, int p, int nth, int *lo, int *hi) {
     *hi = (int)((long)(p + 1) * n / nth);
 }
 
-/* y[b, lo:hi] += x[b] @ W[:, lo:hi] for a tile-packed W (lo a multiple of TW). */
-static void matvec_cols(int nb, int in, int out, int lo, int hi, const float *restrict x, long nx,
-                        const float *restrict w, float *restrict y, long ny) {
-    for (int o0 = lo; o0 < hi; o0 += TW)
-        matvec_tile(nb, in, out - o0 < TW ? out - o0 : TW, x, nx, w + (long)o0 * in, y + o0, ny);
-}
-
 typedef struct {
     int B, T, L, R, G, S, K, Q, FK, CIN, OUT, front_relu, skip_mode, dist, n_mix, nth;
     long t0;
-    const float *front_w, *front_b, *wd, *wr, *br, *ws, *bs, *h1w, *h1b, *h2w, *h2b, *cond, *draws1, *draws2;
+    const float *front_w, *front_b, *br, *bs, *h1b, *h2b, *cond, *draws1, *draws2;
+    const void *wd, *wr, *ws, *h1w, *h2w; /* tile-packed, float32 or bfloat16 (wdtype) */
+    int wdtype;
     const uint8_t *has_res;
     const int64_t *offsets;
     float residual_scale, log_min, temperature;
     float *layer_buf, *front_buf, *x_in, *samples, *work, *pre;
     zoo_barrier bar;
 } zoo_job;
+
+/* y[b, lo:hi] += x[b] @ W[:, lo:hi] for the tile-packed matrix W starting `off` weights into w (float32 or
+   bfloat16 weights, by c->wdtype); lo a multiple of TW. */
+static void mv_cols(const zoo_job *c, int nb, int in, int out, int lo, int hi, const float *x, long nx,
+                    const void *w, long off, float *y, long ny) {
+    if (c->wdtype == WN_WEIGHTS_BF16) matvec_cols_bf16(nb, in, out, lo, hi, x, nx, (const uint16_t *)w + off, y, ny);
+    else matvec_cols_f32(nb, in, out, lo, hi, x, nx, (const float *)w + off, y, ny);
+}
+
+/* ys[v] += xs[v] @ W for one tile of n columns starting `off` weights into w (as mv_cols). */
+static void mv_tile_many(const zoo_job *c, int nv, int in, int n, const float *const *xs, const void *w, long off,
+                         float *const *ys) {
+    if (c->wdtype == WN_WEIGHTS_BF16) {
+        const uint16_t *wt = (const uint16_t *)w + off;
+        if (n == TW) matvec_tile_many_bf16(nv, in, xs, wt, ys);
+        else for (int v = 0; v < nv; ++v) matvec_tile_bf16(1, in, n, xs[v], 0, wt, ys[v], 0);
+    } else {
+        const float *wt = (const float *)w + off;
+        if (n == TW) matvec_tile_many_f32(nv, in, xs, wt, ys);
+        else for (int v = 0; v < nv; ++v) matvec_tile_f32(1, in, n, xs[v], 0, wt, ys[v], 0);
+    }
+}
 
 /* Append the current input to the front conv's window of the last FK inputs. */
 static void push_input(const zoo_job *c) {
@@ -256,7 +216,7 @@ static void generate_share(zoo_job *c, int p) {
             const float *row = c->front_w + (long)i * R + r0;
             for (int b = 0; b < B; ++b) {
                 const float v = c->front_buf[(long)b * FK * CIN + i];
-                if (v != 0.0f) axpy(nr, v, row, h + (long)b * R + r0);
+                if (v != 0.0f) axpy_f32(nr, v, row, h + (long)b * R + r0);
             }
         }
         if (c->front_relu)
@@ -266,7 +226,7 @@ static void generate_share(zoo_job *c, int p) {
         const int pos = (int)(t % Q);
         float *pre_l = c->pre;
         for (int l = 0; l < L; ++l) {
-            const float *wdl = c->wd + (long)l * K * R * G;
+            const long wdl = (long)l * K * R * G; /* layer l's taps in wd */
             for (int b = 0; b < B; ++b) {
                 memcpy(c->layer_buf + (((long)l * B + b) * Q + pos) * R + r0, h + (long)b * R + r0, sizeof(float) * nr);
                 for (int u = 0; u < nga; ++u)
@@ -276,7 +236,7 @@ static void generate_share(zoo_job *c, int p) {
             barrier_wait(&c->bar, &phase); /* the layer's input is complete */
             for (int k = 0; k < K; ++k) {
                 const long off = c->offsets[(long)l * K + k];
-                const float *wk = wdl + (long)k * R * G;
+                const long wk = wdl + (long)k * R * G;
                 if (off >= 2) {
                     /* A past tap: its input for the next m = min(off, PRE_MAX) steps is already in the ring,
                        so its products for those steps are made in one pass over its weights (read once
@@ -305,9 +265,7 @@ static void generate_share(zoo_job *c, int p) {
                                         xs[nv] = c->layer_buf + (((long)l * B + b) * Q + idx) * R;
                                         ys[nv] = pk + (col * B + b) * G + q0;
                                         if (++nv == PRE_GROUP || (col == m - 1 && b == B - 1)) {
-                                            if (n == TW) matvec_tile_many(nv, R, xs, wk + (long)q0 * R, ys);
-                                            else for (int v = 0; v < nv; ++v)
-                                                matvec_tile(1, R, n, xs[v], 0, wk + (long)q0 * R, ys[v], 0);
+                                            mv_tile_many(c, nv, R, n, xs, c->wd, wk + (long)q0 * R, ys);
                                             nv = 0;
                                         }
                                     }
@@ -322,8 +280,8 @@ static void generate_share(zoo_job *c, int p) {
                 long idx = (t - off) % Q;
                 if (idx < 0) idx += Q;
                 for (int u = 0; u < nga; ++u)
-                    matvec_cols(B, R, G, ga[u][0], ga[u][1], c->layer_buf + ((long)l * B * Q + idx) * R, (long)Q * R,
-                                wk, a, G);
+                    mv_cols(c, B, R, G, ga[u][0], ga[u][1], c->layer_buf + ((long)l * B * Q + idx) * R, (long)Q * R,
+                            c->wd, wk, a, G);
             }
             if (nth > 1 && !paired) barrier_wait(&c->bar, &phase); /* a complete (the gate's columns straddle) */
             for (int b = 0; b < B; ++b) {
@@ -338,8 +296,8 @@ static void generate_share(zoo_job *c, int p) {
                 memcpy(s + (long)b * S + s0, c->bs + (long)l * S + s0, sizeof(float) * ns);
                 if (res_l) memcpy(tmp + (long)b * R + r0, c->br + (long)l * R + r0, sizeof(float) * nr);
             }
-            matvec_cols(B, half, S, s0, s1, o, half, c->ws + (long)l * half * S, s, S);
-            if (res_l) matvec_cols(B, half, R, r0, r1, o, half, c->wr + (long)l * half * R, tmp, R);
+            mv_cols(c, B, half, S, s0, s1, o, half, c->ws, (long)l * half * S, s, S);
+            if (res_l) mv_cols(c, B, half, R, r0, r1, o, half, c->wr, (long)l * half * R, tmp, R);
             for (int b = 0; b < B; ++b) {
                 float *skb = sk + (long)b * S;
                 const float *sb = s + (long)b * S;
@@ -365,13 +323,13 @@ static void generate_share(zoo_job *c, int p) {
             memcpy(y1 + (long)b * S + s0, c->h1b + s0, sizeof(float) * ns);
         }
         barrier_wait(&c->bar, &phase); /* skips complete */
-        matvec_cols(B, S, S, s0, s1, sk, S, c->h1w, y1, S);
+        mv_cols(c, B, S, S, s0, s1, sk, S, c->h1w, 0, y1, S);
         for (int b = 0; b < B; ++b)
             for (int q = s0; q < s1; ++q) y1[(long)b * S + q] = y1[(long)b * S + q] > 0.0f ? y1[(long)b * S + q] : 0.0f;
         barrier_wait(&c->bar, &phase); /* y1 complete */
         if (p == 0) {
             for (int b = 0; b < B; ++b) memcpy(y + (long)b * OUT, c->h2b, sizeof(float) * OUT);
-            matvec(B, S, OUT, y1, S, c->h2w, y, OUT);
+            mv_cols(c, B, S, OUT, 0, OUT, y1, S, c->h2w, 0, y, OUT);
             sample_next(c, j, y);
             if (j + 1 < c->T) push_input(c);
         }
@@ -397,8 +355,9 @@ static void *generate_worker(void *arg) {
 
 static int generate(WAVENET_GENERATE_PARAMS) {
     zoo_job c = {B, T, L, R, G, S, K, Q, FK, CIN, OUT, front_relu, skip_mode, dist, n_mix, 1, t0,
-                 front_w, front_b, wd, wr, br, ws, bs, h1w, h1b, h2w, h2b, cond, draws1, draws2, has_res,
+                 front_w, front_b, br, bs, h1b, h2b, cond, draws1, draws2, wd, wr, ws, h1w, h2w, wdtype, has_res,
                  offsets, residual_scale, log_min, temperature, layer_buf, front_buf, x_in, samples, work, pre};
+    if (wdtype != WN_WEIGHTS_F32 && wdtype != WN_WEIGHTS_BF16) return -1;
     if (T <= 0) return 0;
     int nth = nthreads < 1 ? 1 : nthreads;
     const int g_tiles = (G / 2) % TW == 0 ? G / 2 / TW : (G + TW - 1) / TW;

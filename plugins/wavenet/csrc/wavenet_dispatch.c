@@ -17,13 +17,18 @@ static const wavenet_ops *const tables[ZOO_ISA_COUNT] = {
 #else
     NULL,
 #endif
-    NULL, /* no bfloat16 in this loop: the avx512 build serves AVX-512 BF16 CPUs */
+    NULL, /* bfloat16 weights are widened to float32 as they are loaded (no bfloat16 products): the avx512
+             build serves AVX-512 BF16 CPUs */
 };
 
 ZOO_DISPATCH(zoo_wavenet, wavenet_ops, tables)
 
 int zoo_wavenet_tile_width(void) { return TW; }
 int zoo_wavenet_pre_max(void) { return PRE_MAX; }
+/* Bytes of one weight stored as wdtype `code` (0 for a code the loop does not take). */
+int zoo_wavenet_weight_bytes(int code) {
+    return code == WN_WEIGHTS_F32 ? (int)sizeof(float) : code == WN_WEIGHTS_BF16 ? (int)sizeof(uint16_t) : 0;
+}
 
 /* Floats of the past-tap state ``pre``: min(offset, PRE_MAX) rows of [B, G] for every tap 2+ steps back. */
 long zoo_wavenet_pre_size(int B, int G, int L, int K, const int64_t *offsets) {
