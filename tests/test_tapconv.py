@@ -130,11 +130,18 @@ def _task_count() -> int:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task") or not hasattr(os, "fork"), reason="needs Linux")
-def test_own_pool_persists_across_calls_and_restarts_after_fork(pool):
+def test_own_pool_persists_across_calls_and_restarts_after_fork():
     """The pthread pool starts its workers once and reuses them (no thread made per call); a forked child,
     whose copy of the pool has no threads, starts its own and computes the same."""
-    if pool != "pthreads":
-        pytest.skip("the pthread pool's own test (the OpenMP team is torch's)")
+    before = tapconv.thread_pool()
+    assert tapconv.use_thread_pool("pthreads") == "pthreads"
+    try:
+        _own_pool_persists_and_restarts_after_fork()
+    finally:
+        tapconv.use_thread_pool(before)
+
+
+def _own_pool_persists_and_restarts_after_fork() -> None:
     run = _split_cases(torch.float32)["rows"]
     want = run(1)
     assert torch.equal(run(3), want)  # (torch.equal starts torch's own threads, once)
