@@ -208,3 +208,35 @@ def test_zoo_vocode_batches_wavenet_files(tmp_path, monkeypatch):
         alone = model.vocode(m, generator=torch.Generator().manual_seed(3))[0]
         assert sr == model.sample_rate and got.shape == (m.shape[-1] * model.hop_length,)
         torch.testing.assert_close(torch.from_numpy(got), alone.clamp(-1, 1), atol=1e-4, rtol=0)
+
+
+def test_compiled_loop_packs_a_models_weights_once_and_again_when_they_change(monkeypatch):
+    """Every vocode call makes a sampler; the packed matrices the compiled loop streams are made once per model
+    (a server pays the packing once) and made again when a weight changes in place or the dtype changes:
+    the audio always follows the current weights."""
+    from zoo_plugins.wavenet import kernel
+
+    kernels.require("wavenet")
+    packed: list[int] = []
+    real = kernel.tile_pack
+    monkeypatch.setattr(kernel, "tile_pack", lambda w: packed.append(1) or real(w))
+    model, mel = _model("mol"), torch.randn(80, 3, generator=torch.Generator().manual_seed(1))
+
+    def audio(m: WaveNet) -> torch.Tensor:
+        return m.vocode(mel, generator=torch.Generator().manual_seed(0))[0]
+
+    first = audio(model)
+    made = len(packed)
+    assert made == 5  # dilated, residual, skip and the two head matrices
+    assert torch.equal(audio(model), first) and len(packed) == made  # reused
+    with torch.no_grad():
+        model.head2.weight.mul_(3.0)  # in place: the version counter moves
+    changed = audio(model)
+    assert len(packed) == 2 * made and not torch.equal(changed, first)
+    fresh = _model("mol")
+    with torch.no_grad():
+        fresh.head2.weight.mul_(3.0)
+    assert torch.equal(changed, audio(fresh))  # what a model that never cached gives
+    model.to(torch.bfloat16)
+    audio(model)
+    assert len(packed) == 4 * made  # fresh from bfloat16 (a new model for `fresh`, then the cast)
