@@ -162,3 +162,18 @@ def test_bfloat16_flows_follow_float32_closer_than_torch_bfloat16(name, monkeypa
     torch_bf16 = bf(mel, generator=torch.Generator().manual_seed(4)).float()
     err_fast, err_all = (got - full).abs().mean().item(), (torch_bf16 - full).abs().mean().item()
     assert 0 < err_fast < 0.6 * err_all, (err_fast, err_all)
+
+
+def test_bfloat16_packs_follow_the_stack_s_weights(isa):
+    """The bfloat16 packs kept on a stack are made anew when its weights change in place (a state dict
+    loaded into it), so its output is a fresh stack's with those weights."""
+    g = torch.Generator().manual_seed(4)
+    x, c = torch.randn(16, 40, generator=g), torch.randn(8, 40, generator=g).bfloat16()
+    stack = _randomised(GatedResidualStack(16, 32, 16, 8, 3, [1, 2], causal=False), 5).bfloat16()
+    other = _randomised(GatedResidualStack(16, 32, 16, 8, 3, [1, 2], causal=False), 6).bfloat16()
+    with torch.no_grad():
+        first = _stack_infer(stack, x, c)
+        assert torch.equal(_stack_infer(stack, x, c), first)  # from the packs kept
+        stack.load_state_dict(other.state_dict())
+        assert torch.equal(_stack_infer(stack, x, c), _stack_infer(other, x, c))
+        assert not torch.equal(_stack_infer(stack, x, c), first)

@@ -22,7 +22,7 @@ in float32 and, for a stack with bfloat16 weights, in a bfloat16-operand form (:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 import torch
@@ -209,8 +209,8 @@ def infer_layers(stack: GatedStackLike, buf: Tensor, left: int, t: int, cond_t: 
     scale = stack.residual_scale
     for i, layer in enumerate(stack.layers):
         d = layer.dilation
-        fold, w, wc, bias = _layer_weights(stack, i, t, double, has_cond, first_h if i == 0 else None)
-        h = hbuf[:t] if w is not None or first_h is None else first_h
+        fold, w, wc, bias = _layer_weights(stack, i, t, double, has_cond, i == 0 and first_h is not None)
+        h = hbuf[:t] if w is not None else _composed(first_h, bias)
         if w is not None:
             first = left - _tap_left(stack, layer)
             if kernel and wino[i]:
@@ -248,19 +248,24 @@ def infer_layers(stack: GatedStackLike, buf: Tensor, left: int, t: int, cond_t: 
     return _skips_out(stack, skips, skip_bias)
 
 
+def _folds(stack: GatedStackLike, i: int, t: int, has_cond: bool, composed: bool) -> bool:
+    """Whether layer ``i`` on ``t`` steps doubles its tanh half through its weights (they are smaller than
+    that half of ``h``; else, e.g. FloWaveNet's last blocks: wide conditioning, few steps, ``h`` is doubled;
+    both are exact), never where the caller composed its conv (``composed``)."""
+    layer, gate = stack.layers[i], stack.gate_channels
+    w_size = layer.dilated.weight.numel() + (gate * stack.cond.in_channels if has_cond and stack.cond else 0)
+    return not composed and w_size <= t * (gate // 2)
+
+
 def _layer_weights(stack: GatedStackLike, i: int, t: int, double: Tensor, has_cond: bool,
-                   first_h: Tensor | None) -> tuple[bool, Tensor | None, Tensor | None, Tensor | None]:
+                   composed: bool) -> tuple[bool, Tensor | None, Tensor | None, Tensor | None]:
     """Layer ``i``'s dilated conv as :func:`infer_layers` runs it on ``t`` steps, in ``double``'s dtype:
-    ``(fold, taps [k, R, gate], wc [cond, gate] or None, bias or None)``, the conditioning bias summed into
-    the dilated one. ``first_h``: layer 0's conv composed by the caller, to which the biases are added here
-    (then ``taps`` and ``bias`` are ``None``). Where ``fold``, the tanh half is doubled (``double``:
-    2 on that half, 1 on the other) through the weights and biases, since they are smaller than that half of
-    ``h`` (else, e.g. FloWaveNet's last blocks: wide conditioning, few steps, ``h`` is doubled); both are
-    exact."""
+    ``(fold, taps [k, R, gate] or None where the caller composed it, wc [cond, gate] or None, bias or
+    None)``, the conditioning bias summed into the dilated one; where ``fold`` (:func:`_folds`) the tanh
+    half is doubled (``double``: 2 on that half, 1 on the other) in the weights and the bias."""
     layer = stack.layers[i]
-    half, gate, dtype = stack.gate_channels // 2, stack.gate_channels, double.dtype
-    w_size = layer.dilated.weight.numel() + (gate * stack.cond.in_channels if has_cond else 0)
-    fold = first_h is None and w_size <= t * half
+    gate, dtype = stack.gate_channels, double.dtype
+    fold = _folds(stack, i, t, has_cond, composed)
     mult = double if fold else None
     bias = None if layer.dilated.bias is None else layer.dilated.bias.to(dtype)
     wc = None
@@ -273,12 +278,38 @@ def _layer_weights(stack: GatedStackLike, i: int, t: int, double: Tensor, has_co
             bias = cb if bias is None else cb + bias
     if bias is not None and mult is not None:
         bias = bias * mult
-    if first_h is not None:
-        if bias is not None:
-            first_h.add_(bias)
-        return fold, None, wc, None
+    if composed:
+        return fold, None, wc, bias
     w = layer.dilated.weight.to(dtype)
     return fold, tap_weights(w if mult is None else w * mult[:, None, None]), wc, bias  # taps [k, R, gate]
+
+
+def _composed(first_h: Tensor | None, bias: Tensor | None) -> Tensor:
+    """Layer 0's conv that the caller composed (``first_h``), its biases added."""
+    assert first_h is not None
+    return first_h if bias is None else first_h.add_(bias)
+
+
+_Packs = tuple[Tensor | None, ...]
+
+
+def _cached(stack: GatedStackLike, key: tuple[object, ...], sources: tuple[Tensor | None, ...],
+            make: Callable[[], _Packs]) -> _Packs:
+    """``make()`` (bfloat16 packs of the stack's weights), kept on the stack until one of ``sources`` (the
+    parameters they are made of) changes; weights made under ``torch.inference_mode``, which keep no version
+    counter, are packed on every call. FloWaveNet's last blocks have conditioning weights far larger than
+    their few steps' products: packing them on every call would cost more than the convs."""
+    params = [p for p in sources if p is not None]
+    if any(p.is_inference() for p in params):
+        return make()
+    cache: dict[tuple[object, ...], tuple[tuple[object, ...], _Packs]] = vars(stack).setdefault("_bf16_packs", {})
+    stamp = tuple((p.data_ptr(), p._version, p.dtype, p.shape) for p in params)
+    hit = cache.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    packs = make()
+    cache[key] = (stamp, packs)
+    return packs
 
 
 def _gate(h: Tensor, half: int, fold: bool) -> Tensor:
@@ -351,25 +382,41 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
     stale = True  # whether h0b must be refreshed from h0
     for i, layer in enumerate(stack.layers):
         d = layer.dilation
-        fold, w, wc, bias = _layer_weights(stack, i, t, double, has_cond, first_h if i == 0 else None)
-        h = hbuf[:t]  # first_h itself where layer 0 was composed
-        if w is not None:
+        composed = i == 0 and first_h is not None
+        fold = _folds(stack, i, t, has_cond, composed)
+
+        def conv_packs(i: int = i, composed: bool = composed) -> _Packs:
+            _, w, wc, bias = _layer_weights(stack, i, t, double, has_cond, composed)
+            return (None if w is None else tapconv.pack(w, bf), None if wc is None else tapconv.pack(wc[None], bf),
+                    bias)
+
+        cond_w, cond_bias = (stack.cond.weight, stack.cond.bias) if has_cond and stack.cond else (None, None)
+        pw, pwc, bias = _cached(stack, ("conv", i, fold, composed, has_cond),
+                                (layer.dilated.weight, layer.dilated.bias, cond_w, cond_bias), conv_packs)
+        h = hbuf[:t] if pw is not None else _composed(first_h, bias)
+        if pw is not None:
             if stale:
                 h0b.copy_(h0)
                 stale = False
-            first = left - _tap_left(stack, layer)
-            tapconv.conv_taps(h, src, first, tapconv.pack(w, bf), d, bias)
-        if wc is not None:
+            tapconv.conv_taps(h, src, left - _tap_left(stack, layer), pw, d, bias)
+        if pwc is not None:
             assert cond_b is not None
-            tapconv.conv_taps(h, cond_b, 0, tapconv.pack(wc[None], bf), 1, accumulate=True)
+            tapconv.conv_taps(h, cond_b, 0, pwc, 1, accumulate=True)
         neg = _gate(h, half, fold)  # float32
         gb.copy_(neg)
-        w_skip, b_skip = layer.skip.weight[..., 0].float(), _f32(layer.skip.bias)
-        if skip_head is not None:
-            w_skip = skip_head.float() @ w_skip  # [out, half]
-            b_skip = skip_head.float() @ b_skip if b_skip is not None else None
-        if w_skip.shape[0] % 16 == 0:  # the kernel's tiles: bfloat16 operands
-            packed = tapconv.pack(w_skip.t().neg()[None], bf)
+
+        def skip_packs(layer: GatedLayerLike = layer) -> _Packs:
+            w_skip, b_skip = layer.skip.weight[..., 0].float(), _f32(layer.skip.bias)
+            if skip_head is not None:
+                w_skip = skip_head.float() @ w_skip  # [out, half]
+                b_skip = skip_head.float() @ b_skip if b_skip is not None else None
+            tiled = w_skip.shape[0] % 16 == 0  # the kernel's tiles: bfloat16 operands, else float32 products
+            return tapconv.pack(w_skip.t().neg()[None], bf) if tiled else None, w_skip, b_skip
+
+        packed, w_skip, b_skip = _cached(stack, ("skip", i, skip_head is not None),
+                                         (layer.skip.weight, layer.skip.bias, skip_head), skip_packs)
+        assert w_skip is not None
+        if packed is not None:
             if skips is None:
                 skips = tapconv.conv_taps(res.new_empty(t, w_skip.shape[0]), gb, 0, packed, 1)
             else:
@@ -386,9 +433,11 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
             else:
                 skip_bias = b_skip if skip_bias is None else skip_bias + b_skip
         if layer.res is not None and i < n_layers - 1:  # h0 = scale (h0 + tanh(a) sigmoid(b) W + b)
-            w_res = layer.res.weight[..., 0].float()
-            tapconv.conv_taps(h0, gb, 0, tapconv.pack(w_res.t().neg()[None], bf), 1, _f32(layer.res.bias),
-                              accumulate=True)
+            res_w, res_b = layer.res.weight, layer.res.bias
+            packed_res, b_res = _cached(stack, ("res", i), (res_w, res_b), lambda w=res_w, b=res_b: (
+                tapconv.pack(w[..., 0].float().t().neg()[None], bf), _f32(b)))
+            assert packed_res is not None
+            tapconv.conv_taps(h0, gb, 0, packed_res, 1, b_res, accumulate=True)
             if scale != 1.0:
                 h0.mul_(scale)
             stale = True
