@@ -217,7 +217,7 @@ def test_one_conv_backend_choice_is_what_runs_and_what_is_reported(level, monkey
         assert tapconv.conv_backend(torch.float32, HiFiGAN.compiled_kernels["tapconv"]) == f32
         bf16 = tapconv.conv_backend(torch.bfloat16, HiFiGAN.compiled_kernels["tapconv"])
         assert bf16.compiled and ("AVX-512 BF16 tiles" in bf16.reason) == (level == "avx512bf16")
-        assert not tapconv.conv_backend(torch.bfloat16, gated_infer.FORMS).compiled  # no bfloat16 gated schedule
+        assert tapconv.conv_backend(torch.bfloat16, gated_infer.FORMS) == bf16  # the gated stack's bfloat16 form
         # the report is the same choice, for every registered architecture's declared kernels
         paths = kernel_paths()
         reported = 0
@@ -228,7 +228,9 @@ def test_one_conv_backend_choice_is_what_runs_and_what_is_reported(level, monkey
                         expected = "tapconv: " + tapconv.conv_backend(dtype, forms).describe()
                         assert expected in paths[(arch, str(dtype).replace("torch.", ""))]
                         reported += 1
-        assert reported >= 5  # hifigan float32/bfloat16 and the three gated-stack flows
+        assert reported >= 8  # float32 and bfloat16 of hifigan and of the three gated-stack flows
+        for arch in ("waveglow", "flowavenet", "parallel_wavenet"):
+            assert "compiled bfloat16 convs" in paths[(arch, "bfloat16")]
         # the models call the kernel exactly when the choice says so
         calls: list[str] = []
 
@@ -246,6 +248,9 @@ def test_one_conv_backend_choice_is_what_runs_and_what_is_reported(level, monkey
         with torch.no_grad():
             net.infer(torch.randn(1, 4, 32), torch.randn(1, 16, 32))
             assert bool(calls) == f32.compiled, "the gated stack's convs"
+            calls.clear()
+            out = net.to(torch.bfloat16).infer(torch.randn(1, 4, 32), torch.randn(1, 16, 32, dtype=torch.bfloat16))
+            assert calls and out.dtype == torch.float32, "the gated stack's bfloat16 convs"
             calls.clear()
             hifigan.vocode(torch.randn(1, 80, 5))
             assert bool(calls) == f32.compiled, "HiFi-GAN's float32 convs"

@@ -36,7 +36,7 @@ from zoo.core.noise import position_noise
 from zoo.core.stream import in_windows
 from zoo.core.vocoder import Vocoder, sampling_scale
 from zoo.kernels import gated_infer
-from zoo.kernels.gated_infer import fast_inference, infer_layers, require_inference, residual_buffer
+from zoo.kernels.gated_infer import bf16_kernel, fast_inference, infer_layers, require_inference, residual_buffer
 from zoo.nn.gated import GatedResidualStack
 from zoo.nn.upsample import build_upsampler
 
@@ -164,18 +164,27 @@ class IAFFlow(nn.Module):
     def _infer_one(self, z: Tensor, c_up: Tensor) -> Tensor:
         """``z [T]``, ``c_up [cond, T]`` -> ``[2, T]``."""
         t, fk = z.shape[-1], self.front_kernel_size
+        # A bfloat16 stack on the compiled kernel returns float32 skips: the front (z rounded to bfloat16, its
+        # operand) and the heads then run in float32, and so does the flow's affine map on their output.
+        f32 = bf16_kernel(self.stack)
+        if f32:
+            z = z.to(torch.bfloat16).float()
+
+        def wt(p: Tensor) -> Tensor:
+            return p.float() if f32 else p
+
         buf, left = residual_buffer(self.stack, t, z)
         taps = F.pad(z, (fk - 1, 0)).unfold(0, fk, 1)  # [T, fk]: row r holds z[r - fk + 1 .. r]
-        front_w = self.front.weight[:, 0, :]  # [R, fk]
+        front_w = wt(self.front.weight[:, 0, :])  # [R, fk]
         h0 = buf[left:left + t]
         if self.front.bias is None:
             torch.mm(taps, front_w.t(), out=h0)
         else:
-            torch.addmm(self.front.bias, taps, front_w.t(), out=h0)
+            torch.addmm(wt(self.front.bias), taps, front_w.t(), out=h0)
         h0.relu_()
         skips = infer_layers(self.stack, buf, left, t, c_up.t())
-        y = torch.addmm(self.head1.bias, skips.relu_(), self.head1.weight[..., 0].t()).relu_()
-        return torch.addmm(self.head2.bias, y, self.head2.weight[..., 0].t()).t()
+        y = torch.addmm(wt(self.head1.bias), skips.relu_(), wt(self.head1.weight[..., 0]).t()).relu_()
+        return torch.addmm(wt(self.head2.bias), y, wt(self.head2.weight[..., 0]).t()).t()
 
 
 class ParallelWaveNet(Vocoder[ParallelWaveNetConfig]):

@@ -8,6 +8,7 @@ import contextlib
 import platform
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import zoo_plugins.wavenet.kernel  # noqa: F401 - registers the WaveNet loop with zoo.kernels.native
@@ -55,3 +56,15 @@ def force_torch_convs(monkeypatch: pytest.MonkeyPatch) -> None:
     models make) for the rest of the test, to test the torch path on a CPU where the kernel would run."""
     monkeypatch.setattr(tapconv, "conv_backend",
                         lambda dtype, schedule: backend.ConvBackend(dtype, False, "torch forced by the test"))
+
+
+def isa_fixture(name: str) -> Any:
+    """A parametrised fixture (assign it to ``isa`` in a test module) that runs each test on every ISA variant
+    of kernel ``name`` this CPU runs (:func:`variant`), giving the variant's name."""
+
+    @pytest.fixture(params=LEVELS[name], name="isa")
+    def isa(request: pytest.FixtureRequest) -> Iterator[str]:
+        with variant(name, request.param):
+            yield request.param
+
+    return isa

@@ -15,13 +15,14 @@ the attributes it uses (the parameter layout documented in :mod:`zoo.nn.gated`);
 the readable layers and calls down into this module for ``WaveNetConditioner.infer``, and the plugins
 whose own models hold a stack (Parallel WaveNet's IAF flows) call :func:`infer_layers` directly. Which
 convolutions the layers run on, torch's products or the compiled kernel, is the choice every model shares
-(:func:`zoo.kernels.tapconv.conv_backend`, the ``"gated_stack"`` schedule of :mod:`zoo.kernels.backend`).
+(:func:`zoo.kernels.tapconv.conv_backend`, the ``"gated_stack"`` schedule of :mod:`zoo.kernels.backend`),
+in float32 and, for a stack with bfloat16 weights, in a bfloat16-operand form (:data:`FORMS`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 import torch
@@ -82,9 +83,12 @@ class ConditionerLike(Protocol):
     def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
 
 
-FORMS = (torch.float32,)
+FORMS = (torch.float32, torch.bfloat16)
 """The operand dtypes the gated stack's schedule has compiled forms for (a model running it declares
-``compiled_kernels = {"tapconv": FORMS}``)."""
+``compiled_kernels = {"tapconv": FORMS}``). The bfloat16 form (a stack whose weights are bfloat16, on the
+compiled kernel: :func:`zoo.kernels.backend.choose`) takes bfloat16 conv operands and keeps every sum, the
+gate, the residual stream and the skips in float32 (:func:`infer_layers`); without the kernel a bfloat16
+stack runs torch's bfloat16 products, every conv output rounded to bfloat16."""
 
 def fast_inference() -> bool:
     """Whether the inference-only fast paths may run: no autograd, and not being traced or exported
@@ -167,12 +171,18 @@ def infer_layers(stack: GatedStackLike, buf: Tensor, left: int, t: int, cond_t: 
     (exact in floating point; or that half of ``h`` when it is the smaller), one sigmoid pass, and two
     half-width passes leave ``-tanh(a) sigmoid(b)``, whose sign the skip and residual products absorb.
 
+    A stack whose weights are bfloat16 runs the bfloat16 form where the kernel is loaded (:func:`bf16_kernel`,
+    :func:`_infer_layers_bf16`): bfloat16 conv operands, every sum, the gate, the residual stream and the
+    skips in float32, and float32 skips returned; without the kernel it runs torch's bfloat16 products.
+
     ``first_h [T, gate]``, when given, replaces layer 0's dilated conv (a caller that composed it with its
     front; it is overwritten); ``skip_head [out, S]`` folds a linear head into every skip conv (the skips
     then come out as ``head(skips)`` without its bias).
     """
     if stack.skip_mode != "sum" and skip_head is not None:
         raise ValueError("a linear head folds into the skip convs only when the skips are summed")
+    if bf16_kernel(stack):
+        return _infer_layers_bf16(stack, buf, left, t, cond_t, first_h=first_h, skip_head=skip_head)
     half, gate = stack.gate_channels // 2, stack.gate_channels
     h0 = buf[left:left + t]
     # [gate] multipliers: 2 on the tanh half (sigmoid(2a)), 1 on the sigmoid half.
@@ -199,31 +209,10 @@ def infer_layers(stack: GatedStackLike, buf: Tensor, left: int, t: int, cond_t: 
     scale = stack.residual_scale
     for i, layer in enumerate(stack.layers):
         d = layer.dilation
-        # Double the tanh half through the weights when they are smaller than that half of ``h`` (else,
-        # e.g. FloWaveNet's last blocks: wide conditioning, few steps, double ``h``); both are exact.
-        w_size = layer.dilated.weight.numel() + (gate * stack.cond.in_channels if has_cond else 0)
-        fold = not (i == 0 and first_h is not None) and w_size <= t * half
-        mult = double if fold else None
-        bias = layer.dilated.bias
-        wc = None
-        if has_cond:
-            assert stack.cond is not None
-            wc = stack.cond.weight[i * gate:(i + 1) * gate, :, 0]
-            wc = (wc * mult[:, None] if mult is not None else wc).t()  # [cond, gate]
-            if stack.cond.bias is not None:
-                cb = stack.cond.bias[i * gate:(i + 1) * gate]
-                bias = cb if bias is None else cb + bias
-        if bias is not None and mult is not None:
-            bias = bias * mult
-        if i == 0 and first_h is not None:
-            h = first_h
-            if bias is not None:
-                h.add_(bias)
-        else:
-            w = layer.dilated.weight if mult is None else layer.dilated.weight * mult[:, None, None]
-            w = tap_weights(w)  # [k, R, gate]
+        fold, w, wc, bias = _layer_weights(stack, i, t, double, has_cond, i == 0 and first_h is not None)
+        h = hbuf[:t] if w is not None else _composed(first_h, bias)
+        if w is not None:
             first = left - _tap_left(stack, layer)
-            h = hbuf[:t]
             if kernel and wino[i]:
                 tapconv.winograd3(hbuf, buf, first, d, wino[i], winograd_weights(w).contiguous(), bias)
             elif wino[i]:
@@ -235,12 +224,7 @@ def infer_layers(stack: GatedStackLike, buf: Tensor, left: int, t: int, cond_t: 
                 conv_taps(h, buf, first, w, d, bias)
         if wc is not None:
             h.addmm_(cond_t, wc)
-        if not fold:
-            h[:, :half].mul_(2.0)
-        h.sigmoid_()
-        sa, sb = h[:, :half], h[:, half:]
-        sa.mul_(sb)
-        neg = sb.sub_(sa, alpha=2.0)  # sigmoid(b) - 2 sigmoid(2a) sigmoid(b) = -tanh(a) sigmoid(b)
+        neg = _gate(h, half, fold)
         w_skip, b_skip = layer.skip.weight[..., 0], layer.skip.bias
         if skip_head is not None:
             w_skip = skip_head @ w_skip  # [out, half]
@@ -261,11 +245,209 @@ def infer_layers(stack: GatedStackLike, buf: Tensor, left: int, t: int, cond_t: 
             if layer.res.bias is not None:
                 h0.add_(layer.res.bias * scale)
     assert skips is not None
+    return _skips_out(stack, skips, skip_bias)
+
+
+def _folds(stack: GatedStackLike, i: int, t: int, has_cond: bool, composed: bool) -> bool:
+    """Whether layer ``i`` on ``t`` steps doubles its tanh half through its weights (they are smaller than
+    that half of ``h``; else, e.g. FloWaveNet's last blocks: wide conditioning, few steps, ``h`` is doubled;
+    both are exact), never where the caller composed its conv (``composed``)."""
+    layer, gate = stack.layers[i], stack.gate_channels
+    w_size = layer.dilated.weight.numel() + (gate * stack.cond.in_channels if has_cond and stack.cond else 0)
+    return not composed and w_size <= t * (gate // 2)
+
+
+def _layer_weights(stack: GatedStackLike, i: int, t: int, double: Tensor, has_cond: bool,
+                   composed: bool) -> tuple[bool, Tensor | None, Tensor | None, Tensor | None]:
+    """Layer ``i``'s dilated conv as :func:`infer_layers` runs it on ``t`` steps, in ``double``'s dtype:
+    ``(fold, taps [k, R, gate] or None where the caller composed it, wc [cond, gate] or None, bias or
+    None)``, the conditioning bias summed into the dilated one; where ``fold`` (:func:`_folds`) the tanh
+    half is doubled (``double``: 2 on that half, 1 on the other) in the weights and the bias."""
+    layer = stack.layers[i]
+    gate, dtype = stack.gate_channels, double.dtype
+    fold = _folds(stack, i, t, has_cond, composed)
+    mult = double if fold else None
+    bias = None if layer.dilated.bias is None else layer.dilated.bias.to(dtype)
+    wc = None
+    if has_cond:
+        assert stack.cond is not None
+        wc = stack.cond.weight[i * gate:(i + 1) * gate, :, 0].to(dtype)
+        wc = (wc * mult[:, None] if mult is not None else wc).t()  # [cond, gate]
+        if stack.cond.bias is not None:
+            cb = stack.cond.bias[i * gate:(i + 1) * gate].to(dtype)
+            bias = cb if bias is None else cb + bias
+    if bias is not None and mult is not None:
+        bias = bias * mult
+    if composed:
+        return fold, None, wc, bias
+    w = layer.dilated.weight.to(dtype)
+    return fold, tap_weights(w if mult is None else w * mult[:, None, None]), wc, bias  # taps [k, R, gate]
+
+
+def _composed(first_h: Tensor | None, bias: Tensor | None) -> Tensor:
+    """Layer 0's conv that the caller composed (``first_h``), its biases added."""
+    assert first_h is not None
+    return first_h if bias is None else first_h.add_(bias)
+
+
+_Packs = tuple[Tensor | None, ...]
+
+
+def _cached(stack: GatedStackLike, key: tuple[object, ...], sources: tuple[Tensor | None, ...],
+            make: Callable[[], _Packs]) -> _Packs:
+    """``make()`` (bfloat16 packs of the stack's weights), kept on the stack until one of ``sources`` (the
+    parameters they are made of) changes; weights made under ``torch.inference_mode``, which keep no version
+    counter, are packed on every call. FloWaveNet's last blocks have conditioning weights far larger than
+    their few steps' products: packing them on every call would cost more than the convs."""
+    params = [p for p in sources if p is not None]
+    if any(p.is_inference() for p in params):
+        return make()
+    cache: dict[tuple[object, ...], tuple[tuple[object, ...], _Packs]] = vars(stack).setdefault("_bf16_packs", {})
+    stamp = tuple((p.data_ptr(), p._version, p.dtype, p.shape) for p in params)
+    hit = cache.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    packs = make()
+    cache[key] = (stamp, packs)
+    return packs
+
+
+def _gate(h: Tensor, half: int, fold: bool) -> Tensor:
+    """``-tanh(a) sigmoid(b)`` in place of ``h = [a | b]`` (``[a | b]``'s first half doubled already where
+    ``fold``), as ``sigmoid(b) - 2 sigmoid(2a) sigmoid(b)``: one sigmoid pass; returns the view ``h[:, half:]``."""
+    if not fold:
+        h[:, :half].mul_(2.0)
+    h.sigmoid_()
+    sa, sb = h[:, :half], h[:, half:]
+    sa.mul_(sb)
+    return sb.sub_(sa, alpha=2.0)
+
+
+def _skips_out(stack: GatedStackLike, skips: Tensor, skip_bias: Tensor | None) -> Tensor:
+    """The combined skips: their summed biases in, scaled for ``skip_mode="sum_sqrt_layers"``."""
     if skip_bias is not None:
         skips.add_(skip_bias)
     if stack.skip_mode == "sum_sqrt_layers":
-        skips.mul_(math.sqrt(1.0 / n_layers))
+        skips.mul_(math.sqrt(1.0 / stack.num_layers))
     return skips
+
+
+def bf16_kernel(stack: GatedStackLike) -> bool:
+    """Whether ``stack`` runs the bfloat16 form of :func:`infer_layers`: its weights are bfloat16 and the
+    compiled kernel runs bfloat16 operands here (:func:`zoo.kernels.tapconv.conv_backend`). Its callers then
+    run what is around the stack (fronts, heads, the flows' affine maps) in float32 on the float32 skips it
+    returns."""
+    return (stack.layers[0].dilated.weight.dtype == torch.bfloat16
+            and tapconv.conv_backend(torch.bfloat16, FORMS).compiled)
+
+
+def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, cond_t: Tensor | None, *,
+                       first_h: Tensor | None, skip_head: Tensor | None) -> Tensor:
+    """:func:`infer_layers`' bfloat16 form on :mod:`zoo.kernels.tapconv`: returns float32 skips ``[T, S]``.
+
+    The same schedule (tanh half doubled, one sigmoid pass, ``-tanh(a) sigmoid(b)`` with its sign in the
+    weights), with bfloat16 operands and float32 everything else: the residual stream is float32 (``buf``
+    itself where it is float32, else a float32 copy, and ``buf`` is left as it was) and is rounded to a
+    bfloat16 copy only as the next dilated conv's input; each dilated conv (its taps, direct) and the
+    conditioning product sum bfloat16 operands in float32 into the float32 ``h``; the gate is computed in
+    float32 and rounded to bfloat16 only as the operand of the residual and skip 1x1 convs, whose sums go
+    into the float32 residual stream and skip sum.
+    A skip conv too narrow for the kernel's tiles (a linear head folded into it, e.g. WaveGlow's 8 outputs)
+    stays a float32 product on the float32 gate (it costs a few percent of the dilated conv). Weights are
+    rounded once to bfloat16 after the exact folds (the doubled tanh half, negated 1x1s), or after the
+    head's fold into the skip convs.
+
+    No Winograd here: F(4, 3)'s transformed inputs and filters rounded to bfloat16 put about 1% of ``h``'s
+    size into it (a 128-channel layer's output then ends further from float32 than torch's all-bfloat16
+    convs), and the flows compound it; the direct taps keep the error at the operands' rounding.
+    """
+    bf = torch.bfloat16
+    half, gate = stack.gate_channels // 2, stack.gate_channels
+    res = buf if buf.dtype == torch.float32 else buf.float()  # the float32 residual stream
+    src = torch.zeros(res.shape, dtype=bf)  # its bfloat16 operand copy (zero padding rows)
+    h0, h0b = res[left:left + t], src[left:left + t]
+    double = res.new_ones(gate)
+    double[:half] = 2.0
+    has_cond = stack.cond is not None and cond_t is not None
+    cond_b = None
+    if has_cond:
+        assert cond_t is not None
+        cond_b = torch.empty(t, cond_t.shape[1], dtype=bf)  # rows contiguous, as the kernel reads them
+        cond_b.copy_(cond_t)
+    hbuf = first_h if first_h is not None else res.new_empty(t, gate)
+    gb = torch.empty(t, half, dtype=bf)  # the gate, rounded: the 1x1 convs' operand
+    n_layers, scale = stack.num_layers, stack.residual_scale
+    skips: Tensor | None = None
+    skip_bias: Tensor | None = None
+    stale = True  # whether h0b must be refreshed from h0
+    for i, layer in enumerate(stack.layers):
+        d = layer.dilation
+        composed = i == 0 and first_h is not None
+        fold = _folds(stack, i, t, has_cond, composed)
+
+        def conv_packs(i: int = i, composed: bool = composed) -> _Packs:
+            _, w, wc, bias = _layer_weights(stack, i, t, double, has_cond, composed)
+            return (None if w is None else tapconv.pack(w, bf), None if wc is None else tapconv.pack(wc[None], bf),
+                    bias)
+
+        cond_w, cond_bias = (stack.cond.weight, stack.cond.bias) if has_cond and stack.cond else (None, None)
+        pw, pwc, bias = _cached(stack, ("conv", i, fold, composed, has_cond),
+                                (layer.dilated.weight, layer.dilated.bias, cond_w, cond_bias), conv_packs)
+        h = hbuf[:t] if pw is not None else _composed(first_h, bias)
+        if pw is not None:
+            if stale:
+                h0b.copy_(h0)
+                stale = False
+            tapconv.conv_taps(h, src, left - _tap_left(stack, layer), pw, d, bias)
+        if pwc is not None:
+            assert cond_b is not None
+            tapconv.conv_taps(h, cond_b, 0, pwc, 1, accumulate=True)
+        neg = _gate(h, half, fold)  # float32
+        gb.copy_(neg)
+
+        def skip_packs(layer: GatedLayerLike = layer) -> _Packs:
+            w_skip, b_skip = layer.skip.weight[..., 0].float(), _f32(layer.skip.bias)
+            if skip_head is not None:
+                w_skip = skip_head.float() @ w_skip  # [out, half]
+                b_skip = skip_head.float() @ b_skip if b_skip is not None else None
+            tiled = w_skip.shape[0] % 16 == 0  # the kernel's tiles: bfloat16 operands, else float32 products
+            return tapconv.pack(w_skip.t().neg()[None], bf) if tiled else None, w_skip, b_skip
+
+        packed, w_skip, b_skip = _cached(stack, ("skip", i, skip_head is not None),
+                                         (layer.skip.weight, layer.skip.bias, skip_head), skip_packs)
+        assert w_skip is not None
+        if packed is not None:
+            if skips is None:
+                skips = tapconv.conv_taps(res.new_empty(t, w_skip.shape[0]), gb, 0, packed, 1)
+            else:
+                tapconv.conv_taps(skips, gb, 0, packed, 1, accumulate=True)
+        elif skips is None:
+            skips = torch.mm(neg, w_skip.t().neg())
+        else:
+            skips.addmm_(neg, w_skip.t(), alpha=-1.0)
+        if stack.skip_mode == "legacy_iterative" and i:
+            skips.mul_(math.sqrt(0.5))
+        if b_skip is not None:
+            if stack.skip_mode == "legacy_iterative":
+                skips.add_(b_skip * (math.sqrt(0.5) if i else 1.0))
+            else:
+                skip_bias = b_skip if skip_bias is None else skip_bias + b_skip
+        if layer.res is not None and i < n_layers - 1:  # h0 = scale (h0 + tanh(a) sigmoid(b) W + b)
+            res_w, res_b = layer.res.weight, layer.res.bias
+            packed_res, b_res = _cached(stack, ("res", i), (res_w, res_b), lambda w=res_w, b=res_b: (
+                tapconv.pack(w[..., 0].float().t().neg()[None], bf), _f32(b)))
+            assert packed_res is not None
+            tapconv.conv_taps(h0, gb, 0, packed_res, 1, b_res, accumulate=True)
+            if scale != 1.0:
+                h0.mul_(scale)
+            stale = True
+    assert skips is not None
+    return _skips_out(stack, skips, skip_bias)
+
+
+def _f32(p: Tensor | None) -> Tensor | None:
+    """``p`` in float32 (``None`` stays ``None``)."""
+    return None if p is None else p.float()
 
 
 def infer_conditioner(net: ConditionerLike, x: Tensor, c: Tensor | None = None) -> Tensor:
@@ -285,23 +467,35 @@ def infer_conditioner(net: ConditionerLike, x: Tensor, c: Tensor | None = None) 
 
 
 def _infer_one(net: ConditionerLike, x: Tensor, c: Tensor | None) -> Tensor:
-    """One item: ``x [in, T]``, ``c [cond, T]`` -> ``[out, T]`` (see :func:`infer_conditioner`)."""
+    """One item: ``x [in, T]``, ``c [cond, T]`` -> ``[out, T]`` (see :func:`infer_conditioner`).
+
+    A bfloat16 net on the compiled kernel (:func:`bf16_kernel`) runs its front and head in float32 (``x``
+    rounded to bfloat16 as the front's operand, the weights converted) around the bfloat16 form of the stack,
+    and returns float32, so a flow's affine map on it runs in float32."""
     stack: GatedStackLike = net.stack
     t = x.shape[-1]
     k, ch, gate = stack.kernel_size, stack.residual_channels, stack.gate_channels
+    f32 = bf16_kernel(stack)
+    if f32:
+        x = x.to(torch.bfloat16).float()
+
+    def wt(p: Tensor | None) -> Tensor | None:  # a parameter as the front and head use it
+        return p.float() if f32 and p is not None else p
+
     xt = x.t()  # [T, in], a view
     linear_front = isinstance(net.front, nn.Conv1d)
     front_conv = net.front if linear_front else net.front[0]
     assert isinstance(front_conv, nn.Conv1d)
+    front_w, front_b = wt(front_conv.weight), wt(front_conv.bias)
     buf, left = residual_buffer(stack, t, x)  # the residual stream, time-major
     h0 = buf[left:left + t]
     fk = front_conv.kernel_size[0]
     if fk == 1:
-        torch.addmm(front_conv.bias, xt, front_conv.weight[..., 0].t(), out=h0)
+        torch.addmm(front_b, xt, front_w[..., 0].t(), out=h0)
     else:
         fcol = x.new_empty(t, x.shape[0], fk)
         _gather_taps(fcol, pad_rows(xt, fk // 2, fk // 2), 0, 1, t)
-        torch.addmm(front_conv.bias, fcol.view(t, -1), front_conv.weight.reshape(ch, -1).t(), out=h0)
+        torch.addmm(front_b, fcol.view(t, -1), front_w.reshape(ch, -1).t(), out=h0)
     if not linear_front:
         h0.relu_()
     layer0 = stack.layers[0]
@@ -309,10 +503,11 @@ def _infer_one(net: ConditionerLike, x: Tensor, c: Tensor | None) -> Tensor:
     if linear_front and fk == 1 and layer0.context:
         # The first dilated conv of a linear 1x1 front, composed: taps of the (narrow) input x.
         d = layer0.dilation
-        w0 = torch.einsum("gck,ci->gik", layer0.dilated.weight, front_conv.weight[..., 0])
+        w_dil = wt(layer0.dilated.weight)
+        w0 = torch.einsum("gck,ci->gik", w_dil, front_w[..., 0])
         fcol = x.new_empty(t, x.shape[0], k)
         _gather_taps(fcol, pad_rows(xt, d * (k // 2), d * (k // 2)), 0, d, t)
-        tap_bias = torch.einsum("gck,c->kg", layer0.dilated.weight, front_conv.bias)  # [k, gate]
+        tap_bias = torch.einsum("gck,c->kg", w_dil, front_b)  # [k, gate]
         first_h = torch.addmm(tap_bias.sum(0), fcol.view(t, -1), w0.reshape(gate, -1).t())
         for j in range(k):  # the front's output is zero-padded, not bias-padded: remove missing taps
             off = (j - k // 2) * d
@@ -325,11 +520,11 @@ def _infer_one(net: ConditionerLike, x: Tensor, c: Tensor | None) -> Tensor:
     skips = infer_layers(stack, buf, left, t, cond_t, first_h=first_h,
                          skip_head=net.head.weight[..., 0] if linear_head else None)
     if linear_head:
-        out = skips.add_(net.head.bias) if net.head.bias is not None else skips
+        out = skips.add_(wt(net.head.bias)) if net.head.bias is not None else skips
     else:
         # ReLU, 1x1, ReLU, ZeroConv1d (its exp(3 scale) folded into the weights).
         relu1, conv1, _, zero = net.head
-        y = torch.addmm(conv1.bias, skips.relu_(), conv1.weight[..., 0].t()).relu_()
-        e = torch.exp(zero.scale.reshape(-1) * 3)
-        out = torch.addmm(zero.conv.bias * e, y, (zero.conv.weight[..., 0] * e[:, None]).t())
+        y = torch.addmm(wt(conv1.bias), skips.relu_(), wt(conv1.weight)[..., 0].t()).relu_()
+        e = torch.exp(wt(zero.scale).reshape(-1) * 3)
+        out = torch.addmm(wt(zero.conv.bias) * e, y, (wt(zero.conv.weight)[..., 0] * e[:, None]).t())
     return out.t()
