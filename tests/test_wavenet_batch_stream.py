@@ -240,3 +240,15 @@ def test_compiled_loop_packs_a_models_weights_once_and_again_when_they_change(mo
     model.to(torch.bfloat16)
     audio(model)
     assert len(packed) == 4 * made  # fresh from bfloat16 (a new model for `fresh`, then the cast)
+
+
+def test_compiled_loop_packs_weights_made_under_inference_mode():
+    """Weights made under ``torch.inference_mode`` keep no version counter: they are packed on every call
+    (never compared by version) and the audio is that of the same weights made normally."""
+    kernels.require("wavenet")
+    mel = torch.randn(80, 3, generator=torch.Generator().manual_seed(1))
+    want = _model("mol").vocode(mel, generator=torch.Generator().manual_seed(0))[0]
+    with torch.inference_mode():
+        model = _model("mol")
+        got = [model.vocode(mel, generator=torch.Generator().manual_seed(0))[0] for _ in range(2)]
+    assert all(torch.equal(g, want) for g in got)

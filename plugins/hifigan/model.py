@@ -21,7 +21,7 @@ from zoo.core.config import VocoderConfig
 from zoo.core.mel import MelConfig
 from zoo.core.stream import in_windows
 from zoo.core.vocoder import Vocoder
-from zoo.kernels import tapconv
+from zoo.kernels import native, tapconv
 from zoo.kernels.gated_infer import fast_inference
 from zoo.kernels.timemajor import (
     conv_taps,
@@ -247,21 +247,15 @@ class HiFiGAN(Vocoder[HiFiGANConfig]):
         version counter, are packed on every call). ``kind``: ``"taps"`` for a conv, ``"winograd"`` for its
         3-tap groups' transformed filters ``[groups, 6, ...]``, ``"up"`` for a transposed conv's polyphase
         taps (:func:`_polyphase_taps`)."""
-        cache: dict[tuple[Any, ...], tuple[tuple[Any, ...], Tensor]] = self.__dict__.setdefault("_packed_cache", {})
         w = layer.weight
-        stamp = None if w.is_inference() else (w.data_ptr(), w._version, w.dtype, w.shape)
-        hit = cache.get((id(layer), kind, dtype))
-        if stamp is not None and hit is not None and hit[0] == stamp:
-            return hit[1]
-        with torch.no_grad():
+
+        @torch.no_grad()
+        def make() -> Tensor:
             if kind == "winograd":
-                groups = winograd_group_weights(tap_weights(w).float())
-                packed = torch.stack([tapconv.pack(u, dtype) for u in groups])
-            else:
-                packed = tapconv.pack(_polyphase_taps(layer) if kind == "up" else tap_weights(w), dtype)
-        if stamp is not None:
-            cache[(id(layer), kind, dtype)] = (stamp, packed)
-        return packed
+                return torch.stack([tapconv.pack(u, dtype) for u in winograd_group_weights(tap_weights(w).float())])
+            return tapconv.pack(_polyphase_taps(layer) if kind == "up" else tap_weights(w), dtype)
+
+        return native.kept(layer, ("hifigan", kind, dtype), (w,), make)
 
     def synthesize(self, mel: Tensor, *, generator: torch.Generator | None = None, **sampling: Any) -> Tensor:
         if sampling:

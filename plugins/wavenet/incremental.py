@@ -24,7 +24,6 @@ TorchScript step). Both compute exactly what float32 sampling with the bfloat16-
 from __future__ import annotations
 
 import copy
-import weakref
 from types import SimpleNamespace
 from typing import Any
 
@@ -37,10 +36,6 @@ from zoo.nn.distributions import DiscretizedMixLogistic, Gaussian, MuLawSoftmax
 
 SKIP_CODES = {"sum": 0, "sum_sqrt_layers": 1, "legacy_iterative": 2}
 BLOCK = 2048
-#: Per model, the compiled loop's packed matrices and what they were made from
-#: (:meth:`IncrementalSampler._streamed_matrices`): parameter references, their versions, the packs' dtype, packs.
-_Packs = tuple[list["weakref.ref[Tensor]"], list[int], torch.dtype, list[Tensor]]
-_STREAMED: weakref.WeakKeyDictionary[Any, _Packs] = weakref.WeakKeyDictionary()
 
 
 @torch.jit.script
@@ -377,30 +372,22 @@ class IncrementalSampler:
 
         Packing a published-size model takes 0.3-2 s, so the packs are kept per model (a weak-keyed table) and
         shared by every later sampler (each ``vocode`` call makes one): a server pays it once per model. They
-        are made again when a parameter is another tensor (``.to()``, ``load_state_dict(assign=True)``), was
-        changed in place (its version counter moved: an optimizer step, ``load_state_dict``) or the dtype of the
-        packs differs; the check holds weak references to the parameters, so a freed one never matches.
+        are made again when a parameter changes (:func:`zoo.kernels.native.kept`) or the packs' dtype differs.
         """
         from zoo_plugins.wavenet.kernel import tile_pack
 
-        params = list(self.model.parameters())
         dtype = self._packed_dtype()
-        cached = _STREAMED.get(self.model)
-        if cached is not None:
-            refs, versions, packed_dtype, packs = cached
-            if (packed_dtype == dtype and len(refs) == len(params)
-                    and all(ref() is p for ref, p in zip(refs, params, strict=True))
-                    and versions == [p._version for p in params]):
-                return packs
-        n, k, (r, gate) = self.n_layers, self.kernel_size, (self.layer_buf.shape[-1], self.gate)
-        # bfloat16 weights are streamed as bfloat16 (exact: the dense copies hold bfloat16 values)
-        wd, wr, ws, h1w, h2w = (w.to(dtype) for w in self._dense_weights())
-        # The matrices the loop streams every step go in huge pages (a published-size model reads
-        # about 56 MB per sample: with 4 KiB pages that is a TLB miss every 4 KiB).
-        packs = native.huge_page_copies([tile_pack(wd.reshape(n * k, r, gate)), tile_pack(wr), tile_pack(ws),
-                                         tile_pack(h1w[None]), tile_pack(h2w[None])])
-        _STREAMED[self.model] = ([weakref.ref(p) for p in params], [p._version for p in params], dtype, packs)
-        return packs
+
+        def make() -> list[Tensor]:
+            n, k, (r, gate) = self.n_layers, self.kernel_size, (self.layer_buf.shape[-1], self.gate)
+            # bfloat16 weights are streamed as bfloat16 (exact: the dense copies hold bfloat16 values)
+            wd, wr, ws, h1w, h2w = (w.to(dtype) for w in self._dense_weights())
+            # The matrices the loop streams every step go in huge pages (a published-size model reads
+            # about 56 MB per sample: with 4 KiB pages that is a TLB miss every 4 KiB).
+            return native.huge_page_copies([tile_pack(wd.reshape(n * k, r, gate)), tile_pack(wr), tile_pack(ws),
+                                            tile_pack(h1w[None]), tile_pack(h2w[None])])
+
+        return native.kept(self.model, ("wavenet_streamed", dtype), list(self.model.parameters()), make)
 
     def _packed_dtype(self) -> torch.dtype:
         """The dtype of the compiled loop's streamed matrices: bfloat16 for a bfloat16 model, else float32."""

@@ -28,7 +28,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from zoo.kernels import tapconv
+from zoo.kernels import native, tapconv
 from zoo.kernels.timemajor import (
     WINOGRAD_TILE,
     conv_taps,
@@ -299,17 +299,7 @@ def _cached(stack: GatedStackLike, key: tuple[object, ...], sources: tuple[Tenso
     parameters they are made of) changes; weights made under ``torch.inference_mode``, which keep no version
     counter, are packed on every call. FloWaveNet's last blocks have conditioning weights far larger than
     their few steps' products: packing them on every call would cost more than the convs."""
-    params = [p for p in sources if p is not None]
-    if any(p.is_inference() for p in params):
-        return make()
-    cache: dict[tuple[object, ...], tuple[tuple[object, ...], _Packs]] = vars(stack).setdefault("_bf16_packs", {})
-    stamp = tuple((p.data_ptr(), p._version, p.dtype, p.shape) for p in params)
-    hit = cache.get(key)
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
-    packs = make()
-    cache[key] = (stamp, packs)
-    return packs
+    return native.kept(stack, ("gated_bf16", *key), sources, make)
 
 
 def _gate(h: Tensor, half: int, fold: bool) -> Tensor:

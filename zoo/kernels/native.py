@@ -30,11 +30,14 @@ import json
 import mmap
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 #: The ISA levels a kernel body is compiled for, in the libraries' numbering (0 = portable C).
 ISA_LEVELS = ("generic", "avx2", "avx512", "avx512bf16")
@@ -335,6 +338,30 @@ def model_paths(architectures: Mapping[str, Mapping[str, Sequence[torch.dtype]]]
     ``compiled_kernels``), the path its CPU inference takes here and why; any other runs on torch alone."""
     return {(arch, dtype_name(dt)): kernel_path(uses, dt) for arch, uses in sorted(architectures.items())
             for dt in sorted({d for dts in uses.values() for d in dts}, key=dtype_name)}
+
+
+_KEPT: weakref.WeakKeyDictionary[Any, dict[Hashable, tuple[list[weakref.ref[torch.Tensor]], list[Any], Any]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def kept(owner: Any, key: Hashable, sources: Sequence[torch.Tensor | None], make: Callable[[], T]) -> T:
+    """``make()`` (a kernel's packed copy of weights), kept per ``owner`` (a module, held weakly) and ``key``
+    until one of ``sources`` (the tensors it is made of) changes: another tensor object (``.to()``,
+    ``load_state_dict(assign=True)``; weak references, so a freed one never matches), an in-place change (its
+    version counter moved: an optimizer step, ``load_state_dict``), or another dtype or shape. Tensors made
+    under ``torch.inference_mode`` keep no version counter: then ``make()`` runs on every call."""
+    params = [p for p in sources if p is not None]
+    if any(p.is_inference() for p in params):
+        return make()
+    table = _KEPT.setdefault(owner, {})
+    stamp = [(p._version, p.dtype, p.shape) for p in params]
+    hit = table.get(key)
+    if (hit is not None and hit[1] == stamp and len(hit[0]) == len(params)
+            and all(ref() is p for ref, p in zip(hit[0], params, strict=True))):
+        return hit[2]
+    value = make()
+    table[key] = ([weakref.ref(p) for p in params], stamp, value)
+    return value
 
 
 def ptr(t: torch.Tensor | None) -> ctypes.c_void_p:
