@@ -306,3 +306,39 @@ def test_save_pretrained_float16_storage(tmp_path):
         torch.testing.assert_close(b, a.half().float(), rtol=0, atol=0)
     with pytest.raises(ValueError, match="floating-point"):
         voc.save_pretrained(tmp_path / "bad", dtype=torch.int8)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_all_finite_finds_every_nan_and_inf_and_accepts_sums_that_overflow(dtype):
+    from zoo.core.mel import all_finite
+
+    big = torch.full((64,), torch.finfo(dtype).max / 2, dtype=dtype)
+    assert all_finite(big)  # the sum overflows; every value is finite
+    assert all_finite(torch.zeros(0, dtype=dtype))
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        x = torch.randn(5, 7).to(dtype)
+        x[3, 2] = bad
+        assert not all_finite(x), bad
+    pair = torch.tensor([float("inf"), float("-inf")], dtype=dtype)  # sums to NaN, still refused
+    assert not all_finite(pair)
+
+
+def test_write_safetensors_is_canonical_and_loads_back(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from zoo.core.files import write_safetensors
+    from zoo.hub.sources import canonical_safetensors
+
+    tensors = {"b": torch.randn(3, 4), "a": torch.randn(5).to(torch.bfloat16), "h": torch.randn(7).half(),
+               "view": torch.arange(12).view(3, 4)[1:].contiguous(), "scalar": torch.tensor(2.5),
+               "empty": torch.zeros(0, 3), "flags": torch.tensor([True, False]), "i8": torch.arange(-3, 3).char()}
+    meta = {"z": "1", "a": "two"}
+    write_safetensors(tmp_path / "ours.safetensors", tensors, meta)
+    save_file(tensors, str(tmp_path / "theirs.safetensors"), metadata=meta)
+    ours = (tmp_path / "ours.safetensors").read_bytes()
+    assert canonical_safetensors(tmp_path / "theirs.safetensors").read_bytes() == ours
+    back = load_file(str(tmp_path / "ours.safetensors"))
+    assert back.keys() == tensors.keys() and all(torch.equal(back[k], v) for k, v in tensors.items())
+    with pytest.raises(ValueError, match="cannot store dtype torch.complex64"):
+        write_safetensors(tmp_path / "bad.safetensors", {"c": torch.zeros(2, dtype=torch.complex64)})
+    assert not (tmp_path / "bad.safetensors").exists()

@@ -12,9 +12,9 @@ import torch
 from zoo.audio.adapt import as_mel_config
 from zoo.core.config import VocoderConfig
 from zoo.core.mel import MelConfig
-from zoo.core.vocoder import WEIGHTS_NAME, Vocoder
+from zoo.core.vocoder import Vocoder
 from zoo.hub.lock import active_lock, check_card, check_folder, locked_hf_sha
-from zoo.hub.sources import canonical_safetensors, fetch_hf_repo, parse_hf_name, read_folder, resolve_card, sha256_file
+from zoo.hub.sources import fetch_hf_repo, parse_hf_name, read_folder, resolve_card, sha256_file
 from zoo.registry.cards import ModelCard, Source
 from zoo.registry.plugins import RegistryError, get_registry
 
@@ -186,7 +186,7 @@ def convert(source: str, checkpoint: str | os.PathLike[str], out_dir: str | os.P
         raise ValueError(f"{checkpoint}: the {source!r} converter cannot convert it "
                          f"({type(exc).__name__}{': ' + reason if reason else ''})") from None
     if out_dir is not None:
-        canonical_safetensors(model.save_pretrained(out_dir) / WEIGHTS_NAME)  # same source, same bytes
+        model.save_pretrained(out_dir)  # canonical form: same source, same bytes
     return model
 
 

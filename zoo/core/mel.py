@@ -206,6 +206,13 @@ _fb_cache: dict[tuple[Any, ...], Tensor] = {}
 _fb_lock = threading.Lock()
 
 
+def all_finite(x: Tensor) -> bool:
+    """Whether ``x`` holds no NaN or Inf, checked through its sum (one scalar: ``torch.isfinite(x).all()``
+    makes temporaries the size of ``x``, which on a model's weights can cost as much memory as the model);
+    only a sum that is not finite (NaN / Inf present, or a sum that overflows) is checked element-wise."""
+    return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
+
+
 def mel_filterbank(config: MelConfig, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Tensor:
     """The ``[n_fft // 2 + 1, n_mels]`` filterbank of ``config`` (torchaudio), cached per device/dtype."""
     key = (config.sample_rate, config.n_fft, config.n_mels, config.f_min, config.f_max, config.mel_scale,
@@ -233,7 +240,7 @@ def _check_audio(audio: Any) -> Tensor:
                          f"multi-channel files): pass mono [samples] (e.g. audio.mean(-1)) or [batch, samples]")
     if audio.numel() == 0:
         raise ValueError("audio is empty")
-    if not torch.isfinite(audio).all():
+    if not all_finite(audio):
         raise ValueError("audio contains NaN or Inf values")
     return audio
 

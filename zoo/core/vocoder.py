@@ -21,12 +21,12 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from zoo.core.config import VocoderConfig
-from zoo.core.files import atomic_path, atomic_write
-from zoo.core.mel import MelConfig, mel_spectrogram, reference_hash
+from zoo.core.files import atomic_write, write_safetensors
+from zoo.core.mel import MelConfig, all_finite, mel_spectrogram, reference_hash
 from zoo.core.stream import StreamSession, stream
 
 CONFIG_NAME = "config.json"
@@ -190,7 +190,7 @@ class Vocoder(nn.Module, Generic[ConfigT]):
         with torch.inference_mode():
             given = mel.dtype
             mel = mel.to(device=self.device, dtype=self._compute_dtype())
-            if mel.dtype != given and not torch.isfinite(mel).all():
+            if mel.dtype != given and not all_finite(mel):
                 raise ValueError(f"mel values exceed the range of {mel.dtype}, the model's dtype (largest magnitude "
                                  f"{torch.finfo(mel.dtype).max:g})")
             batch, _, frames = mel.shape
@@ -318,7 +318,7 @@ class Vocoder(nn.Module, Generic[ConfigT]):
             )
         if mel.shape[0] == 0 or mel.shape[2] == 0:
             raise ValueError(f"mel is empty (shape {tuple(mel.shape)}); need at least one frame")
-        if not torch.isfinite(mel).all():
+        if not all_finite(mel):
             raise ValueError("mel contains NaN or Inf values")
         return mel
 
@@ -377,8 +377,7 @@ class Vocoder(nn.Module, Generic[ConfigT]):
             "mel_reference_hash": mel_ref,
         }
         atomic_write(directory / CONFIG_NAME, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
-        with atomic_path(directory / WEIGHTS_NAME, ".tmp") as tmp:
-            save_file(state, str(tmp), metadata=metadata)
+        write_safetensors(directory / WEIGHTS_NAME, state, metadata)  # canonical: same weights, same bytes
         if card is not None:
             text = card if isinstance(card, str) else card.to_markdown()
             atomic_write(directory / CARD_NAME, text.encode())
@@ -418,7 +417,7 @@ class Vocoder(nn.Module, Generic[ConfigT]):
         problem = key_mismatch({k: v.shape for k, v in state.items()}, {k: v.shape for k, v in own.items()})
         if problem:
             raise ValueError(f"{source} does not fit {type(self).__name__}({self.config}): {problem}")
-        broken = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+        broken = sorted(k for k, v in state.items() if v.is_floating_point() and not all_finite(v))
         if broken:
             raise ValueError(f"{source} has NaN or Inf values in {broken[:8]}{' ...' if len(broken) > 8 else ''}")
         with torch.no_grad():

@@ -29,7 +29,7 @@ from huggingface_hub import constants, hf_hub_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 from safetensors import SafetensorError, safe_open
 
-from zoo.core.files import atomic_path, umask_mode
+from zoo.core.files import atomic_path, safetensors_header, umask_mode
 from zoo.core.vocoder import CONFIG_NAME, WEIGHTS_NAME, read_config
 from zoo.registry.cards import CardError, ModelCard, Source, parse_card
 from zoo.registry.plugins import get_registry
@@ -405,7 +405,7 @@ def convert_cached(card: ModelCard, source: Source, path: Path) -> Path:
     """Convert a verified legacy checkpoint once; returns the cached ``model.safetensors``.
 
     One process converts at a time (others wait on a file lock, then find the result; the lock dies with its
-    process). The weights are written in canonical form (:func:`canonical_safetensors`), so the same source
+    process). The weights are written in canonical form (``zoo.core.files.write_safetensors``), so the same source
     gives a byte-identical ``model.safetensors`` on every machine, which a lock file or a mirror can pin.
     """
     folder = _converted_folder(card, source)
@@ -427,9 +427,8 @@ def _write_converted(model: Any, card: ModelCard, source: Source, folder: Path) 
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".tmp-{folder.name}-"))
     try:
         try:
-            model.save_pretrained(tmp)
+            model.save_pretrained(tmp)  # canonical form (zoo.core.files.write_safetensors)
             del model
-            canonical_safetensors(tmp / WEIGHTS_NAME)
             info = {"source": source.to_dict(), "source_sha256": source.sha256, "converter": source.format,
                     "weights_sha256": sha256_file(tmp / WEIGHTS_NAME), "model": card.name}
             (tmp / "conversion.json").write_text(json.dumps(info, indent=2, sort_keys=True))
@@ -450,8 +449,9 @@ def canonical_safetensors(path: Path) -> Path:
     tensors sorted by name, without spaces, data in the same name order, padded to 8 bytes.
 
     ``safetensors`` keeps the metadata in a hash map, so its order (and the file's sha256) changes from one
-    save to the next; the canonical form depends only on the tensors and the metadata. The data is copied
-    tensor by tensor (bounded memory), never parsed as numbers.
+    save to the next; the canonical form depends only on the tensors and the metadata. It is the form
+    ``Vocoder.save_pretrained`` writes (``zoo.core.files.write_safetensors``); this rewrites files from
+    elsewhere. The data is copied tensor by tensor (bounded memory), never parsed as numbers.
     """
     with open(path, "rb") as src:
         (n,) = struct.unpack("<Q", src.read(8))
@@ -464,12 +464,8 @@ def canonical_safetensors(path: Path) -> Path:
             entries[name] = {"dtype": header[name]["dtype"], "shape": header[name]["shape"],
                              "data_offsets": [offset, offset + end - begin]}
             offset += end - begin
-        head: dict[str, Any] = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
-        head.update(entries)
-        text = json.dumps(head, separators=(",", ":"), sort_keys=False).encode()
-        text += b" " * (-len(text) % 8)
         with atomic_path(path, ".canon") as tmp, open(tmp, "wb") as out:
-            out.write(struct.pack("<Q", len(text)) + text)
+            out.write(safetensors_header(entries, meta))
             for name in entries:
                 begin, end = header[name]["data_offsets"]
                 src.seek(base + begin)
