@@ -62,10 +62,11 @@ class Kernel(Extension):
 
 KERNELS = [
     Kernel("zoo.kernels._tapconv", f"{COMMON}/tapconv.c", f"{COMMON}/tapconv_dispatch.c",
-           [f"{COMMON}/tapconv.h", f"{COMMON}/zoo_dispatch.h", f"{COMMON}/zoo_pool.h"],
+           [f"{COMMON}/tapconv.h", f"{COMMON}/zoo_dispatch.h", f"{COMMON}/zoo_pool.h", f"{COMMON}/zoo_math.h"],
            ["generic", "avx2", "avx512", "avx512bf16"]),
     Kernel("zoo_plugins.wavenet._kernel", "plugins/wavenet/csrc/wavenet.c", "plugins/wavenet/csrc/wavenet_dispatch.c",
-           ["plugins/wavenet/csrc/wavenet.h", "plugins/wavenet/csrc/wavenet_tiles.h", f"{COMMON}/zoo_dispatch.h"],
+           ["plugins/wavenet/csrc/wavenet.h", "plugins/wavenet/csrc/wavenet_tiles.h", f"{COMMON}/zoo_dispatch.h",
+            f"{COMMON}/zoo_math.h"],
            ["generic", "avx2", "avx512"]),
 ]
 

@@ -5,6 +5,7 @@
 
 #include "wavenet.h"
 #include "zoo_dispatch.h"
+#include "zoo_math.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -16,7 +17,11 @@
 #include <stdint.h>
 #include <string.h>
 
-static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+/* out[q] = tanh(a[q]) sigmoid(b[q]) (zoo_math.h: vectorised, where libm's tanhf and expf are calls). */
+static void gate_tanh_sigmoid(int n, const float *restrict a, const float *restrict b, float *restrict out) {
+#pragma omp simd
+    for (int q = 0; q < n; ++q) out[q] = zoo_gate2(2.0f * a[q], b[q]);
+}
 
 /* bfloat16 to float32, exactly (the bits of a bfloat16 are the upper half of a float32's). */
 static inline float bf16_to_f32(const uint16_t *p) {
@@ -287,7 +292,7 @@ static void generate_share(zoo_job *c, int p) {
             for (int b = 0; b < B; ++b) {
                 const float *ab = a + (long)b * G;
                 float *ob = o + (long)b * half;
-                for (int q = o0c; q < o1c; ++q) ob[q] = tanhf(ab[q]) * sigmoidf_(ab[half + q]);
+                gate_tanh_sigmoid(o1c - o0c, ab + o0c, ab + half + o0c, ob + o0c);
             }
             barrier_wait(&c->bar, &phase); /* o complete */
             /* the last layer's residual output is never read (the head takes the skips): not computed */
