@@ -105,6 +105,15 @@ def _split_cases(dtype: torch.dtype):
     if dtype == torch.bfloat16:
         x = torch.randn(3001, 48, generator=g)
         cases["leaky"] = lambda n: tapconv.leaky_relu(x, 0.1, _nan(3001, 48, dtype=torch.bfloat16), threads=n)
+        hg = torch.randn(3001, 96, generator=g)
+
+        def gate(n: int) -> torch.Tensor:
+            out = _nan(3001, 48, dtype=torch.bfloat16)
+            kept = tapconv.gate(hg.clone(), False, out, keep=True, threads=n)
+            assert kept is not None
+            return torch.cat([kept, out.float()], 1)
+
+        cases["gate"] = gate
     return cases
 
 
@@ -258,6 +267,32 @@ def test_leaky_relu_rounds_like_torch(isa):
     want = F.leaky_relu(x, 0.1).bfloat16()
     assert torch.equal(out.isnan(), want.isnan())
     assert torch.equal(out[~want.isnan()], want[~want.isnan()])
+
+
+@pytest.mark.parametrize("doubled", [False, True])
+@pytest.mark.parametrize("keep", [False, True])
+def test_gate_is_minus_tanh_sigmoid_in_one_pass(doubled, keep, isa):
+    """The flows' gate: -tanh(x) sigmoid(b) within 4e-7 of torch's (zoo_math.h's exp and 1 - 2 / (1 + e^2x);
+    the bfloat16 operand it is rounded to has 2e-3 relative steps), from very negative
+    to very positive inputs (the exp's clamp), rounded into bfloat16 as torch rounds that float32 value; kept
+    in float32 in place of b only when asked."""
+    g = torch.Generator().manual_seed(5)
+    x, b = torch.randn(513, 40, generator=g) * 4, torch.randn(513, 40, generator=g) * 4
+    x[0, :6] = b[0, :6] = torch.tensor([-200.0, -80.0, -1e-6, 0.0, 44.0, 300.0])
+    h = torch.cat([2 * x if doubled else x, b], 1)
+    b_before = h[:, 40:].clone()
+    out = torch.empty(513, 40, dtype=torch.bfloat16)
+    kept = tapconv.gate(h, doubled, out, keep=keep)
+    want = -torch.tanh(x) * torch.sigmoid(b)
+    if keep:
+        assert kept is not None and kept.data_ptr() == h[:, 40:].data_ptr()
+        assert (kept - want).abs().max() < 4e-7
+        assert torch.equal(out, kept.bfloat16())
+    else:
+        assert kept is None and torch.equal(h[:, 40:], b_before)
+    assert torch.equal(h[:, :40], 2 * x if doubled else x)
+    close = (out.float() - want).abs() <= want.abs() * 2.0**-8 + 4e-7  # bfloat16's half ulp, plus the exp's
+    assert close.all(), (out.float() - want).abs().max()
 
 
 def test_bad_arguments_are_refused_with_what_was_expected():

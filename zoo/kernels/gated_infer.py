@@ -340,8 +340,8 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
     itself where it is float32, else a float32 copy, and ``buf`` is left as it was) and is rounded to a
     bfloat16 copy only as the next dilated conv's input; each dilated conv (its taps, direct) and the
     conditioning product sum bfloat16 operands in float32 into the float32 ``h``; the gate is computed in
-    float32 and rounded to bfloat16 only as the operand of the residual and skip 1x1 convs, whose sums go
-    into the float32 residual stream and skip sum.
+    float32 (one pass, :func:`zoo.kernels.tapconv.gate`) and rounded to bfloat16 only as the operand of the
+    residual and skip 1x1 convs, whose sums go into the float32 residual stream and skip sum.
     A skip conv too narrow for the kernel's tiles (a linear head folded into it, e.g. WaveGlow's 8 outputs)
     stays a float32 product on the float32 gate (it costs a few percent of the dilated conv). Weights are
     rounded once to bfloat16 after the exact folds (the doubled tanh half, negated 1x1s), or after the
@@ -392,8 +392,6 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
         if pwc is not None:
             assert cond_b is not None
             tapconv.conv_taps(h, cond_b, 0, pwc, 1, accumulate=True)
-        neg = _gate(h, half, fold)  # float32
-        gb.copy_(neg)
 
         def skip_packs(layer: GatedLayerLike = layer) -> _Packs:
             w_skip, b_skip = layer.skip.weight[..., 0].float(), _f32(layer.skip.bias)
@@ -406,14 +404,18 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
         packed, w_skip, b_skip = _cached(stack, ("skip", i, skip_head is not None),
                                          (layer.skip.weight, layer.skip.bias, skip_head), skip_packs)
         assert w_skip is not None
+        # the gate in one pass (float32, rounded into gb), kept in float32 only for a float32 skip product
+        neg = tapconv.gate(h, fold, gb, keep=packed is None)
         if packed is not None:
             if skips is None:
                 skips = tapconv.conv_taps(res.new_empty(t, w_skip.shape[0]), gb, 0, packed, 1)
             else:
                 tapconv.conv_taps(skips, gb, 0, packed, 1, accumulate=True)
         elif skips is None:
+            assert neg is not None
             skips = torch.mm(neg, w_skip.t().neg())
         else:
+            assert neg is not None
             skips.addmm_(neg, w_skip.t(), alpha=-1.0)
         if stack.skip_mode == "legacy_iterative" and i:
             skips.mul_(math.sqrt(0.5))

@@ -56,6 +56,12 @@ class _Leaky(ctypes.Structure):
                 ("cols", ctypes.c_int), ("slope", ctypes.c_float)]
 
 
+class _Gate(ctypes.Structure):
+    c_name = "gate_t"
+    _fields_ = [("h", ctypes.c_void_p), ("ldh", ctypes.c_long), ("out", ctypes.c_void_p), ("ldo", ctypes.c_long),
+                ("half", ctypes.c_int), ("doubled", ctypes.c_int), ("keep", ctypes.c_int)]
+
+
 def _configure(lib: ctypes.CDLL) -> None:
     lib.zoo_bf16_native.restype = ctypes.c_int
     lib.zoo_tapconv_use_openmp.argtypes = [ctypes.c_void_p] * 3
@@ -68,7 +74,8 @@ def _configure(lib: ctypes.CDLL) -> None:
     lib.zoo_tap_conv.argtypes = [job, ctypes.c_int]
     lib.zoo_tap_winograd3.argtypes = [job, ctypes.c_int]
     lib.zoo_bf16_leaky_relu.argtypes = [ctypes.POINTER(_Leaky), ctypes.c_long, ctypes.c_int]
-    for fn in (lib.zoo_tap_conv, lib.zoo_tap_winograd3, lib.zoo_bf16_leaky_relu):
+    lib.zoo_bf16_gate.argtypes = [ctypes.POINTER(_Gate), ctypes.c_long, ctypes.c_int]
+    for fn in (lib.zoo_tap_conv, lib.zoo_tap_winograd3, lib.zoo_bf16_leaky_relu, lib.zoo_bf16_gate):
         fn.restype = None
 
 
@@ -83,7 +90,7 @@ def _path(lib: native.KernelLibrary | None, reason: str, dtype: torch.dtype) -> 
 
 SPEC = native.register(native.KernelSpec(
     "tapconv", lambda: Path(native.__file__).resolve().parent, "_tapconv", "zoo_tapconv",
-    (_Prod, _Leaky), _configure, path_of=_path))
+    (_Prod, _Leaky, _Gate), _configure, path_of=_path))
 
 
 def load() -> native.KernelLibrary | None:
@@ -234,6 +241,24 @@ def leaky_relu(x: Tensor, slope: float, out: Tensor, *, threads: int | None = No
     args = _Leaky(x.data_ptr(), x.stride(0), out.data_ptr(), out.stride(0), x.shape[1], slope)
     lib.zoo_bf16_leaky_relu(ctypes.byref(args), ctypes.c_long(x.shape[0]), _threads(threads))
     return out
+
+
+def gate(h: Tensor, doubled: bool, out: Tensor, *, keep: bool = False, threads: int | None = None) -> Tensor | None:
+    """The gate of a layer with ``h = [x | b]`` (float32 ``[rows, 2 half]``, ``x`` the tanh half's input, doubled
+    already where ``doubled``): ``g = -tanh(x) sigmoid(b)`` (``x`` undoubled) rounded into bfloat16 ``out
+    [rows, half]``; with ``keep``, ``g`` in float32 also replaces ``b`` in ``h`` and ``h[:, half:]`` is returned.
+    One pass over ``h`` (torch's ops take four, and a fifth to round); ``exp`` is zoo_math.h's (within 4e-7
+    of torch's ``tanh(x) sigmoid(b)``)."""
+    lib = _lib_or_raise()
+    _rows_view(h, "h", torch.float32)
+    _rows_view(out, "out", torch.bfloat16)
+    half = h.shape[1] // 2
+    if h.shape[1] % 2 or out.shape != (h.shape[0], half):
+        raise ValueError(f"gate: h {tuple(h.shape)} must be [rows, 2 half] and out [rows, half], got out "
+                         f"{tuple(out.shape)}")
+    args = _Gate(h.data_ptr(), h.stride(0), out.data_ptr(), out.stride(0), half, int(doubled), int(keep))
+    lib.zoo_bf16_gate(ctypes.byref(args), ctypes.c_long(h.shape[0]), _threads(threads))
+    return h[:, half:] if keep else None
 
 
 #: The OpenMP runtimes whose ``GOMP_parallel`` (GCC's ABI, which LLVM's and Intel's runtimes also export) runs

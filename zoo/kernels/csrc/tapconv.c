@@ -5,6 +5,7 @@
 
 #include "tapconv.h"
 #include "zoo_dispatch.h"
+#include "zoo_math.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -449,5 +450,32 @@ static void bf16_leaky_relu(const leaky_t *l, long rows, int nth) {
     zoo_tapconv_parallel_for(nth, rows, grain, leaky_rows, l);
 }
 
-const tapconv_ops ZOO_OPS(zoo_tapconv_ops_) = {tap_conv, tap_winograd3, bf16_leaky_relu, bf16_native,
+static void gate_rows(const void *ctx, long a, long b) {
+    const gate_t *g = (const gate_t *)ctx;
+    const int half = g->half, keep = g->keep;
+    const float twice = g->doubled ? 1.0f : 2.0f;
+    for (long r = a; r < b; ++r) {
+        float *x = g->h + r * g->ldh, *y = x + half;
+        bf16 *o = g->out + r * g->ldo;
+        if (keep) {
+#pragma omp simd
+            for (int c = 0; c < half; ++c) {
+                const float v = -zoo_gate2(twice * x[c], y[c]);
+                o[c] = f2bf(v);
+                y[c] = v;
+            }
+        } else {
+#pragma omp simd
+            for (int c = 0; c < half; ++c) o[c] = f2bf(-zoo_gate2(twice * x[c], y[c]));
+        }
+    }
+}
+
+/* Chunks of at least 16384 values, as bf16_leaky_relu. */
+static void bf16_gate(const gate_t *g, long rows, int nth) {
+    const long grain = g->half > 0 && 16384 / g->half > 16 ? 16384 / g->half : 16;
+    zoo_tapconv_parallel_for(nth, rows, grain, gate_rows, g);
+}
+
+const tapconv_ops ZOO_OPS(zoo_tapconv_ops_) = {tap_conv, tap_winograd3, bf16_leaky_relu, bf16_gate, bf16_native,
                                                f32_native};

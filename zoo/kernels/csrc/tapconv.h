@@ -27,6 +27,11 @@ typedef struct {
 /* out[r, c] = bfloat16(leaky_relu(x[r, c])) for r < rows, c < cols. */
 typedef struct { const float *x; long ldx; uint16_t *out; long ldo; int cols; float slope; } leaky_t;
 
+/* The gate of a WaveNet-like layer on h = [x | b] (float32 rows of 2 half, stride ldh; x the tanh half's input,
+   doubled already when `doubled`): g = -tanh(x') sigmoid(b) with x' the undoubled input; out[r, c] =
+   bfloat16(g) (stride ldo) and, when `keep`, g also replaces b in h (float32). */
+typedef struct { float *h; long ldh; uint16_t *out; long ldo; int half; int doubled; int keep; } gate_t;
+
 /* The parallel loop every level's functions split their work with (tapconv_dispatch.c, zoo_pool.h): fn(ctx, a,
    b) over [0, n) in chunks of `grain`, on up to nth threads (torch's OpenMP team, or a persistent pool). */
 typedef void (*tapconv_range_fn)(const void *ctx, long a, long b);
@@ -37,6 +42,7 @@ typedef struct {
     void (*tap_conv)(const prod_t *p, int nth);
     void (*winograd3)(const prod_t *w, int nth);
     void (*leaky_relu)(const leaky_t *l, long rows, int nth);
+    void (*gate)(const gate_t *g, long rows, int nth);
     int (*bf16_native)(void); /* bfloat16 products by AVX-512 BF16 tiles (else plain C) */
     int (*f32_native)(void);  /* float32 products by AVX-512 tiles (else plain C) */
 } tapconv_ops;

@@ -30,6 +30,7 @@ ZOO_DISPATCH(zoo_tapconv, tapconv_ops, tables)
 void zoo_tap_conv(const prod_t *p, int nth) { zoo_tapconv_ops->tap_conv(p, nth); }
 void zoo_tap_winograd3(const prod_t *w, int nth) { zoo_tapconv_ops->winograd3(w, nth); }
 void zoo_bf16_leaky_relu(const leaky_t *l, long rows, int nth) { zoo_tapconv_ops->leaky_relu(l, rows, nth); }
+void zoo_bf16_gate(const gate_t *g, long rows, int nth) { zoo_tapconv_ops->gate(g, rows, nth); }
 int zoo_bf16_native(void) { return zoo_tapconv_ops->bf16_native(); }
 int zoo_f32_native(void) { return zoo_tapconv_ops->f32_native(); }
 
@@ -56,6 +57,10 @@ static const zoo_layout_entry layout[] = {
     ZOO_LAYOUT_STRUCT(leaky_t),
     ZOO_LAYOUT_FIELD(leaky_t, x), ZOO_LAYOUT_FIELD(leaky_t, ldx), ZOO_LAYOUT_FIELD(leaky_t, out),
     ZOO_LAYOUT_FIELD(leaky_t, ldo), ZOO_LAYOUT_FIELD(leaky_t, cols), ZOO_LAYOUT_FIELD(leaky_t, slope),
+    ZOO_LAYOUT_STRUCT(gate_t),
+    ZOO_LAYOUT_FIELD(gate_t, h), ZOO_LAYOUT_FIELD(gate_t, ldh), ZOO_LAYOUT_FIELD(gate_t, out),
+    ZOO_LAYOUT_FIELD(gate_t, ldo), ZOO_LAYOUT_FIELD(gate_t, half), ZOO_LAYOUT_FIELD(gate_t, doubled),
+    ZOO_LAYOUT_FIELD(gate_t, keep),
     ZOO_LAYOUT_END,
 };
 
