@@ -252,3 +252,25 @@ def test_compiled_loop_packs_weights_made_under_inference_mode():
         model = _model("mol")
         got = [model.vocode(mel, generator=torch.Generator().manual_seed(0))[0] for _ in range(2)]
     assert all(torch.equal(g, want) for g in got)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("speakers", [0, 3])
+@pytest.mark.parametrize("cond_bias", [True, False])
+def test_conditioning_blocks_are_the_stack_s_projection_time_major(dtype, speakers, cond_bias):
+    """The sampler makes each block's conditioning ``[T, B, L, G]`` by one product in that layout (no transposed
+    copy); it is the stack's own projection (local, plus a speaker's global term) plus the dilated convs'
+    biases, as the stack computes it, for float32 and bfloat16 weights (whose projections run in float32)."""
+    model = _model("mol", seed=2, n_speakers=speakers, gin_channels=4 if speakers else 0, cond_bias=cond_bias)
+    model = model.to(dtype)
+    g = model.global_cond(torch.tensor([0, 2])) if speakers else None
+    sampler = IncrementalSampler(model, 2, g=g)
+    c_up = model.upsample_mel(torch.randn(2, 80, 6))  # 192 steps
+    block = sampler._cond_block(c_up, 5, 150)
+    proj = sampler._project_cond(c_up[..., 5:150])
+    assert proj is not None and block.dtype == torch.float32 and block.is_contiguous()
+    want = (proj.reshape(2, sampler.n_layers, sampler.gate, 145) + sampler.bd[None, :, :, None]).permute(3, 0, 1, 2)
+    torch.testing.assert_close(block, want, atol=1e-6, rtol=1e-6)
+    if speakers:  # the speakers' terms differ, so a global term dropped or given to the wrong item shows
+        other = IncrementalSampler(model, 2, g=model.global_cond(torch.tensor([2, 0])))._cond_block(c_up, 5, 150)
+        assert not torch.allclose(other, block, atol=1e-3)
