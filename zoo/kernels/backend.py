@@ -51,8 +51,7 @@ def choose(dtype: torch.dtype, lib: native.KernelLibrary | None, missing: str,
     """The backend a schedule whose compiled forms are ``forms`` (operand dtypes) uses for ``dtype`` operands
     with the kernel library ``lib`` (``None``: not loaded here, ``missing`` says why)."""
     if dtype not in forms or dtype not in BOTH:
-        name = str(dtype).replace("torch.", "")
-        return ConvBackend(dtype, False, f"no compiled {name} form of this schedule")
+        return ConvBackend(dtype, False, f"no compiled {native.dtype_name(dtype)} form of this schedule")
     if lib is None:
         return ConvBackend(dtype, False, missing)
     if dtype == torch.float32:

@@ -169,7 +169,7 @@ def bench_model(model: Vocoder, *, name: str, seconds: float = 5.0, batch: int =
     elapsed = statistics.median(times)
     audio_seconds = batch * frames * m.hop_length / m.sample_rate
     return BenchResult(
-        model=name, device=str(device), dtype=str(model.dtype).replace("torch.", ""), batch=batch,
+        model=name, device=str(device), dtype=native.dtype_name(model.dtype), batch=batch,
         seconds=frames * m.hop_length / m.sample_rate, rtf=elapsed / audio_seconds,
         samples_per_s=batch * frames * m.hop_length / elapsed, peak_mem_mb=peak, runs=runs,
         threads=torch.get_num_threads(), kernels=_kernel_path(model),
