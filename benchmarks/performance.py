@@ -190,11 +190,17 @@ NOTES = """## What the fast paths are
   pass over memory per transform step. WaveGlow 1.43x -> 1.61x the reference (5 s, 1 thread); 1.60x on
   2 threads (1.46x in a run on a busier machine), where both sides run near the float32 peak
   (the roofline's ceiling is 1.10x at equal FLOPs:
-  the rest is the FLOPs we do not do). The bfloat16 rows of the flows cast the whole model (torch's
-  bfloat16 convs, outputs rounded): FloWaveNet's 8 x 6 flows amplify that to a max difference of 0.93
-  against float32 on the same noise (random weights, published size), so those rows are speed only;
-  HiFi-GAN is the model with a float32-sum bfloat16 path. Each trained model's bfloat16 cost in quality
-  is measured in "bfloat16 quality cost" above.
+  the rest is the FLOPs we do not do). Until 2026-12-07 the bfloat16 rows of the flows cast the whole
+  model (torch's bfloat16 convs, every output rounded; FloWaveNet's 8 x 6 flows amplified that to a max
+  difference of 0.93 against float32 on the same noise). Since then a stack with bfloat16 weights runs
+  the compiled kernel's bfloat16 form (`zoo.kernels.gated_infer`, `FORMS`): bfloat16 operands, every sum,
+  the gate, the residual stream and the skips in float32, the gate in one pass
+  (`zoo.kernels.tapconv.gate`, which rounds it into the 1x1 convs' operand; in-process A/B, 2 s, 1
+  thread: FloWaveNet 4.94 -> 4.75 s, WaveGlow 4.35 -> 4.32 s). No Winograd in that form (its transforms
+  rounded to bfloat16 cost about 1% of a layer's output), so the bfloat16 convs do the reference's
+  FLOPs and make 85% of WaveGlow's bfloat16 time (cProfile, 2 s, 1 thread): what is left to gain there is
+  in the conv tiles, not around them. Each trained model's bfloat16 cost in quality is measured in
+  "bfloat16 quality cost" above.
 - **Long inputs** (`chunk_frames` in each config; one noise draw, output equal to one-shot): WaveGlow is
   inverted flow by flow, each coupling on windows of 512 frames plus its own receptive field (255 grouped
   steps each side, about 3% extra work) with the conditioning of each window upsampled from only the frames
@@ -202,7 +208,10 @@ NOTES = """## What the fast paths are
   receptive field (16 frames each side, from the layer geometry and checked against autograd); FloWaveNet
   and the Parallel WaveNet student run whole-model windows with their receptive field as context.
 - **WaveNet sampling**: the conditioning of every layer projected once per block of 2048 steps (bias
-  folded in), ring buffers preallocated, random draws pre-drawn from the `torch.Generator`, and the whole
+  folded in; `2048 // batch`, at least 256, for a batch, so a block's conditioning stays near 100 MB),
+  made by one product straight in the loop's `[steps, batch, layers, gate]` layout (until 2026-12-07 the
+  `[batch, layers * gate, steps]` projection was copied transposed: a quarter of the time at batch 8),
+  ring buffers preallocated, random draws pre-drawn from the `torch.Generator`, and the whole
   loop (front conv, layers, head, sampling) compiled C on CPU float32 (`zoo_plugins.wavenet.kernel`,
   built at install, dispatched on the CPU's features; a TorchScript step otherwise and on GPU). In the compiled
   loop a dilated tap that reaches `o >= 2` steps back already has its inputs for the next `m = min(o, 64)`
@@ -225,7 +234,13 @@ NOTES = """## What the fast paths are
   All three keep the sums and their order, so the samples are bit-identical. In-process A/Bs on the AVX2
   EPYC of 2026-12-07, 1 thread: huge pages 252 -> 285 samples/s, blocked past taps 281 -> 293 (medians of
   6-8 interleaved rounds; on 2 threads huge pages gave +4%). An earlier try at register blocking (4 inputs
-  x 16 outputs, on the AVX-512 machine) had shown no gain.
+  x 16 outputs, on the AVX-512 machine) had shown no gain. Later on 2026-12-07 (AVX-512 EPYC): a batch's
+  items go through the same three-vector product (the same sums again), and the gate runs vectorised
+  (`zoo/kernels/csrc/zoo_math.h`, an exp in plain arithmetic where libm's `tanhf`/`expf` were scalar
+  calls); with the time-major conditioning, in one process, 1024 steps, random weights: 1 thread batch 1
+  471 -> 546 samples/s and batch 8 737 -> 1167; 2 threads batch 8 1325 -> 1959 (single runs vary by
+  about 15%). Batch 8 then does about 55 GFLOP/s on one core, half the FMA peak: the batch target (5x
+  batch 1) is not met.
 - At batch 1 the published 24-layer LJSpeech WaveNet reads about 99 MB of float32 weights per sample in
   r9y9's loop: every tap, the conditioning 1x1, and the residual and skip convs of 24 layers. Ours reads
   48.0 MB every step (the taps reaching 0 or 1 steps back, the residual and skip convs, the head) and
@@ -396,7 +411,8 @@ def render() -> str:
             f"- machine: {machine.get('cpu', '?')}, {machine.get('cpu_count', '?')} cores; "
             f"torch {machine.get('torch', '?')}, torchaudio {machine.get('torchaudio', '?')}, "
             f"Python {machine.get('python', '?')}, vocoder-zoo {machine.get('vocoder_zoo', '?')}",
-            f"- torch threads: {machine.get('threads', '?')}; run {cond.get('started', '?')} to "
+            f"- torch threads: {', '.join(map(str, compares)) or machine.get('threads', '?')} (each table names "
+            f"its own); run {cond.get('started', '?')} to "
             f"{cond.get('finished', '?')}",
             f"- load average (1/5/15 min) at start / end: {_loads(cond.get('load_average_start'))} / "
             f"{_loads(cond.get('load_average_end'))}"]
@@ -450,8 +466,11 @@ def render() -> str:
             if "ceiling_samples_per_s" in r:
                 note += (f"; read-bandwidth ceiling {_fmt(r['ceiling_samples_per_s'], 0)} samples/s, ours at "
                          f"{r['ours_samples_per_s'] / r['ceiling_samples_per_s']:.0%} of it")
-            if len(r.get("ours_runs_s", [])) > 1:
+            if len(r.get("ours_runs_s", [])) > 1 and "reference_runs_s" in r:
                 note += f"; timed runs {run_range(r['reference_runs_s'])} vs {run_range(r['ours_runs_s'])} s"
+            elif len(r.get("ours_runs_s", [])) > 1 and "float32_runs_s" in r:  # timed against our float32 loop
+                note += (f"; {r['vs_float32']:.2f}x our float32 loop (timed runs {run_range(r['float32_runs_s'])} "
+                         f"vs {run_range(r['ours_runs_s'])} s)")
             out.append(f"| {r['model']} | {r['dtype']} | {_fmt(r['reference_s'])} | {_fmt(r['ours_s'])} | "
                        f"{r['speedup']:.2f}x | {r['max_abs_diff']:.1e} | {r.get('kernel_path', 'not recorded')} | "
                        f"{note.removeprefix('; ')} |")
