@@ -235,11 +235,7 @@ def infer_layers(stack: GatedStackLike, buf: Tensor, left: int, t: int, cond_t: 
             skips.addmm_(neg, w_skip.t(), alpha=-1.0).mul_(math.sqrt(0.5))
         else:
             skips.addmm_(neg, w_skip.t(), alpha=-1.0)
-        if b_skip is not None:
-            if stack.skip_mode == "legacy_iterative":
-                skips.add_(b_skip * (math.sqrt(0.5) if i else 1.0))
-            else:
-                skip_bias = b_skip if skip_bias is None else skip_bias + b_skip
+        skip_bias = _skip_bias(stack, skips, b_skip, i, skip_bias)
         if layer.res is not None and i < n_layers - 1:  # the last residual update is never read
             h0.addmm_(neg, layer.res.weight[..., 0].t(), beta=scale, alpha=-scale)
             if layer.res.bias is not None:
@@ -311,6 +307,18 @@ def _gate(h: Tensor, half: int, fold: bool) -> Tensor:
     sa, sb = h[:, :half], h[:, half:]
     sa.mul_(sb)
     return sb.sub_(sa, alpha=2.0)
+
+
+def _skip_bias(stack: GatedStackLike, skips: Tensor, b_skip: Tensor | None, i: int,
+               summed: Tensor | None) -> Tensor | None:
+    """Layer ``i``'s skip bias ``b_skip``: added to ``skips`` now for ``skip_mode="legacy_iterative"`` (scaled
+    as the skips were), else summed into ``summed``, the biases :func:`_skips_out` adds once; returns ``summed``."""
+    if b_skip is None:
+        return summed
+    if stack.skip_mode == "legacy_iterative":
+        skips.add_(b_skip * (math.sqrt(0.5) if i else 1.0))
+        return summed
+    return b_skip if summed is None else summed + b_skip
 
 
 def _skips_out(stack: GatedStackLike, skips: Tensor, skip_bias: Tensor | None) -> Tensor:
@@ -419,11 +427,7 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
             skips.addmm_(neg, w_skip.t(), alpha=-1.0)
         if stack.skip_mode == "legacy_iterative" and i:
             skips.mul_(math.sqrt(0.5))
-        if b_skip is not None:
-            if stack.skip_mode == "legacy_iterative":
-                skips.add_(b_skip * (math.sqrt(0.5) if i else 1.0))
-            else:
-                skip_bias = b_skip if skip_bias is None else skip_bias + b_skip
+        skip_bias = _skip_bias(stack, skips, b_skip, i, skip_bias)
         if layer.res is not None and i < n_layers - 1:  # h0 = scale (h0 + tanh(a) sigmoid(b) W + b)
             res_w, res_b = layer.res.weight, layer.res.bias
             packed_res, b_res = _cached(stack, ("res", i), (res_w, res_b), lambda w=res_w, b=res_b: (
