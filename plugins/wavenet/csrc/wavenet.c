@@ -36,11 +36,43 @@ static inline float bf16_to_f32(const uint16_t *p) {
 #define wn_weight float
 #define WN_W(p) (*(p))
 #define WN_W8(p) _mm256_loadu_ps(p)
+#ifdef __AVX512F__
+/* 32 float32 weights (or outputs) as two registers in column order. */
+#define WN_ZW(p, lo, hi) (*(lo) = _mm512_loadu_ps(p), *(hi) = _mm512_loadu_ps((p) + 16))
+#define WN_ZIN(y, lo, hi) WN_ZW(y, lo, hi)
+#define WN_ZOUT(y, lo, hi) (_mm512_storeu_ps(y, lo), _mm512_storeu_ps((y) + 16, hi))
+#endif
 #include "wavenet_tiles.h"
 #undef WN_FN
 #undef wn_weight
 #undef WN_W
 #undef WN_W8
+#ifdef __AVX512F__
+#undef WN_ZW
+#undef WN_ZIN
+#undef WN_ZOUT
+/* 32 bfloat16 weights widened as two registers, the even columns and the odd ones (a 32-bit lane holds
+   columns 2j and 2j + 1: shifting it left by 16 or masking its low half off gives them as float32, two
+   simple ops where widening in column order takes shuffles); the outputs' accumulators are held in the
+   same even / odd order, gathered on load and interleaved back on store. */
+#define WN_ZW(p, ev, od)                                                                   \
+    do {                                                                                   \
+        const __m512i w_ = _mm512_loadu_si512((const void *)(p));                          \
+        *(ev) = _mm512_castsi512_ps(_mm512_slli_epi32(w_, 16));                            \
+        *(od) = _mm512_castsi512_ps(_mm512_and_si512(w_, _mm512_set1_epi32((int)0xFFFF0000u))); \
+    } while (0)
+#define WN_ZIN(y, ev, od)                                                                                        \
+    do {                                                                                                         \
+        const __m512 a_ = _mm512_loadu_ps(y), b_ = _mm512_loadu_ps((y) + 16);                                    \
+        *(ev) = _mm512_permutex2var_ps(a_, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b_); \
+        *(od) = _mm512_permutex2var_ps(a_, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), b_); \
+    } while (0)
+#define WN_ZOUT(y, ev, od)                                                                                        \
+    do {                                                                                                          \
+        _mm512_storeu_ps(y, _mm512_permutex2var_ps(ev, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), od)); \
+        _mm512_storeu_ps((y) + 16, _mm512_permutex2var_ps(ev, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), od)); \
+    } while (0)
+#endif
 #define WN_FN(name) name##_bf16
 #define wn_weight uint16_t
 #define WN_W(p) bf16_to_f32(p)
@@ -50,6 +82,11 @@ static inline float bf16_to_f32(const uint16_t *p) {
 #undef wn_weight
 #undef WN_W
 #undef WN_W8
+#ifdef __AVX512F__
+#undef WN_ZW
+#undef WN_ZIN
+#undef WN_ZOUT
+#endif
 
 #define PRE_GROUP 48 /* past-tap input vectors per matvec_tile_many call */
 
@@ -119,16 +156,17 @@ static void mv_cols(const zoo_job *c, int nb, int in, int out, int lo, int hi, c
     else matvec_cols_f32(nb, in, out, lo, hi, x, nx, (const float *)w + off, y, ny);
 }
 
-/* ys[v] += xs[v] @ W for one tile of n columns starting `off` weights into w (as mv_cols). */
+/* ys[v] += xs[v] @ W for one tile of n columns starting `off` weights into w (as mv_cols); a full tile
+   prefetches the full tile starting `next` weights into w meanwhile (-1: none). */
 static void mv_tile_many(const zoo_job *c, int nv, int in, int n, const float *const *xs, const void *w, long off,
-                         float *const *ys) {
+                         float *const *ys, long next) {
     if (c->wdtype == WN_WEIGHTS_BF16) {
         const uint16_t *wt = (const uint16_t *)w + off;
-        if (n == TW) matvec_tile_many_bf16(nv, in, xs, wt, ys);
+        if (n == TW) matvec_tile_many_bf16(nv, in, xs, wt, ys, next < 0 ? NULL : (const uint16_t *)w + next);
         else for (int v = 0; v < nv; ++v) matvec_tile_bf16(1, in, n, xs[v], 0, wt, ys[v], 0);
     } else {
         const float *wt = (const float *)w + off;
-        if (n == TW) matvec_tile_many_f32(nv, in, xs, wt, ys);
+        if (n == TW) matvec_tile_many_f32(nv, in, xs, wt, ys, next < 0 ? NULL : (const float *)w + next);
         else for (int v = 0; v < nv; ++v) matvec_tile_f32(1, in, n, xs[v], 0, wt, ys[v], 0);
     }
 }
@@ -263,6 +301,8 @@ static void generate_share(zoo_job *c, int p) {
                                 const float *xs[PRE_GROUP];
                                 float *ys[PRE_GROUP];
                                 int nv = 0;
+                                /* the next tile of this thread's columns, prefetched during the first group */
+                                long next = q0 + 2 * TW <= g1 ? wk + (long)(q0 + TW) * R : -1;
                                 for (long col = 0; col < m; ++col) {
                                     long idx = (t + col - off) % Q;
                                     if (idx < 0) idx += Q;
@@ -270,8 +310,9 @@ static void generate_share(zoo_job *c, int p) {
                                         xs[nv] = c->layer_buf + (((long)l * B + b) * Q + idx) * R;
                                         ys[nv] = pk + (col * B + b) * G + q0;
                                         if (++nv == PRE_GROUP || (col == m - 1 && b == B - 1)) {
-                                            mv_tile_many(c, nv, R, n, xs, c->wd, wk + (long)q0 * R, ys);
+                                            mv_tile_many(c, nv, R, n, xs, c->wd, wk + (long)q0 * R, ys, next);
                                             nv = 0;
+                                            next = -1;
                                         }
                                     }
                                 }
