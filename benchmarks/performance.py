@@ -477,15 +477,23 @@ def render() -> str:
         out.append("")
     if roofline:
         peaks = ", ".join(f"{k} {v:,.0f}" for k, v in roofline["matmul_gflops"].items())
-        out += ["## Against the matmul peak (`benchmarks/roofline.py`)", "",
-                f"Float32 matrix products on {roofline['threads']} thread(s): {peaks} GFLOP/s. Work counted by "
-                "`torch.utils.flop_counter` on the convolution path (the references' arithmetic). The ceiling is "
-                "the speed-up over the reference that running every FLOP at the best matmul rate would give.", "",
-                "| model | GFLOP per second of audio | reference GFLOP/s | ours GFLOP/s | speed-up | ceiling |",
-                "|---|---|---|---|---|---|"]
+        bf16_peaks = ", ".join(f"{k} {v:,.0f}" for k, v in (roofline.get("bf16_product_gflops") or {}).items())
+        out += ["## Against the matmul peaks (`benchmarks/roofline.py`)", "",
+                f"Float32 matrix products on {roofline['threads']} thread(s): {peaks} GFLOP/s"
+                + (f"; bfloat16 operands, float32 sums: {bf16_peaks} GFLOP/s" if bf16_peaks else "")
+                + ". Work counted by `torch.utils.flop_counter` on the convolution path (the references' "
+                "arithmetic). A ceiling is the speed-up over the float32 reference that running every FLOP at "
+                "the best float32 (or bfloat16) product rate would give: a target above it cannot be met without "
+                "doing less arithmetic.", "",
+                "| model | GFLOP per second of audio | reference GFLOP/s | ours GFLOP/s | speed-up | ceiling | "
+                "ours bfloat16 GFLOP/s | bfloat16 speed-up | bfloat16 ceiling |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for r in roofline["rows"]:
+            bf16 = (f"{_fmt(r.get('ours_bf16_gflops'), 1)} | {_fmt(r.get('bf16_speedup'))}x | "
+                    f"{_fmt(r.get('bf16_ceiling'))}x" if "bf16_ceiling" in r else "- | - | -")
             out.append(f"| {r['model']} | {r['gflop_per_audio_s']:,.0f} | {_fmt(r.get('reference_gflops'), 1)} | "
-                       f"{_fmt(r.get('ours_gflops'), 1)} | {_fmt(r.get('speedup'))}x | {_fmt(r.get('ceiling'))}x |")
+                       f"{_fmt(r.get('ours_gflops'), 1)} | {_fmt(r.get('speedup'))}x | {_fmt(r.get('ceiling'))}x | "
+                       f"{bf16} |")
         out.append("")
     ceiling_runs = _ceiling_runs()
     if ceiling_runs:
@@ -497,7 +505,9 @@ def render() -> str:
                 f"{', '.join(m.get('simd', [])) or 'vector extensions not recorded'}), finished "
                 f"{m.get('date', '?')}. Our loop reads the float32 weights below once per sample (the past taps' "
                 "share amortised); the read bandwidth is measured in the same run on the same threads "
-                "(`roofline.read_bandwidth`: `sum` of 256 MB). Their quotient, the "
+                "(`roofline.read_bandwidth`: the fastest pass of `sum` and `amax` over 256 MB, a DRAM rate; "
+                "this CPU's last-level cache can hold part of the weights, and then the loop reads faster "
+                "than it). Their quotient, the "
                 "ceiling, is the most samples per second any float32 loop that reads every weight once per "
                 "sample can make here; over the reference's rate it is the largest speed-up such a loop can "
                 "show.", "",
@@ -516,13 +526,20 @@ def render() -> str:
     if wavenet:
         out += ["## WaveNet incremental sampling (`benchmarks/wavenet_sampling.py`)", "",
                 f"Samples per second, {wavenet.get('threads', '?')} threads. \"Naive\" recomputes the network over "
-                "the receptive field for every sample (not run for the bfloat16 row).", "",
-                "| config | weights | batch | incremental | naive | speed-up | kernel path |",
-                "|---|---|---|---|---|---|---|"]
+                "the receptive field for every sample (not run for the bfloat16 row). The LJSpeech float32 rows "
+                "also show the arithmetic they run (GFLOP/s: two FLOPs per weight per sample) and the compute "
+                "ceiling, the float32 matmul peak on the same threads over one sample's FLOPs: batch 1 is bound by "
+                "reading the weights, a batch reads them once per step for all its items, and no batch can sample "
+                "faster than this ceiling (\"ceiling / batch 1\": the largest batch speed-up this machine allows).",
+                "", "| config | weights | batch | incremental | naive | speed-up | GFLOP/s | compute ceiling "
+                "(samples/s) | ceiling / batch 1 | kernel path |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in wavenet["rows"]:
             speedup = "-" if r.get("speedup") is None else f"{r['speedup']:.1f}x"
+            vs = "-" if r.get("ceiling_vs_batch1") is None else f"{r['ceiling_vs_batch1']:.2f}x"
             out.append(f"| {r['config']} | {r.get('dtype', 'float32')} | {r['batch']} | {_fmt(r['incremental'], 0)} | "
-                       f"{_fmt(r.get('naive'), 0)} | {speedup} | {r.get('kernel_path', 'not recorded')} |")
+                       f"{_fmt(r.get('naive'), 0)} | {speedup} | {_fmt(r.get('gflops'), 1)} | "
+                       f"{_fmt(r.get('compute_ceiling_samples_per_s'), 0)} | {vs} | "
+                       f"{r.get('kernel_path', 'not recorded')} |")
         out.append("")
     if memory:
         heap = {(r["model"], r["seconds"]): r["peak_mem_mb"] for r in glibc.get("rows", [])}

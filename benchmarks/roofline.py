@@ -1,15 +1,18 @@
-"""How close the flow vocoders run to this CPU's float32 matmul peak, and so how much faster they could go.
+"""How close the flow vocoders run to this CPU's matmul peaks, and so how much faster they could go.
 
     python benchmarks/roofline.py [--threads 1] [--compare benchmarks/results/compare_threads1.json] [--json out.json]
 
 * **Work**: floating-point operations per second of audio of WaveGlow (256 channels) and FloWaveNet (README
   size), counted by ``torch.utils.flop_counter.FlopCounterMode`` on the plain convolution path (the
   reference's layout: the same convolutions NVIDIA's and ksw0306's code run) for 1 s of audio.
-* **Peak**: the best of several float32 matrix products shaped like these models' layers (time-major
-  activations against 768 x 512 and 640 x 4096 weights) and a square 2048 product, median of repeats.
+* **Peaks**: the best of several float32 matrix products shaped like these models' layers (time-major
+  activations against 768 x 512 and 640 x 4096 weights) and a square 2048 product, median of repeats; on a
+  CPU with AVX-512 BF16, the same for products with bfloat16 operands and float32 sums (torch's ``mm`` in
+  bfloat16 and :mod:`zoo.kernels.tapconv`'s compiled product, whichever is faster).
 * From ``compare_threads<n>.json`` (``compare_reference.py``, same threads): the achieved GFLOP/s of the reference and
-  of ours, and the **ceiling**: the speed-up over the reference that running at the matmul peak would give.
-  A target above the ceiling cannot be met in float32 without doing less arithmetic.
+  of ours, and the **ceilings**: the speed-up over the float32 reference that running every FLOP at the
+  float32 peak, or at the bfloat16 peak, would give. A target above its ceiling cannot be met without doing
+  less arithmetic.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import statistics
 import sys
 import time
@@ -59,11 +63,42 @@ def matmul_peak(repeats: int = 7) -> dict[str, float]:
     return out
 
 
-def read_bandwidth(megabytes: int = 256, repeats: int = 7) -> float:
-    """GB/s at which this machine streams a float32 array from memory (``sum`` of ``megabytes``, far larger
-    than the caches, on torch's current threads; median of ``repeats`` after a warm-up)."""
+def bf16_product_peak(repeats: int = 7) -> dict[str, float]:
+    """GFLOP/s of products with bfloat16 operands and float32 sums, each median of ``repeats`` after a warm-up:
+    :mod:`zoo.kernels.tapconv`'s compiled product and torch's ``mm`` in bfloat16; empty where the kernel does
+    not multiply with AVX-512 BF16 instructions here (:func:`zoo.kernels.tapconv.native_bf16`: the CPU lacks
+    them, or the kernel is not built), where no bfloat16 ceiling applies."""
+    from zoo.kernels import tapconv
+
+    if not tapconv.native_bf16():
+        return {}
+    m, k, n = 16384, 768, 512
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    packed, src, c = tapconv.pack(b[None], torch.bfloat16), a.bfloat16(), torch.empty(m, n)
+    flop = 2 * m * k * n
+    return {"zoo tapconv 16384x768 @ 768x512": flop / _median_seconds(
+                functools.partial(tapconv.conv_taps, c, src, 0, packed, 1), repeats) / 1e9,
+            "torch mm 16384x768 @ 768x512": flop / _median_seconds(
+                functools.partial(torch.mm, src, b.bfloat16()), repeats) / 1e9}
+
+
+def read_bandwidth(megabytes: int = 256, repeats: int = 11) -> float:
+    """GB/s at which torch streams a float32 array of ``megabytes`` (far larger than the caches) from memory on
+    its current threads: the fastest pass of ``sum`` and ``amax`` over ``repeats`` each, after a warm-up (a
+    pass the OS interrupts, or that shares the machine, only reads slower; the median of ``sum`` alone
+    varied by a third between runs, and ``amax`` streams about a quarter faster than ``sum`` here).
+
+    This is a DRAM rate: a loop whose data partly fits the last-level cache (the LJSpeech WaveNet's 56 MB of
+    weights against a 32 MB L3) reads faster than it."""
     a = torch.ones(megabytes * 2**20 // 4)
-    return a.numel() * 4 / _median_seconds(a.sum, repeats) / 1e9
+    best = math.inf
+    for fn in (a.sum, a.amax):
+        fn()
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+    return a.numel() * 4 / best / 1e9
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -85,10 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    peaks = matmul_peak()
+    peaks, bf16_peaks = matmul_peak(), bf16_product_peak()
     peak = max(peaks.values())
+    bf16_peak = max(bf16_peaks.values()) if bf16_peaks else None
     for label, g in peaks.items():
         print(f"matmul {label:<24} {g:7.1f} GFLOP/s")
+    for label, g in bf16_peaks.items():
+        print(f"bfloat16 {label:<32} {g:7.1f} GFLOP/s")
     compare = json.loads(args.compare.read_text()) if args.compare.is_file() else {}
     rows = []
     for prefix, arch in MODELS.items():
@@ -101,9 +139,15 @@ def main(argv: list[str] | None = None) -> int:
                        ours_gflops=work * seconds / r["ours_s"] / 1e9,
                        speedup=r["speedup"], ceiling=peak * r["reference_s"] / (work * seconds / 1e9),
                        compare_threads=compare.get("machine", {}).get("threads"))
+        bf = [r for r in compare.get("rows", []) if r["model"].split(" ")[0] == prefix and r["dtype"] == "bfloat16"]
+        if bf and bf16_peak:
+            r, seconds = bf[0], compare["seconds"]
+            row.update(ours_bf16_gflops=work * seconds / r["ours_s"] / 1e9, bf16_speedup=r["speedup"],
+                       bf16_ceiling=bf16_peak * r["reference_s"] / (work * seconds / 1e9))
         rows.append(row)
         print(json.dumps(row))
-    result = {"threads": args.threads, "matmul_gflops": peaks, "peak_gflops": peak, "rows": rows}
+    result = {"threads": args.threads, "matmul_gflops": peaks, "peak_gflops": peak, "bf16_product_gflops": bf16_peaks,
+              "bf16_peak_gflops": bf16_peak, "rows": rows}
     if args.json:
         from zoo.runtime.bench import machine_info
 

@@ -8,6 +8,13 @@ whole network over the receptive field for every new sample (measured over a few
 LJSpeech config is also sampled with bfloat16 weights at batch 1 (the model cast with ``.to(bfloat16)``, the
 same sampler: whatever path the library takes for that dtype; no naive rate). Each row records the kernel
 path its dtype takes (``zoo.registry.plugins.kernel_path``).
+
+The LJSpeech float32 rows also get a **compute ceiling**: the float32 matmul peak on the same threads
+(``roofline.matmul_peak``, the best of its products) over the FLOPs of one sample (two per weight of the
+stack, the conditioning projection and the head; the last layer's unused residual conv not counted). At
+batch 1 the loop is bound by reading the weights; a batch reads them once per step for all its items, so
+its rate can grow until it reaches this ceiling, and no batch can pass it: ``ceiling_vs_batch1`` is the
+largest batch-vs-batch-1 speed-up this machine allows.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ from zoo_plugins.wavenet.incremental import IncrementalSampler  # noqa: E402
 
 from zoo.registry.plugins import kernel_path  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from roofline import matmul_peak  # noqa: E402
+
 
 def incremental_rate(model: WaveNet, batch: int, steps: int) -> float:
     frames = max(1, steps // model.hop_length)
@@ -38,6 +48,19 @@ def incremental_rate(model: WaveNet, batch: int, steps: int) -> float:
         IncrementalSampler(model, batch).run(c_up, generator=torch.Generator().manual_seed(0))
         elapsed = time.perf_counter() - t0
     return batch * c_up.shape[-1] / elapsed
+
+
+def flop_per_sample(model: WaveNet) -> float:
+    """FLOPs of one sampling step of one item: two per weight of every matrix the step multiplies (the stack's
+    dilated, residual and skip convs, the conditioning projection, the front and the head; the upsampler
+    runs once per frame, the last layer's residual conv never)."""
+    last = len(model.stack.layers) - 1
+    weights = 0
+    for name, p in model.named_parameters():
+        if p.dim() < 2 or name.startswith("upsample") or name.startswith(f"stack.layers.{last}.res."):
+            continue
+        weights += p.numel()
+    return 2.0 * weights
 
 
 def naive_rate(model: WaveNet, batch: int, steps: int = 30) -> float:
@@ -67,15 +90,28 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     print(f"{'config':<40}{'dtype':<10}{'batch':>6}{'incremental samples/s':>24}{'naive samples/s':>18}"
           f"{'speed-up':>10}   (torch threads {torch.get_num_threads()})")
+    peak = max(matmul_peak().values())
     for name, cfg in configs.items():
         model = WaveNet(cfg).eval()
         steps = args.steps if "small" in name else args.steps // 2
+        flop = flop_per_sample(model)
         for batch in (1, 8):
             inc = incremental_rate(model, batch, steps)
             naive = naive_rate(model, batch)
-            rows.append({"config": name, "dtype": "float32", "batch": batch, "incremental": inc, "naive": naive,
-                         "speedup": inc / naive, "kernel_path": kernel_path("wavenet", "float32")})
+            row = {"config": name, "dtype": "float32", "batch": batch, "incremental": inc, "naive": naive,
+                   "speedup": inc / naive, "kernel_path": kernel_path("wavenet", "float32")}
+            if "ljspeech" in name:
+                row.update(gflop_per_sample=flop / 1e9, gflops=inc * flop / 1e9, matmul_peak_gflops=peak,
+                           compute_ceiling_samples_per_s=peak * 1e9 / flop)
+            rows.append(row)
             print(f"{name:<40}{'float32':<10}{batch:>6}{inc:>24,.0f}{naive:>18,.0f}{inc / naive:>9.1f}x")
+        batch1 = [r for r in rows if r["config"] == name and r["batch"] == 1]
+        for r in rows:
+            if r["config"] == name and "compute_ceiling_samples_per_s" in r:
+                r["ceiling_vs_batch1"] = r["compute_ceiling_samples_per_s"] / batch1[0]["incremental"]
+        if "ljspeech" in name:
+            print(f"    compute ceiling {peak * 1e9 / flop:,.0f} samples/s ({flop / 1e6:.1f} MFLOP per sample at the "
+                  f"float32 matmul peak {peak:.0f} GFLOP/s): {rows[-1]['ceiling_vs_batch1']:.2f}x batch 1")
         if "ljspeech" in name and not args.no_bfloat16:
             inc = incremental_rate(model.to(torch.bfloat16), 1, steps)
             rows.append({"config": name, "dtype": "bfloat16", "batch": 1, "incremental": inc, "naive": None,

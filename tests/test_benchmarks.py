@@ -177,3 +177,51 @@ def test_performance_page_states_the_method_the_scripts_use():
     assert section in page  # the tolerances on the page are those of BF16_TOLERANCES
     for key, tol in bc.BF16_TOLERANCES.items():
         assert f"{bc.PARALLEL[key]} {tol.rel_rms:g} and {tol.max_abs:g}" in section
+
+
+def test_wavenet_batch_target_states_the_compute_ceiling():
+    """The batch-8 target's detail names the compute ceiling ``wavenet_sampling.py`` recorded (the rate at the
+    float32 matmul peak, as a multiple of batch 1); the verdict stays the target's own."""
+    wavenet = {"rows": [{"config": "r9y9-ljspeech (24L)", "batch": 1, "incremental": 700.0},
+                        {"config": "r9y9-ljspeech (24L)", "batch": 8, "incremental": 2100.0,
+                         "ceiling_vs_batch1": 6.5}]}
+    target = _by_target(bc.targets({}, wavenet=wavenet))["r9y9 LJSpeech WaveNet batch 8 vs batch 1, float32"]
+    assert target.verdict == bc.NOT_MET
+    assert target.measured == "3.00x (2,100 vs 700 samples/s); compute ceiling 4,550 samples/s = 6.50x batch 1"
+
+
+def test_wavenet_flop_count_of_the_published_size():
+    """Two FLOPs per weight the sampling step multiplies, counted by hand for r9y9's LJSpeech layout: the front
+    (512 x 1), 24 dilated convs (512 x 512 x 3), 23 residual convs (the last layer's is never used, 512 x 256),
+    24 skip convs (256 x 256), the conditioning projection (24 x 512 x 80) and the head (256 x 256, 30 x 256)."""
+    import wavenet_sampling
+    from zoo_plugins.wavenet import WaveNet, WaveNetConfig
+
+    weights = 512 + 24 * 512 * 512 * 3 + 23 * 512 * 256 + 24 * 256 * 256 + 24 * 512 * 80 + 256 * 256 + 30 * 256
+    model = WaveNet(WaveNetConfig.r9y9_ljspeech_2092a64())
+    assert wavenet_sampling.flop_per_sample(model) == 2 * weights
+
+
+def test_roofline_ceilings_float32_and_bfloat16(tmp_path, monkeypatch):
+    """A ceiling is the peak product rate over the reference's achieved rate (float32 and bfloat16 peaks, both
+    against the float32 reference); ours in GFLOP/s is the counted work over our time."""
+    import json
+
+    import roofline
+
+    monkeypatch.setattr(roofline, "matmul_peak", lambda: {"a": 80.0, "b": 100.0})
+    monkeypatch.setattr(roofline, "bf16_product_peak", lambda: {"c": 200.0})
+    monkeypatch.setattr(roofline, "flops_per_audio_second", lambda arch: 50e9)
+    compare = {"seconds": 5, "rows": [
+        {"model": "waveglow (256)", "dtype": "float32", "reference_s": 10.0, "ours_s": 5.0, "speedup": 2.0},
+        {"model": "waveglow (256)", "dtype": "bfloat16", "reference_s": 10.0, "ours_s": 2.5, "speedup": 4.0}]}
+    (tmp_path / "c.json").write_text(json.dumps(compare))
+    assert roofline.main(["--compare", str(tmp_path / "c.json"), "--json", str(tmp_path / "r.json")]) == 0
+    out = json.loads((tmp_path / "r.json").read_text())
+    assert out["peak_gflops"] == 100.0 and out["bf16_peak_gflops"] == 200.0
+    row = next(r for r in out["rows"] if r["model"] == "waveglow")
+    assert row["reference_gflops"] == pytest.approx(25.0) and row["ours_gflops"] == pytest.approx(50.0)
+    assert row["ceiling"] == pytest.approx(4.0) and row["bf16_ceiling"] == pytest.approx(8.0)
+    assert row["ours_bf16_gflops"] == pytest.approx(100.0) and row["bf16_speedup"] == 4.0
+    flow = next(r for r in out["rows"] if r["model"] == "flowavenet")
+    assert "ceiling" not in flow and "bf16_ceiling" not in flow  # no comparison row for it
