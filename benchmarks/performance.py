@@ -200,7 +200,15 @@ NOTES = """## What the fast paths are
   rounded to bfloat16 cost about 1% of a layer's output), so the bfloat16 convs do the reference's
   FLOPs and make 85% of WaveGlow's bfloat16 time (cProfile, 2 s, 1 thread): what is left to gain there is
   in the conv tiles, not around them. Each trained model's bfloat16 cost in quality is measured in
-  "bfloat16 quality cost" above.
+  "bfloat16 quality cost" above. Since 2026-12-07 evening a ReLU head's first 1x1 (FloWaveNet's couplings
+  and priors: skips to skips, a tenth of its bfloat16 time as a float32 product) also takes bfloat16
+  operands on the kernel (FloWaveNet 2 s, 1 thread, in-process: 4.49 -> 4.24 s; relative RMS difference to
+  float32 unchanged at 7.2e-3). Those tiles run at 180-225 GFLOP/s on one core (`vdpbf16ps` peaks at 234
+  in a register-only loop; torch's bfloat16 `mm` at 212). FloWaveNet in bfloat16 on one thread did 178
+  GFLOP/s of the reference's count in the 2026-12-07 evening run (5 s in 10.9 s), 84% of that product
+  peak, so its ratio can grow by about a fifth at most: its ceiling over the float32 reference was 2.5-2.9x
+  within that run, the reference's own time moving between 23 and 27 s (the roofline table gives the
+  two-thread ceilings of each run).
 - **Long inputs** (`chunk_frames` in each config; one noise draw, output equal to one-shot): WaveGlow is
   inverted flow by flow, each coupling on windows of 512 frames plus its own receptive field (255 grouped
   steps each side, about 3% extra work) with the conditioning of each window upsampled from only the frames
@@ -239,8 +247,19 @@ NOTES = """## What the fast paths are
   (`zoo/kernels/csrc/zoo_math.h`, an exp in plain arithmetic where libm's `tanhf`/`expf` were scalar
   calls); with the time-major conditioning, in one process, 1024 steps, random weights: 1 thread batch 1
   471 -> 546 samples/s and batch 8 737 -> 1167; 2 threads batch 8 1325 -> 1959 (single runs vary by
-  about 15%). Batch 8 then does about 55 GFLOP/s on one core, half the FMA peak: the batch target (5x
-  batch 1) is not met.
+  about 15%). Batch 8 then did about 55 GFLOP/s on one core, half the FMA peak. Since 2026-12-07 evening the
+  AVX-512 build has its own tile kernels (`wavenet_tiles.h`, `zmm_block`): eight vectors share each
+  32-column half of a weight row in 16 zmm accumulators with `x` broadcast into the FMAs, a remainder of
+  one to six takes all 64 columns at once, bfloat16 weights are widened as even and odd columns (one
+  shift, one mask, no shuffles), and the first group over a tile prefetches the next one into L2 (from
+  three vectors on; for one or two it measured slower). The same sums in the same order (tested: batches
+  of 2, 7, 8 and 17 equal each item alone, float32 and bfloat16 weights, every ISA variant). In-process,
+  1024 steps, this machine varying 15-30% between runs: 1 thread batch 8 1134 -> 1452-1597 samples/s,
+  bfloat16 weights at batch 1 791 -> 1006-1049; 2 threads batch 8 1857 -> 2306-2396. A batch is bound by
+  arithmetic, not by reading the weights: one sample is 49.0 MFLOP (two per weight the step multiplies),
+  so the float32 matmul peak on two cores (about 178 GFLOP/s) allows at most about 3,600 samples/s,
+  about 6x batch 1; the batch-8 row reaches about two thirds of that (the table above gives the ceiling
+  of the run).
 - At batch 1 the published 24-layer LJSpeech WaveNet reads about 99 MB of float32 weights per sample in
   r9y9's loop: every tap, the conditioning 1x1, and the residual and skip convs of 24 layers. Ours reads
   48.0 MB every step (the taps reaching 0 or 1 steps back, the residual and skip convs, the head) and
