@@ -87,6 +87,18 @@ static inline __attribute__((always_inline)) void WN_FN(zmm_block)(const int NV,
     }
 }
 
+/* NV vectors through one tile in two 32-column halves (2 NV accumulators each). */
+static inline __attribute__((always_inline)) void WN_FN(zmm_halves)(const int NV, int in, const float *const *xs,
+                                                                   const wn_weight *wt, float *const *ys,
+                                                                   const char **pf, const char *pf_end,
+                                                                   long pf_step) {
+    float *y2[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) y2[v] = ys[v] + 32;
+    WN_FN(zmm_block)(NV, 2, in, xs, wt, ys, pf, pf_end, pf_step);
+    WN_FN(zmm_block)(NV, 2, in, xs, wt + 32, y2, pf, pf_end, pf_step);
+}
+
 /* nv (< 8) vectors through one tile: all 64 columns at once up to 6 vectors (24 accumulators), else two
    32-column halves. */
 static void WN_FN(zmm_rest)(int nv, int in, const float *const *xs, const wn_weight *wt, float *const *ys,
@@ -98,12 +110,7 @@ static void WN_FN(zmm_rest)(int nv, int in, const float *const *xs, const wn_wei
     case 4: WN_FN(zmm_block)(4, 4, in, xs, wt, ys, pf, pf_end, pf_step); break;
     case 5: WN_FN(zmm_block)(5, 4, in, xs, wt, ys, pf, pf_end, pf_step); break;
     case 6: WN_FN(zmm_block)(6, 4, in, xs, wt, ys, pf, pf_end, pf_step); break;
-    case 7: {
-        float *const y2[7] = {ys[0] + 32, ys[1] + 32, ys[2] + 32, ys[3] + 32, ys[4] + 32, ys[5] + 32, ys[6] + 32};
-        WN_FN(zmm_block)(7, 2, in, xs, wt, ys, pf, pf_end, pf_step);
-        WN_FN(zmm_block)(7, 2, in, xs, wt + 32, y2, pf, pf_end, pf_step);
-        break;
-    }
+    case 7: WN_FN(zmm_halves)(7, in, xs, wt, ys, pf, pf_end, pf_step); break;
     default: break;
     }
 }
@@ -124,12 +131,7 @@ static void WN_FN(matvec_tile_many)(int nv, int in, const float *const *xs, cons
     const long lines = (tile_bytes + 63) / 64;
     const long pf_step = iters > 0 ? (lines + iters - 1) / iters * 64 : 64;
     const char *pf = (const char *)next, *pf_end = next ? pf + tile_bytes : NULL;
-    for (int v = 0; v + 8 <= nv; v += 8) {
-        float *const y2[8] = {ys[v] + 32, ys[v + 1] + 32, ys[v + 2] + 32, ys[v + 3] + 32,
-                              ys[v + 4] + 32, ys[v + 5] + 32, ys[v + 6] + 32, ys[v + 7] + 32};
-        WN_FN(zmm_block)(8, 2, in, xs + v, wt, ys + v, &pf, pf_end, pf_step);
-        WN_FN(zmm_block)(8, 2, in, xs + v, wt + 32, y2, &pf, pf_end, pf_step);
-    }
+    for (int v = 0; v + 8 <= nv; v += 8) WN_FN(zmm_halves)(8, in, xs + v, wt, ys + v, &pf, pf_end, pf_step);
     if (nv % 8) WN_FN(zmm_rest)(nv % 8, in, xs + nv - nv % 8, wt, ys + nv - nv % 8, &pf, pf_end, pf_step);
     return;
 #else
