@@ -177,11 +177,11 @@ static void WN_FN(matvec_tile_many)(int nv, int in, const float *const *xs, cons
 }
 
 /* y[b, lo:hi] += x[b] @ W[:, lo:hi] for a tile-packed W (lo a multiple of TW; lo = 0, hi = out: all).
-   Full tiles go through matvec_tile_many (with AVX-512 for any batch, prefetching the next full tile of
-   the range from three items on: one or two items stream the weights once, which the hardware prefetcher
-   follows better alone, as measured; else from three items on: three items share each weight row while it is in L1, a third of the
-   L2 reads of one item at a time), the same sums in the same order as matvec_tile: batched samples stay
-   equal to one-at-a-time ones. */
+   Full tiles go through matvec_tile_many: with AVX-512 for any batch (from three items on, prefetching the
+   next full tile of the range; one or two items stream the weights once, which the hardware prefetcher
+   follows better alone, as measured), else from three items on (three items share each weight row while it
+   is in L1, a third of the L2 reads of one item at a time).  The same sums in the same order as matvec_tile:
+   batched samples stay equal to one-at-a-time ones. */
 static void WN_FN(matvec_cols)(int nb, int in, int out, int lo, int hi, const float *restrict x, long nx,
                                const wn_weight *restrict w, float *restrict y, long ny) {
     enum { GROUP = 48 };
