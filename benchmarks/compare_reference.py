@@ -21,11 +21,14 @@ both, interleaved (reference, ours, reference, ours ...), median of ``--runs`` a
   check run). The LJSpeech layout is far too slow on a CPU for 5 s (about 100 samples/s): both sides are
   timed on ``--wavenet-samples`` samples and the time for the full length is extrapolated (printed as such).
   The LJSpeech row also records the weight bytes our loop reads per sample (56.2 MB; far more than the caches
-  hold) and this machine's read bandwidth (``roofline.read_bandwidth``, same threads, same run): their
-  quotient is the most samples per second a float32 loop that reads each weight once per sample can make,
-  and ``ceiling`` is that rate over the reference's, the largest speed-up such a loop could show here. It
-  is printed beside the row with our share of it. The small config's weights (a few hundred KB) stay in
-  cache, so no read-bandwidth bound applies to it (printed as such).
+  hold) and this machine's read bandwidth (``roofline.read_bandwidth``, same threads, measured untimed before
+  each of our timed runs; the median is ``read_gbs``): their quotient is the most samples per second a
+  float32 loop that reads each weight once per sample can make, and ``ceiling`` is that rate over the
+  reference's, the largest speed-up such a loop could show here. It is printed beside the row with our
+  share of it, the median over our runs of each run against the bandwidth measured just before it
+  (``ceiling_share``: the bandwidth this shared machine delivers moves by a third within minutes). The small
+  config's weights (a few hundred KB) stay in cache, so no read-bandwidth bound applies to it (printed as
+  such).
 
 Every parallel model also gets a ``bfloat16`` row (unless ``--no-bfloat16``): our model in bfloat16 against
 the reference in float32 on the same input and draws, checked against the model's tolerance in
@@ -51,6 +54,7 @@ import argparse
 import importlib.metadata
 import importlib.util
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -69,6 +73,7 @@ from benchcheck import (  # noqa: E402
     WAVENET_BF16_SPEEDUP,
     WAVENET_BF16_TOLERANCE,
     bf16_tolerance,
+    ceiling_share,
     check_bf16,
     difference,
     run_range,
@@ -89,10 +94,11 @@ ARCHITECTURE = {"hifigan.universal": "hifigan", "waveglow": "waveglow", "flowave
                 "clarinet": "parallel_wavenet", "wavenet": "wavenet"}
 
 
-def _time_pair(ref: Callable[[], Any], ours: Callable[[], Any]) -> tuple[float, float, dict[str, list[float]]]:
+def _time_pair(ref: Callable[[], Any], ours: Callable[[], Any], between: Callable[[], Any] | None = None
+               ) -> tuple[float, float, dict[str, list[float]]]:
     """Median seconds of ``ref`` and ``ours`` over ``RUNS`` interleaved runs after one warm-up of each, and
-    every run's time (``reference_runs_s``, ``ours_runs_s``)."""
-    t = time_interleaved(ref, ours, RUNS, clock=CLOCK)
+    every run's time (``reference_runs_s``, ``ours_runs_s``); ``between`` runs untimed before each of ours."""
+    t = time_interleaved(ref, ours, RUNS, clock=CLOCK, between=between)
     return t.reference_s, t.ours_s, {"reference_runs_s": t.reference, "ours_runs_s": t.ours}
 
 
@@ -291,21 +297,28 @@ def compare_wavenet(seconds: float, ref_dir: Path, config: str, samples: int | N
     def run_ref() -> torch.Tensor:
         return ref.incremental_forward(c=c_ref, T=steps, softmax=False, quantize=True, log_scale_min=lsm)
 
+    # The LJSpeech layout's weights far exceed the caches: the machine's read bandwidth is measured before each
+    # of our timed runs (untimed), so that each run is set against the bandwidth of its own spell (this shared
+    # machine's varies by a third within minutes).
+    per_sample = sum(weight_bytes_per_sample(IncrementalSampler(ours, 1)))
+    bandwidths: list[float] = []
+    between = None if config == "small" else lambda: bandwidths.append(read_bandwidth(repeats=5))
     with torch.inference_mode():
         with refs.replay_draws("uniform_", _wavenet_draws(ours, steps, 0)):
             expected = run_ref().reshape(-1)
         got = ours.vocode(mel, generator=torch.Generator().manual_seed(0))[0][0]
         # Like every row: one warm-up of each side, then the median of RUNS interleaved runs.
         t_ref, t_ours, runs = _time_pair(
-            run_ref, lambda: ours.vocode(mel, generator=torch.Generator().manual_seed(0)))
+            run_ref, lambda: ours.vocode(mel, generator=torch.Generator().manual_seed(0)), between)
     name = "wavenet r9y9 small (6L 16/32/16)" if config == "small" else "wavenet r9y9 LJSpeech (24L 512/512/256)"
-    per_sample = sum(weight_bytes_per_sample(IncrementalSampler(ours, 1)))
     extra: dict[str, Any] = {"timed_samples": steps, "ref_samples_per_s": steps / t_ref,
                              "ours_samples_per_s": steps / t_ours, "weight_mb_per_sample": per_sample / 1e6, **runs}
-    if config != "small":  # the small config's weights stay in cache: no memory-bandwidth bound applies
-        bandwidth = read_bandwidth()
-        extra.update(read_gbs=bandwidth, ceiling_samples_per_s=bandwidth * 1e9 / per_sample,
-                     ceiling=bandwidth * 1e9 / per_sample / (steps / t_ref))
+    if bandwidths:  # the small config's weights stay in cache: no memory-bandwidth bound applies to it
+        bandwidth = statistics.median(bandwidths)
+        shares = [steps / t / (bw * 1e9 / per_sample) for t, bw in zip(runs["ours_runs_s"], bandwidths, strict=True)]
+        extra.update(read_gbs=bandwidth, read_gbs_runs=bandwidths, ceiling_samples_per_s=bandwidth * 1e9 / per_sample,
+                     ceiling=bandwidth * 1e9 / per_sample / (steps / t_ref), ceiling_share=statistics.median(shares),
+                     ceiling_share_runs=shares)
     scale = full_frames / frames
     if frames != full_frames:
         extra["extrapolated_from_samples"] = steps
@@ -377,10 +390,11 @@ def describe(r: dict[str, Any]) -> str:
                      f"bfloat16 {run_range(r['ours_runs_s'])} s): {r['vs_float32']:.2f}x the samples/s, target >= "
                      f"{r['target_vs_float32']:g}x {met}")
     if "ceiling_samples_per_s" in r:
-        share = r["ours_samples_per_s"] / r["ceiling_samples_per_s"]
+        paired = (f", the median of each run against the bandwidth measured before it (read "
+                  f"{run_range(r['read_gbs_runs'])} GB/s)" if "read_gbs_runs" in r else "")
         notes.append(f"read-bandwidth ceiling {r['ceiling_samples_per_s']:,.0f} samples/s ({r['read_gbs']:.1f} GB/s "
                      f"/ {r['weight_mb_per_sample']:.1f} MB per sample) = {r['ceiling']:.2f}x the reference; ours "
-                     f"{r['ours_samples_per_s']:,.0f} samples/s = {share:.0%} of it")
+                     f"{r['ours_samples_per_s']:,.0f} samples/s = {ceiling_share(r):.0%} of it{paired}")
     elif "weight_mb_per_sample" in r:
         notes.append(f"{r['weight_mb_per_sample'] * 1e3:,.0f} KB of weights per sample stay in cache: no "
                      f"read-bandwidth ceiling ({r['ours_samples_per_s']:,.0f} samples/s)")

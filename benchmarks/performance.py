@@ -1,16 +1,16 @@
 """Rerun every speed and memory benchmark and rewrite ``docs/performance.md`` from their JSON results.
 
-    python benchmarks/performance.py --ref-dir refs [--threads 2] [--compare-threads 1,2] [--quick]
-        [--skip STEP,...] [--render-only] [--results DIR] [--doc PATH]
+    python benchmarks/performance.py --ref-dir refs [--threads 2] [--compare-threads 1,2] [--runs 5]
+        [--seconds 5] [--quick] [--skip STEP,...] [--render-only] [--results DIR] [--doc PATH]
 
 Steps (each writes ``<results>/<step>.json``, by default ``benchmarks/results/``; ``--skip`` keeps an earlier
 result):
 
-* ``compare``: ``compare_reference.py`` (ours vs the reference implementations, 5 s, batch 1, float32 and
-  bfloat16 rows) once per thread count of ``--compare-threads`` (``compare_threads<n>.json``; the issue's
-  targets are on 1 and 2 threads);
+* ``compare``: ``compare_reference.py`` (ours vs the reference implementations, ``--seconds`` of audio,
+  batch 1, float32 and bfloat16 rows, the median of ``--runs`` interleaved runs) once per thread count of
+  ``--compare-threads`` (``compare_threads<n>.json``; the issue's targets are on 1 and 2 threads);
 * ``wavenet``: ``wavenet_sampling.py`` (incremental vs naive sampling, batch 1 and 8, and the LJSpeech size
-  with bfloat16 weights);
+  with bfloat16 weights, in ``--runs`` interleaved rounds);
 * ``wavenet_ceiling``: ``compare_reference.py --only wavenet-ljspeech`` on 1 and on 2 threads, each row with
   the weight bytes read per sample and the read bandwidth measured in the same run, hence the most samples
   per second (and the largest speed-up over r9y9) a float32 loop reading every weight once per sample allows;
@@ -53,6 +53,7 @@ from benchcheck import (  # noqa: E402
     NOT_MEASURED,
     PARALLEL,
     Target,
+    ceiling_share,
     read_cpu_flags,
     run_range,
     targets,
@@ -85,16 +86,17 @@ def run_steps(args: argparse.Namespace) -> None:
     roof_threads = args.threads if args.threads in args.compare_threads else args.compare_threads[0]
     commands = {
         "compare": [[py, str(HERE / "compare_reference.py"), "--ref-dir", str(args.ref_dir), "--threads", str(n),
-                     "--seconds", "1" if q else "5", "--runs", "2" if q else "3",
+                     "--seconds", "1" if q else f"{args.seconds:g}", "--runs", "2" if q else str(args.runs),
                      "--wavenet-samples", "256" if q else "2048",
                      "--json", str(RESULTS / f"compare_threads{n}.json")] for n in args.compare_threads],
         "roofline": [py, str(HERE / "roofline.py"), "--threads", str(roof_threads),
                      "--compare", str(RESULTS / f"compare_threads{roof_threads}.json"),
                      "--json", str(RESULTS / "roofline.json")],
         "wavenet": [py, str(HERE / "wavenet_sampling.py"), "--steps", "256" if q else "2048",
+                    "--runs", "2" if q else str(args.runs),
                     "--json", str(RESULTS / "wavenet.json")],
         "wavenet_ceiling": [[py, str(HERE / "compare_reference.py"), "--ref-dir", str(args.ref_dir),
-                             "--threads", str(n), "--only", "wavenet-ljspeech",
+                             "--threads", str(n), "--only", "wavenet-ljspeech", "--runs", "2" if q else str(args.runs),
                              "--wavenet-samples", "256" if q else "2048",
                              "--json", str(RESULTS / f"wavenet_ceiling_{n}.json")] for n in CEILING_THREADS],
         "memory": [py, str(HERE / "memory.py"), "--threads", t, "--seconds", "1" if q else "5", "5" if q else "60",
@@ -364,9 +366,11 @@ def method() -> list[str]:
             f"(relative RMS and max abs: {tolerances}). A row outside its tolerance is marked FAILED and the "
             "script exits 1.",
             "- **WaveNet rows** print the read-bandwidth ceiling beside the LJSpeech size: the weight bytes our "
-            "loop reads per sample and the read bandwidth measured in the same run on the same threads give "
-            "the most samples per second a float32 loop reading every weight once per sample can make, and our "
-            "share of it. The small size's weights stay in cache: no such ceiling applies.",
+            "loop reads per sample and the read bandwidth measured on the same threads, untimed, before each of "
+            "our timed runs give the most samples per second a float32 loop reading every weight once per sample "
+            "can make, and our share of it (the median over our runs of each against the bandwidth measured just "
+            "before it: this shared machine's bandwidth moves by a third within minutes). The small size's "
+            "weights stay in cache: no such ceiling applies.",
             "- **Machine**: each run records the CPU's flags (the vector extensions that choose the compiled "
             "kernels' and torch's code: `avx2`, `avx512f`, `avx512_bf16`, `amx_*` ...) and the compiled kernel "
             "path each model and dtype took (`zoo.kernels.native`, as `zoo info --kernels` prints it); each "
@@ -484,7 +488,7 @@ def render() -> str:
                         "our bfloat16 model vs the float32 reference (difference reported, not checked)")
             if "ceiling_samples_per_s" in r:
                 note += (f"; read-bandwidth ceiling {_fmt(r['ceiling_samples_per_s'], 0)} samples/s, ours at "
-                         f"{r['ours_samples_per_s'] / r['ceiling_samples_per_s']:.0%} of it")
+                         f"{ceiling_share(r):.0%} of it")
             if len(r.get("ours_runs_s", [])) > 1 and "reference_runs_s" in r:
                 note += f"; timed runs {run_range(r['reference_runs_s'])} vs {run_range(r['ours_runs_s'])} s"
             elif len(r.get("ours_runs_s", [])) > 1 and "float32_runs_s" in r:  # timed against our float32 loop
@@ -523,7 +527,9 @@ def render() -> str:
                 f"per side with identical draws, on {m.get('cpu', '?')} ({m.get('cpu_count', '?')} cores; "
                 f"{', '.join(m.get('simd', [])) or 'vector extensions not recorded'}), finished "
                 f"{m.get('date', '?')}. Our loop reads the float32 weights below once per sample (the past taps' "
-                "share amortised); the read bandwidth is measured in the same run on the same threads "
+                "share amortised); the read bandwidth is measured on the same threads before each of our timed runs "
+                "(\"ours / ceiling\": the median over our runs of each against the bandwidth measured just before "
+                "it; \"read GB/s\": the median) "
                 "(`roofline.read_bandwidth`: the fastest pass of `sum` and `amax` over 256 MB in huge pages, "
                 "as the loop's weights are, a DRAM rate; "
                 "this CPU's last-level cache can hold part of the weights, and then the loop reads faster "
@@ -537,7 +543,7 @@ def render() -> str:
             out.append(f"| {_threads(run)} | {_fmt(r['ref_samples_per_s'], 0)} | {_fmt(r['ours_samples_per_s'], 0)} | "
                        f"{r['speedup']:.2f}x | {r['weight_mb_per_sample']:.1f} | {r['read_gbs']:.1f} | "
                        f"{_fmt(r['ceiling_samples_per_s'], 0)} | {r['ceiling']:.2f}x | "
-                       f"{r['ours_samples_per_s'] / r['ceiling_samples_per_s']:.0%} |")
+                       f"{ceiling_share(r):.0%} |")
         out.append("")
     out += wavenet_bf16_section([{**row, "threads": _threads(run), "clock": run.get("clock", "wall")} for run in
                                  (_load(f"wavenet_ceiling_{n}") for n in CEILING_THREADS) if run
@@ -545,19 +551,27 @@ def render() -> str:
                                  and "vs_float32" in row], _load("wavenet_bf16_quality"))
     if wavenet:
         out += ["## WaveNet incremental sampling (`benchmarks/wavenet_sampling.py`)", "",
-                f"Samples per second, {wavenet.get('threads', '?')} threads. \"Naive\" recomputes the network over "
+                f"Samples per second, {wavenet.get('threads', '?')} threads, "
+                + (f"the median of {wavenet['runs']} interleaved rounds (batch 1, batch 8, bfloat16, then again: "
+                   "batch 1 is bound by memory bandwidth, which this shared machine delivers unevenly; \"vs batch "
+                   "1\" is the median of the per-round ratios). " if wavenet.get("runs") else
+                   "one run per row, one after the other. ")
+                + "\"Naive\" recomputes the network over "
                 "the receptive field for every sample (not run for the bfloat16 row). The LJSpeech float32 rows "
                 "also show the arithmetic they run (GFLOP/s: two FLOPs per weight per sample) and the compute "
                 "ceiling, the float32 matmul peak on the same threads over one sample's FLOPs: batch 1 is bound by "
                 "reading the weights, a batch reads them once per step for all its items, and no batch can sample "
                 "faster than this ceiling (\"ceiling / batch 1\": the largest batch speed-up this machine allows).",
-                "", "| config | weights | batch | incremental | naive | speed-up | GFLOP/s | compute ceiling "
-                "(samples/s) | ceiling / batch 1 | kernel path |", "|---|---|---|---|---|---|---|---|---|---|"]
+                "", "| config | weights | batch | incremental | rounds | vs batch 1 | naive | speed-up | GFLOP/s | "
+                "compute ceiling (samples/s) | ceiling / batch 1 | kernel path |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in wavenet["rows"]:
             speedup = "-" if r.get("speedup") is None else f"{r['speedup']:.1f}x"
             vs = "-" if r.get("ceiling_vs_batch1") is None else f"{r['ceiling_vs_batch1']:.2f}x"
+            rounds = f"{min(r['runs']):,.0f}-{max(r['runs']):,.0f}" if r.get("runs") else "-"
+            vs1 = "-" if r.get("vs_batch1") is None else f"{r['vs_batch1']:.2f}x"
             out.append(f"| {r['config']} | {r.get('dtype', 'float32')} | {r['batch']} | {_fmt(r['incremental'], 0)} | "
-                       f"{_fmt(r.get('naive'), 0)} | {speedup} | {_fmt(r.get('gflops'), 1)} | "
+                       f"{rounds} | {vs1} | {_fmt(r.get('naive'), 0)} | {speedup} | {_fmt(r.get('gflops'), 1)} | "
                        f"{_fmt(r.get('compute_ceiling_samples_per_s'), 0)} | {vs} | "
                        f"{r.get('kernel_path', 'not recorded')} |")
         out.append("")
@@ -676,6 +690,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ref-dir", type=Path)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--runs", type=int, default=5,
+                   help="interleaved runs per comparison row and rounds of the WaveNet sampling rows (median)")
+    p.add_argument("--seconds", type=float, default=5.0, help="audio per comparison row")
     p.add_argument("--skip", default="", help=f"comma-separated steps to keep from earlier runs ({','.join(STEPS)})")
     p.add_argument("--render-only", action="store_true")
     p.add_argument("--compare-threads", default=",".join(map(str, COMPARE_THREADS)),

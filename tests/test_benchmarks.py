@@ -52,6 +52,16 @@ def test_time_interleaved_without_warmup_and_bad_runs():
         bc.time_interleaved(lambda: None, lambda: None, 0)
 
 
+def test_time_interleaved_between_runs_untimed_before_each_of_ours():
+    """``between`` (a measure paired with each of our runs) runs after each reference run and before ours, in
+    neither side's time, and not around the warm-ups."""
+    clock, calls = FakeClock(), []
+    t = bc.time_interleaved(clock.callee([9.0, 4.0, 6.0], calls, "ref"), clock.callee([9.0, 2.0, 3.0], calls, "ours"),
+                            2, clock=clock, between=clock.callee([100.0, 100.0], calls, "between"))
+    assert calls == ["ref", "ours"] + ["ref", "between", "ours"] * 2
+    assert t.reference == [4.0, 6.0] and t.ours == [2.0, 3.0]
+
+
 def test_difference_is_max_abs_and_relative_rms():
     max_abs, rel = bc.difference([1.0, 2.0, 2.0, 4.0], [1.0, 2.0, 2.0, 4.5])
     assert max_abs == 0.5
@@ -188,6 +198,42 @@ def test_wavenet_batch_target_states_the_compute_ceiling():
     target = _by_target(bc.targets({}, wavenet=wavenet))["r9y9 LJSpeech WaveNet batch 8 vs batch 1, float32"]
     assert target.verdict == bc.NOT_MET
     assert target.measured == "3.00x (2,100 vs 700 samples/s); compute ceiling 4,550 samples/s = 6.50x batch 1"
+
+
+def test_wavenet_batch_target_from_interleaved_rounds_and_above_the_ceiling():
+    """With rounds recorded, the ratio is the median of the per-round ratios (``vs_batch1``), not the ratio of
+    the medians; a ceiling below the target is said to be one (no loop can meet it on this machine)."""
+    wavenet = {"rows": [{"config": "r9y9-ljspeech (24L)", "batch": 1, "incremental": 1000.0, "runs": [900, 1000, 1100]},
+                        {"config": "r9y9-ljspeech (24L)", "batch": 8, "incremental": 2000.0, "runs": [2000, 1900, 2600],
+                         "vs_batch1": 2.2, "ceiling_vs_batch1": 3.5}]}
+    target = _by_target(bc.targets({}, wavenet=wavenet))["r9y9 LJSpeech WaveNet batch 8 vs batch 1, float32"]
+    assert target.verdict == bc.NOT_MET
+    assert target.measured.startswith("2.20x (2,000 vs 1,000 samples/s, median of 3 interleaved rounds); compute "
+                                      "ceiling 3,500 samples/s = 3.50x batch 1: the target is above it")
+    assert "63% of the ceiling" in target.measured
+    wavenet["rows"][1].update(vs_batch1=5.1, ceiling_vs_batch1=6.0)
+    target = _by_target(bc.targets({}, wavenet=wavenet))["r9y9 LJSpeech WaveNet batch 8 vs batch 1, float32"]
+    assert target.verdict == bc.MET and "above it" not in target.measured
+
+
+def test_wavenet_sampling_rounds_interleave_every_row():
+    """Every round calls every row once, in order, after one warm-up call of each; the ratio to batch 1 is the
+    median over rounds of the per-round ratios."""
+    import wavenet_sampling
+
+    calls = []
+
+    def runner(name, rates):
+        it = iter(rates)
+        return lambda: calls.append(name) or next(it)
+
+    rates = wavenet_sampling.interleaved_rates(
+        {"b1": runner("b1", [0, 100, 50, 200]), "b8": runner("b8", [0, 300, 200, 500])}, 3)
+    assert calls == ["b1", "b8"] * 4
+    assert rates == {"b1": [100, 50, 200], "b8": [300, 200, 500]}
+    assert wavenet_sampling.median_ratio(rates["b8"], rates["b1"]) == 3.0  # ratios 3, 4, 2.5
+    with pytest.raises(ValueError):
+        wavenet_sampling.interleaved_rates({"b1": lambda: 1.0}, 0)
 
 
 def test_wavenet_flop_count_of_the_published_size():
