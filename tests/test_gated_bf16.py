@@ -119,6 +119,36 @@ def test_bfloat16_conditioner_runs_on_the_kernel_and_returns_float32(front, head
     assert err_fast < 0.5 * err_all, (err_fast, err_all)
 
 
+def test_shared_time_major_conditioning_is_read_in_place(isa, monkeypatch):
+    """``time_major_cond`` (FloWaveNet's flows share each half of a block's conditioning) makes one time-major
+    bfloat16 copy that every net reads in place: the same output as each net rounding its own copy, and no
+    copy of the conditioning inside the net (a float32 stack gets ``c`` back unchanged)."""
+    net = _randomised(WaveNetConditioner(4, 8, 24, channels=32, num_layers=3, front="conv3_relu",
+                                         head="relu_conv_relu_zeroconv"), 12)
+    g = torch.Generator().manual_seed(6)
+    x, c = torch.randn(2, 4, 80, generator=g), torch.randn(2, 48, 80, generator=g)[:, 24:]  # a half, as flows take
+    assert gated_infer.time_major_cond(net.stack, c) is c  # float32 weights: nothing to share
+    bf = net.bfloat16()
+    shared = gated_infer.time_major_cond(bf.stack, c)
+    assert shared.dtype == torch.bfloat16 and shared.stride(1) == 1 and torch.equal(shared, c.bfloat16())
+    with torch.no_grad():
+        own = bf.infer(x, c)
+        copies: list[tuple[int, ...]] = []
+        real_empty = torch.empty
+
+        def empty(*shape, **kw):
+            if kw.get("dtype") == torch.bfloat16 and tuple(shape) == (80, 24):  # a [T, cond] operand copy
+                copies.append(tuple(shape))
+            return real_empty(*shape, **kw)
+
+        monkeypatch.setattr(torch, "empty", empty)
+        got = bf.infer(x, shared)
+        assert not copies
+        bf.infer(x, c)
+        assert copies  # the net's own copy, which the shared one saves
+    assert torch.equal(got, own)
+
+
 def _flow_models():
     from zoo_plugins.flowavenet.model import FloWaveNet, FloWaveNetConfig
     from zoo_plugins.parallel_wavenet.model import ParallelWaveNet, ParallelWaveNetConfig

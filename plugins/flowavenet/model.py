@@ -101,6 +101,9 @@ def _swap(x: Tensor) -> Tensor:
 def _reverse_flows_inference(block: nn.Module, x: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     """``Flow.reverse`` over a block's flows (last first) without autograd and without swapping ``c``."""
     c_lo, c_hi = c.chunk(2, 1)
+    # each half as the nets read it (a bfloat16 stack: one time-major copy shared by the flows that read it)
+    stack = block.flows[0].coupling.net.stack
+    read_lo, read_hi = gated_infer.time_major_cond(stack, c_lo), gated_infer.time_major_cond(stack, c_hi)
     swapped = False
     for flow in reversed(block.flows):
         # Flow.reverse: swap x and c, invert the coupling (conditioned on c's first half), then ActNorm.
@@ -108,7 +111,7 @@ def _reverse_flows_inference(block: nn.Module, x: Tensor, c: Tensor) -> tuple[Te
         swapped = not swapped
         n = x.shape[1] // 2
         z_a, z_b = x[:, :n], x[:, n:]
-        out = flow.coupling.net.infer(z_a, c_hi if swapped else c_lo)
+        out = flow.coupling.net.infer(z_a, read_hi if swapped else read_lo)
         x_b = z_b * torch.exp(out[:, :n]) + out[:, n:]
         x = torch.cat([z_a, x_b], 1).div_(flow.actnorm.scale).sub_(flow.actnorm.loc)
     return x, (torch.cat([c_hi, c_lo], 1) if swapped else c)

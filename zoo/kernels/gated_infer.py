@@ -339,6 +339,18 @@ def bf16_kernel(stack: GatedStackLike) -> bool:
             and tapconv.conv_backend(torch.bfloat16, FORMS).compiled)
 
 
+def time_major_cond(stack: GatedStackLike, c: Tensor) -> Tensor:
+    """The conditioning ``c [B, cond, T]`` as :func:`infer_conditioner` reads it on ``stack``, for a caller that
+    passes the same conditioning to several nets of the same kind (FloWaveNet's flows share each half of a
+    block's): where the stack runs the bfloat16 form (:func:`bf16_kernel`), a ``[B, cond, T]`` view of one
+    time-major bfloat16 copy, which each net then reads in place instead of making its own; else ``c``."""
+    if not bf16_kernel(stack) or c.dim() != 3:
+        return c
+    rows = torch.empty(c.shape[0], c.shape[2], c.shape[1], dtype=torch.bfloat16, device=c.device)
+    rows.copy_(c.transpose(1, 2))
+    return rows.transpose(1, 2)
+
+
 def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, cond_t: Tensor | None, *,
                        first_h: Tensor | None, skip_head: Tensor | None) -> Tensor:
     """:func:`infer_layers`' bfloat16 form on :mod:`zoo.kernels.tapconv`: returns float32 skips ``[T, S]``.
@@ -370,8 +382,11 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
     cond_b = None
     if has_cond:
         assert cond_t is not None
-        cond_b = torch.empty(t, cond_t.shape[1], dtype=bf)  # rows contiguous, as the kernel reads them
-        cond_b.copy_(cond_t)
+        if cond_t.dtype == bf and cond_t.stride(1) == 1:  # made by time_major_cond: read in place
+            cond_b = cond_t
+        else:
+            cond_b = torch.empty(t, cond_t.shape[1], dtype=bf)  # rows contiguous, as the kernel reads them
+            cond_b.copy_(cond_t)
     hbuf = first_h if first_h is not None else res.new_empty(t, gate)
     gb = torch.empty(t, half, dtype=bf)  # the gate, rounded: the 1x1 convs' operand
     n_layers, scale = stack.num_layers, stack.residual_scale
