@@ -148,12 +148,19 @@ typedef struct {
     zoo_barrier bar;
 } zoo_job;
 
+/* The address of weight `off` of w (float32 or bfloat16 weights, by c->wdtype). */
+static const void *w_at(const zoo_job *c, const void *w, long off) {
+    return (const char *)w + off * (c->wdtype == WN_WEIGHTS_BF16 ? (long)sizeof(uint16_t) : (long)sizeof(float));
+}
+
 /* y[b, lo:hi] += x[b] @ W[:, lo:hi] for the tile-packed matrix W starting `off` weights into w (float32 or
-   bfloat16 weights, by c->wdtype); lo a multiple of TW. */
+   bfloat16 weights, by c->wdtype); lo a multiple of TW; `then`: the first tile of the product this thread
+   runs next (w_at), prefetched during the last tile (NULL: none). */
 static void mv_cols(const zoo_job *c, int nb, int in, int out, int lo, int hi, const float *x, long nx,
-                    const void *w, long off, float *y, long ny) {
-    if (c->wdtype == WN_WEIGHTS_BF16) matvec_cols_bf16(nb, in, out, lo, hi, x, nx, (const uint16_t *)w + off, y, ny);
-    else matvec_cols_f32(nb, in, out, lo, hi, x, nx, (const float *)w + off, y, ny);
+                    const void *w, long off, float *y, long ny, const void *then) {
+    if (c->wdtype == WN_WEIGHTS_BF16)
+        matvec_cols_bf16(nb, in, out, lo, hi, x, nx, (const uint16_t *)w + off, y, ny, (const uint16_t *)then);
+    else matvec_cols_f32(nb, in, out, lo, hi, x, nx, (const float *)w + off, y, ny, (const float *)then);
 }
 
 /* ys[v] += xs[v] @ W for one tile of n columns starting `off` weights into w (as mv_cols); a full tile
@@ -222,6 +229,16 @@ static void sample_next(const zoo_job *c, int j, const float *y) {
     }
 }
 
+/* The first tile of the product that a thread (its share of the gate's columns starting at g0, of the skips'
+   at s0) runs after layer l's taps from k on: see TAPS_THEN in generate_share. */
+static const void *taps_then(const zoo_job *c, int l, int kfrom, int g0, int s0) {
+    const int K = c->K, R = c->R, G = c->G, half = c->G / 2;
+    if (l >= c->L) return w_at(c, c->h1w, (long)s0 * c->S);
+    for (int k = kfrom; k < K; ++k)
+        if (c->offsets[(long)l * K + k] < 2) return w_at(c, c->wd, (long)l * K * R * G + (long)k * R * G + (long)g0 * R);
+    return w_at(c, c->ws, (long)l * half * c->S + (long)s0 * half);
+}
+
 static void generate_share(zoo_job *c, int p) {
     const int B = c->B, L = c->L, R = c->R, G = c->G, S = c->S, K = c->K, Q = c->Q, FK = c->FK, CIN = c->CIN;
     const int OUT = c->OUT, nth = c->nth, half = G / 2;
@@ -250,6 +267,11 @@ static void generate_share(zoo_job *c, int p) {
     }
     const int nr = r1 - r0, ns = s1 - s0;
     const float inv_sqrt_l = sqrtf(1.0f / (float)L);
+    /* The first tile this thread multiplies by after layer l's taps from k on: the next tap that reads this
+       step's inputs (offset 0 or 1: the others come from the past-tap products), else the layer's skip conv;
+       after the last layer's skip, the head's first 1x1. Prefetched during the product before it. */
+#define TAPS_THEN(l, kfrom) taps_then(c, (l), (kfrom), ga[0][0], s0)
+
     int phase = 0;
     for (int j = 0; j < c->T; ++j) {
         const long t = c->t0 + j;
@@ -327,7 +349,8 @@ static void generate_share(zoo_job *c, int p) {
                 if (idx < 0) idx += Q;
                 for (int u = 0; u < nga; ++u)
                     mv_cols(c, B, R, G, ga[u][0], ga[u][1], c->layer_buf + ((long)l * B * Q + idx) * R, (long)Q * R,
-                            c->wd, wk, a, G);
+                            c->wd, wk, a, G,
+                            u + 1 < nga ? w_at(c, c->wd, wk + (long)ga[u + 1][0] * R) : TAPS_THEN(l, k + 1));
             }
             if (nth > 1 && !paired) barrier_wait(&c->bar, &phase); /* a complete (the gate's columns straddle) */
             for (int b = 0; b < B; ++b) {
@@ -342,8 +365,9 @@ static void generate_share(zoo_job *c, int p) {
                 memcpy(s + (long)b * S + s0, c->bs + (long)l * S + s0, sizeof(float) * ns);
                 if (res_l) memcpy(tmp + (long)b * R + r0, c->br + (long)l * R + r0, sizeof(float) * nr);
             }
-            mv_cols(c, B, half, S, s0, s1, o, half, c->ws, (long)l * half * S, s, S);
-            if (res_l) mv_cols(c, B, half, R, r0, r1, o, half, c->wr, (long)l * half * R, tmp, R);
+            mv_cols(c, B, half, S, s0, s1, o, half, c->ws, (long)l * half * S, s, S,
+                    res_l ? w_at(c, c->wr, (long)l * half * R + (long)r0 * half) : TAPS_THEN(l + 1, 0));
+            if (res_l) mv_cols(c, B, half, R, r0, r1, o, half, c->wr, (long)l * half * R, tmp, R, TAPS_THEN(l + 1, 0));
             for (int b = 0; b < B; ++b) {
                 float *skb = sk + (long)b * S;
                 const float *sb = s + (long)b * S;
@@ -369,19 +393,20 @@ static void generate_share(zoo_job *c, int p) {
             memcpy(y1 + (long)b * S + s0, c->h1b + s0, sizeof(float) * ns);
         }
         barrier_wait(&c->bar, &phase); /* skips complete */
-        mv_cols(c, B, S, S, s0, s1, sk, S, c->h1w, 0, y1, S);
+        mv_cols(c, B, S, S, s0, s1, sk, S, c->h1w, 0, y1, S, TAPS_THEN(0, 0));
         for (int b = 0; b < B; ++b)
             for (int q = s0; q < s1; ++q) y1[(long)b * S + q] = y1[(long)b * S + q] > 0.0f ? y1[(long)b * S + q] : 0.0f;
         barrier_wait(&c->bar, &phase); /* y1 complete */
         if (p == 0) {
             for (int b = 0; b < B; ++b) memcpy(y + (long)b * OUT, c->h2b, sizeof(float) * OUT);
-            mv_cols(c, B, S, OUT, 0, OUT, y1, S, c->h2w, 0, y, OUT);
+            mv_cols(c, B, S, OUT, 0, OUT, y1, S, c->h2w, 0, y, OUT, NULL);
             sample_next(c, j, y);
             if (j + 1 < c->T) push_input(c);
         }
         barrier_wait(&c->bar, &phase); /* the next input is in the window */
     }
 }
+#undef TAPS_THEN
 
 typedef struct {
     zoo_job *job;

@@ -178,12 +178,13 @@ static void WN_FN(matvec_tile_many)(int nv, int in, const float *const *xs, cons
 
 /* y[b, lo:hi] += x[b] @ W[:, lo:hi] for a tile-packed W (lo a multiple of TW; lo = 0, hi = out: all).
    Full tiles go through matvec_tile_many: with AVX-512 for any batch (from three items on, prefetching the
-   next full tile of the range; one or two items stream the weights once, which the hardware prefetcher
-   follows better alone, as measured), else from three items on (three items share each weight row while it
-   is in L1, a third of the L2 reads of one item at a time).  The same sums in the same order as matvec_tile:
+   next full tile of the range, and during the range's last tile `then`, the first tile of the product that
+   follows (NULL: none); one or two items stream the weights once, which the hardware prefetcher follows
+   better alone, as measured), else from three items on (three items share each weight row while it is in
+   L1, a third of the L2 reads of one item at a time).  The same sums in the same order as matvec_tile:
    batched samples stay equal to one-at-a-time ones. */
 static void WN_FN(matvec_cols)(int nb, int in, int out, int lo, int hi, const float *restrict x, long nx,
-                               const wn_weight *restrict w, float *restrict y, long ny) {
+                               const wn_weight *restrict w, float *restrict y, long ny, const wn_weight *then) {
     enum { GROUP = 48 };
     const float *xs[GROUP];
     float *ys[GROUP];
@@ -199,7 +200,8 @@ static void WN_FN(matvec_cols)(int nb, int in, int out, int lo, int hi, const fl
             WN_FN(matvec_tile)(nb, in, n, x, nx, wt, y + o0, ny);
             continue;
         }
-        const wn_weight *next = o0 + 2 * TW <= hi && o0 + 2 * TW <= out ? wt + (long)TW * in : NULL;
+        const wn_weight *next = o0 + 2 * TW <= hi && o0 + 2 * TW <= out ? wt + (long)TW * in
+                                : o0 + TW >= hi ? then : NULL;
         for (int b0 = 0; b0 < nb; b0 += GROUP) {
             const int nv = nb - b0 < GROUP ? nb - b0 : GROUP;
             for (int v = 0; v < nv; ++v) {
