@@ -259,9 +259,22 @@ NOTES = """## What the fast paths are
   1024 steps, this machine varying 15-30% between runs: 1 thread batch 8 1134 -> 1452-1597 samples/s,
   bfloat16 weights at batch 1 791 -> 1006-1049; 2 threads batch 8 1857 -> 2306-2396. A batch is bound by
   arithmetic, not by reading the weights: one sample is 49.0 MFLOP (two per weight the step multiplies),
-  so the float32 matmul peak on two cores (about 178 GFLOP/s) allows at most about 3,600 samples/s,
-  about 6x batch 1; the batch-8 row reaches about two thirds of that (the table above gives the ceiling
-  of the run).
+  so the float32 matmul peak on two cores (178-198 GFLOP/s) allows at most 3,600-4,000 samples/s.
+  Since the night of 2026-12-07 the last tile of each product also prefetches the first tile of the product
+  the thread runs next (the next tap reading this step's inputs, the skip, residual or head 1x1): perf had
+  put the hottest instructions on the weight loads of each layer's first tiles. The same sums. Batch 8,
+  processes interleaved, 1024 steps: 2 threads 2,288-2,514 -> 2,620-3,063 samples/s, 1 thread 1,515-1,567
+  -> 1,659-1,697 (batch 1 takes no software prefetch and is unchanged). How far batch 8 is from batch 1
+  depends on the spell the batch-1 run falls in: that loop is bound by memory, which this shared host
+  delivers unevenly (the same batch-1 loop ran 590 and 1,150-1,220 samples/s on 2 threads within the day,
+  the read-bandwidth measure 34-70 GB/s), so `wavenet_sampling.py` now times batch 1, batch 8 and bfloat16
+  in interleaved rounds. In its 2026-12-07 night run batch 1 made 1,198 samples/s (67 GB/s of weights: part
+  of them stays in the 32 MB L3), which puts the compute ceiling at 3.37x batch 1: the issue's 5x target is
+  above what any batch-8 loop can do on this machine; ours runs at 2.14x, 64% of that ceiling.
+- **FloWaveNet's conditioning in bfloat16**: each half of a block's conditioning is rounded once into a
+  time-major bfloat16 copy that the three flows reading it share (`gated_infer.time_major_cond`); each
+  flow's net made its own transposing copy before (6 per block). Same output bits; 2 s, 2 threads,
+  in-process A/B, median of 4: 2.41 -> 2.33 s.
 - At batch 1 the published 24-layer LJSpeech WaveNet reads about 99 MB of float32 weights per sample in
   r9y9's loop: every tap, the conditioning 1x1, and the residual and skip convs of 24 layers. Ours reads
   48.0 MB every step (the taps reaching 0 or 1 steps back, the residual and skip convs, the head) and

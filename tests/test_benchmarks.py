@@ -216,6 +216,22 @@ def test_wavenet_batch_target_from_interleaved_rounds_and_above_the_ceiling():
     assert target.verdict == bc.MET and "above it" not in target.measured
 
 
+def test_wavenet_bandwidth_target_pairs_each_run_with_its_own_bandwidth():
+    """The read-bandwidth target takes the median of the per-run shares (each run against the bandwidth measured
+    just before it) where the run recorded them, not our median rate over the ceiling of the median bandwidth;
+    an older row without them falls back to that quotient."""
+    row = {"model": "wavenet r9y9 LJSpeech", "dtype": "float32", "ours_samples_per_s": 919.0,
+           "ceiling_samples_per_s": 1141.0, "ceiling_share": 1.0, "ceiling_share_runs": [0.9, 1.0, 1.1]}
+    name = "r9y9 LJSpeech WaveNet float32 against the read-bandwidth ceiling, 2 thread(s)"
+    target = _by_target(bc.targets({}, ceilings={2: {"rows": [row]}}))[name]
+    assert target.verdict == bc.MET
+    assert target.measured == ("100% (median of 3 runs, each against the bandwidth measured before it; medians "
+                               "919 samples/s, ceiling 1,141)")
+    del row["ceiling_share"], row["ceiling_share_runs"]
+    target = _by_target(bc.targets({}, ceilings={2: {"rows": [row]}}))[name]
+    assert target.verdict == bc.NOT_MET and target.measured == "81% (919 of 1,141 samples/s)"
+
+
 def test_wavenet_sampling_rounds_interleave_every_row():
     """Every round calls every row once, in order, after one warm-up call of each; the ratio to batch 1 is the
     median over rounds of the per-round ratios."""
