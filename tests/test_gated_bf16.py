@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from tests.helpers import kernels
-from zoo.kernels import gated_infer, tapconv
+from zoo.kernels import gated_infer, native, tapconv
 from zoo.nn.gated import GatedResidualStack, WaveNetConditioner
 
 isa = kernels.isa_fixture("tapconv")  # each test on every ISA variant of the kernel that this CPU runs
@@ -147,6 +147,29 @@ def test_shared_time_major_conditioning_is_read_in_place(isa, monkeypatch):
         bf.infer(x, c)
         assert copies  # the net's own copy, which the shared one saves
     assert torch.equal(got, own)
+
+
+def test_head_folded_skip_packs_are_kept_and_follow_the_head(isa, monkeypatch):
+    """WaveGlow's linear head folds into every skip conv; those packs are kept between calls (made once, not per
+    call: the fold is passed as the head's own weight, not a fresh view) and made anew when the head's weight
+    changes in place. Its narrow skips (8 columns) run on the kernel's float32 tiles where it has them."""
+    net = _randomised(WaveNetConditioner(4, 8, 24, channels=32, num_layers=3, front="conv1x1",
+                                         head="linear_zero"), 13).bfloat16()
+    g = torch.Generator().manual_seed(7)
+    x, c = torch.randn(1, 4, 64, generator=g), torch.randn(1, 24, 64, generator=g)
+    packs: list[object] = []  # the keys of the packs made (not taken from the kept ones)
+    real_kept = native.kept
+    monkeypatch.setattr(native, "kept", lambda owner, key, sources, make: real_kept(
+        owner, key, sources, lambda: packs.append(key) or make()))
+    with torch.no_grad():
+        first = net.infer(x, c)
+        made = len(packs)
+        assert made and torch.equal(net.infer(x, c), first) and len(packs) == made  # kept: no pack this time
+        net.head.weight.mul_(2.0)
+        again = net.infer(x, c)
+        assert sum(k[1] == "skip" for k in packs[made:]) == 3  # the head changed: its folds made anew
+    assert torch.allclose(again - net.head.bias.float()[:, None], 2 * (first - net.head.bias.float()[:, None]),
+                          rtol=1e-3, atol=1e-5)
 
 
 def _flow_models():

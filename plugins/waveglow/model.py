@@ -165,6 +165,9 @@ class WaveGlow(Vocoder[WaveGlowConfig]):
         n_early = sum(map(c.leaves_early, range(c.n_flows)))
         early = list(z[:, :n_early * c.n_early_size].split(c.n_early_size, 1))
         x = z[:, n_early * c.n_early_size:]
+        if spect is not None and gated_infer.fast_inference():
+            # every flow reads the same conditioning: one copy in the layout its nets read (gated_infer)
+            spect = gated_infer.time_major_cond(self.couplings[0].net.stack, spect)
         for k in reversed(range(c.n_flows)):
             if spect is None:
                 x = self._inverse_coupling_in_windows(k, x, mel, chunk_frames)

@@ -176,13 +176,18 @@ def infer_layers(stack: GatedStackLike, buf: Tensor, left: int, t: int, cond_t: 
     skips in float32, and float32 skips returned; without the kernel it runs torch's bfloat16 products.
 
     ``first_h [T, gate]``, when given, replaces layer 0's dilated conv (a caller that composed it with its
-    front; it is overwritten); ``skip_head [out, S]`` folds a linear head into every skip conv (the skips
-    then come out as ``head(skips)`` without its bias).
+    front; it is overwritten); ``skip_head [out, S]`` (or the head conv's own weight ``[out, S, 1]``, which
+    lets the bfloat16 form keep its packs between calls: a fresh view each call never matches them) folds a
+    linear head into every skip conv (the skips then come out as ``head(skips)`` without its bias).
     """
     if stack.skip_mode != "sum" and skip_head is not None:
         raise ValueError("a linear head folds into the skip convs only when the skips are summed")
+    head_source = skip_head  # the parameter itself, whose identity and version the kept packs check
+    if skip_head is not None and skip_head.dim() == 3:
+        skip_head = skip_head[..., 0]
     if bf16_kernel(stack):
-        return _infer_layers_bf16(stack, buf, left, t, cond_t, first_h=first_h, skip_head=skip_head)
+        return _infer_layers_bf16(stack, buf, left, t, cond_t, first_h=first_h, skip_head=skip_head,
+                                  head_source=head_source)
     half, gate = stack.gate_channels // 2, stack.gate_channels
     h0 = buf[left:left + t]
     # [gate] multipliers: 2 on the tanh half (sigmoid(2a)), 1 on the sigmoid half.
@@ -352,7 +357,8 @@ def time_major_cond(stack: GatedStackLike, c: Tensor) -> Tensor:
 
 
 def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, cond_t: Tensor | None, *,
-                       first_h: Tensor | None, skip_head: Tensor | None) -> Tensor:
+                       first_h: Tensor | None, skip_head: Tensor | None,
+                       head_source: Tensor | None = None) -> Tensor:
     """:func:`infer_layers`' bfloat16 form on :mod:`zoo.kernels.tapconv`: returns float32 skips ``[T, S]``.
 
     The same schedule (tanh half doubled, one sigmoid pass, ``-tanh(a) sigmoid(b)`` with its sign in the
@@ -362,8 +368,10 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
     conditioning product sum bfloat16 operands in float32 into the float32 ``h``; the gate is computed in
     float32 (one pass, :func:`zoo.kernels.tapconv.gate`) and rounded to bfloat16 only as the operand of the
     residual and skip 1x1 convs, whose sums go into the float32 residual stream and skip sum.
-    A skip conv too narrow for the kernel's tiles (a linear head folded into it, e.g. WaveGlow's 8 outputs)
-    stays a float32 product on the float32 gate (it costs a few percent of the dilated conv). Weights are
+    A skip conv too narrow for the kernel's bfloat16 tiles (a linear head folded into it, e.g. WaveGlow's 8, 6
+    or 4 outputs) stays a float32 product on the float32 gate: on the kernel's float32 tiles where it has them
+    (its columns padded with zeros to 16; torch's product for so few columns ran at about 15 GFLOP/s, 8% of
+    WaveGlow's dilated-conv time), else torch's. Weights are
     rounded once to bfloat16 after the exact folds (the doubled tanh half, negated 1x1s), or after the
     head's fold into the skip convs.
 
@@ -372,6 +380,7 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
     convs), and the flows compound it; the direct taps keep the error at the operands' rounding.
     """
     bf = torch.bfloat16
+    head_source = skip_head if head_source is None else head_source
     half, gate = stack.gate_channels // 2, stack.gate_channels
     res = buf if buf.dtype == torch.float32 else buf.float()  # the float32 residual stream
     src = torch.zeros(res.shape, dtype=bf)  # its bfloat16 operand copy (zero padding rows)
@@ -391,6 +400,7 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
     gb = torch.empty(t, half, dtype=bf)  # the gate, rounded: the 1x1 convs' operand
     n_layers, scale = stack.num_layers, stack.residual_scale
     skips: Tensor | None = None
+    skips_wide: Tensor | None = None  # a narrow skip product's buffer, its columns padded to the tiles' 16
     skip_bias: Tensor | None = None
     stale = True  # whether h0b must be refreshed from h0
     for i, layer in enumerate(stack.layers):
@@ -421,11 +431,17 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
             if skip_head is not None:
                 w_skip = skip_head.float() @ w_skip  # [out, half]
                 b_skip = skip_head.float() @ b_skip if b_skip is not None else None
-            tiled = w_skip.shape[0] % 16 == 0  # the kernel's tiles: bfloat16 operands, else float32 products
-            return tapconv.pack(w_skip.t().neg()[None], bf) if tiled else None, w_skip, b_skip
+            if w_skip.shape[0] % 16 == 0:  # the kernel's tiles: bfloat16 operands
+                return tapconv.pack(w_skip.t().neg()[None], bf), None, w_skip, b_skip
+            if not tapconv.native_f32():  # torch's float32 product on the float32 gate
+                return None, None, w_skip, b_skip
+            # a float32 product on the kernel's float32 tiles, zero columns up to the next 16
+            padded = w_skip.new_zeros(-(-w_skip.shape[0] // 16) * 16, w_skip.shape[1])
+            padded[:w_skip.shape[0]] = w_skip
+            return None, tapconv.pack(padded.t().neg()[None], torch.float32), w_skip, b_skip
 
-        packed, w_skip, b_skip = _cached(stack, ("skip", i, skip_head is not None),
-                                         (layer.skip.weight, layer.skip.bias, skip_head), skip_packs)
+        packed, packed_f32, w_skip, b_skip = _cached(stack, ("skip", i, skip_head is not None),
+                                                     (layer.skip.weight, layer.skip.bias, head_source), skip_packs)
         assert w_skip is not None
         # the gate in one pass (float32, rounded into gb), kept in float32 only for a float32 skip product
         neg = tapconv.gate(h, fold, gb, keep=packed is None)
@@ -434,6 +450,13 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
                 skips = tapconv.conv_taps(res.new_empty(t, w_skip.shape[0]), gb, 0, packed, 1)
             else:
                 tapconv.conv_taps(skips, gb, 0, packed, 1, accumulate=True)
+        elif packed_f32 is not None:
+            assert neg is not None
+            if skips_wide is None:
+                skips_wide = tapconv.conv_taps(res.new_empty(t, packed_f32.shape[2]), neg, 0, packed_f32, 1)
+                skips = skips_wide[:, :w_skip.shape[0]]
+            else:
+                tapconv.conv_taps(skips_wide, neg, 0, packed_f32, 1, accumulate=True)
         elif skips is None:
             assert neg is not None
             skips = torch.mm(neg, w_skip.t().neg())
@@ -531,7 +554,7 @@ def _infer_one(net: ConditionerLike, x: Tensor, c: Tensor | None) -> Tensor:
     linear_head = isinstance(net.head, nn.Conv1d) and stack.skip_mode == "sum"
     cond_t = c.t() if c is not None else None  # [T, cond], a view
     skips = infer_layers(stack, buf, left, t, cond_t, first_h=first_h,
-                         skip_head=net.head.weight[..., 0] if linear_head else None)
+                         skip_head=net.head.weight if linear_head else None)
     if linear_head:
         out = skips.add_(wt(net.head.bias)) if net.head.bias is not None else skips
     else:
