@@ -346,9 +346,10 @@ def bf16_kernel(stack: GatedStackLike) -> bool:
 
 def time_major_cond(stack: GatedStackLike, c: Tensor) -> Tensor:
     """The conditioning ``c [B, cond, T]`` as :func:`infer_conditioner` reads it on ``stack``, for a caller that
-    passes the same conditioning to several nets of the same kind (FloWaveNet's flows share each half of a
-    block's): where the stack runs the bfloat16 form (:func:`bf16_kernel`), a ``[B, cond, T]`` view of one
-    time-major bfloat16 copy, which each net then reads in place instead of making its own; else ``c``."""
+    passes the same conditioning to several nets of the same kind (WaveGlow's flows all read the same one,
+    FloWaveNet's flows each half of a block's): where the stack runs the bfloat16 form (:func:`bf16_kernel`),
+    a ``[B, cond, T]`` view of one time-major bfloat16 copy, which each net then reads in place instead of
+    making its own; else ``c``."""
     if not bf16_kernel(stack) or c.dim() != 3:
         return c
     rows = torch.empty(c.shape[0], c.shape[2], c.shape[1], dtype=torch.bfloat16, device=c.device)
@@ -371,9 +372,8 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
     A skip conv too narrow for the kernel's bfloat16 tiles (a linear head folded into it, e.g. WaveGlow's 8, 6
     or 4 outputs) stays a float32 product on the float32 gate: on the kernel's float32 tiles where it has them
     (its columns padded with zeros to 16; torch's product for so few columns ran at about 15 GFLOP/s, 8% of
-    WaveGlow's dilated-conv time), else torch's. Weights are
-    rounded once to bfloat16 after the exact folds (the doubled tanh half, negated 1x1s), or after the
-    head's fold into the skip convs.
+    WaveGlow's dilated-conv time), else torch's. Weights are rounded once to bfloat16 after the exact folds
+    (the doubled tanh half, negated 1x1s), or after the head's fold into the skip convs.
 
     No Winograd here: F(4, 3)'s transformed inputs and filters rounded to bfloat16 put about 1% of ``h``'s
     size into it (a 128-channel layer's output then ends further from float32 than torch's all-bfloat16
