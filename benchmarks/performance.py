@@ -664,8 +664,9 @@ def wavenet_bf16_section(speed: list[dict], quality: dict | None) -> list[str]:
            "weights, 1 thread, CPU clock.)", ""]
     if speed:
         out += ["Speed, batch 1, the r9y9 LJSpeech size, timed interleaved with our float32 loop on the same "
-                "draws (median of the runs; the machine was shared with other jobs, so the ratios are "
-                "indicative):", "",
+                "draws (median of the runs). Both loops are bound by memory, which this shared host delivers "
+                "unevenly: where the float32 loop gets more bandwidth, halving the bytes gains less, so the "
+                "ratio moves between runs minutes apart (conditions above):", "",
                 "| threads | float32 samples/s | bfloat16 samples/s | vs float32 (target >= "
                 f"{speed[0].get('target_vs_float32', '?')}x) | MB per sample | read GB/s | ceiling samples/s | "
                 "ours / ceiling | check |", "|---|---|---|---|---|---|---|---|---|"]
