@@ -151,8 +151,9 @@ def test_shared_time_major_conditioning_is_read_in_place(isa, monkeypatch):
 
 def test_head_folded_skip_packs_are_kept_and_follow_the_head(isa, monkeypatch):
     """WaveGlow's linear head folds into every skip conv; those packs are kept between calls (made once, not per
-    call: the fold is passed as the head's own weight, not a fresh view) and made anew when the head's weight
-    changes in place. Its narrow skips (8 columns) run on the kernel's float32 tiles where it has them."""
+    call, although the fold's source is a view of the head's weight made afresh each call) and made anew when
+    the head's weight changes in place. Its narrow skips (8 columns) run on the kernel's float32 tiles where it
+    has them."""
     net = _randomised(WaveNetConditioner(4, 8, 24, channels=32, num_layers=3, front="conv1x1",
                                          head="linear_zero"), 13).bfloat16()
     g = torch.Generator().manual_seed(7)

@@ -257,3 +257,24 @@ def test_one_conv_backend_choice_is_what_runs_and_what_is_reported(level, monkey
             calls.clear()
             hifigan.to(torch.bfloat16).vocode(torch.randn(1, 80, 5, dtype=torch.bfloat16))
             assert calls, "HiFi-GAN's bfloat16 convs"
+
+
+def test_kept_packs_follow_their_sources_views_included():
+    """``native.kept`` keeps a value until its sources change; a view made afresh on every call (``w[..., 0]``)
+    matches the same view of the same weights, and not another part of them or the weights changed in place."""
+    owner = torch.nn.Linear(2, 2)
+    w = torch.nn.Parameter(torch.randn(4, 3, 2))
+    made: list[int] = []
+
+    def kept(source: torch.Tensor) -> int:
+        return native.kept(owner, ("test",), (source,), lambda: made.append(1) or len(made))
+
+    first = kept(w[..., 0])
+    assert kept(w[..., 0]) == first and len(made) == 1  # a fresh view of the same weights: kept
+    assert kept(w[..., 1]) != first  # another part of them (same shape and strides): made again
+    kept(w[..., 0])
+    n = len(made)
+    with torch.no_grad():
+        w.mul_(2.0)
+    assert kept(w[..., 0]) == n + 1  # changed in place: made again
+    assert kept(torch.nn.Parameter(w.detach().clone())[..., 0]) == n + 2  # other weights: made again

@@ -176,18 +176,13 @@ def infer_layers(stack: GatedStackLike, buf: Tensor, left: int, t: int, cond_t: 
     skips in float32, and float32 skips returned; without the kernel it runs torch's bfloat16 products.
 
     ``first_h [T, gate]``, when given, replaces layer 0's dilated conv (a caller that composed it with its
-    front; it is overwritten); ``skip_head [out, S]`` (or the head conv's own weight ``[out, S, 1]``, which
-    lets the bfloat16 form keep its packs between calls: a fresh view each call never matches them) folds a
-    linear head into every skip conv (the skips then come out as ``head(skips)`` without its bias).
+    front; it is overwritten); ``skip_head [out, S]`` folds a linear head into every skip conv (the skips
+    then come out as ``head(skips)`` without its bias).
     """
     if stack.skip_mode != "sum" and skip_head is not None:
         raise ValueError("a linear head folds into the skip convs only when the skips are summed")
-    head_source = skip_head  # the parameter itself, whose identity and version the kept packs check
-    if skip_head is not None and skip_head.dim() == 3:
-        skip_head = skip_head[..., 0]
     if bf16_kernel(stack):
-        return _infer_layers_bf16(stack, buf, left, t, cond_t, first_h=first_h, skip_head=skip_head,
-                                  head_source=head_source)
+        return _infer_layers_bf16(stack, buf, left, t, cond_t, first_h=first_h, skip_head=skip_head)
     half, gate = stack.gate_channels // 2, stack.gate_channels
     h0 = buf[left:left + t]
     # [gate] multipliers: 2 on the tanh half (sigmoid(2a)), 1 on the sigmoid half.
@@ -358,8 +353,7 @@ def time_major_cond(stack: GatedStackLike, c: Tensor) -> Tensor:
 
 
 def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, cond_t: Tensor | None, *,
-                       first_h: Tensor | None, skip_head: Tensor | None,
-                       head_source: Tensor | None = None) -> Tensor:
+                       first_h: Tensor | None, skip_head: Tensor | None) -> Tensor:
     """:func:`infer_layers`' bfloat16 form on :mod:`zoo.kernels.tapconv`: returns float32 skips ``[T, S]``.
 
     The same schedule (tanh half doubled, one sigmoid pass, ``-tanh(a) sigmoid(b)`` with its sign in the
@@ -380,7 +374,6 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
     convs), and the flows compound it; the direct taps keep the error at the operands' rounding.
     """
     bf = torch.bfloat16
-    head_source = skip_head if head_source is None else head_source
     half, gate = stack.gate_channels // 2, stack.gate_channels
     res = buf if buf.dtype == torch.float32 else buf.float()  # the float32 residual stream
     src = torch.zeros(res.shape, dtype=bf)  # its bfloat16 operand copy (zero padding rows)
@@ -441,7 +434,7 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
             return None, tapconv.pack(padded.t().neg()[None], torch.float32), w_skip, b_skip
 
         packed, packed_f32, w_skip, b_skip = _cached(stack, ("skip", i, skip_head is not None),
-                                                     (layer.skip.weight, layer.skip.bias, head_source), skip_packs)
+                                                     (layer.skip.weight, layer.skip.bias, skip_head), skip_packs)
         assert w_skip is not None
         # the gate in one pass (float32, rounded into gb), kept in float32 only for a float32 skip product
         neg = tapconv.gate(h, fold, gb, keep=packed is None)
@@ -554,7 +547,7 @@ def _infer_one(net: ConditionerLike, x: Tensor, c: Tensor | None) -> Tensor:
     linear_head = isinstance(net.head, nn.Conv1d) and stack.skip_mode == "sum"
     cond_t = c.t() if c is not None else None  # [T, cond], a view
     skips = infer_layers(stack, buf, left, t, cond_t, first_h=first_h,
-                         skip_head=net.head.weight if linear_head else None)
+                         skip_head=net.head.weight[..., 0] if linear_head else None)
     if linear_head:
         out = skips.add_(wt(net.head.bias)) if net.head.bias is not None else skips
     else:

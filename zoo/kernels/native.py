@@ -348,19 +348,22 @@ def kept(owner: Any, key: Hashable, sources: Sequence[torch.Tensor | None], make
     """``make()`` (a kernel's packed copy of weights), kept per ``owner`` (a module, held weakly) and ``key``
     until one of ``sources`` (the tensors it is made of) changes: another tensor object (``.to()``,
     ``load_state_dict(assign=True)``; weak references, so a freed one never matches), an in-place change (its
-    version counter moved: an optimizer step, ``load_state_dict``), or another dtype or shape. Tensors made
-    under ``torch.inference_mode`` keep no version counter: then ``make()`` runs on every call."""
+    version counter moved: an optimizer step, ``load_state_dict``), or another dtype or shape. A view (e.g.
+    ``conv.weight[..., 0]``, made afresh on every call) is known by the tensor it views and where in it it
+    looks, so the same view of the same weights matches. Tensors made under ``torch.inference_mode`` keep no
+    version counter: then ``make()`` runs on every call."""
     params = [p for p in sources if p is not None]
     if any(p.is_inference() for p in params):
         return make()
     table = _KEPT.setdefault(owner, {})
-    stamp = [(p._version, p.dtype, p.shape) for p in params]
+    bases = [p if p._base is None else p._base for p in params]  # a view's version counter is its base's
+    stamp = [(p._version, p.dtype, p.shape, p.stride(), p.storage_offset()) for p in params]
     hit = table.get(key)
-    if (hit is not None and hit[1] == stamp and len(hit[0]) == len(params)
-            and all(ref() is p for ref, p in zip(hit[0], params, strict=True))):
+    if (hit is not None and hit[1] == stamp and len(hit[0]) == len(bases)
+            and all(ref() is b for ref, b in zip(hit[0], bases, strict=True))):
         return hit[2]
     value = make()
-    table[key] = ([weakref.ref(p) for p in params], stamp, value)
+    table[key] = ([weakref.ref(b) for b in bases], stamp, value)
     return value
 
 
