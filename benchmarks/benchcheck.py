@@ -2,7 +2,9 @@
 
 Nothing here imports torch or the library, so ``tests/test_benchmarks.py`` checks it in milliseconds:
 
-* :func:`time_interleaved`: one warm-up of each side, then ``runs`` interleaved timings, medians;
+* :func:`interleaved_rounds`: one warm-up call of each of several measures, then ``runs`` rounds calling each once
+  in order (every row sees the same spells of a shared machine); :func:`time_interleaved` times a reference and
+  ours that way, medians;
 * :data:`BF16_TOLERANCES` and :func:`check_bf16`: the tolerance each model's bfloat16 row is held to;
 * :func:`cpu_flags`: the vector extensions of ``/proc/cpuinfo`` that choose the kernels' code paths;
 * :func:`bf16_quality_verdict`: whether a model's bfloat16 output is within the target of its float32 output;
@@ -16,7 +18,9 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # ------------------------------------------------------------------------------------------------ timing
 
@@ -41,32 +45,46 @@ class PairTiming:
         return self.reference_s / self.ours_s
 
 
+def interleaved_rounds(calls: dict[str, Callable[[], T]], runs: int, *, warmup: bool = True) -> dict[str, list[T]]:
+    """What each of ``calls`` returns in ``runs`` rounds, every round calling every one once in order, after one
+    warm-up call of each (first calls compile, fault pages in and fill caches; their results are dropped), so
+    that all of them see the same spells of a shared machine."""
+    if runs < 1:
+        raise ValueError(f"runs must be at least 1, got {runs}")
+    if warmup:
+        for fn in calls.values():
+            fn()
+    results: dict[str, list[T]] = {name: [] for name in calls}
+    for _ in range(runs):
+        for name, fn in calls.items():
+            results[name].append(fn())
+    return results
+
+
 def time_interleaved(ref: Callable[[], Any], ours: Callable[[], Any], runs: int, *, warmup: bool = True,
                      clock: Callable[[], float] = time.perf_counter,
                      between: Callable[[], Any] | None = None) -> PairTiming:
     """Time ``ref`` and ``ours`` ``runs`` times each, interleaved (reference, ours, reference, ...), after one
-    untimed warm-up call of each (first calls compile, fault pages in and fill caches). ``between``, when given,
-    runs untimed before each timed call of ``ours`` (e.g. a measure of the machine to pair with that run)."""
+    untimed warm-up call of each: :func:`interleaved_rounds` of the two timed calls. ``between``, when given,
+    runs untimed before each timed call of ``ours`` (e.g. a measure of the machine to pair with that run), not
+    around the warm-ups."""
+
+    def timed(fn: Callable[[], Any], before: Callable[[], Any] | None = None) -> Callable[[], float]:
+        def call() -> float:
+            if before is not None:
+                before()
+            t0 = clock()
+            fn()
+            return clock() - t0
+        return call
+
     if runs < 1:
         raise ValueError(f"runs must be at least 1, got {runs}")
     if warmup:
         ref()
         ours()
-    t_ref, t_ours = [], []
-    for _ in range(runs):
-        t0 = clock()
-        ref()
-        t1 = clock()
-        if between is not None:
-            between()
-            t1b = clock()
-        else:
-            t1b = t1
-        ours()
-        t2 = clock()
-        t_ref.append(t1 - t0)
-        t_ours.append(t2 - t1b)
-    return PairTiming(t_ref, t_ours)
+    t = interleaved_rounds({"ref": timed(ref), "ours": timed(ours, between)}, runs, warmup=False)
+    return PairTiming(t["ref"], t["ours"])
 
 
 def ceiling_share(r: dict[str, Any]) -> float:

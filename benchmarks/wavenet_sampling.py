@@ -45,12 +45,13 @@ from zoo_plugins.wavenet.incremental import IncrementalSampler  # noqa: E402
 from zoo.registry.plugins import kernel_path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchcheck import interleaved_rounds  # noqa: E402
 from roofline import matmul_peak  # noqa: E402
 
 
 def incremental_rate(model: WaveNet, batch: int, steps: int) -> float:
     """Samples per second (all items) of one incremental sampling run of ``steps`` steps at ``batch`` (the
-    warm-up is :func:`interleaved_rates`' first call)."""
+    warm-up is ``benchcheck.interleaved_rounds``' first call)."""
     frames = max(1, steps // model.hop_length)
     mel = torch.rand(batch, model.mel_config.n_mels, frames, dtype=next(model.parameters()).dtype)
     with torch.no_grad():
@@ -61,22 +62,8 @@ def incremental_rate(model: WaveNet, batch: int, steps: int) -> float:
     return batch * c_up.shape[-1] / elapsed
 
 
-def interleaved_rates(runners: dict[str, Callable[[], float]], runs: int) -> dict[str, list[float]]:
-    """Each runner's rate in ``runs`` rounds, every round calling every runner once in order (after one
-    warm-up call of each), so that all rows see the same spells of a shared machine."""
-    if runs < 1:
-        raise ValueError(f"runs must be at least 1, got {runs}")
-    for fn in runners.values():
-        fn()
-    rates: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(runs):
-        for name, fn in runners.items():
-            rates[name].append(fn())
-    return rates
-
-
 def median_ratio(rates: list[float], base: list[float]) -> float:
-    """The median over rounds of ``rates[i] / base[i]`` (one ratio per round of :func:`interleaved_rates`)."""
+    """The median over rounds of ``rates[i] / base[i]`` (one ratio per round of ``benchcheck.interleaved_rounds``)."""
     if len(rates) != len(base) or not rates:
         raise ValueError("one rate per round on both sides")
     return statistics.median(r / b for r, b in zip(rates, base, strict=True))
@@ -134,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         if "ljspeech" in name and not args.no_bfloat16:
             bf = copy.deepcopy(model).to(torch.bfloat16)
             runners["bfloat16", 1] = functools.partial(incremental_rate, bf, 1, steps)
-        rates = interleaved_rates(runners, args.runs)
+        rates = interleaved_rounds(runners, args.runs)
         base = rates["float32", 1]
         batch1 = statistics.median(base)
         for (dtype, batch), got in rates.items():

@@ -243,13 +243,13 @@ def test_wavenet_sampling_rounds_interleave_every_row():
         it = iter(rates)
         return lambda: calls.append(name) or next(it)
 
-    rates = wavenet_sampling.interleaved_rates(
+    rates = bc.interleaved_rounds(
         {"b1": runner("b1", [0, 100, 50, 200]), "b8": runner("b8", [0, 300, 200, 500])}, 3)
     assert calls == ["b1", "b8"] * 4
     assert rates == {"b1": [100, 50, 200], "b8": [300, 200, 500]}
     assert wavenet_sampling.median_ratio(rates["b8"], rates["b1"]) == 3.0  # ratios 3, 4, 2.5
     with pytest.raises(ValueError):
-        wavenet_sampling.interleaved_rates({"b1": lambda: 1.0}, 0)
+        bc.interleaved_rounds({"b1": lambda: 1.0}, 0)
 
 
 def test_wavenet_flop_count_of_the_published_size():
