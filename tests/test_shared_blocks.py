@@ -8,10 +8,12 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from tests.conftest import parity_dir
 from zoo.hub.weightnorm import fold_state_dict, fold_weight_norm
+from zoo.kernels.native import kept
 from zoo.nn.distributions import (
     DiscretizedMixLogistic,
     Gaussian,
@@ -284,6 +286,35 @@ def test_conditioner_heads_start_at_zero():
         net = WaveNetConditioner(2, 4, 3, channels=8, num_layers=2, head=head,
                                  front="conv1x1" if head == "linear_zero" else "conv3_relu")
         assert torch.equal(net(torch.randn(1, 2, 16), torch.randn(1, 3, 16)), torch.zeros(1, 4, 16))
+
+
+@pytest.mark.parametrize("hop,kernel,batch", [(16, 64, 1), (16, 40, 3), (8, 8, 2)])
+def test_transposed_upsampler_product_is_the_transposed_conv(hop, kernel, batch):
+    """The batched product equals ``conv_transpose1d`` cut to ``frames * hop``: whole and partial last taps
+    (kernel not a multiple of hop), batches, and its gradients."""
+    torch.manual_seed(0)
+    up = TransposedConvUpsampler(3, hop, kernel).double()
+    mel = torch.randn(batch, 3, 7, dtype=torch.float64, requires_grad=True)
+    want = F.conv_transpose1d(mel, up.conv.weight, up.conv.bias, stride=hop)[..., : 7 * hop]
+    got = up(mel)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    grads = torch.autograd.grad(got.square().sum(), [mel, up.conv.weight, up.conv.bias])
+    want_grads = torch.autograd.grad(want.square().sum(), [mel, up.conv.weight, up.conv.bias])
+    for g, w in zip(grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+
+
+def test_transposed_upsampler_keeps_its_rearranged_weights_until_they_change():
+    torch.manual_seed(0)
+    up = TransposedConvUpsampler(3, 16, 64)
+    mel = torch.randn(1, 3, 5)
+    with torch.no_grad():
+        first = up(mel)
+        w3 = kept(up, "frame_weights", [up.conv.weight], lambda: None)
+        assert w3 is not None  # made by the first call, and kept
+        assert kept(up, "frame_weights", [up.conv.weight], lambda: None) is w3
+        up.conv.weight.mul_(2.0)  # an in-place change: made again
+        torch.testing.assert_close(up(mel) - up.conv.bias[:, None], 2 * (first - up.conv.bias[:, None]))
 
 
 def test_transposed_upsampler_window_equals_the_slice_of_forward():
