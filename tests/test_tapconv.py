@@ -295,6 +295,31 @@ def test_gate_is_minus_tanh_sigmoid_in_one_pass(doubled, keep, isa):
     assert close.all(), (out.float() - want).abs().max()
 
 
+@pytest.mark.parametrize("cin,cout,k,d,c2", [(64, 64, 3, 2, 80), (31, 24, 5, 2, 7), (80, 512, 3, 1, 640),
+                                             (7, 16, 3, 3, 1), (32, 48, 1, 1, 33)])
+@pytest.mark.parametrize("accumulate", [False, True])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_conv_taps_plus_a_second_operand_in_the_same_sums(cin, cout, k, d, c2, accumulate, dtype, isa):
+    """``plus=(src2, W2)`` adds ``src2[r] @ W2`` (its own rows and channels, any row stride) into the taps'
+    float32 sums: the exact sum of both products within float32 rounding, as two calls would give."""
+    g = torch.Generator().manual_seed(cin * 1000 + cout + c2)
+    rows, first = 97, 1
+    src = torch.randn(first + rows + (k - 1) * d, cin, generator=g).to(dtype)
+    wide = torch.randn(rows + 5, c2 + 3, generator=g).to(dtype)
+    src2 = wide[2:, 1:c2 + 1]  # a strided view: its own row stride
+    taps = (torch.randn(k, cin, cout, generator=g) * 0.1).to(dtype).float()
+    w2 = (torch.randn(1, c2, cout, generator=g) * 0.1).to(dtype).float()
+    bias = torch.randn(cout, generator=g)
+    init = torch.randn(rows, cout, generator=g)
+    out = init.clone() if accumulate else torch.full((rows, cout), float("nan"))
+    tapconv.conv_taps(out, src, first, tapconv.pack(taps, dtype), d, bias, accumulate=accumulate,
+                      plus=(src2, tapconv.pack(w2, dtype)))
+    want = _exact(src, first, taps, d, rows, bias, init if accumulate else None)
+    want += src2[:rows].double() @ w2[0].double()
+    scale = want.abs().max().item()
+    assert (out.double() - want).abs().max().item() <= 2e-6 * max(scale, 1.0)
+
+
 def test_bad_arguments_are_refused_with_what_was_expected():
     src = torch.zeros(20, 8, dtype=torch.bfloat16)
     packed = tapconv.pack(torch.zeros(3, 8, 4))
@@ -308,6 +333,12 @@ def test_bad_arguments_are_refused_with_what_was_expected():
         tapconv.conv_taps(torch.zeros(10, 4), src, 11, packed, 1)
     with pytest.raises(ValueError, match="contiguous rows"):
         tapconv.conv_taps(torch.zeros(4, 10).t(), src, 0, packed, 1)
+    with pytest.raises(ValueError, match="plus: src2 is torch.float32"):
+        tapconv.conv_taps(torch.zeros(10, 4), src, 0, packed, 1, plus=(torch.zeros(10, 8), packed))
+    with pytest.raises(ValueError, match="plus: one tap of 4 outputs over at least 10 rows"):
+        tapconv.conv_taps(torch.zeros(10, 4), src, 0, packed, 1, plus=(src[:10], packed))
+    with pytest.raises(ValueError, match="plus: one tap of 4 outputs over at least 10 rows"):
+        tapconv.conv_taps(torch.zeros(10, 4), src, 0, packed, 1, plus=(src[:9], tapconv.pack(torch.zeros(1, 8, 4))))
     with pytest.raises(ValueError, match="multiple of 8"):
         tapconv.winograd3(torch.zeros(10, 4), src, 0, 2, 6, tapconv.pack(torch.zeros(6, 8, 4)))
 

@@ -360,7 +360,8 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
     weights), with bfloat16 operands and float32 everything else: the residual stream is float32 (``buf``
     itself where it is float32, else a float32 copy, and ``buf`` is left as it was) and is rounded to a
     bfloat16 copy only as the next dilated conv's input; each dilated conv (its taps, direct) and the
-    conditioning product sum bfloat16 operands in float32 into the float32 ``h``; the gate is computed in
+    conditioning product sum bfloat16 operands in float32 into the float32 ``h``, in one kernel call that
+    keeps both in the same registers (``conv_taps(plus=...)``: ``h`` is written once); the gate is computed in
     float32 (one pass, :func:`zoo.kernels.tapconv.gate`) and rounded to bfloat16 only as the operand of the
     residual and skip 1x1 convs, whose sums go into the float32 residual stream and skip sum.
     A skip conv too narrow for the kernel's bfloat16 tiles (a linear head folded into it, e.g. WaveGlow's 8, 6
@@ -410,12 +411,14 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
         pw, pwc, bias = _cached(stack, ("conv", i, fold, composed, has_cond),
                                 (layer.dilated.weight, layer.dilated.bias, cond_w, cond_bias), conv_packs)
         h = hbuf[:t] if pw is not None else _composed(first_h, bias)
+        plus = None if pwc is None or cond_b is None else (cond_b, pwc)
         if pw is not None:
             if stale:
                 h0b.copy_(h0)
                 stale = False
-            tapconv.conv_taps(h, src, left - _tap_left(stack, layer), pw, d, bias)
-        if pwc is not None:
+            # the conditioning product joins the taps' sums (h written once)
+            tapconv.conv_taps(h, src, left - _tap_left(stack, layer), pw, d, bias, plus=plus)
+        elif plus is not None:
             assert cond_b is not None
             tapconv.conv_taps(h, cond_b, 0, pwc, 1, accumulate=True)
 

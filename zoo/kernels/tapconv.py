@@ -47,7 +47,8 @@ class _Prod(ctypes.Structure):
     _fields_ = [("rows", ctypes.c_long), ("cin", ctypes.c_int), ("cout", ctypes.c_int), ("taps", ctypes.c_int),
                 ("dil", ctypes.c_long), ("src", ctypes.c_void_p), ("lds", ctypes.c_long), ("w", ctypes.c_void_p),
                 ("bias", ctypes.c_void_p), ("out", ctypes.c_void_p), ("ldo", ctypes.c_long),
-                ("accumulate", ctypes.c_int), ("f32", ctypes.c_int)]
+                ("accumulate", ctypes.c_int), ("f32", ctypes.c_int), ("src2", ctypes.c_void_p),
+                ("lds2", ctypes.c_long), ("w2", ctypes.c_void_p), ("cin2", ctypes.c_int)]
 
 
 class _Leaky(ctypes.Structure):
@@ -198,10 +199,13 @@ def _job(out: Tensor, src: Tensor, first: int, rows: int, c_in: int, c_out: int,
 
 
 def conv_taps(out: Tensor, src: Tensor, first: int, packed: Tensor, dilation: int, bias: Tensor | None = None,
-              *, accumulate: bool = False, threads: int | None = None) -> Tensor:
+              *, accumulate: bool = False, plus: tuple[Tensor, Tensor] | None = None,
+              threads: int | None = None) -> Tensor:
     """``out[r] (+)= bias + sum_j src[first + r + j * dilation] @ W[j]`` with float32 or bfloat16 ``src``
     and :func:`pack`'d ``W`` of the same dtype, every tap summed in float32 before one store into float32
-    ``out``."""
+    ``out``. ``plus = (src2, packed2)`` adds ``src2[r] @ W2`` (a one-tap :func:`pack` of the same dtype and
+    output channels; ``src2`` any row-strided ``[rows, C2]``) into the same sums, after the taps and before
+    the bias: e.g. a conditioning product, without reading and writing ``out`` a second time."""
     lib = _lib_or_raise()
     k, c_in, c_out = _operands(src, packed, "packed weights")
     rows = out.shape[0]
@@ -209,6 +213,15 @@ def conv_taps(out: Tensor, src: Tensor, first: int, packed: Tensor, dilation: in
         raise ValueError(f"src has {src.shape[0]} rows; {rows} outputs from row {first} with {k} taps of "
                          f"dilation {dilation} need {first + rows + (k - 1) * dilation}")
     job, _b = _job(out, src, first, rows, c_in, c_out, k, dilation, packed, bias, accumulate)
+    if plus is not None:
+        src2, packed2 = plus
+        if src2.dtype != src.dtype:
+            raise ValueError(f"plus: src2 is {src2.dtype} but src is {src.dtype}")
+        k2, c2, c_out2 = _operands(src2, packed2, "plus's packed weights")
+        if k2 != 1 or c_out2 != c_out or src2.shape[0] < rows:
+            raise ValueError(f"plus: one tap of {c_out} outputs over at least {rows} rows of src2, got weights "
+                             f"{tuple(packed2.shape)} and src2 {tuple(src2.shape)}")
+        job.src2, job.lds2, job.w2, job.cin2 = src2.data_ptr(), src2.stride(0), packed2.data_ptr(), c2
     lib.zoo_tap_conv(ctypes.byref(job), _threads(threads))
     return out
 

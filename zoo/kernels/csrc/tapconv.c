@@ -127,7 +127,24 @@ static inline __attribute__((always_inline)) void tile_store(const prod_t *p, lo
     }
 }
 
-/* MR rows x 16 NV columns of a float32 product, all taps summed in registers. */
+/* acc[i][v] += sum_c a[i * lda + c] b[c * ws + 16 v] over c < cin: one float32 operand's share of a tile. */
+static inline __attribute__((always_inline)) void sum_f32(__m512 acc[12][4], const float *a, long lda,
+                                                          const float *b, long ws, int cin, const int MR,
+                                                          const int NV) {
+    for (int c = 0; c < cin; ++c) {
+        __m512 bv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + c * ws + v * 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; ++i) {
+            const __m512 av = _mm512_set1_ps(a[i * lda + c]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+        }
+    }
+}
+
+/* MR rows x 16 NV columns of a float32 product, all taps (and src2) summed in registers. */
 static inline __attribute__((always_inline)) void tile_f32(const prod_t *p, long r0, int n0, const int MR,
                                                            const int NV) {
     __m512 acc[12][4];
@@ -136,27 +153,38 @@ static inline __attribute__((always_inline)) void tile_f32(const prod_t *p, long
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
     const long ws = p->cout;
-    for (int j = 0; j < p->taps; ++j) {
-        const float *a = (const float *)p->src + (r0 + j * p->dil) * p->lds;
-        const float *b = (const float *)p->w + (long)j * p->cin * ws + n0;
-        for (int c = 0; c < p->cin; ++c) {
-            __m512 bv[4];
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + c * ws + v * 16);
-#pragma GCC unroll 12
-            for (int i = 0; i < MR; ++i) {
-                const __m512 av = _mm512_set1_ps(a[i * p->lds + c]);
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
-            }
-        }
-    }
+    for (int j = 0; j < p->taps; ++j)
+        sum_f32(acc, (const float *)p->src + (r0 + j * p->dil) * p->lds, p->lds,
+                (const float *)p->w + (long)j * p->cin * ws + n0, ws, p->cin, MR, NV);
+    if (p->src2)
+        sum_f32(acc, (const float *)p->src2 + r0 * p->lds2, p->lds2, (const float *)p->w2 + n0, ws, p->cin2, MR, NV);
     tile_store(p, r0, n0, acc, MR, NV);
 }
 #endif
 
 #ifdef __AVX512BF16__
-/* The same with bfloat16 operands: each vdpbf16ps adds a pair of inputs' products. */
+/* The same with bfloat16 operands: each vdpbf16ps adds a pair of inputs' products (an odd cin's last input
+   alone: its pair's weight is 0). */
+static inline __attribute__((always_inline)) void sum_bf16(__m512 acc[12][4], const bf16 *a, long lda,
+                                                           const bf16 *b, long ws, int cin, const int MR,
+                                                           const int NV) {
+    const int P = (cin + 1) / 2, full = cin / 2;
+    for (int q = 0; q < P; ++q) {
+        __m512i bv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512((const void *)(b + q * ws + v * 32));
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; ++i) {
+            int32_t ai;
+            if (q < full) memcpy(&ai, a + i * lda + 2 * q, 4);
+            else ai = a[i * lda + 2 * q];
+            __m512bh av = (__m512bh)_mm512_set1_epi32(ai);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], av, (__m512bh)bv[v]);
+        }
+    }
+}
+
 static inline __attribute__((always_inline)) void tile_bf16(const prod_t *p, long r0, int n0, const int MR,
                                                             const int NV) {
     __m512 acc[12][4];
@@ -164,26 +192,14 @@ static inline __attribute__((always_inline)) void tile_bf16(const prod_t *p, lon
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
-    const int P = (p->cin + 1) / 2, full = p->cin / 2;
     const long ws = (long)p->cout * 2;
-    for (int j = 0; j < p->taps; ++j) {
-        const bf16 *a = (const bf16 *)p->src + (r0 + j * p->dil) * p->lds;
-        const bf16 *b = (const bf16 *)p->w + (long)j * P * ws + (long)n0 * 2;
-        for (int q = 0; q < P; ++q) {
-            __m512i bv[4];
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512((const void *)(b + q * ws + v * 32));
-#pragma GCC unroll 12
-            for (int i = 0; i < MR; ++i) {
-                int32_t ai;
-                if (q < full) memcpy(&ai, a + i * p->lds + 2 * q, 4);
-                else ai = a[i * p->lds + 2 * q];  /* odd cin: the last input alone (its pair's weight is 0) */
-                __m512bh av = (__m512bh)_mm512_set1_epi32(ai);
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], av, (__m512bh)bv[v]);
-            }
-        }
-    }
+    const long tap_size = (long)(p->cin + 1) / 2 * ws;
+    for (int j = 0; j < p->taps; ++j)
+        sum_bf16(acc, (const bf16 *)p->src + (r0 + j * p->dil) * p->lds, p->lds,
+                 (const bf16 *)p->w + j * tap_size + (long)n0 * 2, ws, p->cin, MR, NV);
+    if (p->src2)
+        sum_bf16(acc, (const bf16 *)p->src2 + r0 * p->lds2, p->lds2, (const bf16 *)p->w2 + (long)n0 * 2, ws,
+                 p->cin2, MR, NV);
     tile_store(p, r0, n0, acc, MR, NV);
 }
 #endif
@@ -246,25 +262,32 @@ static void prod_block(const prod_t *p, long a, long b, int nb, int ne) {
     for (long r0 = a; r0 < b; r0 += 4) {
         int nr = b - r0 < 4 ? (int)(b - r0) : 4;
         memset(acc, 0, sizeof(float) * 4 * (size_t)C);
-        if (p->f32) {
-            for (int j = 0; j < p->taps; ++j)
-                for (int c = 0; c < p->cin; ++c) {
-                    const float *wc = (const float *)p->w + ((long)j * p->cin + c) * p->cout + nb;
+        /* the taps, then src2 as one more tap of its own */
+        for (int j = 0; j <= p->taps; ++j) {
+            if (j == p->taps && !p->src2) break;
+            const int two = j == p->taps, cin = two ? p->cin2 : p->cin;
+            const long lds = two ? p->lds2 : p->lds;
+            const char *sj = (const char *)(two ? p->src2 : p->src) +
+                             (two ? 0 : j * p->dil * p->lds) * (p->f32 ? 4 : 2);
+            if (p->f32) {
+                const float *wj = (const float *)(two ? p->w2 : p->w) + (two ? 0 : (long)j * p->cin * p->cout);
+                for (int c = 0; c < cin; ++c) {
+                    const float *wc = wj + (long)c * p->cout + nb;
                     for (int i = 0; i < nr; ++i) {
-                        const float x = ((const float *)p->src)[(r0 + i + j * p->dil) * p->lds + c];
+                        const float x = ((const float *)sj)[(r0 + i) * lds + c];
                         float *ai = acc + (size_t)i * C;
 #pragma omp simd
                         for (int n = 0; n < C; ++n) ai[n] += x * wc[n];
                     }
                 }
-        } else
-        for (int j = 0; j < p->taps; ++j) {
-            const bf16 *wj = (const bf16 *)p->w + (long)j * P * ws;
-            for (int q = 0; q < P; ++q) {
+                continue;
+            }
+            const bf16 *wj = (const bf16 *)(two ? p->w2 : p->w) + (two ? 0 : (long)j * P * ws);
+            for (int q = 0; q < (cin + 1) / 2; ++q) {
                 const bf16 *wq = wj + q * ws + 2L * nb;
                 for (int i = 0; i < nr; ++i) {
-                    const bf16 *ar = (const bf16 *)p->src + (r0 + i + j * p->dil) * p->lds + 2 * q;
-                    const float x0 = bf2f(ar[0]), x1 = 2 * q + 1 < p->cin ? bf2f(ar[1]) : 0.0f;
+                    const bf16 *ar = (const bf16 *)sj + (r0 + i) * lds + 2 * q;
+                    const float x0 = bf2f(ar[0]), x1 = 2 * q + 1 < cin ? bf2f(ar[1]) : 0.0f;
                     float *ai = acc + (size_t)i * C;
 #pragma omp simd
                     for (int n = 0; n < C; ++n) ai[n] += x0 * bf2f(wq[2 * n]) + x1 * bf2f(wq[2 * n + 1]);

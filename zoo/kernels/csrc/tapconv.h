@@ -9,7 +9,10 @@
 /* out[r, n] (+)= bias[n] + sum_j sum_c src[(r + j dil) lds + c] W_j[c, n] for rows r of [0, rows):
    src bfloat16, w packed [taps][ceil(cin / 2)][cout][2] (an odd cin's last pair has a zero second
    weight, and its second input is never read), out float32 (row stride ldo); with f32, src and w are
-   float32 (w [taps][cin][cout]), the same tiles multiplying with vfmadd. */
+   float32 (w [taps][cin][cout]), the same tiles multiplying with vfmadd.  With src2 (NULL: none), a second
+   operand joins the same sums: + sum_c src2[r lds2 + c] W2[c, n] over its cin2 inputs (w2 packed as one tap
+   of its own, same dtype and cout), after every tap and before the bias, so a conditioning product adds
+   into the registers instead of reading and writing `out` once more. */
 typedef struct {
     long rows;
     int cin, cout, taps;
@@ -22,6 +25,10 @@ typedef struct {
     long ldo;
     int accumulate;
     int f32;
+    const void *src2; /* NULL, or the second operand (same dtype as src) */
+    long lds2;
+    const void *w2;
+    int cin2;
 } prod_t;
 
 /* out[r, c] = bfloat16(leaky_relu(x[r, c])) for r < rows, c < cols. */
