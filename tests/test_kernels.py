@@ -53,9 +53,11 @@ def test_a_struct_that_differs_from_the_c_layout_is_refused():
     kernels.require("tapconv")
     assert tapconv.load() is not None  # the real mirrors pass the check
     fields = list(tapconv.SPEC.structs[0]._fields_)
-    cases = [([*fields[:-1], ("f32", ctypes.c_long)], r"sizeof\(prod_t\)|prod_t\.f32"),  # a wider field
+    last = fields[-1][0]
+    assert fields[-1][1] is ctypes.c_int
+    cases = [([*fields[:-1], (last, ctypes.c_long)], rf"sizeof\(prod_t\)|prod_t\.{last}"),  # a wider field
              ([fields[0], fields[2], fields[1], *fields[3:]], r"prod_t\.cin"),  # two fields swapped
-             (fields[:-1], r"prod_t\.f32")]  # a field missing
+             (fields[:-1], rf"prod_t\.{last}")]  # a field missing
     for i, (bad, match) in enumerate(cases):
         spec = native.register(native.KernelSpec(f"tapconv-bad-{i}", tapconv.SPEC.directory,
                                                  "_tapconv", "zoo_tapconv", (_mirror(bad), tapconv.SPEC.structs[1])))
