@@ -132,6 +132,10 @@ static inline __attribute__((always_inline)) void sum_f32(__m512 acc[12][4], con
                                                           const float *b, long ws, int cin, const int MR,
                                                           const int NV) {
     for (int c = 0; c < cin; ++c) {
+        if ((c & 15) == 0) {
+#pragma GCC unroll 12
+            for (int i = 0; i < MR; ++i) _mm_prefetch((const char *)(a + (i + MR) * lda + c), _MM_HINT_T0);
+        }
         __m512 bv[4];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + c * ws + v * 16);
@@ -153,6 +157,10 @@ static inline __attribute__((always_inline)) void tile_f32(const prod_t *p, long
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
     const long ws = p->cout;
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) _mm_prefetch((const char *)(p->out + (r0 + MR + i) * p->ldo + n0 + 16 * v), _MM_HINT_ET0);
     for (int j = 0; j < p->taps; ++j)
         sum_f32(acc, (const float *)p->src + (r0 + j * p->dil) * p->lds, p->lds,
                 (const float *)p->w + (long)j * p->cin * ws + n0, ws, p->cin, MR, NV);
@@ -170,6 +178,10 @@ static inline __attribute__((always_inline)) void sum_bf16(__m512 acc[12][4], co
                                                            const int NV) {
     const int P = (cin + 1) / 2, full = cin / 2;
     for (int q = 0; q < P; ++q) {
+        if ((q & 15) == 0) {
+#pragma GCC unroll 12
+            for (int i = 0; i < MR; ++i) _mm_prefetch((const char *)(a + (i + MR) * lda + 2 * q), _MM_HINT_T0);
+        }
         __m512i bv[4];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512((const void *)(b + q * ws + v * 32));
@@ -194,6 +206,10 @@ static inline __attribute__((always_inline)) void tile_bf16(const prod_t *p, lon
         for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
     const long ws = (long)p->cout * 2;
     const long tap_size = (long)(p->cin + 1) / 2 * ws;
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) _mm_prefetch((const char *)(p->out + (r0 + MR + i) * p->ldo + n0 + 16 * v), _MM_HINT_ET0);
     for (int j = 0; j < p->taps; ++j)
         sum_bf16(acc, (const bf16 *)p->src + (r0 + j * p->dil) * p->lds, p->lds,
                  (const bf16 *)p->w + j * tap_size + (long)n0 * 2, ws, p->cin, MR, NV);
