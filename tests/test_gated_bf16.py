@@ -52,6 +52,7 @@ def _stack_infer(stack: GatedResidualStack, x: torch.Tensor, c: torch.Tensor) ->
 @pytest.mark.parametrize("skip_mode,scale,causal,channels", [
     ("sum", math.sqrt(0.5), True, 32),  # the Parallel WaveNet student's stacks
     ("sum", 1.0, False, 32),  # WaveGlow's
+    ("sum", 1.0, False, 64),  # a gate half of two 32-column panels: the conv's outputs reordered for conv_gate
     ("legacy_iterative", 1.0, False, 32),
     ("sum_sqrt_layers", math.sqrt(0.5), True, 24),  # widths off the kernel's 16-column tiles
 ])

@@ -320,6 +320,43 @@ def test_conv_taps_plus_a_second_operand_in_the_same_sums(cin, cout, k, d, c2, a
     assert (out.double() - want).abs().max().item() <= 2e-6 * max(scale, 1.0)
 
 
+@pytest.mark.parametrize("cin,half,k,d,c2", [(64, 32, 3, 2, 0), (31, 64, 3, 1, 7), (256, 256, 3, 4, 80),
+                                              (16, 96, 1, 1, 33)])
+@pytest.mark.parametrize("doubled", [False, True])
+@pytest.mark.parametrize("keep", [False, True])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_conv_gate_is_the_conv_then_the_gate(cin, half, k, d, c2, doubled, keep, dtype, isa):
+    """``conv_gate`` on weights in ``gate_panels`` order gives what ``conv_taps`` into ``h`` then ``gate``
+    give on the same weights in their own order: the same bfloat16 gate bits and the same float32 gate, without
+    ``h`` (the taps, a second operand, the bias, the tanh half doubled in the weights or not)."""
+    g = torch.Generator().manual_seed(cin + half + c2)
+    rows, first = 53, 1
+    src = torch.randn(first + rows + (k - 1) * d, cin, generator=g).to(dtype)
+    taps = (torch.randn(k, cin, 2 * half, generator=g) * 0.2).to(dtype).float()
+    bias = torch.randn(2 * half, generator=g)
+    plus = None
+    if c2:
+        src2, w2 = torch.randn(rows, c2, generator=g).to(dtype), (torch.randn(1, c2, 2 * half, generator=g) * 0.2)
+        plus = (src2, tapconv.pack(w2.to(dtype).float(), dtype))
+    h = torch.empty(rows, 2 * half)
+    tapconv.conv_taps(h, src, first, tapconv.pack(taps, dtype), d, bias, plus=plus)
+    want = torch.empty(rows, half, dtype=torch.bfloat16)
+    want_f = tapconv.gate(h, doubled, want, keep=keep)
+    perm = tapconv.gate_panels(half)
+    plus_p = None if plus is None else (plus[0], tapconv.pack(w2.to(dtype).float()[..., perm], dtype))
+    got = torch.full((rows, half), float("nan"), dtype=torch.bfloat16)
+    wide = torch.full((rows, half + 3), float("nan"))
+    got_f = tapconv.conv_gate(got, src, first, tapconv.pack(taps[..., perm], dtype), d, bias[perm], doubled=doubled,
+                              plus=plus_p, keep=wide[:, :half] if keep else None)
+    # the same sums in the same order: the same float32 h, so the same gate to the last bit
+    assert torch.equal(got, want)
+    if keep:
+        assert got_f is not None and want_f is not None and torch.equal(got_f, want_f)
+        assert torch.isnan(wide[:, half:]).all()  # nothing past the keep view
+    else:
+        assert got_f is None
+
+
 def test_bad_arguments_are_refused_with_what_was_expected():
     src = torch.zeros(20, 8, dtype=torch.bfloat16)
     packed = tapconv.pack(torch.zeros(3, 8, 4))
@@ -339,6 +376,10 @@ def test_bad_arguments_are_refused_with_what_was_expected():
         tapconv.conv_taps(torch.zeros(10, 4), src, 0, packed, 1, plus=(src[:10], packed))
     with pytest.raises(ValueError, match="plus: one tap of 4 outputs over at least 10 rows"):
         tapconv.conv_taps(torch.zeros(10, 4), src, 0, packed, 1, plus=(src[:9], tapconv.pack(torch.zeros(1, 8, 4))))
+    with pytest.raises(ValueError, match="gate_panels: the half width must be a positive multiple of 32"):
+        tapconv.gate_panels(48)
+    with pytest.raises(ValueError, match=r"conv_gate: 4 outputs in gate panels need out \[rows, 2\]"):
+        tapconv.conv_gate(torch.zeros(10, 2, dtype=torch.bfloat16), src, 0, packed, 1, doubled=False)
     with pytest.raises(ValueError, match="multiple of 8"):
         tapconv.winograd3(torch.zeros(10, 4), src, 0, 2, 6, tapconv.pack(torch.zeros(6, 8, 4)))
 

@@ -361,9 +361,12 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
     itself where it is float32, else a float32 copy, and ``buf`` is left as it was) and is rounded to a
     bfloat16 copy only as the next dilated conv's input; each dilated conv (its taps, direct) and the
     conditioning product sum bfloat16 operands in float32 into the float32 ``h``, in one kernel call that
-    keeps both in the same registers (``conv_taps(plus=...)``: ``h`` is written once); the gate is computed in
-    float32 (one pass, :func:`zoo.kernels.tapconv.gate`) and rounded to bfloat16 only as the operand of the
-    residual and skip 1x1 convs, whose sums go into the float32 residual stream and skip sum.
+    keeps both in the same registers (``conv_taps(plus=...)``); the gate is computed in float32 and rounded to
+    bfloat16 only as the operand of the residual and skip 1x1 convs, whose sums go into the float32 residual
+    stream and skip sum. Where the half is a multiple of 32 the gate is taken from the conv's registers
+    (:func:`zoo.kernels.tapconv.conv_gate`, the weights' outputs in its panel order): ``h`` is never stored
+    (FloWaveNet's first block wrote and read 45 MB per layer for it); else (a layer the caller composed, an
+    odd width) the conv stores ``h`` and one pass (:func:`zoo.kernels.tapconv.gate`) reads it.
     A skip conv too narrow for the kernel's bfloat16 tiles (a linear head folded into it, e.g. WaveGlow's 8, 6
     or 4 outputs) stays a float32 product on the float32 gate: on the kernel's float32 tiles where it has them
     (its columns padded with zeros to 16; torch's product for so few columns ran at about 15 GFLOP/s, 8% of
@@ -402,25 +405,15 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
         composed = i == 0 and first_h is not None
         fold = _folds(stack, i, t, has_cond, composed)
 
-        def conv_packs(i: int = i, composed: bool = composed) -> _Packs:
+        gated = not composed and half % 32 == 0  # conv and gate in one pass (tapconv.conv_gate)
+
+        def conv_packs(i: int = i, composed: bool = composed, gated: bool = gated) -> _Packs:
             _, w, wc, bias = _layer_weights(stack, i, t, double, has_cond, composed)
+            if gated:  # the outputs in the kernel's gate panels
+                perm = tapconv.gate_panels(half)
+                w, wc, bias = (None if x is None else x[..., perm] for x in (w, wc, bias))
             return (None if w is None else tapconv.pack(w, bf), None if wc is None else tapconv.pack(wc[None], bf),
                     bias)
-
-        cond_w, cond_bias = (stack.cond.weight, stack.cond.bias) if has_cond and stack.cond else (None, None)
-        pw, pwc, bias = _cached(stack, ("conv", i, fold, composed, has_cond),
-                                (layer.dilated.weight, layer.dilated.bias, cond_w, cond_bias), conv_packs)
-        h = hbuf[:t] if pw is not None else _composed(first_h, bias)
-        plus = None if pwc is None or cond_b is None else (cond_b, pwc)
-        if pw is not None:
-            if stale:
-                h0b.copy_(h0)
-                stale = False
-            # the conditioning product joins the taps' sums (h written once)
-            tapconv.conv_taps(h, src, left - _tap_left(stack, layer), pw, d, bias, plus=plus)
-        elif plus is not None:
-            assert cond_b is not None
-            tapconv.conv_taps(h, cond_b, 0, pwc, 1, accumulate=True)
 
         def skip_packs(layer: GatedLayerLike = layer) -> _Packs:
             w_skip, b_skip = layer.skip.weight[..., 0].float(), _f32(layer.skip.bias)
@@ -436,11 +429,33 @@ def _infer_layers_bf16(stack: GatedStackLike, buf: Tensor, left: int, t: int, co
             padded[:w_skip.shape[0]] = w_skip
             return None, tapconv.pack(padded.t().neg()[None], torch.float32), w_skip, b_skip
 
+        cond_w, cond_bias = (stack.cond.weight, stack.cond.bias) if has_cond and stack.cond else (None, None)
+        pw, pwc, bias = _cached(stack, ("conv", i, fold, composed, has_cond, gated),
+                                (layer.dilated.weight, layer.dilated.bias, cond_w, cond_bias), conv_packs)
         packed, packed_f32, w_skip, b_skip = _cached(stack, ("skip", i, skip_head is not None),
                                                      (layer.skip.weight, layer.skip.bias, skip_head), skip_packs)
         assert w_skip is not None
-        # the gate in one pass (float32, rounded into gb), kept in float32 only for a float32 skip product
-        neg = tapconv.gate(h, fold, gb, keep=packed is None)
+        plus = None if pwc is None or cond_b is None else (cond_b, pwc)
+        # The gate (float32, rounded into gb), kept in float32 only for a float32 skip product: one pass over
+        # h, or (gated) straight from the conv's registers, h never stored. The conditioning product joins the
+        # taps' sums either way.
+        if pw is not None:
+            if stale:
+                h0b.copy_(h0)
+                stale = False
+            first = left - _tap_left(stack, layer)
+            if gated:
+                neg = tapconv.conv_gate(gb, src, first, pw, d, bias, doubled=fold, plus=plus,
+                                        keep=hbuf[:t, :half] if packed is None else None)
+            else:
+                h = tapconv.conv_taps(hbuf[:t], src, first, pw, d, bias, plus=plus)
+                neg = tapconv.gate(h, fold, gb, keep=packed is None)
+        else:
+            h = _composed(first_h, bias)
+            if plus is not None:
+                assert cond_b is not None
+                tapconv.conv_taps(h, cond_b, 0, pwc, 1, accumulate=True)
+            neg = tapconv.gate(h, fold, gb, keep=packed is None)
         if packed is not None:
             if skips is None:
                 skips = tapconv.conv_taps(res.new_empty(t, w_skip.shape[0]), gb, 0, packed, 1)

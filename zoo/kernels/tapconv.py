@@ -48,7 +48,9 @@ class _Prod(ctypes.Structure):
                 ("dil", ctypes.c_long), ("src", ctypes.c_void_p), ("lds", ctypes.c_long), ("w", ctypes.c_void_p),
                 ("bias", ctypes.c_void_p), ("out", ctypes.c_void_p), ("ldo", ctypes.c_long),
                 ("accumulate", ctypes.c_int), ("f32", ctypes.c_int), ("src2", ctypes.c_void_p),
-                ("lds2", ctypes.c_long), ("w2", ctypes.c_void_p), ("cin2", ctypes.c_int)]
+                ("lds2", ctypes.c_long), ("w2", ctypes.c_void_p), ("cin2", ctypes.c_int),
+                ("gate", ctypes.c_void_p), ("ldg", ctypes.c_long), ("keep", ctypes.c_void_p), ("ldk", ctypes.c_long),
+                ("gate_doubled", ctypes.c_int)]
 
 
 class _Leaky(ctypes.Structure):
@@ -214,16 +216,66 @@ def conv_taps(out: Tensor, src: Tensor, first: int, packed: Tensor, dilation: in
                          f"dilation {dilation} need {first + rows + (k - 1) * dilation}")
     job, _b = _job(out, src, first, rows, c_in, c_out, k, dilation, packed, bias, accumulate)
     if plus is not None:
-        src2, packed2 = plus
-        if src2.dtype != src.dtype:
-            raise ValueError(f"plus: src2 is {src2.dtype} but src is {src.dtype}")
-        k2, c2, c_out2 = _operands(src2, packed2, "plus's packed weights")
-        if k2 != 1 or c_out2 != c_out or src2.shape[0] < rows:
-            raise ValueError(f"plus: one tap of {c_out} outputs over at least {rows} rows of src2, got weights "
-                             f"{tuple(packed2.shape)} and src2 {tuple(src2.shape)}")
-        job.src2, job.lds2, job.w2, job.cin2 = src2.data_ptr(), src2.stride(0), packed2.data_ptr(), c2
+        _plus(job, plus, src, rows, c_out)
     lib.zoo_tap_conv(ctypes.byref(job), _threads(threads))
     return out
+
+
+def _plus(job: _Prod, plus: tuple[Tensor, Tensor], src: Tensor, rows: int, c_out: int) -> None:
+    """Checks ``plus = (src2, packed2)`` against the job and puts it in."""
+    src2, packed2 = plus
+    if src2.dtype != src.dtype:
+        raise ValueError(f"plus: src2 is {src2.dtype} but src is {src.dtype}")
+    k2, c2, c_out2 = _operands(src2, packed2, "plus's packed weights")
+    if k2 != 1 or c_out2 != c_out or src2.shape[0] < rows:
+        raise ValueError(f"plus: one tap of {c_out} outputs over at least {rows} rows of src2, got weights "
+                         f"{tuple(packed2.shape)} and src2 {tuple(src2.shape)}")
+    job.src2, job.lds2, job.w2, job.cin2 = src2.data_ptr(), src2.stride(0), packed2.data_ptr(), c2
+
+
+def gate_panels(half: int) -> Tensor:
+    """The column order :func:`conv_gate` takes a gated layer's ``2 half`` outputs in: 64-wide panels, panel
+    ``j`` holding the tanh half's columns ``32 j .. 32 j + 31`` and then the sigmoid half's ``half + 32 j ..``
+    (``half`` a multiple of 32). Index the weights' output axis and the bias with it."""
+    if half <= 0 or half % 32:
+        raise ValueError(f"gate_panels: the half width must be a positive multiple of 32, got {half}")
+    j = torch.arange(half // 32).repeat_interleave(32) * 32 + torch.arange(32).repeat(half // 32)
+    return torch.stack([j.view(-1, 32), j.view(-1, 32) + half], 1).reshape(-1)
+
+
+def conv_gate(out: Tensor, src: Tensor, first: int, packed: Tensor, dilation: int, bias: Tensor | None = None,
+              *, doubled: bool, plus: tuple[Tensor, Tensor] | None = None, keep: Tensor | None = None,
+              threads: int | None = None) -> Tensor | None:
+    """A gated layer's conv and its gate in one pass: ``h = bias + sum_j src[first + r + j * dilation] @ W[j]
+    (+ src2 @ W2)`` as :func:`conv_taps` computes it, but never stored: each tile of ``h`` goes straight
+    through :func:`gate` (``g = -tanh(x) sigmoid(b)``, ``x`` undoubled) into bfloat16 ``out [rows, half]``,
+    and with ``keep`` (float32 ``[rows, half]``, any row stride) also in float32 (returned). ``packed``,
+    ``plus``'s weights and ``bias`` have their ``2 half`` outputs in :func:`gate_panels` order; ``doubled``:
+    the tanh half is doubled in them. Saves writing ``h`` and reading it back for the gate."""
+    lib = _lib_or_raise()
+    k, c_in, c_out = _operands(src, packed, "packed weights")
+    _rows_view(out, "out", torch.bfloat16)
+    rows, half = out.shape
+    if c_out != 2 * half or half % 32:
+        raise ValueError(f"conv_gate: {c_out} outputs in gate panels need out [rows, {c_out // 2}] with the half a "
+                         f"multiple of 32, got out {tuple(out.shape)}")
+    if first < 0 or first + rows + (k - 1) * dilation > src.shape[0]:
+        raise ValueError(f"src has {src.shape[0]} rows; {rows} outputs from row {first} with {k} taps of "
+                         f"dilation {dilation} need {first + rows + (k - 1) * dilation}")
+    _b, bptr = _bias(bias, c_out)  # the bias tensor must outlive the call
+    start = src.data_ptr() + first * src.stride(0) * src.element_size()
+    job = _Prod(rows, c_in, c_out, k, dilation, start, src.stride(0), packed.data_ptr(), bptr, None, 0, 0,
+                int(src.dtype == torch.float32))
+    if plus is not None:
+        _plus(job, plus, src, rows, c_out)
+    job.gate, job.ldg, job.gate_doubled = out.data_ptr(), out.stride(0), int(doubled)
+    if keep is not None:
+        _rows_view(keep, "keep", torch.float32)
+        if keep.shape != out.shape:
+            raise ValueError(f"conv_gate: keep {tuple(keep.shape)} must match out {tuple(out.shape)}")
+        job.keep, job.ldk = keep.data_ptr(), keep.stride(0)
+    lib.zoo_tap_conv(ctypes.byref(job), _threads(threads))
+    return keep
 
 
 def winograd3(out: Tensor, src: Tensor, first: int, dilation: int, rows: int, packed_u: Tensor,

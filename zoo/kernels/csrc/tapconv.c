@@ -105,6 +105,29 @@ static void *scratch(size_t size) {
     return s->p;
 }
 
+/* The gated store of one row's 64-column panel starting at column n (t: its 64 sums, bias not yet added):
+   32 gate values at pair index n / 2. */
+static inline void gate_row(const prod_t *p, long r, int n, float *restrict t) {
+    const float twice = p->gate_doubled ? 1.0f : 2.0f;
+    if (p->bias) {
+#pragma omp simd
+        for (int c = 0; c < 64; ++c) t[c] += p->bias[n + c];
+    }
+    bf16 *g = p->gate + r * p->ldg + n / 2;
+    if (p->keep) {
+        float *k = p->keep + r * p->ldk + n / 2;
+#pragma omp simd
+        for (int c = 0; c < 32; ++c) {
+            const float v = -zoo_gate2(twice * t[c], t[32 + c]);
+            g[c] = f2bf(v);
+            k[c] = v;
+        }
+    } else {
+#pragma omp simd
+        for (int c = 0; c < 32; ++c) g[c] = f2bf(-zoo_gate2(twice * t[c], t[32 + c]));
+    }
+}
+
 static inline void store_row(const prod_t *p, long r, int n, float x) {
     float *o = p->out + r * p->ldo + n;
     if (p->bias) x += p->bias[n];
@@ -114,6 +137,16 @@ static inline void store_row(const prod_t *p, long r, int n, float x) {
 #ifdef __AVX512F__
 static inline __attribute__((always_inline)) void tile_store(const prod_t *p, long r0, int n0, __m512 acc[12][4],
                                                              const int MR, const int NV) {
+    if (NV == 4 && p->gate) {
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; ++i) {
+            float t[64] __attribute__((aligned(64)));
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; ++v) _mm512_store_ps(t + 16 * v, acc[i][v]);
+            gate_row(p, r0 + i, n0, t);
+        }
+        return;
+    }
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
         float *o = p->out + (r0 + i) * p->ldo + n0;
@@ -157,10 +190,12 @@ static inline __attribute__((always_inline)) void tile_f32(const prod_t *p, long
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
     const long ws = p->cout;
+    if (!p->gate) {
 #pragma GCC unroll 12
-    for (int i = 0; i < MR; ++i)
+        for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) _mm_prefetch((const char *)(p->out + (r0 + MR + i) * p->ldo + n0 + 16 * v), _MM_HINT_ET0);
+            for (int v = 0; v < NV; ++v) _mm_prefetch((const char *)(p->out + (r0 + MR + i) * p->ldo + n0 + 16 * v), _MM_HINT_ET0);
+    }
     for (int j = 0; j < p->taps; ++j)
         sum_f32(acc, (const float *)p->src + (r0 + j * p->dil) * p->lds, p->lds,
                 (const float *)p->w + (long)j * p->cin * ws + n0, ws, p->cin, MR, NV);
@@ -206,10 +241,12 @@ static inline __attribute__((always_inline)) void tile_bf16(const prod_t *p, lon
         for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
     const long ws = (long)p->cout * 2;
     const long tap_size = (long)(p->cin + 1) / 2 * ws;
+    if (!p->gate) {
 #pragma GCC unroll 12
-    for (int i = 0; i < MR; ++i)
+        for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) _mm_prefetch((const char *)(p->out + (r0 + MR + i) * p->ldo + n0 + 16 * v), _MM_HINT_ET0);
+            for (int v = 0; v < NV; ++v) _mm_prefetch((const char *)(p->out + (r0 + MR + i) * p->ldo + n0 + 16 * v), _MM_HINT_ET0);
+    }
     for (int j = 0; j < p->taps; ++j)
         sum_bf16(acc, (const bf16 *)p->src + (r0 + j * p->dil) * p->lds, p->lds,
                  (const bf16 *)p->w + j * tap_size + (long)n0 * 2, ws, p->cin, MR, NV);
@@ -310,8 +347,12 @@ static void prod_block(const prod_t *p, long a, long b, int nb, int ne) {
                 }
             }
         }
-        for (int i = 0; i < nr; ++i)
-            for (int n = 0; n < C; ++n) store_row(p, r0 + i, nb + n, acc[(size_t)i * C + n]);
+        for (int i = 0; i < nr; ++i) {
+            if (p->gate)  /* nb and C are whole 64-column panels here */
+                for (int n = 0; n < C; n += 64) gate_row(p, r0 + i, nb + n, acc + (size_t)i * C + n);
+            else
+                for (int n = 0; n < C; ++n) store_row(p, r0 + i, nb + n, acc[(size_t)i * C + n]);
+        }
     }
     free(acc);
 }

@@ -29,6 +29,16 @@ typedef struct {
     long lds2;
     const void *w2;
     int cin2;
+    /* With gate (NULL: none) the product is a gated layer's h, its columns in 64-wide panels [32 inputs of
+       the tanh half | the 32 matching inputs of the sigmoid half] (cout a multiple of 64, no accumulate):
+       instead of storing h, each tile stores g = -tanh(x) sigmoid(b) (x undoubled: doubled in the weights
+       where gate_doubled) of its 32 pairs, rounded to bfloat16 into gate[r ldg + c] (c: the pair's index in
+       the half) and, where keep is not NULL, in float32 into keep[r ldk + c]; out is not touched. */
+    uint16_t *gate;
+    long ldg;
+    float *keep;
+    long ldk;
+    int gate_doubled;
 } prod_t;
 
 /* out[r, c] = bfloat16(leaky_relu(x[r, c])) for r < rows, c < cols. */
