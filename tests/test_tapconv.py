@@ -468,6 +468,26 @@ def test_packed_weights_follow_the_model_s_weights():
         assert torch.equal(fresh(mel), other(mel))
 
 
+def test_a_model_cast_under_inference_mode_keeps_its_packs(monkeypatch):
+    """A model built and cast under ``torch.inference_mode`` holds ordinary tensors (inference tensors have no
+    version counter, so its packs were made again on every call), and still follows an in-place change made
+    there."""
+    mel = torch.randn(80, 11, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        model = _tiny_hifigan().to(torch.bfloat16)
+        assert not any(p.is_inference() for p in model.parameters())
+        first = model(mel)
+        packs = []
+        real_pack = tapconv.pack
+        monkeypatch.setattr(tapconv, "pack", lambda *a, **k: packs.append(1) or real_pack(*a, **k))
+        assert torch.equal(model(mel), first) and not packs  # every pack kept
+        other = _tiny_hifigan().to(torch.bfloat16)
+        for p in other.parameters():
+            p.mul_(-0.5)
+        model.load_state_dict(other.state_dict())  # in place, under inference mode: made anew
+        assert torch.equal(model(mel), other(mel)) and packs
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_hifigan_gives_the_same_audio_on_one_and_two_threads(dtype, pool):
     model = _tiny_hifigan().to(dtype)
