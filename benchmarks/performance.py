@@ -283,6 +283,26 @@ NOTES = """## What the fast paths are
   time-major bfloat16 copy that the three flows reading it share (`gated_infer.time_major_cond`); each
   flow's net made its own transposing copy before (6 per block). Same output bits; 2 s, 2 threads,
   in-process A/B, median of 4: 2.41 -> 2.33 s.
+- **The bfloat16 flows, 2026-12-07 late evening** (each measured 2 s, in one process, A/B or before/after):
+  - *Casts under `torch.inference_mode`*: parameters made there are inference tensors, which have no version
+    counter, so every kept pack of the kernels was made again on every call. `compare_reference.py` casts its
+    bfloat16 copies under inference mode, so its bfloat16 rows until this run timed that (WaveGlow 1 thread
+    4.25 s against 3.90 s for the same model cast outside); a user loading there paid the same. A `Vocoder`
+    now replaces such tensors by ordinary ones when it is cast or prepared.
+  - *Conv and gate in one pass* (`tapconv.conv_gate`): the dilated conv's outputs are packed in 64-column
+    panels of 32 tanh-half and the matching 32 sigmoid-half columns, so each register tile stores the gate
+    (bfloat16, and float32 where a float32 skip product reads it) instead of `h`, which is never written or
+    read back (FloWaveNet's first block wrote and read 45 MB per layer, page-faulting 66,000 fresh pages per
+    call). The conditioning product joins the taps' sums in the same call (`conv_taps(plus=...)`). Same bits.
+    FloWaveNet 1 thread 4.26 -> 4.02 s, 2 threads 2.27 -> 2.14 s; WaveGlow 3.92 -> 3.90 s, 2.07 -> 2.02 s.
+  - *Prefetch in the tiles*: each tile prefetches the input rows and output lines of the next; past the L2 the
+    tiles waited on both (a 256 -> 256 1x1 over 22,016 rows ran at 169-175 GFLOP/s against 216-219 over 1,376
+    rows; now 191-214 at every size, 1 thread; float32 89 -> 110). FloWaveNet 4.30 -> 4.08 s, WaveGlow 4.13 ->
+    3.93 s. The kernel's 256 x 3 + 640 -> 512 product runs at 211-217 GFLOP/s on one core, against 227-231 for
+    a loop of independent `vdpbf16ps` on registers alone: the bfloat16 convs are within 10% of the hardware.
+  - *WaveGlow's upsampler* (the transposed conv, 80 channels, kernel 1024, stride 256) is one batched matrix
+    product over the 4 frames that reach each sample (`TransposedConvUpsampler`): torch's `conv_transpose1d`
+    took 106 ms (float32) / 71 ms (bfloat16) for 2 s on 1 thread, the product 26 / 15 ms.
 - At batch 1 the published 24-layer LJSpeech WaveNet reads about 99 MB of float32 weights per sample in
   r9y9's loop: every tap, the conditioning 1x1, and the residual and skip convs of 24 layers. Ours reads
   48.0 MB every step (the taps reaching 0 or 1 steps back, the residual and skip convs, the head) and
