@@ -200,6 +200,14 @@ def _job(out: Tensor, src: Tensor, first: int, rows: int, c_in: int, c_out: int,
     return job, b  # the bias tensor must outlive the call
 
 
+def _check_rows(src: Tensor, first: int, rows: int, taps: int, dilation: int) -> None:
+    """``src`` holds the rows ``rows`` outputs from row ``first`` read with ``taps`` taps ``dilation`` apart."""
+    need = first + rows + (taps - 1) * dilation
+    if first < 0 or need > src.shape[0]:
+        raise ValueError(f"src has {src.shape[0]} rows; {rows} outputs from row {first} with {taps} taps of "
+                         f"dilation {dilation} need {need}")
+
+
 def conv_taps(out: Tensor, src: Tensor, first: int, packed: Tensor, dilation: int, bias: Tensor | None = None,
               *, accumulate: bool = False, plus: tuple[Tensor, Tensor] | None = None,
               threads: int | None = None) -> Tensor:
@@ -211,9 +219,7 @@ def conv_taps(out: Tensor, src: Tensor, first: int, packed: Tensor, dilation: in
     lib = _lib_or_raise()
     k, c_in, c_out = _operands(src, packed, "packed weights")
     rows = out.shape[0]
-    if first < 0 or first + rows + (k - 1) * dilation > src.shape[0]:
-        raise ValueError(f"src has {src.shape[0]} rows; {rows} outputs from row {first} with {k} taps of "
-                         f"dilation {dilation} need {first + rows + (k - 1) * dilation}")
+    _check_rows(src, first, rows, k, dilation)
     job, _b = _job(out, src, first, rows, c_in, c_out, k, dilation, packed, bias, accumulate)
     if plus is not None:
         _plus(job, plus, src, rows, c_out)
@@ -259,9 +265,7 @@ def conv_gate(out: Tensor, src: Tensor, first: int, packed: Tensor, dilation: in
     if c_out != 2 * half or half % 32:
         raise ValueError(f"conv_gate: {c_out} outputs in gate panels need out [rows, {c_out // 2}] with the half a "
                          f"multiple of 32, got out {tuple(out.shape)}")
-    if first < 0 or first + rows + (k - 1) * dilation > src.shape[0]:
-        raise ValueError(f"src has {src.shape[0]} rows; {rows} outputs from row {first} with {k} taps of "
-                         f"dilation {dilation} need {first + rows + (k - 1) * dilation}")
+    _check_rows(src, first, rows, k, dilation)
     _b, bptr = _bias(bias, c_out)  # the bias tensor must outlive the call
     start = src.data_ptr() + first * src.stride(0) * src.element_size()
     job = _Prod(rows, c_in, c_out, k, dilation, start, src.stride(0), packed.data_ptr(), bptr, None, 0, 0,

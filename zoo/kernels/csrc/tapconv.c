@@ -160,6 +160,17 @@ static inline __attribute__((always_inline)) void tile_store(const prod_t *p, lo
     }
 }
 
+/* The output lines the next tile (MR rows down) stores, fetched for writing while this one sums (none where
+   the tile stores the gate instead). */
+static inline __attribute__((always_inline)) void prefetch_next_out(const prod_t *p, long r0, int n0, const int MR,
+                                                                    const int NV) {
+    if (p->gate) return;
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) _mm_prefetch((const char *)(p->out + (r0 + MR + i) * p->ldo + n0 + 16 * v), _MM_HINT_ET0);
+}
+
 /* acc[i][v] += sum_c a[i * lda + c] b[c * ws + 16 v] over c < cin: one float32 operand's share of a tile. */
 static inline __attribute__((always_inline)) void sum_f32(__m512 acc[12][4], const float *a, long lda,
                                                           const float *b, long ws, int cin, const int MR,
@@ -190,12 +201,7 @@ static inline __attribute__((always_inline)) void tile_f32(const prod_t *p, long
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
     const long ws = p->cout;
-    if (!p->gate) {
-#pragma GCC unroll 12
-        for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) _mm_prefetch((const char *)(p->out + (r0 + MR + i) * p->ldo + n0 + 16 * v), _MM_HINT_ET0);
-    }
+    prefetch_next_out(p, r0, n0, MR, NV);
     for (int j = 0; j < p->taps; ++j)
         sum_f32(acc, (const float *)p->src + (r0 + j * p->dil) * p->lds, p->lds,
                 (const float *)p->w + (long)j * p->cin * ws + n0, ws, p->cin, MR, NV);
@@ -241,12 +247,7 @@ static inline __attribute__((always_inline)) void tile_bf16(const prod_t *p, lon
         for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
     const long ws = (long)p->cout * 2;
     const long tap_size = (long)(p->cin + 1) / 2 * ws;
-    if (!p->gate) {
-#pragma GCC unroll 12
-        for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) _mm_prefetch((const char *)(p->out + (r0 + MR + i) * p->ldo + n0 + 16 * v), _MM_HINT_ET0);
-    }
+    prefetch_next_out(p, r0, n0, MR, NV);
     for (int j = 0; j < p->taps; ++j)
         sum_bf16(acc, (const bf16 *)p->src + (r0 + j * p->dil) * p->lds, p->lds,
                  (const bf16 *)p->w + j * tap_size + (long)n0 * 2, ws, p->cin, MR, NV);
