@@ -274,6 +274,35 @@ static void tile_12_1(const prod_t *p, long r, int n) { tile(p, r, n, 12, 1); }
 static void tile_1_1(const prod_t *p, long r, int n) { tile(p, r, n, 1, 1); }
 #endif
 
+/* The plain C form of sum_f32 / sum_bf16: acc[i][n] += one operand's products for nr rows (rows lds apart from
+   a, in src's dtype) and the C columns from nb of weights w (one tap's, packed as for the tiles). */
+static void sum_plain(const prod_t *p, float *acc, int nr, int C, int nb, const void *a, long lds, const void *w,
+                      int cin) {
+    if (p->f32) {
+        for (int c = 0; c < cin; ++c) {
+            const float *wc = (const float *)w + (long)c * p->cout + nb;
+            for (int i = 0; i < nr; ++i) {
+                const float x = ((const float *)a)[i * lds + c];
+                float *ai = acc + (size_t)i * C;
+#pragma omp simd
+                for (int n = 0; n < C; ++n) ai[n] += x * wc[n];
+            }
+        }
+        return;
+    }
+    const long ws = (long)p->cout * 2;
+    for (int q = 0; q < (cin + 1) / 2; ++q) {
+        const bf16 *wq = (const bf16 *)w + q * ws + 2L * nb;
+        for (int i = 0; i < nr; ++i) {
+            const bf16 *ar = (const bf16 *)a + i * lds + 2 * q;
+            const float x0 = bf2f(ar[0]), x1 = 2 * q + 1 < cin ? bf2f(ar[1]) : 0.0f; /* odd cin: its last alone */
+            float *ai = acc + (size_t)i * C;
+#pragma omp simd
+            for (int n = 0; n < C; ++n) ai[n] += x0 * bf2f(wq[2 * n]) + x1 * bf2f(wq[2 * n + 1]);
+        }
+    }
+}
+
 /* Rows [a, b) and columns [nb, ne) of the product on this thread: blocks of RB rows, within each every column
    panel (nb a multiple of 16 when cout is). */
 #define RB 192
@@ -309,45 +338,19 @@ static void prod_block(const prod_t *p, long a, long b, int nb, int ne) {
     }
 #endif
     /* Plain C: four rows at a time share each weight pair; every pair of inputs is one fused step. */
-    const int P = (p->cin + 1) / 2, C = ne - nb;
-    const long ws = (long)p->cout * 2;
+    const int C = ne - nb;
+    const size_t esize = p->f32 ? sizeof(float) : sizeof(bf16);
+    const long tap_size = p->f32 ? (long)p->cin * p->cout : (long)(p->cin + 1) / 2 * p->cout * 2;
     float *acc = (float *)malloc(sizeof(float) * 4 * (size_t)C);
     if (!acc) return;
     for (long r0 = a; r0 < b; r0 += 4) {
         int nr = b - r0 < 4 ? (int)(b - r0) : 4;
         memset(acc, 0, sizeof(float) * 4 * (size_t)C);
-        /* the taps, then src2 as one more tap of its own */
-        for (int j = 0; j <= p->taps; ++j) {
-            if (j == p->taps && !p->src2) break;
-            const int two = j == p->taps, cin = two ? p->cin2 : p->cin;
-            const long lds = two ? p->lds2 : p->lds;
-            const char *sj = (const char *)(two ? p->src2 : p->src) +
-                             (two ? 0 : j * p->dil * p->lds) * (p->f32 ? 4 : 2);
-            if (p->f32) {
-                const float *wj = (const float *)(two ? p->w2 : p->w) + (two ? 0 : (long)j * p->cin * p->cout);
-                for (int c = 0; c < cin; ++c) {
-                    const float *wc = wj + (long)c * p->cout + nb;
-                    for (int i = 0; i < nr; ++i) {
-                        const float x = ((const float *)sj)[(r0 + i) * lds + c];
-                        float *ai = acc + (size_t)i * C;
-#pragma omp simd
-                        for (int n = 0; n < C; ++n) ai[n] += x * wc[n];
-                    }
-                }
-                continue;
-            }
-            const bf16 *wj = (const bf16 *)(two ? p->w2 : p->w) + (two ? 0 : (long)j * P * ws);
-            for (int q = 0; q < (cin + 1) / 2; ++q) {
-                const bf16 *wq = wj + q * ws + 2L * nb;
-                for (int i = 0; i < nr; ++i) {
-                    const bf16 *ar = (const bf16 *)sj + (r0 + i) * lds + 2 * q;
-                    const float x0 = bf2f(ar[0]), x1 = 2 * q + 1 < cin ? bf2f(ar[1]) : 0.0f;
-                    float *ai = acc + (size_t)i * C;
-#pragma omp simd
-                    for (int n = 0; n < C; ++n) ai[n] += x0 * bf2f(wq[2 * n]) + x1 * bf2f(wq[2 * n + 1]);
-                }
-            }
-        }
+        for (int j = 0; j < p->taps; ++j)
+            sum_plain(p, acc, nr, C, nb, (const char *)p->src + (r0 + j * p->dil) * p->lds * (long)esize, p->lds,
+                      (const char *)p->w + j * tap_size * (long)esize, p->cin);
+        if (p->src2)
+            sum_plain(p, acc, nr, C, nb, (const char *)p->src2 + r0 * p->lds2 * (long)esize, p->lds2, p->w2, p->cin2);
         for (int i = 0; i < nr; ++i) {
             if (p->gate)  /* nb and C are whole 64-column panels here */
                 for (int n = 0; n < C; n += 64) gate_row(p, r0 + i, nb + n, acc + (size_t)i * C + n);
