@@ -88,7 +88,7 @@ def test_time_major_inference_equals_generate(cfg, winograd, kernel, monkeypatch
     from zoo.kernels import tapconv
 
     if kernel and not tapconv.native_f32():
-        pytest.skip("float32 products go through the compiled kernel only on CPUs with AVX-512")
+        pytest.skip("float32 products go through the compiled kernel only on CPUs with AVX2 or AVX-512")
     if not kernel:
         kernels.force_torch_convs(monkeypatch)
     monkeypatch.setattr(hifigan_model, "WINOGRAD_MIN_CHANNELS", 0 if winograd else 10**9)

@@ -35,7 +35,7 @@ def isa(request):
 
 def test_each_variant_has_its_tiles(isa):
     assert tapconv.load().isa == isa
-    assert tapconv.native_f32() == (isa in ("avx512", "avx512bf16"))
+    assert tapconv.native_f32() == (isa in ("avx2", "avx512", "avx512bf16"))
     assert tapconv.native_bf16() == (isa == "avx512bf16")
 
 
@@ -248,14 +248,42 @@ def test_winograd3_is_f43_with_bfloat16_products(cin, cout, d, isa):
     torch.testing.assert_close(acc, 2 * out[:rows], rtol=1e-6, atol=1e-5)
 
 
-def test_winograd3_in_float32_is_the_conv(isa):
+@pytest.mark.parametrize("cin,cout", [(48, 32), (33, 40), (64, 24)])  # 40, 24: an 8-column last panel
+def test_winograd3_in_float32_is_the_conv(cin, cout, isa):
     g = torch.Generator().manual_seed(5)
     d, rows = 2, 40 * 8
-    src = torch.randn(rows + 3 * d, 48, generator=g)
-    taps = torch.randn(3, 48, 32, generator=g) * 0.2
-    out = tapconv.winograd3(torch.empty(rows, 32), src, 1, d, rows, tapconv.pack(winograd_weights(taps), torch.float32))
+    src = torch.randn(rows + 3 * d, cin, generator=g)
+    taps = torch.randn(3, cin, cout, generator=g) * 0.2
+    out = tapconv.winograd3(torch.empty(rows, cout), src, 1, d, rows,
+                            tapconv.pack(winograd_weights(taps), torch.float32))
     exact = _exact(src, 1, taps, d, rows)
     assert (out.double() - exact).abs().max().item() <= 1e-5 * exact.abs().max().item()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_weights_changed_in_place_between_calls_are_read_again(dtype, isa):
+    """The AVX2 float32 tiles read a copy of the weights made once per call on each thread: a later call on
+    the same (in-place changed) weight tensor must not reuse it, on any thread, directly or through Winograd."""
+    g = torch.Generator().manual_seed(9)
+    src = torch.randn(300, 64, generator=g).to(dtype)
+    taps = torch.randn(3, 64, 48, generator=g) * 0.1
+    tol = 1e-5 if dtype == torch.float32 else 0.03
+
+    def direct(w: torch.Tensor, threads: int) -> torch.Tensor:
+        return tapconv.conv_taps(_nan(288, 48), src, 0, w, 2, threads=threads)
+
+    def wino(w: torch.Tensor, threads: int) -> torch.Tensor:
+        return tapconv.winograd3(_nan(288, 48), src, 0, 2, 288, w, threads=threads)
+
+    for run, make in ((direct, lambda t: tapconv.pack(t, dtype)),
+                      (wino, lambda t: tapconv.pack(winograd_weights(t), dtype))):
+        for threads in (1, 2):
+            w = make(taps).clone()
+            for scale in (1.0, -2.0):  # the second call on the same tensor, changed in place
+                w.copy_(make(taps * scale))
+                want = _exact(src, 0, (taps * scale).to(dtype).float(), 2, 288)
+                out = run(w, threads)
+                assert (out.double() - want).abs().max().item() <= tol * want.abs().max().item()
 
 
 def test_leaky_relu_rounds_like_torch(isa):

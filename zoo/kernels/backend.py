@@ -5,10 +5,10 @@ own generator such as HiFi-GAN's) run their convolutions either as torch's matri
 products (:mod:`zoo.kernels.timemajor`) or on the compiled kernel (:mod:`zoo.kernels.tapconv`). Which one,
 per operand dtype and the ISA level of the kernel variant loaded on this CPU, and why:
 
-* **float32**: the compiled kernel where its variant has AVX-512 float32 tiles (``avx512``,
-  ``avx512bf16``): every tap summed in registers, one store per output, the Winograd transforms fused on
-  blocks in cache. Elsewhere torch's products (oneDNN/MKL sgemm), which the ``avx2`` and plain C variants
-  would not beat.
+* **float32**: the compiled kernel where its variant has float32 tiles (``avx2``: AVX2 FMA, 8-wide;
+  ``avx512``, ``avx512bf16``: 16-wide): every tap summed in registers, one store per output, the Winograd
+  transforms fused on blocks in cache. Elsewhere (the plain C ``generic`` variant) torch's products
+  (oneDNN/MKL sgemm), which plain C would not beat.
 * **bfloat16** (a schedule that has a bfloat16 form: HiFi-GAN's): the compiled kernel in every variant,
   ``vdpbf16ps`` on ``avx512bf16``, plain C elsewhere. torch on CPU has no bfloat16 x bfloat16 -> float32
   product, so without the kernel there is no time-major bfloat16 path (the model runs its torch layers).
@@ -56,8 +56,9 @@ def choose(dtype: torch.dtype, lib: native.KernelLibrary | None, missing: str,
         return ConvBackend(dtype, False, missing)
     if dtype == torch.float32:
         if lib.zoo_f32_native():
-            return ConvBackend(dtype, True, f"compiled float32 AVX-512 tiles ({lib.isa} variant)")
-        return ConvBackend(dtype, False, f"the {lib.isa} variant has no float32 tiles: they need AVX-512")
+            tiles = "AVX2 FMA" if lib.isa == "avx2" else "AVX-512"
+            return ConvBackend(dtype, True, f"compiled float32 {tiles} tiles ({lib.isa} variant)")
+        return ConvBackend(dtype, False, f"the {lib.isa} variant has no float32 tiles: they need AVX2 and FMA")
     if lib.zoo_bf16_native():
         return ConvBackend(dtype, True, f"compiled bfloat16 convs, AVX-512 BF16 tiles ({lib.isa} variant)")
     return ConvBackend(dtype, True, f"compiled bfloat16 convs, plain C vectorised for {lib.isa} (no AVX-512 BF16)")

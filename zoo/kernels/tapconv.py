@@ -17,8 +17,9 @@ one thread in the same order, so the results are the same bits whatever the numb
 built (:func:`available` is false) the models keep their pure-torch convs.
 
 *float32* operands (weights :func:`pack`'d as :func:`zoo.kernels.timemajor.tap_weights`' ``[k, C_in, C_out]``)
-are tiled with AVX-512 FMAs in the ``avx512`` and ``avx512bf16`` variants (:func:`native_f32`); elsewhere
-the float32 fast paths keep using torch's products, which the plain C variants would not beat.
+are tiled with FMAs in the ``avx2`` (8-wide vectors, tiles up to 6 rows x 16 columns) and ``avx512`` /
+``avx512bf16`` variants (16-wide, up to 6 x 64) (:func:`native_f32`); where only the plain C ``generic``
+variant runs, the float32 fast paths keep using torch's products, which plain C would not beat.
 
 *bfloat16* operands: rounding a conv's inputs and weights to bfloat16 costs a vocoder almost nothing;
 rounding its *outputs* does: HiFi-GAN V1 run all in bfloat16 (``model.bfloat16()``, or autocast) loses
@@ -117,7 +118,8 @@ def conv_backend(dtype: torch.dtype, forms: tuple[torch.dtype, ...] = backend.BO
 
 
 def native_f32() -> bool:
-    """Whether float32 products run on AVX-512 tiles here (the float32 fast paths use the kernel only then)."""
+    """Whether float32 products run on the kernel's vector tiles here (AVX2 FMA or AVX-512; the float32 fast
+    paths use the kernel only then)."""
     lib = load()
     return bool(lib is not None and lib.zoo_f32_native())
 

@@ -35,8 +35,44 @@ static int bf16_native(void) {
 #endif
 }
 
+/* The float32 tiles' vectors: 16 floats in the AVX-512 levels, 8 in the AVX2 one (with FMA); none elsewhere. */
+#if defined(__AVX512F__)
+#define ZOO_F32_TILES 1
+#define VW 16
+typedef __m512 vf;
+#define vf_zero _mm512_setzero_ps
+#define vf_load _mm512_loadu_ps
+#define vf_store _mm512_storeu_ps
+#define vf_store_aligned _mm512_store_ps
+#define vf_set1 _mm512_set1_ps
+#define vf_add _mm512_add_ps
+#define vf_sub _mm512_sub_ps
+#define vf_fmadd _mm512_fmadd_ps
+#define vf_fnmadd _mm512_fnmadd_ps
+#elif defined(__AVX2__) && defined(__FMA__)
+#define ZOO_F32_TILES 1
+#define VW 8
+typedef __m256 vf;
+#define vf_zero _mm256_setzero_ps
+#define vf_load _mm256_loadu_ps
+#define vf_store _mm256_storeu_ps
+#define vf_store_aligned _mm256_store_ps
+#define vf_set1 _mm256_set1_ps
+#define vf_add _mm256_add_ps
+#define vf_sub _mm256_sub_ps
+#define vf_fmadd _mm256_fmadd_ps
+#define vf_fnmadd _mm256_fnmadd_ps
+#endif
+
+/* Whether the float32 tiles read their weights from panel_weights' copies (the AVX2 level's). */
+#if defined(ZOO_F32_TILES) && VW == 8
+#define VW_PANELS 1
+#else
+#define VW_PANELS 0
+#endif
+
 static int f32_native(void) {
-#ifdef __AVX512F__
+#ifdef ZOO_F32_TILES
     return 1;
 #else
     return 0;
@@ -50,6 +86,10 @@ static int f32_native(void) {
    and smaller row blocks only where the columns do not give enough units.  Every output is summed by one
    thread in the same order whatever the split, so the threads change nothing in the results. */
 #define UNITS_PER_THREAD 4
+
+/* Rows per block of a thread's share of a product. */
+#define RB 192
+
 
 typedef struct {
     long rows, block; /* rows to do, in blocks of `block` */
@@ -79,9 +119,11 @@ static split_t plan_split(long rows, int cols, long block, long align, int nth, 
     return s;
 }
 
-/* Thread-local scratch of at least `size` bytes, 64-byte aligned, kept for the thread's later calls (the
-   pool's and OpenMP's threads persist; freed when a thread exits). */
-static pthread_key_t scratch_key;
+/* Thread-local scratch of at least `size` bytes, 64-byte aligned, one buffer per slot (SCRATCH_WINOGRAD: a
+   Winograd block's transforms; SCRATCH_PANEL: the AVX2 tiles' weights, panel_weights), kept for
+   the thread's later calls (the pool's and OpenMP's threads persist; freed when a thread exits). */
+enum { SCRATCH_WINOGRAD, SCRATCH_PANEL, SCRATCH_SLOTS };
+static pthread_key_t scratch_key[SCRATCH_SLOTS];
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 typedef struct { void *p; size_t size; } scratch_t;
 static void scratch_free(void *arg) {
@@ -89,13 +131,15 @@ static void scratch_free(void *arg) {
     free(s->p);
     free(s);
 }
-static void scratch_init(void) { (void)pthread_key_create(&scratch_key, scratch_free); }
-static void *scratch(size_t size) {
+static void scratch_init(void) {
+    for (int i = 0; i < SCRATCH_SLOTS; ++i) (void)pthread_key_create(&scratch_key[i], scratch_free);
+}
+static void *scratch(int slot, size_t size) {
     pthread_once(&scratch_once, scratch_init);
-    scratch_t *s = (scratch_t *)pthread_getspecific(scratch_key);
+    scratch_t *s = (scratch_t *)pthread_getspecific(scratch_key[slot]);
     if (!s) {
         s = (scratch_t *)calloc(1, sizeof(*s));
-        if (!s || pthread_setspecific(scratch_key, s)) { free(s); return NULL; }
+        if (!s || pthread_setspecific(scratch_key[slot], s)) { free(s); return NULL; }
     }
     if (s->size < size) {
         free(s->p);
@@ -134,15 +178,17 @@ static inline void store_row(const prod_t *p, long r, int n, float x) {
     *o = p->accumulate ? *o + x : x;
 }
 
-#ifdef __AVX512F__
-static inline __attribute__((always_inline)) void tile_store(const prod_t *p, long r0, int n0, __m512 acc[12][4],
+#ifdef ZOO_F32_TILES
+/* MR rows x VW NV columns of sums in registers, stored (bias added, or added to the output), or gated where
+   the tile is one whole 64-column gate panel (the AVX-512 levels' 64-wide tiles). */
+static inline __attribute__((always_inline)) void tile_store(const prod_t *p, long r0, int n0, vf acc[12][4],
                                                              const int MR, const int NV) {
-    if (NV == 4 && p->gate) {
+    if (NV * VW == 64 && p->gate) {
 #pragma GCC unroll 12
         for (int i = 0; i < MR; ++i) {
             float t[64] __attribute__((aligned(64)));
 #pragma GCC unroll 4
-            for (int v = 0; v < 4; ++v) _mm512_store_ps(t + 16 * v, acc[i][v]);
+            for (int v = 0; v < NV; ++v) vf_store_aligned(t + VW * v, acc[i][v]);
             gate_row(p, r0 + i, n0, t);
         }
         return;
@@ -152,10 +198,10 @@ static inline __attribute__((always_inline)) void tile_store(const prod_t *p, lo
         float *o = p->out + (r0 + i) * p->ldo + n0;
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) {
-            __m512 x = acc[i][v];
-            if (p->bias) x = _mm512_add_ps(x, _mm512_loadu_ps(p->bias + n0 + 16 * v));
-            if (p->accumulate) x = _mm512_add_ps(_mm512_loadu_ps(o + 16 * v), x);
-            _mm512_storeu_ps(o + 16 * v, x);
+            vf x = acc[i][v];
+            if (p->bias) x = vf_add(x, vf_load(p->bias + n0 + VW * v));
+            if (p->accumulate) x = vf_add(vf_load(o + VW * v), x);
+            vf_store(o + VW * v, x);
         }
     }
 }
@@ -168,11 +214,12 @@ static inline __attribute__((always_inline)) void prefetch_next_out(const prod_t
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) _mm_prefetch((const char *)(p->out + (r0 + MR + i) * p->ldo + n0 + 16 * v), _MM_HINT_ET0);
+        for (int v = 0; v < NV; v += 64 / (VW * 4))  /* one prefetch per 64-byte line */
+            _mm_prefetch((const char *)(p->out + (r0 + MR + i) * p->ldo + n0 + VW * v), _MM_HINT_ET0);
 }
 
-/* acc[i][v] += sum_c a[i * lda + c] b[c * ws + 16 v] over c < cin: one float32 operand's share of a tile. */
-static inline __attribute__((always_inline)) void sum_f32(__m512 acc[12][4], const float *a, long lda,
+/* acc[i][v] += sum_c a[i * lda + c] b[c * ws + VW v] over c < cin: one float32 operand's share of a tile. */
+static inline __attribute__((always_inline)) void sum_f32(vf acc[12][4], const float *a, long lda,
                                                           const float *b, long ws, int cin, const int MR,
                                                           const int NV) {
     for (int c = 0; c < cin; ++c) {
@@ -180,33 +227,36 @@ static inline __attribute__((always_inline)) void sum_f32(__m512 acc[12][4], con
 #pragma GCC unroll 12
             for (int i = 0; i < MR; ++i) _mm_prefetch((const char *)(a + (i + MR) * lda + c), _MM_HINT_T0);
         }
-        __m512 bv[4];
+        vf bv[4];
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + c * ws + v * 16);
+        for (int v = 0; v < NV; ++v) bv[v] = vf_load(b + c * ws + v * VW);
 #pragma GCC unroll 12
         for (int i = 0; i < MR; ++i) {
-            const __m512 av = _mm512_set1_ps(a[i * lda + c]);
+            const vf av = vf_set1(a[i * lda + c]);
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+            for (int v = 0; v < NV; ++v) acc[i][v] = vf_fmadd(av, bv[v], acc[i][v]);
         }
     }
 }
 
-/* MR rows x 16 NV columns of a float32 product, all taps (and src2) summed in registers. */
+/* A float32 tile's weights: tap j's row c at w + (j cin + c) ws, src2's row c at w2 + c ws (ws: cout where they
+   are read in place from the packed weights, 16 in panel_weights' copies). */
+typedef struct { const float *w, *w2; long ws; } wpanel_t;
+
+/* MR rows x VW NV columns of a float32 product, all taps (and src2) summed in registers. */
 static inline __attribute__((always_inline)) void tile_f32(const prod_t *p, long r0, int n0, const int MR,
-                                                           const int NV) {
-    __m512 acc[12][4];
+                                                           const int NV, const wpanel_t *wp) {
+    vf acc[12][4];
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
-    const long ws = p->cout;
+        for (int v = 0; v < NV; ++v) acc[i][v] = vf_zero();
+    const long ws = wp->ws;
     prefetch_next_out(p, r0, n0, MR, NV);
     for (int j = 0; j < p->taps; ++j)
-        sum_f32(acc, (const float *)p->src + (r0 + j * p->dil) * p->lds, p->lds,
-                (const float *)p->w + (long)j * p->cin * ws + n0, ws, p->cin, MR, NV);
-    if (p->src2)
-        sum_f32(acc, (const float *)p->src2 + r0 * p->lds2, p->lds2, (const float *)p->w2 + n0, ws, p->cin2, MR, NV);
+        sum_f32(acc, (const float *)p->src + (r0 + j * p->dil) * p->lds, p->lds, wp->w + (long)j * p->cin * ws, ws,
+                p->cin, MR, NV);
+    if (p->src2) sum_f32(acc, (const float *)p->src2 + r0 * p->lds2, p->lds2, wp->w2, ws, p->cin2, MR, NV);
     tile_store(p, r0, n0, acc, MR, NV);
 }
 #endif
@@ -258,20 +308,55 @@ static inline __attribute__((always_inline)) void tile_bf16(const prod_t *p, lon
 }
 #endif
 
-#ifdef __AVX512F__
-static inline __attribute__((always_inline)) void tile(const prod_t *p, long r, int n, const int MR, const int NV) {
+#ifdef ZOO_F32_TILES
+static inline __attribute__((always_inline)) void tile(const prod_t *p, long r, int n, const int MR, const int NV,
+                                                       const wpanel_t *wp) {
 #ifdef __AVX512BF16__
     if (!p->f32) { tile_bf16(p, r, n, MR, NV); return; }
 #endif
-    tile_f32(p, r, n, MR, NV);
+    tile_f32(p, r, n, MR, NV, wp);
 }
 
-static void tile_6_4(const prod_t *p, long r, int n) { tile(p, r, n, 6, 4); }
-static void tile_1_4(const prod_t *p, long r, int n) { tile(p, r, n, 1, 4); }
-static void tile_12_2(const prod_t *p, long r, int n) { tile(p, r, n, 12, 2); }
-static void tile_1_2(const prod_t *p, long r, int n) { tile(p, r, n, 1, 2); }
-static void tile_12_1(const prod_t *p, long r, int n) { tile(p, r, n, 12, 1); }
-static void tile_1_1(const prod_t *p, long r, int n) { tile(p, r, n, 1, 1); }
+#define TILE(MR, NV) \
+    static void tile_##MR##_##NV(const prod_t *p, long r, int n, const wpanel_t *wp) { tile(p, r, n, MR, NV, wp); }
+TILE(6, 4)
+TILE(1, 4)
+TILE(6, 2)
+TILE(12, 2)
+TILE(1, 2)
+TILE(12, 1)
+TILE(1, 1)
+#undef TILE
+
+/* Rows [m0, m1) of the tiles' product in columns [nb, ne) (ne - nb a multiple of VW): the widest tiles that
+   fit the columns left (each keeps at most 12 x 2 or 6 x 4 vectors of sums in registers: 24 of AVX-512's 32,
+   12 of AVX2's 16), then single rows. */
+static void tiled_rows(const prod_t *p, long m0, long m1, int nb, int ne, const float *panels, long pstride) {
+    for (int n0 = nb; n0 < ne;) {
+        const int left = ne - n0;
+        const int width = VW == 16 ? (left >= 64 ? 64 : left >= 32 ? 32 : 16) : (left >= 16 ? 16 : 8);
+        wpanel_t wp = {(const float *)p->w + n0, p->w2 ? (const float *)p->w2 + n0 : NULL, p->cout};
+        if (VW_PANELS) {  /* the panel's rows side by side */
+            const float *w = panels + n0 / 16 * pstride;
+            wp = (wpanel_t){w, w + (long)p->taps * p->cin * 16, 16};
+        }
+        long r = m0;
+        if (width == 64) {
+            for (; r + 6 <= m1; r += 6) tile_6_4(p, r, n0, &wp);
+            for (; r < m1; ++r) tile_1_4(p, r, n0, &wp);
+        } else if (width == 32) {
+            for (; r + 12 <= m1; r += 12) tile_12_2(p, r, n0, &wp);
+            for (; r < m1; ++r) tile_1_2(p, r, n0, &wp);
+        } else if (width == 16 && VW == 8) {
+            for (; r + 6 <= m1; r += 6) tile_6_2(p, r, n0, &wp);
+            for (; r < m1; ++r) tile_1_2(p, r, n0, &wp);
+        } else {
+            for (; r + 12 <= m1; r += 12) tile_12_1(p, r, n0, &wp);
+            for (; r < m1; ++r) tile_1_1(p, r, n0, &wp);
+        }
+        n0 += width;
+    }
+}
 #endif
 
 /* The plain C form of sum_f32 / sum_bf16: acc[i][n] += one operand's products for nr rows (rows lds apart from
@@ -303,37 +388,41 @@ static void sum_plain(const prod_t *p, float *acc, int nr, int C, int nb, const 
     }
 }
 
+/* The AVX2 tiles' weights in 16-column panels: this thread's copy of the float32 weight rows w (`rows` of them,
+   cout apart) and then w2 (`rows2`), panel P (columns [16 P, 16 P + 16)) at P * (rows + rows2) * 16, its rows
+   16 floats apart, one contiguous stream (in the packed weights a tile's rows are cout floats apart, for most
+   layers a power of two, and the rows of a panel share a few cache sets and evict each other); a last panel
+   of 8 columns fills the first 8 of each row.  Made once per call (`gen`) on each thread, reading each weight
+   row once. */
+static const float *panel_weights(const float *w, long rows, const float *w2, long rows2, int cout, long gen) {
+    static __thread long made_gen = 0;
+    static __thread const float *made_w = NULL;
+    const long k = rows + rows2;
+    float *buf = (float *)scratch(SCRATCH_PANEL, sizeof(float) * (size_t)k * (size_t)((cout + 15) / 16 * 16));
+    if (!buf) abort(); /* out of memory for one layer's weights: nothing sensible is left to do */
+    if (made_gen == gen && made_w == w) return buf;  /* the same call's weights: the same size, not reallocated */
+    const int full = cout / 16, tail = cout % 16;
+    for (long q = 0; q < k; ++q) {
+        const float *row = q < rows ? w + q * cout : w2 + (q - rows) * cout;
+        for (int P = 0; P < full; ++P) memcpy(buf + (P * k + q) * 16, row + 16 * P, sizeof(float) * 16);
+        if (tail) memcpy(buf + (full * k + q) * 16, row + 16 * full, sizeof(float) * tail);
+    }
+    made_gen = gen;
+    made_w = w;
+    return buf;
+}
+
 /* Rows [a, b) and columns [nb, ne) of the product on this thread: blocks of RB rows, within each every column
    panel (nb a multiple of 16 when cout is). */
-#define RB 192
-static void prod_block(const prod_t *p, long a, long b, int nb, int ne) {
+static void prod_block(const prod_t *p, long a, long b, int nb, int ne, const float *panels, long pstride) {
+#ifdef ZOO_F32_TILES
 #ifdef __AVX512BF16__
     const int tiled = 1;
-#elif defined(__AVX512F__)
-    const int tiled = p->f32;
+#else  /* float32 only; AVX2's 16-column tiles gate in plain C (a gate panel is 64 columns) */
+    const int tiled = p->f32 && (VW == 16 || !p->gate);
 #endif
-#ifdef __AVX512F__
-    if (tiled && p->cout % 16 == 0) {
-        for (long m0 = a; m0 < b; m0 += RB) {
-            long m1 = m0 + RB < b ? m0 + RB : b;
-            for (int n0 = nb; n0 < ne;) {
-                int left = ne - n0;
-                long r = m0;
-                if (left >= 64) {
-                    for (; r + 6 <= m1; r += 6) tile_6_4(p, r, n0);
-                    for (; r < m1; ++r) tile_1_4(p, r, n0);
-                    n0 += 64;
-                } else if (left >= 32) {
-                    for (; r + 12 <= m1; r += 12) tile_12_2(p, r, n0);
-                    for (; r < m1; ++r) tile_1_2(p, r, n0);
-                    n0 += 32;
-                } else {
-                    for (; r + 12 <= m1; r += 12) tile_12_1(p, r, n0);
-                    for (; r < m1; ++r) tile_1_1(p, r, n0);
-                    n0 += 16;
-                }
-            }
-        }
+    if (tiled && p->cout % VW == 0) {
+        for (long m0 = a; m0 < b; m0 += RB) tiled_rows(p, m0, m0 + RB < b ? m0 + RB : b, nb, ne, panels, pstride);
         return;
     }
 #endif
@@ -362,8 +451,14 @@ static void prod_block(const prod_t *p, long a, long b, int nb, int ne) {
 }
 
 /* A job split into units (a block of rows or tiles, a group of columns), each done by `block`. */
-typedef void (*block_fn)(const prod_t *p, long a, long b, int nb, int ne);
-typedef struct { const prod_t *p; split_t s; block_fn block; } units_t;
+typedef void (*block_fn)(const prod_t *p, long a, long b, int nb, int ne, long gen);
+typedef struct { const prod_t *p; split_t s; block_fn block; long gen; } units_t;
+
+/* A number of its own for each call (panel_weights). */
+static long next_gen(void) {
+    static long gen = 0;
+    return __atomic_add_fetch(&gen, 1, __ATOMIC_RELAXED);
+}
 
 static void run_units(const void *ctx, long a, long b) {
     const units_t *j = (const units_t *)ctx;
@@ -372,14 +467,27 @@ static void run_units(const void *ctx, long a, long b) {
         const long r1 = r0 + j->s.block < j->s.rows ? r0 + j->s.block : j->s.rows;
         const int n0 = (int)(u % j->s.ngroups) * j->s.group;
         const int n1 = n0 + j->s.group < j->s.cols ? n0 + j->s.group : j->s.cols;
-        j->block(j->p, r0, r1, n0, n1);
+        j->block(j->p, r0, r1, n0, n1, j->gen);
     }
+}
+
+/* A unit of a product: its panels (AVX2 float32 tiles) made once per call on this thread, then its rows. */
+static void conv_block(const prod_t *p, long a, long b, int nb, int ne, long gen) {
+    const float *panels = NULL;
+    long pstride = 0;
+    if (VW_PANELS && p->f32 && !p->gate && p->cout % 8 == 0) {
+        const long rows = (long)p->taps * p->cin;
+        panels = panel_weights((const float *)p->w, rows, (const float *)p->w2, p->src2 ? p->cin2 : 0, p->cout, gen);
+        pstride = (rows + (p->src2 ? p->cin2 : 0)) * 16;
+    }
+    prod_block(p, a, b, nb, ne, panels, pstride);
 }
 
 /* Row blocks of up to RB rows (multiples of 12, the tiles' heights), column groups of 64-wide panels where the
    rows are few (only when cout is a multiple of 16: the tiles' widths; else one group). */
 static void tap_conv(const prod_t *p, int nth) {
-    units_t j = {p, plan_split(p->rows, p->cout, RB, 12, nth, p->cout % 16 == 0 ? 64 : p->cout), prod_block};
+    units_t j = {p, plan_split(p->rows, p->cout, RB, 12, nth, p->cout % 16 == 0 ? 64 : p->cout), conv_block,
+                 next_gen()};
     zoo_tapconv_parallel_for(nth, j.s.nblocks * j.s.ngroups, 1, run_units, &j);
 }
 
@@ -401,28 +509,28 @@ static inline void wino_in(const float d0, const float d1, const float d2, const
     v[5] = 4.0f * d1 - 5.0f * d3 + d5;
 }
 
-#ifdef __AVX512F__
-/* wino_in on 16 inputs at once. */
-static inline void wino_in_v(const __m512 x[6], __m512 v[6]) {
-    const __m512 two = _mm512_set1_ps(2.0f), four = _mm512_set1_ps(4.0f), five = _mm512_set1_ps(5.0f);
-    const __m512 d42 = _mm512_sub_ps(x[4], x[2]), d31 = _mm512_sub_ps(x[3], x[1]);
-    v[0] = _mm512_fnmadd_ps(five, x[2], _mm512_fmadd_ps(four, x[0], x[4]));
-    v[1] = _mm512_fnmadd_ps(four, _mm512_add_ps(x[1], x[2]), _mm512_add_ps(x[4], x[3]));
-    v[2] = _mm512_fmadd_ps(four, _mm512_sub_ps(x[1], x[2]), _mm512_sub_ps(x[4], x[3]));
-    v[3] = _mm512_fmadd_ps(two, d31, d42);
-    v[4] = _mm512_fnmadd_ps(two, d31, d42);
-    v[5] = _mm512_fnmadd_ps(five, x[3], _mm512_fmadd_ps(four, x[1], x[5]));
+#ifdef ZOO_F32_TILES
+/* wino_in on VW inputs at once. */
+static inline void wino_in_v(const vf x[6], vf v[6]) {
+    const vf two = vf_set1(2.0f), four = vf_set1(4.0f), five = vf_set1(5.0f);
+    const vf d42 = vf_sub(x[4], x[2]), d31 = vf_sub(x[3], x[1]);
+    v[0] = vf_fnmadd(five, x[2], vf_fmadd(four, x[0], x[4]));
+    v[1] = vf_fnmadd(four, vf_add(x[1], x[2]), vf_add(x[4], x[3]));
+    v[2] = vf_fmadd(four, vf_sub(x[1], x[2]), vf_sub(x[4], x[3]));
+    v[3] = vf_fmadd(two, d31, d42);
+    v[4] = vf_fnmadd(two, d31, d42);
+    v[5] = vf_fnmadd(five, x[3], vf_fmadd(four, x[1], x[5]));
 }
 #endif
 
 /* Tiles [a, b) (at most NT), output columns [nb, ne): the input transforms of those tiles (all inputs), the
    six products and the output transforms of those columns. */
-static void wino_block(const prod_t *w, long a, long b, int nb, int ne) {
+static void wino_block(const prod_t *w, long a, long b, int nb, int ne, long gen) {
     const int cin = w->cin, cout = w->cout, f32 = w->f32;
     const long d = w->dil, ld = w->lds;
     const size_t esize = f32 ? sizeof(float) : sizeof(bf16);
     const size_t vbytes = ((esize * 6 * NT * (size_t)cin + 63) / 64) * 64;
-    char *work = (char *)scratch(vbytes + sizeof(float) * 6 * NT * (size_t)cout);
+    char *work = (char *)scratch(SCRATCH_WINOGRAD, vbytes + sizeof(float) * 6 * NT * (size_t)cout);
     if (!work) abort(); /* out of memory for a few hundred KB: nothing sensible is left to do */
     void *v = work;
     float *m = (float *)(work + vbytes);
@@ -431,17 +539,17 @@ static void wino_block(const prod_t *w, long a, long b, int nb, int ne) {
     const int nt = (int)(b - a);
     for (int tt = 0; tt < nt; ++tt) {
         const long t = t0 + tt, base = 4 * d * (t / d) + t % d;
-        int c0 = 0;  /* inputs done with AVX-512; the rest below */
-#ifdef __AVX512F__
+        int c0 = 0;  /* inputs done in vectors; the rest below */
+#ifdef ZOO_F32_TILES
         if (f32) {
             const float *s0 = (const float *)w->src + base * ld;
             float *v0 = (float *)v + (long)tt * cin;
-            for (; c0 + 16 <= cin; c0 += 16) {
-                __m512 x[6];
-                for (int q = 0; q < 6; ++q) x[q] = _mm512_loadu_ps(s0 + q * d * ld + c0);
-                __m512 o[6];
+            for (; c0 + VW <= cin; c0 += VW) {
+                vf x[6];
+                for (int q = 0; q < 6; ++q) x[q] = vf_load(s0 + q * d * ld + c0);
+                vf o[6];
                 wino_in_v(x, o);
-                for (int q = 0; q < 6; ++q) _mm512_storeu_ps(v0 + q * vs + c0, o[q]);
+                for (int q = 0; q < 6; ++q) vf_store(v0 + q * vs + c0, o[q]);
             }
         }
 #endif
@@ -483,11 +591,14 @@ static void wino_block(const prod_t *w, long a, long b, int nb, int ne) {
             }
         }
     }
+    /* the six products' panels (AVX2 float32 tiles): the six filters as one of 6 cin rows */
+    const float *panels = VW_PANELS && f32 && cout % 8 == 0 ? panel_weights((const float *)w->w, 6L * cin, NULL, 0, cout, gen)
+                                                            : NULL;
     for (int j = 0; j < 6; ++j) {
         const long wstep = f32 ? (long)cin * cout * 4 : (long)((cin + 1) / 2) * cout * 4;  /* bytes */
         prod_t p = {nt, cin, cout, 1, 0, (const char *)v + j * vs * (long)esize, cin,
                     (const char *)w->w + j * wstep, NULL, m + j * ms, cout, 0, f32};
-        prod_block(&p, 0, nt, nb, ne);
+        prod_block(&p, 0, nt, nb, ne, panels ? panels + (long)j * cin * 16 : NULL, 6L * cin * 16);
     }
     for (int tt = 0; tt < nt; ++tt) {
         const long t = t0 + tt, base = 4 * d * (t / d) + t % d;
@@ -513,7 +624,8 @@ static void wino_block(const prod_t *w, long a, long b, int nb, int ne) {
 /* Blocks of up to NT tiles (multiples of 12, the tall tiles' height), column groups where the tiles are few (each
    group repeats its tiles' input transforms, a small part of the work). */
 static void tap_winograd3(const prod_t *w, int nth) {
-    units_t j = {w, plan_split(w->rows, w->cout, NT, 12, nth, w->cout % 16 == 0 ? 64 : w->cout), wino_block};
+    units_t j = {w, plan_split(w->rows, w->cout, NT, 12, nth, w->cout % 16 == 0 ? 64 : w->cout), wino_block,
+                 next_gen()};
     zoo_tapconv_parallel_for(nth, j.s.nblocks * j.s.ngroups, 1, run_units, &j);
 }
 

@@ -61,7 +61,7 @@ typedef struct {
     void (*leaky_relu)(const leaky_t *l, long rows, int nth);
     void (*gate)(const gate_t *g, long rows, int nth);
     int (*bf16_native)(void); /* bfloat16 products by AVX-512 BF16 tiles (else plain C) */
-    int (*f32_native)(void);  /* float32 products by AVX-512 tiles (else plain C) */
+    int (*f32_native)(void);  /* float32 products by vector tiles: AVX2 FMA or AVX-512 (else plain C) */
 } tapconv_ops;
 
 extern const tapconv_ops zoo_tapconv_ops_generic, zoo_tapconv_ops_avx2, zoo_tapconv_ops_avx512,
