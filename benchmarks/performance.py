@@ -211,6 +211,27 @@ NOTES = """## What the fast paths are
   peak, so its ratio can grow by about a fifth at most: its ceiling over the float32 reference was 2.5-2.9x
   within that run, the reference's own time moving between 23 and 27 s (the roofline table gives the
   two-thread ceilings of each run).
+- **On AVX2 CPUs** (AVX2 and FMA, no AVX-512; since 2026-12-08) every model's float32 convs run on
+  `zoo.kernels.tapconv`'s `avx2` variant too, where they were torch's per-tap products: the same tile code at
+  8 floats per vector (6 rows x 16 columns of sums in 12 of the 16 registers; 12 x 8 for a last 8 columns),
+  the same Winograd fused on blocks in cache. Read in place, a tile's weight rows are `C_out` floats apart (a
+  power of two in most layers) and evict each other from L1 and L2: a 512 -> 512 3-tap conv ran at 0.65-0.75x
+  torch's per-tap products, and copying each panel per block of rows took a fifth of the time (perf). So each
+  thread copies a call's weights once into 16-column panels, one contiguous stream per tile
+  (`panel_weights` in `tapconv.c`; the same sums in the same order). One thread on an AMD EPYC with AVX2 only
+  (the machine of "On another class of CPU: `avx2`" above), min of 9 interleaved: 22016 rows x 256 -> 512, 3
+  taps 87-91 GFLOP/s against torch's per-tap 74-80; 4096 x 512 -> 512 83-88 vs 77-80; 128 -> 128 81-89 vs
+  60-68; 32 -> 32, 7 taps 82-89 vs 50-53. Whole models, the kernel against torch's convs in one process (2 s,
+  1 thread, medians of 3-5 interleaved): HiFi-GAN 1.98 -> 1.34 s, WaveGlow 12.9 -> 11.2 s, FloWaveNet
+  9.69 -> 9.70 s, the student 10.6 -> 9.5 s. Against the references on that machine, before (torch's convs:
+  the code before on 1 thread, `ZOO_KERNEL_ISA=generic` on 2; `benchmarks/results/avx2/before_*.json`) and
+  after: 1 thread HiFi-GAN 1.15x -> 1.71x, WaveGlow 1.66x -> 1.49x (our time 11.6 -> 10.6 s; the
+  reference's 19.2 -> 15.9 s, its runs spread over 15.6-20.5 s in the first), FloWaveNet 1.36x -> 1.57x, the
+  student 1.44x -> 1.58x (before: median of 3 runs, after: of 5); 2 threads HiFi-GAN 1.37x -> 1.79x, WaveGlow
+  1.55x -> 1.62x, FloWaveNet 1.44x -> 1.53x (measured again alone: a busy spell put one of our runs at 18.1 s
+  in the first), the student 1.54x -> 1.68x. In one process, 2 threads, FloWaveNet 4.76 -> 4.43 s.
+  Tried and dropped: K-blocking the panels to L1 size (no gain once they are contiguous), software prefetch of
+  the weight rows (none).
 - **Long inputs** (`chunk_frames` in each config; one noise draw, output equal to one-shot): WaveGlow is
   inverted flow by flow, each coupling on windows of 512 frames plus its own receptive field (255 grouped
   steps each side, about 3% extra work) with the conditioning of each window upsampled from only the frames
@@ -346,9 +367,10 @@ NOTES = """## What the fast paths are
   polyphase (one product per tap gives `rate` output rows in time order). From 128 channels (the first two
   stages of V1, most of its arithmetic) the residual blocks' convs take their taps three at a time through
   Winograd F(4, 3) (a 7-tap conv is two 3-tap groups plus one direct tap, an 11-tap one three groups plus
-  two: 12 instead of 21 tap-products per set of blocks). On an AVX2 CPU every conv is one torch product
-  per tap on shifted row ranges (`zoo.kernels.timemajor`; 1.56x the reference there, whose oneDNN convolutions
-  ran below the matmul peak at these widths). On this AVX-512 machine oneDNN's convolutions run at the
+  two: 12 instead of 21 tap-products per set of blocks). Until 2026-12-08 an AVX2 CPU ran every conv as one
+  torch product per tap on shifted row ranges (`zoo.kernels.timemajor`; 1.56x the reference on one AVX2 machine,
+  whose oneDNN convolutions ran below the matmul peak at these widths, 1.15x on another); since then it runs
+  the compiled kernel's AVX2 tiles (below, "On AVX2 CPUs"). On this AVX-512 machine oneDNN's convolutions run at the
   float32 peak (about 90 GFLOP/s, every width), and the per-tap products, which write each conv's output
   once per tap, tied with them (0.95-0.99x). So every conv now runs on `zoo.kernels.tapconv`, a small compiled
   kernel (built at install for each ISA level, `zoo info --kernels`): tiles of 6 rows x 64 columns (12 x 32 for
@@ -421,11 +443,12 @@ def method() -> list[str]:
             "without AVX-512 BF16). `python benchmarks/performance.py --render-only` prints them.", ""]
 
 
-def _compare_runs() -> dict[int, dict]:
-    """One ``compare_reference.py`` result per thread count: ``compare_threads<n>.json``, and the older
-    ``compare.json`` (whatever its thread count); the most recent run of each thread count wins."""
+def _compare_runs(folder: Path | None = None) -> dict[int, dict]:
+    """One ``compare_reference.py`` result per thread count in ``folder`` (the results): ``compare_threads<n>.json``,
+    and the older ``compare.json`` (whatever its thread count); the most recent run of each thread count wins."""
+    folder = RESULTS if folder is None else folder
     found: dict[int, dict] = {}
-    paths = sorted(RESULTS.glob("compare_threads*.json")) + [RESULTS / "compare.json"]
+    paths = sorted(folder.glob("compare_threads*.json")) + [folder / "compare.json"]
     for path in paths:
         if not path.exists():
             continue
@@ -457,6 +480,81 @@ def _target_lines(checked: list[Target]) -> list[str]:
     summary = ", ".join(f"{n} {v}" for v, n in sorted(count.items()))
     return ["## Targets (issue 30)", "", f"Checked by `benchmarks/benchcheck.py` from the results below: {summary}.",
             "", "| target | needed | measured | |", "|---|---|---|---|", *rows, ""]
+
+
+def _compare_tables(compares: dict[int, dict], heading: str = "##") -> list[str]:
+    """A table per thread count of ``compare_reference.py`` results, each under a ``heading`` title."""
+    out: list[str] = []
+    for compare in compares.values():
+        when = compare.get("machine", {}).get("date", "?")
+        out += [f"{heading} Ours against the reference implementations, {_threads(compare)} thread(s) "
+                "(`benchmarks/compare_reference.py`)", "",
+                f"Same weights (the reference's seeded state dict through our converter), same input, batch 1, "
+                f"{compare['seconds']:g} s of audio, {compare.get('runs', '?')} interleaved runs (median) after a "
+                f"warm-up, {compare.get('clock', 'wall')} clock, {_threads(compare)} torch thread(s) for both "
+                f"sides (finished {when}). Outputs are compared on shared noise or shared "
+                f"uniform draws (max abs difference; float32 rows must be at most {compare.get('atol', 1e-4):g}, "
+                "bfloat16 rows within their model's tolerance, `benchcheck.BF16_TOLERANCES`).", "",
+                "| model | dtype | reference (s) | ours (s) | speed-up | max abs diff | kernel path | note |",
+                "|---|---|---|---|---|---|---|---|"]
+        for r in compare["rows"]:
+            note = ""
+            if "extrapolated_from_samples" in r:
+                note = (f"timed on {r['extrapolated_from_samples']} samples, extrapolated "
+                        f"({_fmt(r['ref_samples_per_s'], 0)} vs {_fmt(r['ours_samples_per_s'], 0)} samples/s)")
+            elif "ours_samples_per_s" in r:
+                note = f"{_fmt(r['ref_samples_per_s'], 0)} vs {_fmt(r['ours_samples_per_s'], 0)} samples/s"
+            if r["dtype"] == "bfloat16":
+                note = (f"our bfloat16 model vs the float32 reference: {r['check']}" if "bf16_ok" in r else
+                        "our bfloat16 model vs the float32 reference (difference reported, not checked)")
+            if "ceiling_samples_per_s" in r:
+                note += (f"; read-bandwidth ceiling {_fmt(r['ceiling_samples_per_s'], 0)} samples/s, ours at "
+                         f"{ceiling_share(r):.0%} of it")
+            if len(r.get("ours_runs_s", [])) > 1 and "reference_runs_s" in r:
+                note += f"; timed runs {run_range(r['reference_runs_s'])} vs {run_range(r['ours_runs_s'])} s"
+            if r.get("remeasured"):  # a row run again alone after a change (conditions.json says why)
+                note += f"; measured again {r['remeasured']}"
+            elif len(r.get("ours_runs_s", [])) > 1 and "float32_runs_s" in r:  # timed against our float32 loop
+                note += (f"; {r['vs_float32']:.2f}x our float32 loop (timed runs {run_range(r['float32_runs_s'])} "
+                         f"vs {run_range(r['ours_runs_s'])} s)")
+            out.append(f"| {r['model']} | {r['dtype']} | {_fmt(r['reference_s'])} | {_fmt(r['ours_s'])} | "
+                       f"{r['speedup']:.2f}x | {r['max_abs_diff']:.1e} | {r.get('kernel_path', 'not recorded')} | "
+                       f"{note.removeprefix('; ')} |")
+        out.append("")
+    return out
+
+
+def _other_cpus() -> list[str]:
+    """A section per subfolder of the results holding comparison runs made on a CPU of another class than the
+    page's (on that machine, ``compare_reference.py --json <results>/<folder>/compare_threads<n>.json``, and
+    optionally ``--only wavenet-ljspeech --json <results>/<folder>/wavenet_ceiling_<n>.json``): its machine,
+    the float32 and WaveNet bandwidth targets checked on it (the bfloat16 speed targets need AVX-512 BF16) and
+    its tables."""
+    out: list[str] = []
+    for folder in sorted(p for p in RESULTS.iterdir() if p.is_dir() and any(p.glob("compare_threads*.json"))):
+        compares = _compare_runs(folder)
+        ceilings = {_threads(run): run for run in (json.loads(path.read_text()) for path in
+                                                    sorted(folder.glob("wavenet_ceiling_*.json")))}
+        machine = next(iter(compares.values()))["machine"]
+        flags = machine.get("simd")
+        wanted = (" float32 vs ", "read-bandwidth ceiling", "bfloat16 weights vs our float32 loop, batch 1,")
+        checked = [t for t in targets(compares, cpu=flags, ceilings=ceilings)
+                   if any(w in t.target for w in wanted) and (ceilings or " float32 vs " in t.target)]
+        met = sum(t.verdict == MET for t in checked)
+        mark = {MET: "met", NOT_MEASURED: "not measured"}
+        out += [f"## On another class of CPU: `{folder.name}` (`benchmarks/results/{folder.name}/`)", "",
+                f"Comparisons on another machine, {machine.get('cpu', '?')} ({machine.get('cpu_count', '?')} cores; "
+                f"vector extensions {', '.join(flags) if flags else 'not recorded'}; "
+                f"torch {machine.get('torch', '?')}), "
+                "another class of CPU than the rest of this page, where the compiled kernels run another variant "
+                f"(`tapconv`: {machine.get('kernels', {}).get('tapconv', 'not recorded')}). Issue 30's targets "
+                f"that apply to it: {met} of {len(checked)} met.", "",
+                "| target | needed | measured | |", "|---|---|---|---|",
+                *[f"| {t.target} | {t.needed} | {t.measured} | {mark.get(t.verdict, '**' + t.verdict + '**')} |"
+                  for t in checked], ""]
+        out += _compare_tables(compares, "###")
+        out += _compare_tables(ceilings, "###")
+    return out
 
 
 def render() -> str:
@@ -505,42 +603,8 @@ def render() -> str:
                 *[f"| {k['architecture']} | {k['dtype']} | {k['path']} |" for k in cond["kernel_paths"]], ""]
     quality = _load("bf16_quality")
     out += _target_lines(_targets(compares, cond, memory, wavenet, quality))
-    for compare in compares.values():
-        when = compare.get("machine", {}).get("date", "?")
-        out += [f"## Ours against the reference implementations, {_threads(compare)} thread(s) "
-                "(`benchmarks/compare_reference.py`)", "",
-                f"Same weights (the reference's seeded state dict through our converter), same input, batch 1, "
-                f"{compare['seconds']:g} s of audio, {compare.get('runs', '?')} interleaved runs (median) after a "
-                f"warm-up, {compare.get('clock', 'wall')} clock, {_threads(compare)} torch thread(s) for both "
-                f"sides (finished {when}). Outputs are compared on shared noise or shared "
-                f"uniform draws (max abs difference; float32 rows must be at most {compare.get('atol', 1e-4):g}, "
-                "bfloat16 rows within their model's tolerance, `benchcheck.BF16_TOLERANCES`).", "",
-                "| model | dtype | reference (s) | ours (s) | speed-up | max abs diff | kernel path | note |",
-                "|---|---|---|---|---|---|---|---|"]
-        for r in compare["rows"]:
-            note = ""
-            if "extrapolated_from_samples" in r:
-                note = (f"timed on {r['extrapolated_from_samples']} samples, extrapolated "
-                        f"({_fmt(r['ref_samples_per_s'], 0)} vs {_fmt(r['ours_samples_per_s'], 0)} samples/s)")
-            elif "ours_samples_per_s" in r:
-                note = f"{_fmt(r['ref_samples_per_s'], 0)} vs {_fmt(r['ours_samples_per_s'], 0)} samples/s"
-            if r["dtype"] == "bfloat16":
-                note = (f"our bfloat16 model vs the float32 reference: {r['check']}" if "bf16_ok" in r else
-                        "our bfloat16 model vs the float32 reference (difference reported, not checked)")
-            if "ceiling_samples_per_s" in r:
-                note += (f"; read-bandwidth ceiling {_fmt(r['ceiling_samples_per_s'], 0)} samples/s, ours at "
-                         f"{ceiling_share(r):.0%} of it")
-            if len(r.get("ours_runs_s", [])) > 1 and "reference_runs_s" in r:
-                note += f"; timed runs {run_range(r['reference_runs_s'])} vs {run_range(r['ours_runs_s'])} s"
-            if r.get("remeasured"):  # a row run again alone after a change (conditions.json says why)
-                note += f"; measured again {r['remeasured']}"
-            elif len(r.get("ours_runs_s", [])) > 1 and "float32_runs_s" in r:  # timed against our float32 loop
-                note += (f"; {r['vs_float32']:.2f}x our float32 loop (timed runs {run_range(r['float32_runs_s'])} "
-                         f"vs {run_range(r['ours_runs_s'])} s)")
-            out.append(f"| {r['model']} | {r['dtype']} | {_fmt(r['reference_s'])} | {_fmt(r['ours_s'])} | "
-                       f"{r['speedup']:.2f}x | {r['max_abs_diff']:.1e} | {r.get('kernel_path', 'not recorded')} | "
-                       f"{note.removeprefix('; ')} |")
-        out.append("")
+    out += _compare_tables(compares)
+    out += _other_cpus()
     if roofline:
         peaks = ", ".join(f"{k} {v:,.0f}" for k, v in roofline["matmul_gflops"].items())
         bf16_peaks = ", ".join(f"{k} {v:,.0f}" for k, v in (roofline.get("bf16_product_gflops") or {}).items())

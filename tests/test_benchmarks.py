@@ -287,3 +287,45 @@ def test_roofline_ceilings_float32_and_bfloat16(tmp_path, monkeypatch):
     assert row["ours_bf16_gflops"] == pytest.approx(100.0) and row["bf16_speedup"] == 4.0
     flow = next(r for r in out["rows"] if r["model"] == "flowavenet")
     assert "ceiling" not in flow and "bf16_ceiling" not in flow  # no comparison row for it
+
+
+def test_performance_page_adds_a_section_per_other_cpu_folder(tmp_path, monkeypatch):
+    """Comparison runs kept in a subfolder of the results (another class of CPU) get their own section: the
+    machine, issue 30's float32 targets checked on them, and their tables; the page's own results and
+    targets are not mixed with them."""
+    import json
+
+    import performance
+
+    monkeypatch.setattr(performance, "RESULTS", tmp_path)
+    assert performance._other_cpus() == []  # no such folder: no section
+
+    def row(model: str, ref: float, ours: float) -> dict:
+        return {"model": model, "dtype": "float32", "reference_s": ref, "ours_s": ours, "speedup": ref / ours,
+                "max_abs_diff": 1e-5, "kernel_path": "tapconv: compiled float32 AVX2 FMA tiles (avx2 variant)"}
+
+    machine = {"threads": 1, "cpu": "AMD EPYC", "cpu_count": 2, "simd": ["avx2", "fma"], "torch": "2.11",
+               "date": "2026-12-08 02:00:00 UTC", "kernels": {"tapconv": "compiled, avx2 variant"}}
+    (tmp_path / "avx2").mkdir()
+    (tmp_path / "avx2" / "compare_threads1.json").write_text(json.dumps(
+        {"machine": machine, "seconds": 2, "runs": 5, "rows": [row("hifigan.universal", 2.2, 1.3),
+                                                               row("waveglow (256 ch)", 19.0, 15.0)]}))
+    text = "\n".join(performance._other_cpus())
+    assert "## On another class of CPU: `avx2`" in text and "avx2, fma" in text and "compiled, avx2 variant" in text
+    assert "| HiFi-GAN float32 vs its float32 reference, 1 thread(s) | >= 1.3x, max abs diff <= 0.0001 | 1.69x" in text
+    assert "| WaveGlow float32 vs its float32 reference, 1 thread(s) | >= 1.3x, max abs diff <= 0.0001 | 1.27x, " \
+           "1.0e-05 | **not met** |" in text
+    assert "bfloat16 vs" not in text  # the bfloat16 targets need AVX-512 BF16: not listed for this CPU
+    assert "### Ours against the reference implementations, 1 thread(s)" in text
+    assert "r9y9" not in text  # no bandwidth run kept for that CPU: its WaveNet targets are not listed
+    assert performance._compare_runs() == {}  # the page's own comparisons are the top folder's only
+    wavenet = {"model": "r9y9 wavenet (LJSpeech)", "dtype": "float32", "reference_s": 40.0, "ours_s": 10.0,
+               "speedup": 4.0, "max_abs_diff": 0.0, "ref_samples_per_s": 75.0, "ours_samples_per_s": 300.0,
+               "ceiling_samples_per_s": 400.0,
+               "ceiling_share": 0.8}
+    (tmp_path / "avx2" / "wavenet_ceiling_1.json").write_text(json.dumps(
+        {"machine": machine, "seconds": 2, "runs": 5, "rows": [wavenet]}))
+    text = "\n".join(performance._other_cpus())
+    assert ("| r9y9 LJSpeech WaveNet float32 against the read-bandwidth ceiling, 1 thread(s) | >= 85% of the ceiling "
+            "| 80% (300 of 400 samples/s) | **not met** |") in text
+    assert "| r9y9 wavenet (LJSpeech) | float32 |" in text
