@@ -412,16 +412,27 @@ static const float *panel_weights(const float *w, long rows, const float *w2, lo
     return buf;
 }
 
-/* Rows [a, b) and columns [nb, ne) of the product on this thread: blocks of RB rows, within each every column
-   panel (nb a multiple of 16 when cout is). */
-static void prod_block(const prod_t *p, long a, long b, int nb, int ne, const float *panels, long pstride) {
+/* Whether this level's tiles do job p (else plain C): bfloat16 only with AVX-512 BF16, a gate only on the
+   AVX-512 levels' 64-column tiles (AVX2's are 16 wide), outputs a whole number of vectors wide. */
+static int tiled(const prod_t *p) {
 #ifdef ZOO_F32_TILES
 #ifdef __AVX512BF16__
-    const int tiled = 1;
-#else  /* float32 only; AVX2's 16-column tiles gate in plain C (a gate panel is 64 columns) */
-    const int tiled = p->f32 && (VW == 16 || !p->gate);
+    const int dtype_ok = 1;
+#else
+    const int dtype_ok = p->f32;
 #endif
-    if (tiled && p->cout % VW == 0) {
+    return dtype_ok && (VW == 16 || !p->gate) && p->cout % VW == 0;
+#else
+    (void)p;
+    return 0;
+#endif
+}
+
+/* Rows [a, b) and columns [nb, ne) of the product on this thread: blocks of RB rows, within each every column
+   panel (nb a multiple of 16 when cout is); `panels`: panel_weights' copy where the tiles read one (AVX2). */
+static void prod_block(const prod_t *p, long a, long b, int nb, int ne, const float *panels, long pstride) {
+#ifdef ZOO_F32_TILES
+    if (tiled(p)) {
         for (long m0 = a; m0 < b; m0 += RB) tiled_rows(p, m0, m0 + RB < b ? m0 + RB : b, nb, ne, panels, pstride);
         return;
     }
@@ -475,7 +486,7 @@ static void run_units(const void *ctx, long a, long b) {
 static void conv_block(const prod_t *p, long a, long b, int nb, int ne, long gen) {
     const float *panels = NULL;
     long pstride = 0;
-    if (VW_PANELS && p->f32 && !p->gate && p->cout % 8 == 0) {
+    if (VW_PANELS && tiled(p)) {
         const long rows = (long)p->taps * p->cin;
         panels = panel_weights((const float *)p->w, rows, (const float *)p->w2, p->src2 ? p->cin2 : 0, p->cout, gen);
         pstride = (rows + (p->src2 ? p->cin2 : 0)) * 16;
@@ -591,9 +602,10 @@ static void wino_block(const prod_t *w, long a, long b, int nb, int ne, long gen
             }
         }
     }
-    /* the six products' panels (AVX2 float32 tiles): the six filters as one of 6 cin rows */
-    const float *panels = VW_PANELS && f32 && cout % 8 == 0 ? panel_weights((const float *)w->w, 6L * cin, NULL, 0, cout, gen)
-                                                            : NULL;
+    /* the six products' panels where the tiles read a copy (AVX2): the six filters as one of 6 cin rows */
+    const prod_t p0 = {nt, cin, cout, 1, 0, NULL, cin, NULL, NULL, NULL, cout, 0, f32};
+    const float *panels = VW_PANELS && tiled(&p0) ? panel_weights((const float *)w->w, 6L * cin, NULL, 0, cout, gen)
+                                                  : NULL;
     for (int j = 0; j < 6; ++j) {
         const long wstep = f32 ? (long)cin * cout * 4 : (long)((cin + 1) / 2) * cout * 4;  /* bytes */
         prod_t p = {nt, cin, cout, 1, 0, (const char *)v + j * vs * (long)esize, cin,
