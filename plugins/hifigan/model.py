@@ -38,8 +38,8 @@ LRELU_SLOPE = 0.1
 #: Residual-block convs at least this wide take their taps three at a time through Winograd F(4, 3) in
 #: :meth:`HiFiGAN.generate_time_major` (narrower ones: the transforms cost more than they save).
 WINOGRAD_MIN_CHANNELS = 128
-#: The same for the compiled convs (:mod:`zoo.kernels.tapconv`), in float32 (with AVX-512) and bfloat16, whose
-#: Winograd transforms run fused on blocks in cache.
+#: The same for the compiled convs (:mod:`zoo.kernels.tapconv`), in float32 (with AVX2 or AVX-512) and bfloat16,
+#: whose Winograd transforms run fused on blocks in cache.
 WINOGRAD_MIN_CHANNELS_KERNEL = 64
 WINOGRAD_MIN_CHANNELS_BF16 = 128
 

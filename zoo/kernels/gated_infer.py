@@ -165,8 +165,8 @@ def infer_layers(stack: GatedStackLike, buf: Tensor, left: int, t: int, cond_t: 
     channels goes through Winograd F(4, 3) instead (:func:`zoo.kernels.timemajor.winograd_conv3`: 6 products of a
     quarter of the rows where the taps make 3 of all rows; the buffer's right padding, :func:`stack_pad`,
     covers its whole tiles). Where :func:`zoo.kernels.backend.choose` picks the compiled kernel (float32 on
-    CPUs with AVX-512) the dilated convs (taps and Winograd) run on :mod:`zoo.kernels.tapconv` instead of
-    torch's products: every tap summed in registers, the Winograd transforms fused on blocks in cache.
+    CPUs with AVX2 and FMA, or AVX-512) the dilated convs (taps and Winograd) run on :mod:`zoo.kernels.tapconv`
+    instead of torch's products: every tap summed in registers, the Winograd transforms fused on blocks in cache.
     ``tanh(a) sigmoid(b)`` is ``(2 sigmoid(2a) - 1) sigmoid(b)``: the tanh half's weights are doubled
     (exact in floating point; or that half of ``h`` when it is the smaller), one sigmoid pass, and two
     half-width passes leave ``-tanh(a) sigmoid(b)``, whose sign the skip and residual products absorb.

@@ -90,7 +90,6 @@ static int f32_native(void) {
 /* Rows per block of a thread's share of a product. */
 #define RB 192
 
-
 typedef struct {
     long rows, block; /* rows to do, in blocks of `block` */
     int cols, group;  /* columns, in groups of `group` */
