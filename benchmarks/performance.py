@@ -470,16 +470,21 @@ def _targets(compares: dict[int, dict], cond: dict, memory: dict | None, wavenet
     return targets(compares, cpu=cpu, ceilings=ceilings, wavenet=wavenet, memory=memory, quality=quality)
 
 
+def _target_table(checked: list[Target]) -> list[str]:
+    """The targets as a table: each with what it needs, what was measured and its verdict."""
+    mark = {MET: "met", NOT_MEASURED: "not measured"}
+    return ["| target | needed | measured | |", "|---|---|---|---|",
+            *[f"| {t.target} | {t.needed} | {t.measured} | {mark.get(t.verdict, '**' + t.verdict + '**')} |"
+              for t in checked], ""]
+
+
 def _target_lines(checked: list[Target]) -> list[str]:
     if not checked:
         return []
-    mark = {MET: "met", NOT_MEASURED: "not measured"}
-    rows = [f"| {t.target} | {t.needed} | {t.measured} | {mark.get(t.verdict, '**' + t.verdict + '**')} |"
-            for t in checked]
     count = {v: sum(t.verdict == v for t in checked) for v in {t.verdict for t in checked}}
     summary = ", ".join(f"{n} {v}" for v, n in sorted(count.items()))
     return ["## Targets (issue 30)", "", f"Checked by `benchmarks/benchcheck.py` from the results below: {summary}.",
-            "", "| target | needed | measured | |", "|---|---|---|---|", *rows, ""]
+            "", *_target_table(checked)]
 
 
 def _compare_tables(compares: dict[int, dict], heading: str = "##") -> list[str]:
@@ -541,17 +546,13 @@ def _other_cpus() -> list[str]:
         checked = [t for t in targets(compares, cpu=flags, ceilings=ceilings)
                    if any(w in t.target for w in wanted) and (ceilings or " float32 vs " in t.target)]
         met = sum(t.verdict == MET for t in checked)
-        mark = {MET: "met", NOT_MEASURED: "not measured"}
         out += [f"## On another class of CPU: `{folder.name}` (`benchmarks/results/{folder.name}/`)", "",
                 f"Comparisons on another machine, {machine.get('cpu', '?')} ({machine.get('cpu_count', '?')} cores; "
                 f"vector extensions {', '.join(flags) if flags else 'not recorded'}; "
                 f"torch {machine.get('torch', '?')}), "
                 "another class of CPU than the rest of this page, where the compiled kernels run another variant "
                 f"(`tapconv`: {machine.get('kernels', {}).get('tapconv', 'not recorded')}). Issue 30's targets "
-                f"that apply to it: {met} of {len(checked)} met.", "",
-                "| target | needed | measured | |", "|---|---|---|---|",
-                *[f"| {t.target} | {t.needed} | {t.measured} | {mark.get(t.verdict, '**' + t.verdict + '**')} |"
-                  for t in checked], ""]
+                f"that apply to it: {met} of {len(checked)} met.", "", *_target_table(checked)]
         out += _compare_tables(compares, "###")
         out += _compare_tables(ceilings, "###")
     return out
